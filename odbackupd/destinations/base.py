@@ -1,0 +1,105 @@
+"""The small interface every destination meets.
+
+A destination stores snapshot folders: ``<job>/<snapshot-id>/`` holding volume files
+(``vol.000001.zst[.age]`` …) and ``manifest.json``, which is always written last. A
+folder without a manifest is an incomplete snapshot and is never listed as one.
+
+Destinations are used from worker threads; every method may block.
+"""
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+MANIFEST_NAME = "manifest.json"
+
+
+class DestinationError(Exception):
+    """A destination could not do what was asked; the message is meant for a sysadmin."""
+
+
+class ObjectNotFound(DestinationError):
+    pass
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What a destination says it holds for one file."""
+
+    name: str
+    size: int
+    sha256: str | None = None  # lower-case hex, when the destination knows it
+    quickxor: str | None = None  # base64 quickXorHash, when the destination reports one
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the uploader knows about a file it hands over (for verification)."""
+
+    size: int
+    sha256: str
+    quickxor: str
+
+
+ProgressFn = Callable[[int], None]  # called with bytes newly stored
+
+
+class Destination(ABC):
+    """One configured place snapshots go to."""
+
+    kind: str = "?"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def prepare(self, needed_bytes: int | None = None) -> None:
+        """Check the destination is usable before a run (reachable, writable, quota)."""
+
+    @abstractmethod
+    def list_snapshot_dirs(self, job: str) -> list[str]:
+        """Names of every snapshot folder of ``job``, complete or not."""
+
+    @abstractmethod
+    def list_objects(self, job: str, snapshot: str) -> dict[str, StoredObject]:
+        """The files inside one snapshot folder ({} when the folder does not exist)."""
+
+    @abstractmethod
+    def put_file(
+        self,
+        job: str,
+        snapshot: str,
+        name: str,
+        src: Path,
+        expected: Expected,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> StoredObject:
+        """Store ``src`` as ``job/snapshot/name``; return what the destination then holds.
+
+        Must be idempotent: calling it again after an interruption resumes or replaces.
+        """
+
+    @abstractmethod
+    def put_bytes(self, job: str, snapshot: str, name: str, data: bytes) -> StoredObject:
+        """Store a small file atomically (the manifest)."""
+
+    @abstractmethod
+    def open_read(self, job: str, snapshot: str, name: str) -> BinaryIO:
+        """A readable binary stream of one stored file."""
+
+    @abstractmethod
+    def delete_snapshot(self, job: str, snapshot: str) -> None:
+        """Remove a snapshot folder and everything in it."""
+
+    def read_bytes(self, job: str, snapshot: str, name: str) -> bytes:
+        with self.open_read(job, snapshot, name) as f:
+            return f.read()
+
+    def close(self) -> None:
+        """Release sessions and connections."""
+
+    def describe(self) -> str:
+        return f"{self.kind} destination {self.name!r}"

@@ -1,0 +1,1 @@
+"""odctl: command-line client for odbackupd."""
