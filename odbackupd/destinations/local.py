@@ -1,0 +1,158 @@
+"""A directory on this machine (a mounted USB disk, NFS, another filesystem).
+
+Files are written under a temporary name, fsynced and renamed, so a crash never leaves a
+file that looks complete but is not. A volume on the same filesystem as the spool is
+hard-linked instead of copied.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import BinaryIO
+
+from .base import (
+    MANIFEST_NAME, Destination, DestinationError, Expected, ObjectNotFound, ProgressFn, StoredObject,
+)
+
+_TMP_SUFFIX = ".partial"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _safe_component(name: str) -> str:
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise DestinationError(f"invalid name {name!r}")
+    return name
+
+
+class LocalDestination(Destination):
+    kind = "local"
+
+    def __init__(self, name: str, path: Path, create: bool = False) -> None:
+        super().__init__(name)
+        self.root = Path(path)
+        self.create = create
+
+    def describe(self) -> str:
+        return f"local destination {self.name!r} ({self.root})"
+
+    def prepare(self, needed_bytes: int | None = None) -> None:
+        if not self.root.is_dir():
+            if self.create and self.root.parent.is_dir():
+                self.root.mkdir(mode=0o700, exist_ok=True)
+            else:
+                raise DestinationError(
+                    f"{self.describe()}: {self.root} does not exist or is not a directory"
+                    " (is the disk mounted?). Create it with: mkdir -p " + str(self.root)
+                )
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise DestinationError(f"{self.describe()}: {self.root} is not writable by this user")
+        if needed_bytes:
+            free = shutil.disk_usage(self.root).free
+            if free < needed_bytes:
+                raise DestinationError(
+                    f"{self.describe()}: {free} bytes free, about {needed_bytes} needed"
+                )
+
+    def _dir(self, job: str, snapshot: str | None = None) -> Path:
+        p = self.root / _safe_component(job)
+        return p / _safe_component(snapshot) if snapshot is not None else p
+
+    def list_snapshot_dirs(self, job: str) -> list[str]:
+        try:
+            with os.scandir(self._dir(job)) as it:
+                return sorted(e.name for e in it if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise DestinationError(f"{self.describe()}: cannot list {self._dir(job)}: {e.strerror}") from e
+
+    def list_objects(self, job: str, snapshot: str) -> dict[str, StoredObject]:
+        out: dict[str, StoredObject] = {}
+        try:
+            with os.scandir(self._dir(job, snapshot)) as it:
+                for e in it:
+                    if e.name.endswith(_TMP_SUFFIX) or not e.is_file(follow_symlinks=False):
+                        continue
+                    out[e.name] = StoredObject(e.name, e.stat(follow_symlinks=False).st_size)
+        except FileNotFoundError:
+            return {}
+        return out
+
+    def _target(self, job: str, snapshot: str, name: str) -> Path:
+        d = self._dir(job, snapshot)
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return d / _safe_component(name)
+
+    def put_file(
+        self,
+        job: str,
+        snapshot: str,
+        name: str,
+        src: Path,
+        expected: Expected,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> StoredObject:
+        final = self._target(job, snapshot, name)
+        tmp = final.with_name(final.name + _TMP_SUFFIX)
+        tmp.unlink(missing_ok=True)
+        try:
+            try:
+                os.link(src, tmp)  # same filesystem: no copy at all
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+                shutil.copyfile(src, tmp)  # sendfile(2) underneath
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise DestinationError(f"{self.describe()}: writing {final}: {e.strerror or e}") from e
+        size = final.stat().st_size
+        if progress:
+            progress(size)
+        return StoredObject(name, size)
+
+    def put_bytes(self, job: str, snapshot: str, name: str, data: bytes) -> StoredObject:
+        final = self._target(job, snapshot, name)
+        tmp = final.with_name(final.name + _TMP_SUFFIX)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise DestinationError(f"{self.describe()}: writing {final}: {e.strerror or e}") from e
+        return StoredObject(name, len(data))
+
+    def open_read(self, job: str, snapshot: str, name: str) -> BinaryIO:
+        path = self._dir(job, snapshot) / _safe_component(name)
+        try:
+            return open(path, "rb")
+        except FileNotFoundError as e:
+            raise ObjectNotFound(f"{self.describe()}: {path} is missing") from e
+
+    def delete_snapshot(self, job: str, snapshot: str) -> None:
+        d = self._dir(job, snapshot)
+        # the manifest goes first: from then on the snapshot is incomplete, never half-listed
+        try:
+            (d / MANIFEST_NAME).unlink(missing_ok=True)
+            _fsync_dir(d)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(d, ignore_errors=True)

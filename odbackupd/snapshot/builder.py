@@ -1,0 +1,474 @@
+"""The snapshot pipeline: walk → tar → zstd → (age) → volumes → destinations → manifest.
+
+One thread builds volumes into the spool; upload workers hand finished volumes to every
+destination while the next one is built. The spool holds at most ``upload_workers + 1``
+volumes, so scratch disk is a few volumes whatever the snapshot's size.
+
+Every finished volume is recorded in the state database with the tar checkpoint that
+follows it. A run that finds an in-progress snapshot of its job resumes it: volumes
+already stored are neither rebuilt nor sent again, volumes still in the spool are sent,
+and building continues from the last checkpoint.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .. import __version__
+from ..destinations.base import MANIFEST_NAME, Destination, DestinationError, Expected, StoredObject
+from ..state import StateStore
+from .manifest import Manifest, new_snapshot_id
+from .tarstream import TarCheckpoint, TarStream
+from .volumes import VolumeInfo, VolumeWriter, make_compressor
+from .walk import ExcludeMatcher, Walker
+
+log = logging.getLogger("odbackupd.snapshot")
+
+COMPLETED = "completed"
+COMPLETED_WITH_WARNINGS = "completed with warnings"
+FAILED = "failed"
+CANCELLED = "cancelled"
+
+MAX_WARNING_DETAILS = 200
+
+
+class RunCancelled(Exception):
+    pass
+
+
+class RunFailed(Exception):
+    pass
+
+
+@dataclass
+class JobSpec:
+    """What the builder needs of a job (a subset of config.JobConfig)."""
+
+    name: str
+    sources: Sequence[Path]
+    exclude: Sequence[str] = ()
+    recipients: Sequence[str] = ()
+    volume_size: int = 64 << 20
+    compression_level: int = 3
+    compression_threads: int = 0
+    one_file_system: bool = True
+
+    @classmethod
+    def from_config(cls, job: object) -> "JobSpec":
+        return cls(
+            name=job.name, sources=tuple(job.sources), exclude=tuple(job.exclude),  # type: ignore[attr-defined]
+            recipients=tuple(job.recipients), volume_size=job.volume_size,  # type: ignore[attr-defined]
+            compression_level=job.compression_level,  # type: ignore[attr-defined]
+            compression_threads=getattr(job, "compression_threads", 0),
+            one_file_system=getattr(job, "one_file_system", True),
+        )
+
+    def params(self, destinations: Sequence[Destination]) -> dict:
+        """What must not change for an interrupted snapshot to be resumed."""
+        return {
+            "destinations": sorted(d.name for d in destinations),
+            "sources": [str(s) for s in self.sources],
+            "exclude": list(self.exclude),
+            "recipients": list(self.recipients),
+            "volume_size": self.volume_size,
+            "compression_level": self.compression_level,
+            "one_file_system": self.one_file_system,
+        }
+
+
+@dataclass
+class Progress:
+    phase: str = "starting"
+    files: int = 0
+    data_bytes: int = 0
+    tar_bytes: int = 0
+    volumes_built: int = 0
+    volumes_stored: int = 0
+    stored_bytes: int = 0
+    estimated_total: int | None = None  # data bytes of the previous snapshot
+    current_volume: str = ""
+    started: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RunResult:
+    job: str
+    snapshot: str | None
+    status: str
+    message: str = ""
+    manifest: Manifest | None = None
+    warnings: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, path, message)
+    warning_counts: dict[str, int] = field(default_factory=dict)
+    resumed: bool = False
+    reused_volumes: int = 0
+    removed_leftovers: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (COMPLETED, COMPLETED_WITH_WARNINGS)
+
+
+def _verify_stored(dest: Destination, info: VolumeInfo, obj: StoredObject) -> None:
+    problems = []
+    if obj.size != info.size:
+        problems.append(f"size {obj.size}, expected {info.size}")
+    if obj.quickxor is not None and obj.quickxor != info.quickxor:
+        problems.append(f"quickXorHash {obj.quickxor}, expected {info.quickxor}")
+    if obj.sha256 is not None and obj.sha256.lower() != info.sha256:
+        problems.append(f"SHA-256 {obj.sha256}, expected {info.sha256}")
+    if problems:
+        raise DestinationError(f"{dest.describe()} holds a bad copy of {info.name}: " + "; ".join(problems))
+
+
+def _stored_ok(info: VolumeInfo, obj: StoredObject | None) -> bool:
+    if obj is None or obj.size != info.size:
+        return False
+    if obj.quickxor is not None and obj.quickxor != info.quickxor:
+        return False
+    return obj.sha256 is None or obj.sha256.lower() == info.sha256
+
+
+class SnapshotBuilder:
+    def __init__(
+        self,
+        job: JobSpec,
+        destinations: Sequence[Destination],
+        state: StateStore,
+        spool_root: Path,
+        hostname: str,
+        *,
+        upload_workers: int = 1,
+        progress: Callable[[Progress], None] | None = None,
+        cancel: threading.Event | None = None,
+        skip_paths: Sequence[Path] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not destinations:
+            raise ValueError("a snapshot needs at least one destination")
+        self.job = job
+        self.dests = list(destinations)
+        self.state = state
+        self.spool_root = Path(spool_root)
+        self.hostname = hostname
+        self.workers = max(1, upload_workers)
+        self.progress_cb = progress
+        self.cancel = cancel or threading.Event()
+        self.skip_paths = frozenset(os.fsencode(os.path.normpath(p)) for p in skip_paths)
+        self.clock = clock
+        self.progress = Progress()
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._abort = threading.Event()
+        self._warnings: list[tuple[str, str, str]] = []
+        self._warning_counts: dict[str, int] = {}
+        self._last_progress = 0.0
+
+    # -- reporting --------------------------------------------------------------------------
+    def _report(self, kind: str, path: bytes, message: str) -> None:
+        p = os.fsdecode(path)
+        with self._lock:
+            self._warning_counts[kind] = self._warning_counts.get(kind, 0) + 1
+            if len(self._warnings) < MAX_WARNING_DETAILS:
+                self._warnings.append((kind, p, message))
+        log.warning("%s: %s", p, message, extra={"journal_fields": {"JOB": self.job.name, "WARNING_KIND": kind}})
+
+    def _emit_progress(self, force: bool = False) -> None:
+        if self.progress_cb is None:
+            return
+        now = time.monotonic()
+        if force or now - self._last_progress >= 0.5:
+            self._last_progress = now
+            self.progress_cb(self.progress)
+
+    # -- the run ----------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        job = self.job.name
+        params = self.job.params(self.dests)
+        recipients = []
+        if self.job.recipients:
+            from ..crypto.age import parse_recipient
+
+            recipients = [parse_recipient(r) for r in self.job.recipients]
+        for d in self.dests:
+            d.prepare()
+
+        inprog = self.state.inprogress(job)
+        resumed = False
+        if inprog is not None and inprog.params == params:
+            snapshot, started = inprog.snapshot, inprog.started
+            resumed = True
+            self.state.note_resume(job)
+        else:
+            if inprog is not None:
+                log.info("job %s: settings changed since interrupted snapshot %s; starting anew", job, inprog.snapshot)
+                self.state.forget(job)
+            started = self.clock()
+            snapshot = new_snapshot_id(started)
+            self.state.begin(job, snapshot, started, params)
+        result = RunResult(job, snapshot, FAILED, resumed=resumed)
+        spool = self.spool_root / job / snapshot
+        self._clean_spool(job, keep=snapshot)
+        spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+        result.removed_leftovers = self._remove_leftovers(job, keep=snapshot)
+
+        prev = self.state.get(f"last_data_bytes:{job}")
+        self.progress.estimated_total = int(prev) if prev else None
+
+        pending, resume_cp, next_index, warn_counts = self._reconcile(job, snapshot, spool)
+        result.reused_volumes = next_index - 1 - len(pending)
+        for k, v in warn_counts.items():
+            self._warning_counts[k] = self._warning_counts.get(k, 0) + v
+
+        slots = threading.Semaphore(self.workers + 1)
+        futures: list[Future] = []
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=f"upload-{job}")
+        try:
+            for info, missing in pending:
+                self._acquire(slots)
+                futures.append(pool.submit(self._upload, job, snapshot, spool, info, missing, slots))
+            if resume_cp is None or not resume_cp.finished:
+                self._build(job, snapshot, spool, recipients, resume_cp, next_index, slots, pool, futures)
+            self.progress.phase = "uploading"
+            self._emit_progress(force=True)
+            for f in futures:
+                while True:
+                    self._check()
+                    try:
+                        f.result(timeout=0.2)
+                        break
+                    except TimeoutError:
+                        continue
+        except RunCancelled:
+            self._abort.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            result.status, result.message = CANCELLED, "cancelled; the next run resumes this snapshot"
+            return self._finish_result(result)
+        except BaseException as e:
+            self._abort.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            err = self._error or e
+            result.status = FAILED
+            result.message = f"{err}; the next run resumes this snapshot"
+            if not isinstance(err, (DestinationError, RunFailed, OSError)):
+                log.exception("job %s: snapshot %s failed", job, snapshot)
+            return self._finish_result(result)
+        pool.shutdown(wait=True)
+
+        # every volume is stored everywhere: the manifest makes the snapshot complete
+        self.progress.phase = "finishing"
+        self._emit_progress(force=True)
+        records = self.state.volumes(job, snapshot)
+        last_cp = TarCheckpoint.from_json(records[-1].checkpoint["tar"])
+        inprog2 = self.state.inprogress(job)
+        manifest = Manifest(
+            job=job, snapshot=snapshot, host=self.hostname, started=started, finished=self.clock(),
+            tool_version=__version__,
+            compression={"algorithm": "zstd", "level": self.job.compression_level},
+            encryption=(
+                {"format": "age-v1", "recipients": [_fingerprint(r) for r in self.job.recipients]}
+                if self.job.recipients else None
+            ),
+            sources=[str(s) for s in self.job.sources],
+            files=last_cp.stats.files, dirs=last_cp.stats.dirs, others=last_cp.stats.others,
+            data_bytes=last_cp.stats.data_bytes, tar_bytes=last_cp.offset,
+            volumes=[{k: v for k, v in r.info.items() if k != "index"} for r in records],
+            warnings=dict(self._warning_counts),
+            resumes=inprog2.resumes if inprog2 else 0,
+        )
+        data = manifest.dumps()
+        try:
+            for d in self.dests:
+                d.put_bytes(job, snapshot, MANIFEST_NAME, data)
+        except BaseException as e:
+            result.status, result.message = FAILED, f"writing the manifest: {e}; the next run finishes this snapshot"
+            return self._finish_result(result)
+        self.state.forget(job)
+        self.state.set(f"last_data_bytes:{job}", str(manifest.data_bytes))
+        shutil.rmtree(spool, ignore_errors=True)
+        result.manifest = manifest
+        result.status = COMPLETED_WITH_WARNINGS if self._warning_counts else COMPLETED
+        result.message = (
+            f"{manifest.files} files, {manifest.data_bytes} bytes read, "
+            f"{len(manifest.volumes)} volumes, {manifest.stored_bytes} bytes stored"
+        )
+        self.progress.phase = "done"
+        self._emit_progress(force=True)
+        return self._finish_result(result)
+
+    def _finish_result(self, result: RunResult) -> RunResult:
+        result.warnings = list(self._warnings)
+        result.warning_counts = dict(self._warning_counts)
+        return result
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise RunFailed(str(self._error)) from self._error
+        if self.cancel.is_set():
+            raise RunCancelled()
+
+    def _acquire(self, slots: threading.Semaphore) -> None:
+        while not slots.acquire(timeout=0.2):
+            self._check()
+
+    # -- resume -----------------------------------------------------------------------------
+    def _reconcile(
+        self, job: str, snapshot: str, spool: Path
+    ) -> tuple[list[tuple[VolumeInfo, list[Destination]]], TarCheckpoint | None, int, dict[str, int]]:
+        """Decide, for an in-progress snapshot, what is stored, what to send, where to resume."""
+        records = self.state.volumes(job, snapshot)
+        if not records:
+            return [], None, 1, {}
+        stored = {d.name: d.list_objects(job, snapshot) for d in self.dests}
+        pending: list[tuple[VolumeInfo, list[Destination]]] = []
+        keep = len(records)
+        for i, rec in enumerate(records):
+            info = VolumeInfo.from_json(rec.info)
+            missing = [d for d in self.dests if not _stored_ok(info, stored[d.name].get(info.name))]
+            for d in self.dests:
+                if d not in missing and d.name not in rec.stored:
+                    self.state.mark_stored(job, snapshot, info.index, d.name)
+            if missing:
+                f = spool / info.name
+                if f.is_file() and f.stat().st_size == info.size:
+                    pending.append((info, missing))
+                else:
+                    keep = i  # lost from the spool before it was stored: rebuild from here
+                    break
+        if keep < len(records):
+            self.state.drop_volumes_from(job, snapshot, records[keep].idx)
+            for rec in records[keep:]:
+                (spool / rec.info["name"]).unlink(missing_ok=True)
+        if keep == 0:
+            return [], None, 1, {}
+        last = records[keep - 1]
+        cp = TarCheckpoint.from_json(last.checkpoint["tar"])
+        kept_names = {r.info["name"] for r in records[:keep]}
+        for p in spool.iterdir():
+            if p.name not in kept_names:
+                p.unlink(missing_ok=True)  # half-built volumes
+        log.info(
+            "job %s: resuming snapshot %s after volume %d (tar offset %d); %d volume(s) still to send",
+            job, snapshot, last.idx, cp.offset, len(pending),
+        )
+        return pending, cp, last.idx + 1, dict(last.checkpoint.get("warnings", {}))
+
+    def _clean_spool(self, job: str, keep: str) -> None:
+        d = self.spool_root / job
+        if d.is_dir():
+            for p in d.iterdir():
+                if p.name != keep:
+                    shutil.rmtree(p, ignore_errors=True)
+
+    def _remove_leftovers(self, job: str, keep: str) -> list[str]:
+        """Incomplete snapshot folders of earlier interrupted runs that cannot be resumed."""
+        removed = []
+        for d in self.dests:
+            for name in d.list_snapshot_dirs(job):
+                if name == keep:
+                    continue
+                if MANIFEST_NAME not in d.list_objects(job, name):
+                    log.info("job %s: removing incomplete snapshot %s from %s", job, name, d.describe())
+                    d.delete_snapshot(job, name)
+                    removed.append(f"{d.name}:{name}")
+        return removed
+
+    # -- building -----------------------------------------------------------------------------
+    def _build(
+        self, job: str, snapshot: str, spool: Path, recipients: list, resume_cp: TarCheckpoint | None,
+        index: int, slots: threading.Semaphore, pool: ThreadPoolExecutor, futures: list[Future],
+    ) -> None:
+        self.progress.phase = "building"
+        walker = Walker(
+            [os.fsencode(str(s)) for s in self.job.sources],
+            ExcludeMatcher(self.job.exclude),
+            self.job.one_file_system,
+            on_problem=lambda p: self._report(p.kind, p.path, p.message),
+            skip_paths=self.skip_paths | {os.fsencode(str(self.spool_root))},
+        )
+        stream = TarStream(walker, self._report, resume=resume_cp)
+        cctx = make_compressor(self.job.compression_level, self.job.compression_threads)
+        vol: VolumeWriter | None = None
+        limit = self.job.volume_size
+        try:
+            for chunk in stream:
+                if vol is None:
+                    self._acquire(slots)
+                    vol = VolumeWriter(spool, index, stream.cp.offset - len(chunk), cctx, recipients)
+                    self.progress.current_volume = vol.name
+                vol.write(chunk)
+                cp = stream.cp
+                self.progress.files, self.progress.data_bytes = cp.stats.files, cp.stats.data_bytes
+                self.progress.tar_bytes = cp.offset
+                if vol.estimated_size() >= limit:
+                    self._seal(job, snapshot, spool, vol, stream, pool, futures, slots)
+                    vol, index = None, index + 1
+                self._check()
+                self._emit_progress()
+            if vol is not None:
+                self._seal(job, snapshot, spool, vol, stream, pool, futures, slots)
+                vol = None
+        finally:
+            if vol is not None:
+                vol.abort()
+                slots.release()
+
+    def _seal(
+        self, job: str, snapshot: str, spool: Path, vol: VolumeWriter, stream: TarStream,
+        pool: ThreadPoolExecutor, futures: list[Future], slots: threading.Semaphore,
+    ) -> None:
+        info = vol.finish()
+        cp = stream.checkpoint()
+        with self._lock:
+            warnings = dict(self._warning_counts)
+        self.state.add_volume(
+            job, snapshot, info.index, info.to_json(), {"tar": cp.to_json(), "warnings": warnings}
+        )
+        self.progress.volumes_built += 1
+        futures.append(pool.submit(self._upload, job, snapshot, spool, info, list(self.dests), slots))
+
+    # -- uploading ---------------------------------------------------------------------------
+    def _upload(
+        self, job: str, snapshot: str, spool: Path, info: VolumeInfo, dests: list[Destination],
+        slots: threading.Semaphore,
+    ) -> None:
+        try:
+            if self._abort.is_set():
+                return
+            src = spool / info.name
+            expected = Expected(info.size, info.sha256, info.quickxor)
+
+            def progress(n: int) -> None:
+                with self._lock:
+                    self.progress.stored_bytes += n
+
+            for d in dests:
+                obj = d.put_file(job, snapshot, info.name, src, expected, progress, self._abort)
+                _verify_stored(d, info, obj)
+                self.state.mark_stored(job, snapshot, info.index, d.name)
+            with self._lock:
+                self.progress.volumes_stored += 1
+            src.unlink(missing_ok=True)
+        except BaseException as e:
+            with self._lock:
+                if self._error is None:
+                    self._error = e
+            self._abort.set()
+            raise
+        finally:
+            slots.release()
+
+
+def _fingerprint(recipient: str) -> str:
+    from ..crypto.age import parse_recipient, recipient_fingerprint
+
+    return recipient_fingerprint(parse_recipient(recipient))

@@ -1,0 +1,123 @@
+"""The snapshot manifest: written last, its presence is what makes a snapshot complete.
+
+It never holds file names: for an encrypted job the file list lives only inside the
+encrypted volumes. It holds what is needed to verify (sizes and hashes of every volume)
+and to restore (volume order, compression, encryption recipients' fingerprints).
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+FORMAT = "odbackupd-snapshot"
+FORMAT_VERSION = 1
+
+
+class ManifestError(ValueError):
+    pass
+
+
+def new_snapshot_id(now: float | None = None) -> str:
+    """``20261123T101500Z-3fa2c1``: sorts by start time, unique across hosts."""
+    t = datetime.fromtimestamp(now if now is not None else time.time(), timezone.utc)
+    return t.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_iso(s: str) -> float:
+    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class Manifest:
+    job: str
+    snapshot: str
+    host: str
+    started: float
+    finished: float
+    tool_version: str
+    compression: dict[str, Any]
+    encryption: dict[str, Any] | None
+    sources: list[str]
+    files: int
+    dirs: int
+    others: int
+    data_bytes: int
+    tar_bytes: int
+    volumes: list[dict[str, Any]]
+    warnings: dict[str, int] = field(default_factory=dict)
+    resumes: int = 0
+    kind: str = "full"
+
+    @property
+    def stored_bytes(self) -> int:
+        return sum(int(v["size"]) for v in self.volumes)
+
+    @property
+    def encrypted(self) -> bool:
+        return self.encryption is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "job": self.job,
+            "snapshot": self.snapshot,
+            "kind": self.kind,
+            "host": self.host,
+            "started": iso(self.started),
+            "finished": iso(self.finished),
+            "tool_version": self.tool_version,
+            "compression": self.compression,
+            "encryption": self.encryption,
+            "sources": self.sources,
+            "counts": {
+                "files": self.files, "dirs": self.dirs, "others": self.others,
+                "data_bytes": self.data_bytes, "tar_bytes": self.tar_bytes,
+                "stored_bytes": self.stored_bytes, "volumes": len(self.volumes),
+            },
+            "warnings": self.warnings,
+            "resumes": self.resumes,
+            "volumes": self.volumes,
+        }
+
+    def dumps(self) -> bytes:
+        return (json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n").encode()
+
+    @classmethod
+    def loads(cls, data: bytes) -> "Manifest":
+        try:
+            d = json.loads(data)
+            if d.get("format") != FORMAT:
+                raise ManifestError("not an odbackupd manifest")
+            if int(d.get("format_version", 0)) > FORMAT_VERSION:
+                raise ManifestError(
+                    f"manifest format {d['format_version']} is newer than this odbackupd understands"
+                )
+            c = d["counts"]
+            vols = d["volumes"]
+            for v in vols:
+                for k in ("name", "size", "sha256"):
+                    if k not in v:
+                        raise ManifestError(f"volume entry without {k!r}")
+            return cls(
+                job=d["job"], snapshot=d["snapshot"], host=d["host"],
+                started=parse_iso(d["started"]), finished=parse_iso(d["finished"]),
+                tool_version=d["tool_version"], compression=d["compression"],
+                encryption=d["encryption"], sources=list(d["sources"]),
+                files=c["files"], dirs=c["dirs"], others=c["others"],
+                data_bytes=c["data_bytes"], tar_bytes=c["tar_bytes"], volumes=vols,
+                warnings=d.get("warnings", {}), resumes=d.get("resumes", 0),
+                kind=d.get("kind", "full"),
+            )
+        except ManifestError:
+            raise
+        except (ValueError, KeyError, TypeError) as e:
+            raise ManifestError(f"malformed manifest: {e}") from e

@@ -1,0 +1,98 @@
+"""Which complete snapshots to keep: keep_last, keep_daily/weekly/monthly, then max_size.
+
+Calendar buckets count as restic and borg count them: walking from the newest snapshot
+back, the newest snapshot of each of the last N days (weeks, months) that have one is
+kept. Then, while the kept snapshots exceed ``max_size``, the oldest go — never the one
+just made. Incomplete folders are never counted here (the builder cleans them up).
+"""
+from __future__ import annotations
+
+import time
+from datetime import date
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from .manifest import Manifest
+
+
+@dataclass
+class RetentionPolicy:
+    keep_last: int | None = None
+    keep_daily: int | None = None
+    keep_weekly: int | None = None
+    keep_monthly: int | None = None
+    max_size: int | None = None
+
+    @classmethod
+    def from_job(cls, job: object) -> "RetentionPolicy":
+        return cls(*(getattr(job, k, None) for k in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly", "max_size")))
+
+    @property
+    def has_keep_rules(self) -> bool:
+        return any(v is not None for v in (self.keep_last, self.keep_daily, self.keep_weekly, self.keep_monthly))
+
+
+@dataclass
+class RetentionPlan:
+    keep: list[Manifest] = field(default_factory=list)
+    delete: list[Manifest] = field(default_factory=list)
+    reasons: dict[str, list[str]] = field(default_factory=dict)  # snapshot -> why kept / why deleted
+
+
+def _bucket(fmt: Callable[[time.struct_time], object]) -> Callable[[Manifest], object]:
+    return lambda m: fmt(time.localtime(m.started))
+
+
+_BUCKETS = {
+    "daily": _bucket(lambda t: (t.tm_year, t.tm_yday)),
+    "weekly": lambda m: tuple(date.fromtimestamp(m.started).isocalendar()[:2]),
+    "monthly": _bucket(lambda t: (t.tm_year, t.tm_mon)),
+}
+
+
+def plan(snapshots: Sequence[Manifest], policy: RetentionPolicy, protect: Sequence[str] = ()) -> RetentionPlan:
+    newest_first = sorted(snapshots, key=lambda m: (m.started, m.snapshot), reverse=True)
+    reasons: dict[str, list[str]] = {m.snapshot: [] for m in newest_first}
+    kept: set[str] = set()
+    for s in protect:
+        if s in reasons:
+            kept.add(s)
+            reasons[s].append("just made")
+    if not policy.has_keep_rules:
+        for m in newest_first:
+            kept.add(m.snapshot)
+            reasons[m.snapshot].append("no keep rule")
+    else:
+        if policy.keep_last:
+            for m in newest_first[: policy.keep_last]:
+                kept.add(m.snapshot)
+                reasons[m.snapshot].append("keep_last")
+        for name, n in (("daily", policy.keep_daily), ("weekly", policy.keep_weekly), ("monthly", policy.keep_monthly)):
+            if not n:
+                continue
+            key = _BUCKETS[name]
+            seen: list[object] = []
+            for m in newest_first:
+                b = key(m)
+                if b in seen:
+                    continue
+                if len(seen) >= n:
+                    break
+                seen.append(b)
+                kept.add(m.snapshot)
+                reasons[m.snapshot].append(f"keep_{name}")
+    if policy.max_size is not None:
+        total = sum(m.stored_bytes for m in newest_first if m.snapshot in kept)
+        for m in reversed(newest_first):  # oldest first
+            if total <= policy.max_size:
+                break
+            if m.snapshot in kept and m.snapshot not in protect and m is not newest_first[0]:
+                kept.discard(m.snapshot)
+                total -= m.stored_bytes
+                reasons[m.snapshot].append("over max_size")
+    out = RetentionPlan(reasons=reasons)
+    for m in sorted(snapshots, key=lambda m: (m.started, m.snapshot)):
+        (out.keep if m.snapshot in kept else out.delete).append(m)
+        if m.snapshot not in kept and not reasons[m.snapshot]:
+            reasons[m.snapshot].append("not kept by any rule")
+    return out

@@ -1,0 +1,131 @@
+"""Volumes: the tar stream cut into files of about ``volume_size`` bytes.
+
+Each volume is a complete file on its own: its plaintext is whole zstd frames (a frame
+ends at every volume boundary) and, for an encrypted job, it is one age file. So the
+volumes of a snapshot restore with standard tools, in name order:
+``for v in vol.*; do age -d -i key "$v"; done | zstd -d | tar -x``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Sequence
+
+import zstandard
+
+from ..hashes import QuickXorHash
+
+VOLUME_DIGITS = 6
+
+
+def volume_name(index: int, encrypted: bool) -> str:
+    """``vol.000001.zst`` or ``vol.000001.zst.age``: zero-padded so ``vol.*`` sorts right."""
+    return f"vol.{index:0{VOLUME_DIGITS}d}.zst" + (".age" if encrypted else "")
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    index: int
+    name: str
+    size: int
+    sha256: str
+    quickxor: str
+    tar_start: int  # offset of the volume's first plaintext byte in the tar stream
+    tar_end: int
+
+    def to_json(self) -> dict:
+        return {
+            "index": self.index, "name": self.name, "size": self.size, "sha256": self.sha256,
+            "quickxor": self.quickxor, "tar_start": self.tar_start, "tar_end": self.tar_end,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "VolumeInfo":
+        return cls(**{k: d[k] for k in ("index", "name", "size", "sha256", "quickxor", "tar_start", "tar_end")})
+
+
+class HashingSink:
+    """Writes to a file while computing SHA-256, quickXorHash and the size."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.sha = hashlib.sha256()
+        self.qx = QuickXorHash()
+        self.size = 0
+
+    def write(self, b) -> int:  # noqa: ANN001 - bytes-like
+        self.f.write(b)
+        self.sha.update(b)
+        self.qx.update(b)
+        n = len(b)
+        self.size += n
+        return n
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def make_compressor(level: int, threads: int) -> zstandard.ZstdCompressor:
+    return zstandard.ZstdCompressor(
+        level=level, threads=threads if threads > 0 else -1, write_checksum=True
+    )
+
+
+class VolumeWriter:
+    """Builds one volume in the spool: tar bytes in, a finished file out."""
+
+    def __init__(
+        self,
+        spool: Path,
+        index: int,
+        tar_start: int,
+        cctx: zstandard.ZstdCompressor,
+        recipients: Sequence[object] = (),
+    ) -> None:
+        self.index = index
+        self.name = volume_name(index, bool(recipients))
+        self.path = spool / self.name
+        self.tmp = spool / (self.name + ".part")
+        self.tar_start = tar_start
+        self.tar_bytes = 0
+        self._cctx = cctx
+        self._f = open(self.tmp, "wb")
+        self._sink = HashingSink(self._f)
+        self._enc = None
+        if recipients:
+            from ..crypto.age import AgeWriter
+
+            self._enc = AgeWriter(self._sink, list(recipients))
+        self._zw = cctx.stream_writer(self._enc or self._sink, closefd=False, write_return_read=True)
+
+    def write(self, data: bytes) -> None:
+        self._zw.write(data)
+        self.tar_bytes += len(data)
+
+    def estimated_size(self) -> int:
+        """Bytes this volume would have if it ended now (compressor backlog included)."""
+        ingested, consumed, produced = self._cctx.frame_progression()
+        backlog = ingested - consumed
+        ratio = produced / consumed if consumed else 1.0
+        return self._sink.size + int(backlog * ratio)
+
+    def finish(self) -> VolumeInfo:
+        self._zw.close()  # ends the zstd frame; closefd=False keeps the sink open
+        if self._enc is not None:
+            self._enc.close()
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+        os.replace(self.tmp, self.path)
+        return VolumeInfo(
+            self.index, self.name, self._sink.size, self._sink.sha.hexdigest(),
+            self._sink.qx.b64digest(), self.tar_start, self.tar_start + self.tar_bytes,
+        )
+
+    def abort(self) -> None:
+        try:
+            self._f.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)

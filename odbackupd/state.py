@@ -1,0 +1,233 @@
+"""SQLite state: runs, in-progress snapshots and their checkpoints, upload sessions.
+
+Everything a resumed run needs is committed here at each volume boundary, so a SIGKILL or
+a power loss costs at most the volume being built.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS inprogress (
+    job TEXT PRIMARY KEY,
+    snapshot TEXT NOT NULL,
+    started REAL NOT NULL,
+    params TEXT NOT NULL,
+    resumes INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS volumes (
+    job TEXT NOT NULL,
+    snapshot TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    info TEXT NOT NULL,
+    checkpoint TEXT NOT NULL,
+    stored TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (job, snapshot, idx)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job TEXT NOT NULL,
+    snapshot TEXT,
+    trigger TEXT,
+    started REAL NOT NULL,
+    finished REAL,
+    status TEXT NOT NULL,
+    message TEXT,
+    stats TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_job ON runs (job, started);
+CREATE TABLE IF NOT EXISTS upload_sessions (
+    destination TEXT NOT NULL,
+    path TEXT NOT NULL,
+    data TEXT NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (destination, path)
+);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+@dataclass
+class InProgress:
+    job: str
+    snapshot: str
+    started: float
+    params: dict
+    resumes: int
+
+
+@dataclass
+class VolumeRecord:
+    idx: int
+    info: dict
+    checkpoint: dict
+    stored: list[str]
+
+
+class StateStore:
+    """One connection shared by the daemon's threads, serialised by a lock."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        old = os.umask(0o077)
+        try:
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        finally:
+            os.umask(old)
+        self.path = path
+        self._lock = threading.RLock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _tx(self) -> "_Tx":
+        return _Tx(self)
+
+    def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # -- in-progress snapshots ------------------------------------------------------------
+    def inprogress(self, job: str) -> InProgress | None:
+        rows = self._q("SELECT job, snapshot, started, params, resumes FROM inprogress WHERE job=?", (job,))
+        if not rows:
+            return None
+        j, s, t, p, r = rows[0]
+        return InProgress(j, s, t, json.loads(p), r)
+
+    def begin(self, job: str, snapshot: str, started: float, params: dict) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM volumes WHERE job=?", (job,))
+            db.execute(
+                "INSERT OR REPLACE INTO inprogress (job, snapshot, started, params, resumes) VALUES (?,?,?,?,0)",
+                (job, snapshot, started, json.dumps(params)),
+            )
+
+    def note_resume(self, job: str) -> None:
+        self._q("UPDATE inprogress SET resumes = resumes + 1 WHERE job=?", (job,))
+
+    def forget(self, job: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM volumes WHERE job=?", (job,))
+            db.execute("DELETE FROM inprogress WHERE job=?", (job,))
+
+    def add_volume(self, job: str, snapshot: str, idx: int, info: dict, checkpoint: dict) -> None:
+        self._q(
+            "INSERT OR REPLACE INTO volumes (job, snapshot, idx, info, checkpoint, stored) VALUES (?,?,?,?,?, '[]')",
+            (job, snapshot, idx, json.dumps(info), json.dumps(checkpoint)),
+        )
+
+    def mark_stored(self, job: str, snapshot: str, idx: int, destination: str) -> None:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT stored FROM volumes WHERE job=? AND snapshot=? AND idx=?", (job, snapshot, idx)
+            ).fetchone()
+            if row is None:
+                return
+            stored = set(json.loads(row[0]))
+            stored.add(destination)
+            db.execute(
+                "UPDATE volumes SET stored=? WHERE job=? AND snapshot=? AND idx=?",
+                (json.dumps(sorted(stored)), job, snapshot, idx),
+            )
+
+    def volumes(self, job: str, snapshot: str) -> list[VolumeRecord]:
+        rows = self._q(
+            "SELECT idx, info, checkpoint, stored FROM volumes WHERE job=? AND snapshot=? ORDER BY idx",
+            (job, snapshot),
+        )
+        return [VolumeRecord(i, json.loads(a), json.loads(c), json.loads(s)) for i, a, c, s in rows]
+
+    def drop_volumes_from(self, job: str, snapshot: str, idx: int) -> None:
+        self._q("DELETE FROM volumes WHERE job=? AND snapshot=? AND idx>=?", (job, snapshot, idx))
+
+    # -- runs -------------------------------------------------------------------------------
+    def run_started(self, job: str, trigger: str, started: float | None = None) -> int:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO runs (job, trigger, started, status) VALUES (?,?,?, 'running')",
+                (job, trigger, started if started is not None else time.time()),
+            )
+            return int(cur.lastrowid)
+
+    def run_finished(
+        self, run_id: int, status: str, message: str = "", snapshot: str | None = None,
+        stats: dict | None = None, finished: float | None = None,
+    ) -> None:
+        self._q(
+            "UPDATE runs SET status=?, message=?, snapshot=COALESCE(?, snapshot), stats=?, finished=? WHERE id=?",
+            (status, message, snapshot, json.dumps(stats or {}),
+             finished if finished is not None else time.time(), run_id),
+        )
+
+    def last_runs(self, job: str, limit: int = 10) -> list[dict[str, Any]]:
+        rows = self._q(
+            "SELECT id, job, snapshot, trigger, started, finished, status, message, stats FROM runs"
+            " WHERE job=? ORDER BY id DESC LIMIT ?",
+            (job, limit),
+        )
+        keys = ("id", "job", "snapshot", "trigger", "started", "finished", "status", "message", "stats")
+        out = []
+        for r in rows:
+            d = dict(zip(keys, r))
+            d["stats"] = json.loads(d["stats"]) if d["stats"] else {}
+            out.append(d)
+        return out
+
+    # -- upload sessions (destinations persist their resumable state here) -------------------
+    def session_get(self, destination: str, path: str) -> dict | None:
+        rows = self._q("SELECT data FROM upload_sessions WHERE destination=? AND path=?", (destination, path))
+        return json.loads(rows[0][0]) if rows else None
+
+    def session_put(self, destination: str, path: str, data: dict) -> None:
+        self._q(
+            "INSERT OR REPLACE INTO upload_sessions (destination, path, data, updated) VALUES (?,?,?,?)",
+            (destination, path, json.dumps(data), time.time()),
+        )
+
+    def session_delete(self, destination: str, path: str) -> None:
+        self._q("DELETE FROM upload_sessions WHERE destination=? AND path=?", (destination, path))
+
+    def sessions(self, destination: str) -> Iterator[tuple[str, dict]]:
+        for p, d in self._q("SELECT path, data FROM upload_sessions WHERE destination=?", (destination,)):
+            yield p, json.loads(d)
+
+    # -- small values --------------------------------------------------------------------------
+    def get(self, key: str, default: str | None = None) -> str | None:
+        rows = self._q("SELECT value FROM kv WHERE key=?", (key,))
+        return rows[0][0] if rows else default
+
+    def set(self, key: str, value: str) -> None:
+        self._q("INSERT OR REPLACE INTO kv (key, value) VALUES (?,?)", (key, value))
+
+
+class _Tx:
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.store._lock.acquire()
+        self.store._db.execute("BEGIN IMMEDIATE")
+        return self.store._db
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+        try:
+            self.store._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.store._lock.release()
