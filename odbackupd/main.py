@@ -1,0 +1,109 @@
+"""odbackupd entry point and composition root.
+
+``odbackupd --config PATH --check-config`` validates; ``odbackupd --config PATH --once JOB``
+runs one snapshot in the foreground (what cron-only users run); without ``--once`` it is
+the system service.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import ConfigError, default_config, load_config
+
+DEFAULT_CONFIG = Path("/etc/odbackupd/odbackupd.toml")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_BUSY = 75  # EX_TEMPFAIL: the job is already running
+
+log = logging.getLogger("odbackupd")
+
+
+def load(path: Path | None, *, check_sources: bool = False, explicit: bool = False):  # noqa: ANN201
+    """The configuration at ``path``; the embedded default when the default path is absent."""
+    p = path or DEFAULT_CONFIG
+    if not p.exists() and not explicit:
+        return default_config()
+    return load_config(p, check_sources=check_sources)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="odbackupd",
+        description="Encrypted, verified, off-site snapshots of this server's directories.",
+    )
+    ap.add_argument("--config", type=Path, default=None, metavar="PATH",
+                    help=f"configuration file (default {DEFAULT_CONFIG}, plus PATH.d/*.toml drop-ins)")
+    ap.add_argument("--check-config", action="store_true",
+                    help="validate the configuration (and that sources are readable) and exit")
+    ap.add_argument("--once", metavar="JOB", help="run one snapshot of JOB in the foreground and exit")
+    ap.add_argument("--log-level", choices=["debug", "info", "notice", "warning", "error"], default=None)
+    ap.add_argument("--version", action="version", version=f"odbackupd {__version__}")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .journal import setup_logging
+
+    setup_logging("odbackupd", args.log_level or "info")
+    try:
+        config = load(args.config, check_sources=args.check_config, explicit=args.config is not None)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_CONFIG
+    if args.log_level is None:
+        setup_logging("odbackupd", config.daemon.log_level)
+    for w in config.warnings:
+        log.warning("%s", w)
+
+    if args.check_config:
+        where = config.path or "the embedded default configuration"
+        print(f"{where}: OK ({len(config.jobs)} jobs, {len(config.destinations)} destinations)")
+        return EXIT_OK
+
+    if args.once:
+        return run_once(config, args.once)
+
+    try:
+        from .service.loop import serve
+    except ImportError:
+        print("odbackupd: service mode is not available in this build; use --once JOB", file=sys.stderr)
+        return EXIT_FAILED
+    return serve(config, args.config or DEFAULT_CONFIG)
+
+
+def run_once(config, job: str) -> int:  # noqa: ANN001
+    from .runner import run_job
+    from .state import StateStore
+
+    if job not in config.jobs:
+        known = ", ".join(sorted(config.jobs)) or "none"
+        print(f"odbackupd: no job {job!r} in the configuration (jobs: {known})", file=sys.stderr)
+        return EXIT_CONFIG
+    state = StateStore(config.daemon.state_dir / "state.db")
+    try:
+        run = run_job(config, job, state, trigger="once")
+    finally:
+        state.close()
+    r = run.result
+    if r.warnings:
+        for kind, path, msg in r.warnings:
+            print(f"warning: {path}: {msg}", file=sys.stderr)
+    if r.ok:
+        print(f"{job}: snapshot {r.snapshot} {r.status}: {r.message}")
+        for dest, names in run.pruned.items():
+            if names:
+                print(f"{job}: pruned from {dest}: {', '.join(names)}")
+        return EXIT_OK
+    print(f"odbackupd: {job}: {r.status}: {r.message}", file=sys.stderr)
+    return EXIT_BUSY if "already running" in r.message else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

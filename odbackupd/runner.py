@@ -1,0 +1,159 @@
+"""One run of one job: lock, build the snapshot, apply retention, record and log the result.
+
+Used by ``odbackupd --once JOB`` (cron users) and by the daemon's controller alike. A
+per-job lock file makes two runs of the same job (a cron run overlapping the daemon's)
+wait for or refuse each other instead of interleaving.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .destinations.base import Destination, DestinationError
+from .destinations.factory import open_destination
+from .journal import MSG_RUN_FAILED, MSG_RUN_FINISHED, MSG_RUN_STARTED, MSG_SNAPSHOT_PRUNED
+from .snapshot import retention
+from .snapshot.builder import FAILED, JobSpec, Progress, RunResult, SnapshotBuilder
+from .snapshot.catalog import list_snapshots
+from .state import StateStore
+
+log = logging.getLogger("odbackupd.run")
+
+
+class JobBusy(Exception):
+    pass
+
+
+@contextmanager
+def job_lock(state_dir: Path, job: str, wait: bool = False) -> Iterator[None]:
+    d = Path(state_dir) / "locks"
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(d / f"{job}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as e:
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise JobBusy(f"job {job!r} is already running (another odbackupd holds its lock)") from e
+            raise
+        yield
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class JobRun:
+    result: RunResult
+    run_id: int
+    pruned: dict[str, list[str]] = field(default_factory=dict)
+    prune_errors: list[str] = field(default_factory=list)
+
+
+def open_destinations(config: object, job: object, state: StateStore | None) -> list[Destination]:
+    return [open_destination(config, n, state) for n in job.destinations]  # type: ignore[attr-defined]
+
+
+def run_job(
+    config: object,
+    job_name: str,
+    state: StateStore,
+    *,
+    trigger: str = "manual",
+    progress: Callable[[Progress], None] | None = None,
+    cancel: threading.Event | None = None,
+    run_id_cb: Callable[[int], None] | None = None,
+) -> JobRun:
+    job = config.jobs[job_name]  # type: ignore[attr-defined]
+    daemon = config.daemon  # type: ignore[attr-defined]
+    fields = {"JOB": job_name}
+    run_id = state.run_started(job_name, trigger)
+    if run_id_cb:
+        run_id_cb(run_id)
+    fields["RUN_ID"] = str(run_id)
+    log.info("job %s: run %d started (%s)", job_name, run_id, trigger,
+             extra={"journal_fields": {**fields, "MESSAGE_ID": MSG_RUN_STARTED, "TRIGGER": trigger}})
+    dests: list[Destination] = []
+    try:
+        with job_lock(daemon.state_dir, job_name):
+            dests = open_destinations(config, job, state)
+            builder = SnapshotBuilder(
+                JobSpec.from_config(job), dests, state, daemon.spool_dir / "jobs", daemon.hostname,
+                upload_workers=1 if all(d.kind == "local" for d in dests) else daemon.max_parallel_uploads,
+                progress=progress, cancel=cancel,
+                skip_paths=[daemon.state_dir, daemon.spool_dir],
+            )
+            result = builder.run()
+            run = JobRun(result, run_id)
+            if result.ok:
+                _prune(job, dests, result.snapshot, run, dry_run=False)
+    except (JobBusy, DestinationError, OSError) as e:
+        result = RunResult(job_name, None, FAILED, str(e))
+        run = JobRun(result, run_id)
+    finally:
+        for d in dests:
+            d.close()
+    m = result.manifest
+    stats = {
+        "warnings": result.warning_counts, "resumed": result.resumed,
+        "reused_volumes": result.reused_volumes, "pruned": run.pruned,
+    }
+    if m is not None:
+        stats.update(files=m.files, data_bytes=m.data_bytes, stored_bytes=m.stored_bytes,
+                     volumes=len(m.volumes), duration=round(m.finished - m.started, 3))
+    state.run_finished(run_id, result.status, result.message, result.snapshot, stats)
+    state.set(f"last_run:{job_name}", f"{time.time()}")
+    fields.update(SNAPSHOT=result.snapshot or "", STATUS=result.status)
+    if result.ok:
+        fields.update(BYTES=str(m.data_bytes if m else 0), STORED_BYTES=str(m.stored_bytes if m else 0))
+        log.log(logging.WARNING if result.warning_counts else logging.INFO,
+                "job %s: snapshot %s %s: %s", job_name, result.snapshot, result.status, result.message,
+                extra={"journal_fields": {**fields, "MESSAGE_ID": MSG_RUN_FINISHED}})
+    else:
+        log.error("job %s: run %d %s: %s", job_name, run_id, result.status, result.message,
+                  extra={"journal_fields": {**fields, "MESSAGE_ID": MSG_RUN_FAILED}})
+    return run
+
+
+def _prune(job: object, dests: list[Destination], keep: str | None, run: JobRun, dry_run: bool) -> None:
+    policy = retention.RetentionPolicy.from_job(job)
+    for d in dests:
+        try:
+            listing = list_snapshots(d, job.name)  # type: ignore[attr-defined]
+            plan = retention.plan(listing.complete, policy, protect=[keep] if keep else [])
+            run.pruned[d.name] = [m.snapshot for m in plan.delete]
+            if dry_run:
+                continue
+            for m in plan.delete:
+                d.delete_snapshot(m.job, m.snapshot)
+                log.info("job %s: pruned snapshot %s from %s (%s)", m.job, m.snapshot, d.describe(),
+                         ", ".join(plan.reasons[m.snapshot]),
+                         extra={"journal_fields": {"JOB": m.job, "SNAPSHOT": m.snapshot,
+                                                   "MESSAGE_ID": MSG_SNAPSHOT_PRUNED}})
+        except DestinationError as e:
+            run.prune_errors.append(f"{d.name}: {e}")
+            log.warning("job %s: retention on %s failed: %s", job.name, d.describe(), e)  # type: ignore[attr-defined]
+
+
+def prune_job(config: object, job_name: str, state: StateStore | None, dry_run: bool) -> dict[str, retention.RetentionPlan]:
+    job = config.jobs[job_name]  # type: ignore[attr-defined]
+    plans = {}
+    policy = retention.RetentionPolicy.from_job(job)
+    for d in open_destinations(config, job, state):
+        try:
+            listing = list_snapshots(d, job_name)
+            plan = retention.plan(listing.complete, policy)
+            plans[d.name] = plan
+            if not dry_run:
+                for m in plan.delete:
+                    d.delete_snapshot(m.job, m.snapshot)
+        finally:
+            d.close()
+    return plans

@@ -1,0 +1,77 @@
+"""Output for people (tables, sizes, a progress bar on a TTY) and for programs (--json)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+
+def out_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    v = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if v < 1024 or unit == "TiB":
+            return f"{v:.0f} {unit}" if unit == "B" else f"{v:.1f} {unit}"
+        v /= 1024
+    return f"{n} B"
+
+
+def use_colour(stream=sys.stdout) -> bool:  # noqa: ANN001
+    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [len(h) for h in headers]
+    for r in rows:
+        for i, c in enumerate(r):
+            widths[i] = max(widths[i], len(c))
+    bold = ("\033[1m", "\033[0m") if use_colour() else ("", "")
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()
+    print(f"{bold[0]}{line}{bold[1]}")
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+class Progress:
+    """A one-line progress bar on stderr, drawn only on a terminal."""
+
+    def __init__(self, label: str, enabled: bool = True) -> None:
+        self.label = label
+        self.enabled = enabled and sys.stderr.isatty()
+        self._last = 0.0
+        self._t0 = time.monotonic()
+
+    def update(self, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self._last < 0.1:
+            return
+        self._last = now
+        rate = done / max(now - self._t0, 1e-6)
+        if total:
+            pct = min(100.0, 100.0 * done / total)
+            width = 30
+            fill = int(width * pct / 100)
+            bar = "#" * fill + "-" * (width - fill)
+            msg = f"\r{self.label} [{bar}] {pct:5.1f}% {size(done)}/{size(total)} {size(int(rate))}/s"
+        else:
+            msg = f"\r{self.label} {size(done)} {size(int(rate))}/s"
+        sys.stderr.write(msg[:200])
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
