@@ -154,7 +154,7 @@ class Walker:
             name = remaining.pop()
             path = dirpath.rstrip(b"/") + b"/" + name
             key = dkey + (name,)
-            if after is not None and key <= after and not _is_prefix(key, after):
+            if after is not None and key < after and not _is_prefix(key, after):
                 continue  # this whole subtree comes before the resume point
             if path in self.skip_paths or self.exclude.excluded(path):
                 continue
