@@ -98,6 +98,34 @@ def parse_ns(value: str) -> int:
     return -ns if neg else ns
 
 
+class _PaxInfo(tarfile.TarInfo):
+    """TarInfo whose PAX records carry non-UTF-8 bytes raw, as GNU tar writes them.
+
+    Python's tarfile marks such headers ``hdrcharset=BINARY``, a keyword GNU tar does not
+    know and warns about; both readers take raw bytes without it.
+    """
+
+    @classmethod
+    def _create_pax_generic_header(cls, pax_headers, type, encoding):  # noqa: A002, ANN001
+        records = bytearray()
+        for keyword, value in pax_headers.items():
+            k = keyword.encode("utf-8")
+            v = value.encode("utf-8", "surrogateescape")
+            n = len(k) + len(v) + 3  # " ", "=", "\n"
+            p = 0
+            while True:
+                total = n + len(str(p))
+                if total == p:
+                    break
+                p = total
+            records += str(p).encode("ascii") + b" " + k + b"=" + v + b"\n"
+        info = {
+            "name": "././@PaxHeader", "type": type, "size": len(records),
+            "magic": tarfile.POSIX_MAGIC,
+        }
+        return cls._create_header(info, tarfile.USTAR_FORMAT, "ascii", "replace") + cls._create_payload(bytes(records))
+
+
 class _Names:
     """uid/gid → name lookups, cached (they are slow with NSS)."""
 
@@ -214,7 +242,7 @@ class TarStream:
 
     # -- entries ----------------------------------------------------------------------
     def _header(self, entry: Entry, st: os.stat_result, xattrs: dict[str, str]) -> tuple[bytes, int]:
-        ti = tarfile.TarInfo(os.fsdecode(entry.arcname))
+        ti = _PaxInfo(os.fsdecode(entry.arcname))
         ti.mode = stat.S_IMODE(st.st_mode)
         ti.uid, ti.gid = st.st_uid, st.st_gid
         ti.uname, ti.gname = self.names.user(st.st_uid), self.names.group(st.st_gid)
