@@ -7,6 +7,7 @@ the system service.
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 import sys
 from pathlib import Path
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    os.umask(0o077)  # everything odbackupd writes (spool, state, volumes) is its own alone
     from .journal import setup_logging
 
     setup_logging("odbackupd", args.log_level or "info")

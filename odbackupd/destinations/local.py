@@ -112,7 +112,8 @@ class LocalDestination(Destination):
             except OSError as e:
                 if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                     raise
-                shutil.copyfile(src, tmp)  # sendfile(2) underneath
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+                shutil.copyfile(src, tmp)  # sendfile(2) underneath; keeps the 0600 file
                 with open(tmp, "rb+") as f:
                     os.fsync(f.fileno())
             os.replace(tmp, final)
@@ -129,7 +130,7 @@ class LocalDestination(Destination):
         final = self._target(job, snapshot, name)
         tmp = final.with_name(final.name + _TMP_SUFFIX)
         try:
-            with open(tmp, "wb") as f:
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())

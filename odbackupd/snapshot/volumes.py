@@ -91,7 +91,8 @@ class VolumeWriter:
         self.tar_start = tar_start
         self.tar_bytes = 0
         self._cctx = cctx
-        self._f = open(self.tmp, "wb")
+        # 0600: an unencrypted volume holds whatever the sources hold (/etc/shadow, keys)
+        self._f = os.fdopen(os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb")
         self._sink = HashingSink(self._f)
         self._enc = None
         if recipients:

@@ -152,3 +152,12 @@ def test_incomplete_snapshot_is_never_listed(setup, tmp_path):
     assert run2.result.removed_leftovers == [f"usb:{half.name}"]
     assert not half.exists()
     assert len(list_snapshots(dest, "t").complete) == 2
+
+
+def test_stored_files_are_private(setup, tmp_path):
+    """Volumes of an unencrypted job hold whatever the sources hold: never world-readable."""
+    src = make_awkward_tree(tmp_path)
+    _, run = _backup(setup, [src])
+    snapdir = setup.dest / "t" / run.result.manifest.snapshot
+    for p in [snapdir, *snapdir.iterdir()]:
+        assert p.stat().st_mode & 0o077 == 0, f"{p} is mode {oct(p.stat().st_mode)}"
