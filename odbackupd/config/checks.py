@@ -1,0 +1,299 @@
+"""Cross-field rules: what no single key can check on its own.
+
+Each function gets, per table, the values that passed their own key's check
+(``values``) and the keys the user actually wrote (``written``), so it can tell a
+default from an explicit setting and stays silent about a key that is already
+reported as invalid.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import KeyPath
+from .kinds import suggest
+from .schema import BUILTIN_LOCAL_PATH
+from .units import format_duration, format_size
+
+__all__ = ["Reporter", "Table", "cross_check"]
+
+
+class Reporter(Protocol):
+    def error(self, path: KeyPath, message: str) -> None: ...
+    def warn(self, path: KeyPath, message: str) -> None: ...
+
+
+@dataclass
+class Table:
+    """One table after its keys were checked one by one."""
+
+    path: KeyPath
+    values: dict[str, Any]  # valid values of the keys that were written
+    written: set[str]  # every key written, valid or not
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def valid(self, key: str) -> bool:
+        """Written and valid, or not written (so the default applies)."""
+        return key in self.values or key not in self.written
+
+
+def _inside(a: Path, b: Path) -> bool:
+    """Whether *a* is *b* or below it."""
+    return a == b or b in a.parents
+
+
+def cross_check(
+    r: Reporter,
+    daemon: Table,
+    destinations: dict[str, Table],
+    accounts: dict[str, Table],
+    jobs: dict[str, Table],
+    *,
+    check_sources: bool,
+) -> None:
+    used_accounts: set[str] = set()
+    for name, t in destinations.items():
+        _check_destination(r, t, accounts, used_accounts)
+    _check_duplicate_destinations(r, destinations)
+    for name, t in accounts.items():
+        _check_account(r, t)
+        if name not in used_accounts:
+            r.warn(t.path, f"account '{name}' is not used by any destination")
+    dest_names = set(destinations) | {"local"}
+    local_paths = {n: t.get("path") for n, t in destinations.items() if t.get("type") == "local"}
+    local_paths.setdefault("local", BUILTIN_LOCAL_PATH)
+    for t in jobs.values():
+        _check_job(r, t, dest_names, local_paths, check_sources=check_sources)
+    _check_jobs_together(r, jobs)
+
+
+def _only_for(r: Reporter, t: Table, keys: tuple[str, ...], kind: str) -> None:
+    for k in keys:
+        if k in t.written:
+            r.error((*t.path, k), f"'{k}' applies only to destinations of type = \"{kind}\"")
+
+
+def _check_destination(
+    r: Reporter, t: Table, accounts: dict[str, Table], used_accounts: set[str]
+) -> None:
+    kind = t.get("type")
+    if kind == "local":
+        if "path" not in t.written:
+            r.error(t.path, "missing required key 'path' (needed for type = \"local\")")
+        _only_for(r, t, ("account", "folder", "chunk_size"), "onedrive")
+    elif kind == "onedrive":
+        if "account" not in t.written:
+            r.error(t.path, "missing required key 'account' (needed for type = \"onedrive\")")
+        account = t.get("account")
+        if account is not None:
+            used_accounts.add(account)
+            if account not in accounts:
+                hint = suggest(account, list(accounts)) or (
+                    f"; define it in [account.{account}]" if not accounts else ""
+                )
+                r.error((*t.path, "account"), f"unknown account '{account}'{hint}")
+        _only_for(r, t, ("path",), "local")
+
+
+def _destination_target(t: Table) -> tuple | None:
+    if t.get("type") == "local" and t.get("path") is not None:
+        return ("local", t.get("path"))
+    if t.get("type") == "onedrive" and t.get("account") and t.valid("folder"):
+        return ("onedrive", t.get("account"), t.get("folder", "odbackupd").lower())
+    return None
+
+
+def _check_duplicate_destinations(r: Reporter, destinations: dict[str, Table]) -> None:
+    seen: dict[tuple, str] = {}
+    for name, t in destinations.items():
+        target = _destination_target(t)
+        if target is None:
+            continue
+        if target in seen:
+            r.error(
+                t.path,
+                f"duplicate destination: '{name}' stores to the same place as '{seen[target]}'",
+            )
+        else:
+            seen[target] = name
+    local = [(n, t.get("path")) for n, t in destinations.items() if t.get("type") == "local"]
+    for n1, p1 in local:
+        for n2, p2 in local:
+            if n1 != n2 and p1 and p2 and p1 != p2 and _inside(p1, p2):
+                r.warn(
+                    (*destinations[n1].path, "path"),
+                    f"is inside the path of destination '{n2}'; their job folders may collide",
+                )
+
+
+def _check_account(r: Reporter, t: Table) -> None:
+    w = t.written
+    if "drive" in w and ("drive_id" in w or "site" in w):
+        r.error((*t.path, "drive"), "leave 'drive' unset when drive_id or site is given")
+    if "drive_id" in w and "site" in w:
+        r.error((*t.path, "site"), "set either drive_id or site, not both")
+    if "client_secret_file" in w and "certificate_file" in w:
+        r.error(
+            (*t.path, "certificate_file"),
+            "set either client_secret_file or certificate_file, not both",
+        )
+    if not t.valid("tenant"):
+        return
+    tenant = t.get("tenant", "consumers")
+    tenant_at = (*t.path, "tenant") if "tenant" in w else t.path
+    if "client_secret_file" in w or "certificate_file" in w:
+        if tenant in ("consumers", "organizations", "common"):
+            r.error(
+                tenant_at,
+                f"app-only login (client_secret_file/certificate_file) needs a specific "
+                f"tenant, its ID or domain, not '{tenant}'",
+            )
+        if "drive_id" not in w and "site" not in w:
+            r.error(t.path, "app-only login has no signed-in user ('me'): set drive_id or site")
+    if "site" in w and tenant == "consumers":
+        r.error(
+            (*t.path, "site"),
+            "SharePoint sites need a work or school account, but tenant is 'consumers' "
+            "(set tenant to your organisation's domain or ID)",
+        )
+
+
+def _check_job(
+    r: Reporter,
+    t: Table,
+    dest_names: set[str],
+    local_paths: dict[str, Path | None],
+    *,
+    check_sources: bool,
+) -> None:
+    path = t.path
+    names = t.get("destinations", ("local",))
+    for i, d in enumerate(names if t.valid("destinations") else ()):
+        if d not in dest_names:
+            r.error(
+                (*path, "destinations", i),
+                f"unknown destination '{d}'" + suggest(d, sorted(dest_names)),
+            )
+
+    level = t.get("compression_level")
+    if level is not None and level >= 20:
+        r.warn(
+            (*path, "compression_level"),
+            f"level {level} is an ultra level: zstd then needs up to hundreds of MiB of "
+            "memory per thread and is much slower; 19 is the usual maximum",
+        )
+
+    if "quiet_period" in t.values or "max_delay" in t.values:
+        quiet, most = t.get("quiet_period", 300.0), t.get("max_delay", 3600.0)
+        if t.valid("quiet_period") and t.valid("max_delay") and most < quiet:
+            at = "max_delay" if "max_delay" in t.written else "quiet_period"
+            r.error(
+                (*path, at),
+                f"max_delay ({format_duration(most)}) is shorter than quiet_period "
+                f"({format_duration(quiet)})",
+            )
+    if not t.get("watch", False):
+        for k in ("quiet_period", "max_delay"):
+            if k in t.values:
+                r.warn((*path, k), "has no effect without watch = true")
+    if "schedule" not in t.written:
+        for k in ("random_delay", "persistent"):
+            if k in t.values:
+                r.warn((*path, k), "has no effect without a schedule")
+
+    max_size, volume = t.get("max_size"), t.get("volume_size", 64 * 1024**2)
+    if max_size is not None and t.valid("volume_size") and max_size < volume:
+        r.warn(
+            (*path, "max_size"),
+            f"{format_size(max_size)} is smaller than one volume ({format_size(volume)}): "
+            "every snapshot exceeds it",
+        )
+
+    sources: tuple[Path, ...] = t.get("sources", ())
+    for i, a in enumerate(sources):
+        for b in sources:
+            if a != b and _inside(a, b):
+                r.warn((*path, "sources", i), f"'{a}' is inside source '{b}'; it is archived twice")
+
+    drop = t.get("drop_dir")
+    if drop is not None:
+        for s in sources:
+            if _inside(drop, s) or _inside(s, drop):
+                r.error(
+                    (*path, "drop_dir"),
+                    f"'{drop}' overlaps source '{s}': dropped files are removed once uploaded, "
+                    "so a drop directory must be outside the sources",
+                )
+
+    excludes = {e.rstrip("/") for e in t.get("exclude", ())}
+    for d in names if t.valid("destinations") else ():
+        dpath = local_paths.get(d)
+        if dpath is None:
+            continue
+        for s in sources:
+            if _inside(dpath, s) and not any(
+                e.startswith("/") and _inside(dpath, Path(e)) for e in excludes
+            ):
+                at = (names.index(d),) if "destinations" in t.written else ()
+                r.warn(
+                    (*path, "destinations", *at),
+                    f"destination '{d}' ({dpath}) is inside source '{s}': the job would back "
+                    f'up its own snapshots (add "{dpath}" to exclude)',
+                )
+
+    if check_sources:
+        for i, s in enumerate(sources):
+            problem = _source_problem(s)
+            if problem:
+                r.error((*path, "sources", i), problem)
+
+
+def _source_problem(path: Path) -> str | None:
+    """Why the daemon could not read *path*, trying it for real.
+
+    Opening is the only honest test: ``access(2)`` answers for the real user id and
+    ignores CAP_DAC_READ_SEARCH, ACLs and LSMs decide too.
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return f"'{path}' does not exist"
+    except OSError as e:
+        return f"'{path}' cannot be read: {e.strerror or e}"
+    try:
+        if path.is_dir():
+            with os.scandir(path) as it:
+                next(it, None)
+        elif path.is_file():
+            with open(path, "rb"):
+                pass
+        else:
+            return f"'{path}' is neither a file nor a directory (mode {st.st_mode:o})"
+    except OSError as e:
+        return f"'{path}' cannot be read: {e.strerror or e}"
+    return None
+
+
+def _check_jobs_together(r: Reporter, jobs: dict[str, Table]) -> None:
+    seen: dict[str, str] = {}
+    for name, table in jobs.items():
+        other = seen.setdefault(name.lower(), name)
+        if other != name:
+            r.error(
+                table.path,
+                f"job '{name}' differs from job '{other}' only in case; OneDrive folder names "
+                "are case-insensitive, so both would use the same folder",
+            )
+    drops = [(n, t.get("drop_dir")) for n, t in jobs.items() if t.get("drop_dir") is not None]
+    for i, (n1, d1) in enumerate(drops):
+        for n2, d2 in drops[:i]:
+            if _inside(d1, d2) or _inside(d2, d1):
+                r.error(
+                    (*jobs[n1].path, "drop_dir"),
+                    f"'{d1}' overlaps the drop directory of job '{n2}' ('{d2}')",
+                )

@@ -1,0 +1,586 @@
+"""The configuration schema: the one place where every key is defined.
+
+Each key is a field of a frozen dataclass, and the field's metadata holds everything
+else about it — its kind (how it is checked and converted), its description and an
+example. Loading, validation, the generated sample (:func:`~.sample.sample_config`)
+and the reference for the man page (:func:`schema_reference`) all read these fields,
+so a key added here is checked, documented and shown in the sample at once.
+
+Rules that tie several keys together (a job naming a destination, a local
+destination needing a path, …) live in :mod:`.checks`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import socket
+from dataclasses import MISSING, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .kinds import (
+    AgeRecipient,
+    Bool,
+    Choice,
+    Cron,
+    Duration,
+    Int,
+    Kind,
+    ListOf,
+    PathKind,
+    Size,
+    Str,
+    check_name,
+    toml_literal,
+)
+from .units import KiB, MiB
+
+__all__ = [
+    "BUILTIN_LOCAL_PATH", "CHUNK_LIMIT", "CHUNK_UNIT", "SAMPLE_RECIPIENT", "SECTIONS",
+    "AccountConfig", "Config", "DaemonConfig", "DestinationConfig", "JobConfig", "KeyDoc",
+    "Section", "schema_fields", "schema_reference",
+]  # fmt: skip
+
+#: Microsoft Graph upload sessions take chunks in multiples of 320 KiB, below 60 MiB.
+CHUNK_UNIT = 320 * KiB
+CHUNK_LIMIT = 60 * MiB
+BUILTIN_LOCAL_PATH = Path("/var/backups/odbackupd")
+#: A public key whose identity was thrown away: safe to print in samples and docs.
+SAMPLE_RECIPIENT = "age1ad0jxaw65u4plmvqnhru9vmjr5tlrtjkyz652yh722ycqk570y5qkpds2l"
+
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_DOMAIN = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def key(
+    default: Any = MISSING,
+    *,
+    kind: Kind,
+    doc: str,
+    example: Any,
+    default_factory: Any = MISSING,
+    default_doc: str | None = None,
+) -> Any:
+    """Declare a configuration key: a dataclass field carrying its schema."""
+    meta = {"kind": kind, "doc": doc, "example": example, "default_doc": default_doc}
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# ---- string checks (each returns the normalised value, or raises ValueError) ----------
+
+
+def _hostname(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
+        raise ValueError(f"invalid host name '{value}': use letters, digits, '.', '_' and '-'")
+    return value
+
+
+def _onedrive_folder(value: str) -> str:
+    parts = value.strip("/").split("/")
+    for part in parts:
+        if not part or part in (".", ".."):
+            raise ValueError(f"invalid folder '{value}': empty, '.' or '..' path component")
+        bad = sorted(set(part) & set('"*:<>?\\|'))
+        if bad:
+            raise ValueError(
+                f"invalid folder '{value}': OneDrive does not allow {' '.join(bad)} in names"
+            )
+        if part != part.strip() or part.endswith("."):
+            raise ValueError(
+                f"invalid folder '{value}': OneDrive names cannot start or end with a space "
+                "or end with '.'"
+            )
+    return "/".join(parts)
+
+
+def _client_id(value: str) -> str:
+    if not _GUID.fullmatch(value):
+        raise ValueError(
+            f"invalid client_id '{value}': expected the application (client) ID of an "
+            "app registration, a GUID like 00000000-0000-0000-0000-000000000000"
+        )
+    return value.lower()
+
+
+def _tenant(value: str) -> str:
+    if value in ("consumers", "organizations", "common"):
+        return value
+    if _GUID.fullmatch(value) or _DOMAIN.fullmatch(value):
+        return value.lower()
+    raise ValueError(
+        f"invalid tenant '{value}': expected consumers, organizations, common, a tenant ID "
+        "(GUID) or a domain such as contoso.onmicrosoft.com"
+    )
+
+
+def _drive_id(value: str) -> str:
+    if re.search(r"[\s/?#]", value):
+        raise ValueError(f"invalid drive_id '{value}': must not contain spaces, '/', '?' or '#'")
+    return value
+
+
+def _site(value: str) -> str:
+    if ":" in value:
+        host, _, path = value.partition(":")
+        if _DOMAIN.fullmatch(host) and re.fullmatch(r"/[^\s?#]+", path):
+            return value.rstrip("/")
+        raise ValueError(
+            f"invalid site '{value}': expected 'hostname:/sites/path' "
+            "(e.g. contoso.sharepoint.com:/sites/backup) or a site ID"
+        )
+    if re.search(r"[\s/?#]", value):
+        raise ValueError(
+            f"invalid site '{value}': expected 'hostname:/sites/path' or a site ID "
+            "(host,site-guid,web-guid)"
+        )
+    return value
+
+
+def _url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme == "https" and parts.hostname:
+        return value.rstrip("/")
+    if parts.scheme == "http" and parts.hostname in _LOOPBACK:
+        return value.rstrip("/")  # a local test emulator
+    raise ValueError(
+        f"invalid URL '{value}': expected https://host[/path] (http only for localhost)"
+    )
+
+
+def _pattern(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+def _name_ref(value: str) -> str:
+    problem = check_name(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+# ---- the sections -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    state_dir: Path = key(  # noqa: RUF009 - key() returns a Field
+        Path("/var/lib/odbackupd"),
+        kind=PathKind(),
+        doc="Where the daemon keeps its state database: runs, checkpoints, upload sessions "
+        "and tokens. systemd's StateDirectory= creates it.",
+        example="/var/lib/odbackupd",
+    )
+    spool_dir: Path = key(  # noqa: RUF009 - key() returns a Field
+        Path("/var/cache/odbackupd"),
+        kind=PathKind(),
+        doc="Scratch space for volumes waiting to be uploaded. It holds a few volumes per "
+        "running job, never a whole backup. systemd's CacheDirectory= creates it.",
+        example="/var/cache/odbackupd",
+    )
+    hostname: str = key(
+        kind=Str("host name", check=_hostname),
+        default_factory=socket.gethostname,
+        default_doc="the machine's host name",
+        doc="The name recorded in snapshot manifests, so you can tell which server a "
+        "snapshot came from.",
+        example="fileserver1",
+    )
+    max_parallel_runs: int = key(
+        2,
+        kind=Int(1, 64),
+        doc="How many jobs may run at the same time; more wait their turn.",
+        example=2,
+    )
+    max_parallel_uploads: int = key(
+        4,
+        kind=Int(1, 64),
+        doc="How many volumes are uploaded at the same time, over all running jobs.",
+        example=4,
+    )
+    bandwidth_limit: int | None = key(
+        None,
+        kind=Size(1, per_second=True),
+        doc="Upload bandwidth cap in bytes per second over all uploads. Unset: no limit.",
+        example="8MiB",
+    )
+    log_level: str = key(
+        "info",
+        kind=Choice("debug", "info", "notice", "warning", "error"),
+        doc="The least important messages that are logged.",
+        example="info",
+    )
+
+
+@dataclass(frozen=True)
+class DestinationConfig:
+    name: str
+    type: str = key(
+        kind=Choice("local", "onedrive"),
+        doc='Where snapshots go: "local" (a directory, e.g. a mounted disk) or "onedrive" '
+        "(a OneDrive or SharePoint drive reached through an [account.NAME]).",
+        example="local",
+    )
+    path: Path | None = key(  # noqa: RUF009 - key() returns a Field
+        None,
+        kind=PathKind(),
+        doc='type = "local" only, and required there: the directory that receives '
+        "<job>/<snapshot>/ folders.",
+        example="/mnt/usb/backups",
+    )
+    account: str | None = key(
+        None,
+        kind=Str("account name", check=_name_ref),
+        doc='type = "onedrive" only, and required there: the [account.NAME] to log in with.',
+        example="personal",
+    )
+    folder: str = key(
+        "odbackupd",
+        kind=Str("folder", check=_onedrive_folder),
+        doc='type = "onedrive" only: the folder in the drive that receives <job>/<snapshot>/ '
+        "folders; '/' separates subfolders.",
+        example="Backups/odbackupd",
+    )
+    chunk_size: int = key(
+        10 * MiB,
+        kind=Size(CHUNK_UNIT, below=CHUNK_LIMIT, multiple_of=CHUNK_UNIT),
+        doc='type = "onedrive" only: the size of each upload request; a failed upload '
+        "resumes from the last whole chunk. Microsoft Graph needs a multiple of 320KiB "
+        "below 60MiB.",
+        example="10MiB",
+    )
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    name: str
+    client_id: str = key(
+        kind=Str("GUID", check=_client_id),
+        doc="The application (client) ID of the Microsoft Entra app registration used to "
+        "log in (`odctl login`).",
+        example="00000000-0000-0000-0000-000000000000",
+    )
+    tenant: str = key(
+        "consumers",
+        kind=Str("tenant", check=_tenant),
+        doc='"consumers" for a personal Microsoft account, "organizations" or "common" for '
+        "work or school accounts, or a tenant ID or domain (required for app-only login).",
+        example="consumers",
+    )
+    drive: str = key(
+        "me",
+        kind=Choice("me"),
+        doc='"me": the signed-in user\'s own OneDrive. Leave unset when drive_id or site '
+        "is given; those take precedence.",
+        example="me",
+    )
+    drive_id: str | None = key(
+        None,
+        kind=Str("drive ID", check=_drive_id),
+        doc="A specific drive (e.g. a SharePoint document library) by its Graph drive ID. "
+        "Excludes site.",
+        example="b!xK2nLq0bP0aFd8HFl2GNJvA3H1RoEUVPh0u5QqzXxLm",
+    )
+    site: str | None = key(
+        None,
+        kind=Str("site", check=_site),
+        doc="A SharePoint site whose default document library receives the backups: "
+        "'hostname:/sites/path' or a site ID. Excludes drive_id; needs a work or school "
+        "tenant.",
+        example="contoso.sharepoint.com:/sites/backup",
+    )
+    client_secret_file: Path | None = key(  # noqa: RUF009 - key() returns a Field
+        None,
+        kind=PathKind(credential=True),
+        doc="App-only (client credentials) login: the client secret, read from this "
+        "systemd credential (LoadCredential=) or absolute path. Needs a specific tenant "
+        "and drive_id or site. Excludes certificate_file.",
+        example="odbackupd-client-secret",
+    )
+    certificate_file: Path | None = key(  # noqa: RUF009 - key() returns a Field
+        None,
+        kind=PathKind(credential=True),
+        doc="App-only login with a certificate instead of a secret: a PEM file holding the "
+        "private key and certificate, as a systemd credential name or absolute path.",
+        example="/etc/odbackupd/app.pem",
+    )
+    authority_url: str = key(
+        "https://login.microsoftonline.com",
+        kind=Str("URL", check=_url),
+        doc="The Microsoft identity platform endpoint (change it for national clouds).",
+        example="https://login.microsoftonline.com",
+    )
+    graph_url: str = key(
+        "https://graph.microsoft.com/v1.0",
+        kind=Str("URL", check=_url),
+        doc="The Microsoft Graph endpoint (change it for national clouds).",
+        example="https://graph.microsoft.com/v1.0",
+    )
+    ca_bundle: Path | None = key(  # noqa: RUF009 - key() returns a Field
+        None,
+        kind=PathKind(),
+        doc="PEM file of CA certificates to trust for login and Graph instead of the "
+        "system's (for a TLS-inspecting proxy).",
+        example="/etc/ssl/certs/corporate-proxy.pem",
+    )
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    name: str
+    sources: tuple[Path, ...] = key(
+        kind=ListOf(PathKind(), nonempty=True, unique=True),
+        doc="The directories (or single files) to back up.",
+        example=["/etc", "/srv/git"],
+    )
+    destinations: tuple[str, ...] = key(
+        ("local",),
+        kind=ListOf(Str("destination name", check=_name_ref), nonempty=True, unique=True),
+        doc="The [destination.NAME]s that receive every snapshot of this job. "
+        '"local" is built in (/var/backups/odbackupd) unless you define your own.',
+        example=["usb"],
+    )
+    exclude: tuple[str, ...] = key(
+        (),
+        kind=ListOf(Str("pattern", check=_pattern)),
+        doc="Shell patterns of paths to leave out. Without a '/' a pattern is matched "
+        "against each name (*.tmp); starting with '/' against the whole path; otherwise "
+        "against the end of the path. '*' and '?' stay within a name, '**' crosses "
+        "directories; an excluded directory is not descended into.",
+        example=["*.tmp", "/srv/git/**/cache"],
+    )
+    recipients: tuple[str, ...] = key(
+        (),
+        kind=ListOf(AgeRecipient(), unique=True),
+        doc="age public keys (age1…, from `age-keygen -y`) that can decrypt the snapshots; "
+        "keep the identities offline. Unset or empty: the job is not encrypted.",
+        example=[SAMPLE_RECIPIENT],
+    )
+    volume_size: int = key(
+        64 * MiB,
+        kind=Size(MiB, maximum=250 * 1024**3),
+        doc="Snapshots are cut into volumes of this size; the spool holds a few of them. "
+        "At least 1MiB.",
+        example="64MiB",
+    )
+    compression_level: int = key(
+        3,
+        kind=Int(1, 22),
+        doc="zstd compression level, 1 (fastest) to 19. 20 to 22 are accepted with a "
+        "warning: they need far more memory per thread.",
+        example=3,
+    )
+    compression_threads: int = key(
+        0,
+        kind=Int(0, 256),
+        doc="zstd worker threads; 0 uses all cores.",
+        example=0,
+    )
+    one_file_system: bool = key(
+        True,
+        kind=Bool(),
+        doc="Stay on the file system of each source, like `tar --one-file-system` (skips "
+        "/proc, other mounts, …).",
+        example=True,
+    )
+    keep_last: int | None = key(
+        None,
+        kind=Int(1),
+        doc="Retention: keep the newest N snapshots. Unset: no such rule. A snapshot kept "
+        "by any rule is kept; one an incremental still needs is never deleted.",
+        example=10,
+    )
+    keep_daily: int | None = key(
+        None,
+        kind=Int(1),
+        doc="Retention: keep the last snapshot of each of the last N days that have one.",
+        example=7,
+    )
+    keep_weekly: int | None = key(
+        None,
+        kind=Int(1),
+        doc="Retention: keep the last snapshot of each of the last N weeks that have one.",
+        example=4,
+    )
+    keep_monthly: int | None = key(
+        None,
+        kind=Int(1),
+        doc="Retention: keep the last snapshot of each of the last N months that have one.",
+        example=6,
+    )
+    max_size: int | None = key(
+        None,
+        kind=Size(1),
+        doc="Retention: size cap for this job's snapshots on each destination; the oldest "
+        "are deleted to stay under it. Unset: no cap.",
+        example="20GiB",
+    )
+    schedule: str | None = key(
+        None,
+        kind=Cron(),
+        doc="When to run, as a cron expression (minute hour day month weekday, or "
+        "@daily, @hourly, …) in the machine's time zone. Unset: no scheduled runs.",
+        example="30 2 * * *",
+    )
+    random_delay: float = key(
+        0.0,
+        kind=Duration(),
+        doc="Delay each scheduled run by a random time up to this, to spread load.",
+        example="10min",
+    )
+    persistent: bool = key(
+        True,
+        kind=Bool(),
+        doc="Run at start-up if a scheduled run was missed while the machine was off.",
+        example=True,
+    )
+    watch: bool = key(
+        False,
+        kind=Bool(),
+        doc="Watch the sources with inotify and run after changes.",
+        example=False,
+    )
+    quiet_period: float = key(
+        300.0,
+        kind=Duration(),
+        doc="With watch: run once no change has been seen for this long.",
+        example="5min",
+    )
+    max_delay: float = key(
+        3600.0,
+        kind=Duration(),
+        doc="With watch: run at the latest this long after the first change, even if "
+        "changes keep coming. At least quiet_period.",
+        example="1h",
+    )
+    drop_dir: Path | None = key(  # noqa: RUF009 - key() returns a Field
+        None,
+        kind=PathKind(),
+        doc="A drop directory: each complete file put here (closed after writing or moved "
+        "in) is uploaded as it is and removed once verified. Must not overlap sources.",
+        example="/srv/drop/etc",
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole, validated configuration; ``warnings`` are worth logging, not fatal."""
+
+    path: Path | None
+    daemon: DaemonConfig
+    destinations: dict[str, DestinationConfig]
+    accounts: dict[str, AccountConfig]
+    jobs: dict[str, JobConfig]
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Section:
+    """A top-level TOML table: ``[daemon]`` or a family of named tables ``[job.NAME]``."""
+
+    name: str
+    cls: type
+    named: bool
+    doc: str
+    #: Example tables for the sample: (table name, keys set in it, comment). The first
+    #: table documents every key; the others show only what they set.
+    samples: tuple[tuple[str, dict[str, Any], str], ...] = ()
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section(
+        "daemon",
+        DaemonConfig,
+        False,
+        "Settings of the daemon itself.",
+        (("", {}, ""),),
+    ),
+    Section(
+        "destination",
+        DestinationConfig,
+        True,
+        "Destinations: where snapshots are stored, one [destination.NAME] each. Names may "
+        "use letters, digits, '_', '.' and '-' (quote names with a dot: "
+        '[destination."a.b"]).',
+        (
+            ("usb", {"type": "local", "path": "/mnt/usb/backups"}, "A local directory."),
+            (
+                "onedrive",
+                {"type": "onedrive", "account": "personal"},
+                "A OneDrive folder, reached through [account.personal].",
+            ),
+        ),
+    ),
+    Section(
+        "account",
+        AccountConfig,
+        True,
+        "Microsoft accounts that onedrive destinations log in with, one [account.NAME] each. "
+        "Log in once with `odctl login NAME` (device code flow, no browser needed on the "
+        "server).",
+        (("personal", {"client_id": "00000000-0000-0000-0000-000000000000"}, ""),),
+    ),
+    Section(
+        "job",
+        JobConfig,
+        True,
+        "Jobs: what to back up, where, when, and for how long to keep it, one [job.NAME] "
+        "each. The name is the job's folder name on every destination.",
+        (("etc", {"sources": ["/etc", "/srv/git"], "destinations": ["usb", "onedrive"]}, ""),),
+    ),
+)
+
+
+def schema_fields(cls: type) -> dict[str, dataclasses.Field]:
+    """The fields of a section dataclass that are configuration keys."""
+    return {f.name: f for f in dataclasses.fields(cls) if "kind" in f.metadata}
+
+
+def is_required(f: dataclasses.Field) -> bool:
+    return f.default is MISSING and f.default_factory is MISSING
+
+
+@dataclass(frozen=True)
+class KeyDoc:
+    """One key, as documentation: what the man page and the sample say about it."""
+
+    section: str  # "daemon", "destination", "account" or "job"
+    name: str
+    type: str
+    default: str | None  # TOML spelling or prose; None: required, or unset by default
+    description: str
+    example: str  # TOML spelling
+    required: bool = False
+
+
+def _default_doc(f: dataclasses.Field) -> str | None:
+    if f.metadata["default_doc"]:
+        return f.metadata["default_doc"]
+    if is_required(f) or f.default is None:
+        return None
+    return toml_literal(f.metadata["kind"].to_raw(f.default))
+
+
+def schema_reference() -> list[KeyDoc]:
+    """Every key of every section, in schema order: the source of the docs."""
+    out = []
+    for section in SECTIONS:
+        for f in schema_fields(section.cls).values():
+            out.append(
+                KeyDoc(
+                    section=section.name,
+                    name=f.name,
+                    type=f.metadata["kind"].doc,
+                    default=_default_doc(f),
+                    description=f.metadata["doc"],
+                    example=toml_literal(f.metadata["example"]),
+                    required=is_required(f),
+                )
+            )
+    return out

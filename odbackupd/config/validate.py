@@ -1,0 +1,199 @@
+"""load -> normalise -> validate -> cross-field checks -> Config.
+
+Every stage collects problems instead of stopping at the first, so one run of
+``odbackupd --check-config`` shows everything that is wrong.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .checks import Table, cross_check
+from .errors import ConfigError, KeyPath, Problem, format_key
+from .kinds import Invalid, check_name, describe_type, suggest, toml_literal
+from .load import Document, read_config_files, read_files
+from .schema import (
+    BUILTIN_LOCAL_PATH,
+    SECTIONS,
+    AccountConfig,
+    Config,
+    DaemonConfig,
+    DestinationConfig,
+    JobConfig,
+    Section,
+    is_required,
+    schema_fields,
+)
+
+__all__ = ["default_config", "load_config", "load_config_text"]
+
+_SECTIONS = {s.name: s for s in SECTIONS}
+
+
+class _Reporter:
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+
+    def _problem(self, path: KeyPath, message: str) -> Problem:
+        file, line = self.doc.where(path)
+        return Problem(file, line, format_key(path), message)
+
+    def error(self, path: KeyPath, message: str) -> None:
+        self.problems.append(self._problem(path, message))
+
+    def warn(self, path: KeyPath, message: str) -> None:
+        self.warnings.append(self._problem(path, message))
+
+    def sorted(self, problems: list[Problem]) -> list[Problem]:
+        order = {f: i for i, f in enumerate(self.doc.files)}
+        return sorted(problems, key=lambda p: (order.get(p.file, -1), p.line or 0))
+
+
+def _unknown_key(section: Section, path: KeyPath, key: str, value: Any) -> str:
+    fields = schema_fields(section.cls)
+    message = f"unknown key '{key}'"
+    hint = suggest(key, list(fields))
+    if hint:
+        return message + hint
+    homes = [s for s in SECTIONS if s is not section and key in schema_fields(s.cls)]
+    if homes:
+        where = " or ".join(f"[{s.name}.NAME]" if s.named else f"[{s.name}]" for s in homes)
+        return f"{message} (it is a key of {where})"
+    if section.named and isinstance(value, dict) and set(value) & set(fields):
+        # [job.my.job] makes a job "my" with a table "job": a dotted name needs quotes
+        dotted = f"{path[-1]}.{key}"
+        return f"{message} (to name a {section.name} '{dotted}', quote it: " + (
+            f'[{section.name}."{dotted}"])'
+        )
+    return message
+
+
+def _convert_table(r: _Reporter, section: Section, body: dict, path: KeyPath) -> Table:
+    """Check each key on its own: known, of the right type, in range."""
+    fields = schema_fields(section.cls)
+    values: dict[str, Any] = {}
+    for key, raw in body.items():
+        f = fields.get(key)
+        if f is None:
+            r.error((*path, key), _unknown_key(section, path, key, raw))
+            continue
+        try:
+            values[key] = f.metadata["kind"].convert(raw)
+        except Invalid as e:
+            r.error((*path, key, *e.at), e.message)
+    for key, f in fields.items():
+        if is_required(f) and key not in body:
+            example = toml_literal(f.metadata["example"])
+            r.error(path, f"missing required key '{key}' (for example: {key} = {example})")
+    return Table(path, values, set(body))
+
+
+def _section_tables(r: _Reporter, section: Section, raw: Any) -> dict[str, Table]:
+    """The named tables of one section ([job.NAME], …), each checked on its own."""
+    path = (section.name,)
+    if not isinstance(raw, dict):
+        if isinstance(raw, list):
+            r.error(path, f"write each as a table [{section.name}.NAME], not [[{section.name}]]")
+        else:
+            r.error(path, f"expected tables [{section.name}.NAME], got {describe_type(raw)}")
+        return {}
+    tables = {}
+    fields = schema_fields(section.cls)
+    for name, body in raw.items():
+        p = (section.name, name)
+        if not isinstance(body, dict):
+            if name in fields:
+                r.error(
+                    p,
+                    f"'{name}' must go in a named table: write [{section.name}.NAME] "
+                    f"(e.g. [{section.name}.{_SAMPLE_NAME[section.name]}]) and put it there",
+                )
+            else:
+                r.error(p, f"expected a table [{section.name}.{name}], got {describe_type(body)}")
+            continue
+        problem = check_name(name)
+        if problem:
+            r.error(p, problem)
+        tables[name] = _convert_table(r, section, body, p)
+    return tables
+
+
+_SAMPLE_NAME = {s.name: (s.samples[0][0] if s.samples else "NAME") for s in SECTIONS}
+
+
+def _build(table: Table, cls: type, name: str | None = None) -> Any:
+    kwargs = dict(table.values)
+    if name is not None:
+        kwargs["name"] = name
+    return cls(**kwargs)
+
+
+def validate_document(doc: Document, path: Path | None, *, check_sources: bool) -> Config:
+    """Check a merged document and build the Config, or raise ConfigError with everything."""
+    r = _Reporter(doc)
+    for top in doc.data:
+        if top not in _SECTIONS:
+            hint = suggest(top, list(_SECTIONS)) or (
+                " (sections are " + ", ".join(f"[{s}]" for s in _SECTIONS) + ")"
+            )
+            r.error((top,), f"unknown section '{top}'{hint}")
+
+    raw_daemon = doc.data.get("daemon", {})
+    if isinstance(raw_daemon, dict):
+        daemon = _convert_table(r, _SECTIONS["daemon"], raw_daemon, ("daemon",))
+    else:
+        r.error(("daemon",), f"expected a table [daemon], got {describe_type(raw_daemon)}")
+        daemon = Table(("daemon",), {}, set())
+    named = {s.name: _section_tables(r, s, doc.data.get(s.name, {})) for s in SECTIONS if s.named}
+    cross_check(
+        r,
+        daemon,
+        named["destination"],
+        named["account"],
+        named["job"],
+        check_sources=check_sources,
+    )
+    if r.problems:
+        raise ConfigError(r.sorted(r.problems))
+
+    destinations = {}
+    if "local" not in named["destination"]:
+        destinations["local"] = DestinationConfig("local", "local", path=BUILTIN_LOCAL_PATH)
+    destinations.update(
+        {n: _build(t, DestinationConfig, n) for n, t in named["destination"].items()}
+    )
+    return Config(
+        path=path,
+        daemon=_build(daemon, DaemonConfig),
+        destinations=destinations,
+        accounts={n: _build(t, AccountConfig, n) for n, t in named["account"].items()},
+        jobs={n: _build(t, JobConfig, n) for n, t in named["job"].items()},
+        warnings=tuple(str(w) for w in r.sorted(r.warnings)),
+    )
+
+
+def load_config(path: Path, *, check_sources: bool = False) -> Config:
+    """Read *path* and its drop-ins (``<path>.d/*.toml``, in name order) and validate them."""
+    path = Path(path)
+    doc, problems = read_config_files(path)
+    if problems:
+        raise ConfigError(problems)
+    return validate_document(doc, path, check_sources=check_sources)
+
+
+def load_config_text(
+    text: str, filename: str = "<string>", *, check_sources: bool = False
+) -> Config:
+    """Validate one TOML text (no drop-ins); *filename* is what problems are reported under."""
+    doc, problems = read_files([(filename, text)])
+    if problems:
+        raise ConfigError(problems)
+    return validate_document(doc, None, check_sources=check_sources)
+
+
+def default_config() -> Config:
+    """The configuration of a machine without a config file: defaults, no jobs."""
+    return load_config_text("", "<default>")
