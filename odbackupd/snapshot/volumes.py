@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Sequence
@@ -47,24 +49,56 @@ class VolumeInfo:
 
 
 class HashingSink:
-    """Writes to a file while computing SHA-256, quickXorHash and the size."""
+    """Writes to a file while computing SHA-256, quickXorHash and the size.
+
+    The hashing and the writing run in a thread of their own, fed through a short
+    queue, so they overlap with compression instead of adding to it.
+    """
+
+    _DEPTH = 8  # buffers in flight: bounded memory (zstd hands over ~128 KiB at a time)
 
     def __init__(self, f: BinaryIO) -> None:
         self.f = f
         self.sha = hashlib.sha256()
         self.qx = QuickXorHash()
         self.size = 0
+        self._q: queue.Queue = queue.Queue(self._DEPTH)
+        self._err: BaseException | None = None
+        self._t = threading.Thread(target=self._run, name="volume-writer", daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while True:
+            b = self._q.get()
+            if b is None:
+                return
+            if self._err is not None:
+                continue
+            try:
+                self.f.write(b)
+                self.sha.update(b)
+                self.qx.update(b)
+            except BaseException as e:  # noqa: BLE001 - re-raised in the builder thread
+                self._err = e
 
     def write(self, b) -> int:  # noqa: ANN001 - bytes-like
-        self.f.write(b)
-        self.sha.update(b)
-        self.qx.update(b)
+        if self._err is not None:
+            raise self._err
+        b = bytes(b)
+        self._q.put(b)
         n = len(b)
         self.size += n
         return n
 
     def flush(self) -> None:
-        self.f.flush()
+        pass
+
+    def close(self) -> None:
+        """Wait until everything written so far is in the file and the hashes."""
+        self._q.put(None)
+        self._t.join()
+        if self._err is not None:
+            raise self._err
 
 
 def make_compressor(level: int, threads: int) -> zstandard.ZstdCompressor:
@@ -116,6 +150,7 @@ class VolumeWriter:
         self._zw.close()  # ends the zstd frame; closefd=False keeps the sink open
         if self._enc is not None:
             self._enc.close()
+        self._sink.close()
         self._f.flush()
         os.fsync(self._f.fileno())
         self._f.close()
@@ -126,6 +161,10 @@ class VolumeWriter:
         )
 
     def abort(self) -> None:
+        try:
+            self._sink.close()
+        except BaseException:  # noqa: BLE001 - aborting anyway
+            pass
         try:
             self._f.close()
         finally:
