@@ -1,0 +1,1 @@
+from .fixtures import graph_emulator, pytest_configure  # noqa: F401
