@@ -49,7 +49,9 @@ use 0 in tests), ``device_code_auto_approve_after``, ``strict`` (4 MiB simple up
 ``session_lifetime`` / ``session_hard_cap`` (sliding expiry; business 15 min / 24 h),
 ``session_default_conflict`` ("replace" as observed), ``single_session_per_item``,
 ``unaligned_fragment`` ("reject"), ``page_size``/``max_page_size``, ``quota_total``,
-``recycle_bin_counts``, ``download_url_lifetime``, ``enforce_retry_after``.
+``recycle_bin_counts``, ``download_url_lifetime``, ``enforce_retry_after``,
+``ru_budget_per_minute`` (SharePoint resource units per app: ``RateLimit-*`` headers from
+80 %, 429 above the budget).
 
 Test API (all thread-safe)
 --------------------------
@@ -80,8 +82,11 @@ session holding bytes), ``upload_status_requests``, ``simple_uploads``,
 ``bytes_downloaded``, ``downloads``, ``tokens_issued``, ``tokens_refreshed``,
 ``device_codes_issued``, ``device_code_polls``, ``throttled``, ``faults_injected``,
 ``folders_created``, ``items_deleted``, ``graph_401``, ``status.<code>``,
-``violations.<rule>``; ``emu.requests`` (per-request log with arrival time on the
-emulator clock and the Retry-After gate in force); ``emu.retry_after_violations``;
+``violations.<rule>``; ``emu.requests`` (per-request log: ``t`` arrival on the emulator
+clock, ``monotonic``, host, method, path, label, status or "drop"/"reset", client,
+faults, ``retry_not_before`` = the Retry-After gate in force when it arrived,
+``sets_gate`` = the gate this answer set); ``emu.retry_after_violations``;
+``emu.connections_accepted`` (TCP connections per host: keep-alive checks);
 ``emu.internal_errors`` (emulator bugs; the fixture asserts it stays empty).
 
 Endpoint labels (for counters and fault rules): identity.openid, identity.devicecode,
@@ -103,6 +108,13 @@ used verbatim), expired_upload_session (used past expirationDateTime),
 expired_download_url, zero_byte_session, name_mismatch, invalid_conflict_behavior,
 simple_upload_too_large, ignored_retry_after, reused_refresh_token,
 device_poll_too_fast.
+
+Throttling bookkeeping: after a 429/503/509 with Retry-After, every request of the same
+app (client_id of the token, or of the token that created the upload session / minted
+the download URL) arriving before the gate is an ``ignored_retry_after`` violation and,
+with ``enforce_retry_after``, gets 429 again. Without Retry-After there is no gate unless
+``missing_retry_after_wait`` is set. HTTP-date Retry-After values are on the emulator
+clock: don't combine them with ``clock.advance``.
 
 A non-final fragment is "aligned" when its length is a multiple of 320 KiB *or* it ends
 on a 320 KiB boundary (so a client may re-align after the service kept a partial

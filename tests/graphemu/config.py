@@ -69,6 +69,10 @@ class EmulatorConfig:
     enforce_retry_after: bool = True  # answer 429 again to a request made too early
     retry_after_tolerance: float = 0.05  # seconds of slack for the client's clock
     missing_retry_after_wait: float = 0.0  # wait demanded when Retry-After was absent
+    # SharePoint-style resource-unit budget per app per minute (None: off). Costs: 1 RU
+    # reads/downloads, 2 RU listings and writes (incl. fragments). At >= 80 % answers carry
+    # RateLimit-Limit/-Remaining/-Reset; over budget -> 429 until the minute ends [doc].
+    ru_budget_per_minute: int | None = None
 
     def resolve(self) -> "EmulatorConfig":
         """Fill the mode-dependent ``None`` defaults in place; returns self."""

@@ -54,6 +54,7 @@ class GraphEmulator:
         self.issued_tokens: list[dict] = []
         self.internal_errors: list[str] = []
         self.gates: dict[str | None, float] = {}
+        self.ru_used: dict[tuple[str | None, int], int] = {}
         self.authorize_deny = False
         self.servers: dict[str, EmuHTTPServer] = {}
         self.tls = TLSFiles(self.data_dir / "tls")
@@ -446,6 +447,10 @@ class GraphEmulator:
             return self.model.render(item)
 
     # ================================================================ bookkeeping
+    def count(self, key: str, n: int = 1) -> None:
+        with self.lock:
+            self.counters[key] += n
+
     def violation(self, rule: str, req: Request, detail: str) -> None:
         with self.lock:
             self._violations.append({"rule": rule, "request": req.describe(),
@@ -505,6 +510,8 @@ class GraphEmulator:
             self.internal_errors.append(traceback.format_exc())
             resp = error_response(req, 500, "generalException", "graphemu internal error")
         if resp.action is None:
+            for name, value in req.meta.get("ratelimit", ()):
+                resp.set_header(name, value)
             if kind != "login":
                 resp.set_header("request-id", req.request_id)
                 if req.client_request_id:
@@ -515,7 +522,7 @@ class GraphEmulator:
             entry_gate = None
         with self.lock:
             self._requests.append({
-                "t": arrived, "host": kind, "method": req.method, "path": req.path,
+                "t": arrived, "monotonic": time.monotonic(), "host": kind, "method": req.method, "path": req.path,
                 "label": req.label, "status": resp.status if resp.action is None
                 else resp.action, "client": req.client,
                 "faults": [f.action for f in req.faults],
@@ -553,9 +560,13 @@ class GraphEmulator:
             if self.config.enforce_retry_after:
                 wait = max(1, math.ceil(gate - req.arrived))
                 return self._throttled(req, 429, wait)
+        if self.config.ru_budget_per_minute and req.host != "login":
+            over = self._charge_resource_units(req)
+            if over is not None:
+                return over
         req.faults = self.faults.draw(label)
         if req.faults:
-            self.counters["faults_injected"] += len(req.faults)
+            self.count("faults_injected", len(req.faults))
         for f in req.faults:
             if f.action == "reset":
                 return Response.reset()
@@ -580,13 +591,39 @@ class GraphEmulator:
         except GraphError as e:
             resp = from_exc(req, e)
         if resp.status >= 400 and req.host != "login":
-            self.counters[f"status.{resp.status}"] += 1
+            self.count(f"status.{resp.status}")
         if req.fault("lost_response"):
             return Response.drop()
         after = req.fault("error_after")
         if after is not None:
             return self._error_status(req, int(after.get("status", 503)), after.get("code"))
         return resp
+
+    RU_COST = {"graph.children.list": 2, "graph.children.create": 2, "graph.item.patch": 2,
+               "graph.item.delete": 2, "graph.item.permanent_delete": 2,
+               "graph.content.put": 2, "graph.session.create": 2, "graph.item.put": 2,
+               "upload.fragment": 2, "upload.commit": 2}
+
+    def _charge_resource_units(self, req: Request) -> Response | None:
+        """Charge the request to its app's per-minute RU budget; a 429 when over it."""
+        budget = int(self.config.ru_budget_per_minute)
+        now = self.clock.now()
+        window = math.floor(now / 60)
+        reset = max(1, math.ceil((window + 1) * 60 - now))
+        with self.lock:
+            key = (req.client, window)
+            used = self.ru_used.get(key, 0) + self.RU_COST.get(req.label, 1)
+            self.ru_used = {k: v for k, v in self.ru_used.items() if k[1] >= window}
+            self.ru_used[key] = used  # throttled requests count too [doc]
+        headers = []
+        if used >= 0.8 * budget:
+            headers = [("RateLimit-Limit", str(budget)),
+                       ("RateLimit-Remaining", str(max(0, budget - used))),
+                       ("RateLimit-Reset", str(reset))]
+        req.meta["ratelimit"] = headers
+        if used > budget:
+            return self._throttled(req, 429, reset)
+        return None
 
     def _error_status(self, req: Request, status: int, code: str | None) -> Response:
         codes = {500: "generalException", 502: "serviceNotAvailable",
@@ -597,7 +634,7 @@ class GraphEmulator:
                               "delay." if status >= 500 else "Injected error.")
 
     def _throttled(self, req: Request, status: int, retry_after: Any) -> Response:
-        self.counters["throttled"] += 1
+        self.count("throttled")
         if status == 429:
             resp = error_response(req, 429, "activityLimitReached",
                                   "The request has been throttled", "throttledRequest")

@@ -22,9 +22,9 @@ Random rates (deterministic for a given seed and request order)::
 Actions and their parameters:
 
 =========================  ==========================================================
-``throttle``               ``status`` (429, 503 or 509), ``retry_after`` (int seconds,
-                           ``"date"`` for an HTTP-date ``retry_in`` seconds ahead, or
-                           ``None`` for no header)
+``throttle``               ``status`` (429, 503 or 509), ``retry_after``: int seconds,
+                           ``"date"`` / ``"date+N"`` for an HTTP-date 2 / N seconds
+                           ahead (emulator clock), or ``None`` for no header
 ``error``                  ``status`` (500/502/503/504...), ``code``, ``retry_after``
 ``reset``                  TCP RST before the request is processed
 ``drop``                   close the connection without answering, nothing processed
@@ -34,6 +34,8 @@ Actions and their parameters:
 ``partial_commit``         fragments: commit only the first ``keep`` bytes (default
                            half, not 320 KiB aligned) then ``then`` = "reset" | "503"
 ``missing_ranges``         fragments: 202 without ``nextExpectedRanges``
+``hashes_missing``         last fragment / commit: the driveItem has no ``file.hashes``
+                           (a later GET has them)
 ``expire_session``         fragments/status: the upload session expires first (404)
 ``revoke_access``          all access tokens of the caller's user stop working (401)
 ``rps_401``                a transient 401 "Unable to initialize RPS"
@@ -57,7 +59,7 @@ from typing import Any
 ACTIONS = {
     "throttle", "error", "reset", "drop", "lost_response", "error_after", "partial_commit",
     "missing_ranges", "expire_session", "revoke_access", "rps_401", "revoke_refresh",
-    "mfa_required", "empty_page", "truncate", "ignore_range", "delay",
+    "mfa_required", "empty_page", "truncate", "ignore_range", "delay", "hashes_missing",
 }
 
 # rate name -> (action, default endpoint glob)

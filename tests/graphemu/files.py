@@ -472,7 +472,10 @@ class Files:
         model.set_content(item, part, s["total"], hashes)
         self.drop_session(s)
         emu.counters["sessions_completed"] += 1
-        return Response.json(status, model.render(item))
+        rendered = model.render(item)
+        if req.fault("hashes_missing"):  # "updated after the item is downloaded" [doc]
+            rendered["file"].pop("hashes", None)
+        return Response.json(status, rendered)
 
     # ------------------------------------------------------------ downloads
     def download(self, req: Request) -> Response:

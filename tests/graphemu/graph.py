@@ -212,7 +212,7 @@ class Graph:
             emu.violation("expired_access_token", req,
                           "used an access token after its expires_in had passed; refresh "
                           "before expiry")
-        emu.counters["graph_401"] += 1
+        emu.count("graph_401")
         www = WWW_AUTH
         if problem in ("expired", "forced_expired"):
             www += ', error="invalid_token", error_description="expired_token"'

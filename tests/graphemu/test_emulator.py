@@ -332,6 +332,7 @@ def test_confidential_client_credentials_and_app_only_rules(graph_emulator):
     assert result["error"] == "invalid_scope"
 
 
+@pytest.mark.filterwarnings("ignore:response_mode")
 def test_authorization_code_paste_flow_with_msal(graph_emulator):
     emu = graph_emulator
     app = msal_public(emu)
@@ -486,6 +487,9 @@ def test_children_paging_skiptoken_and_empty_page(graph_emulator):
     names, pages = list_all("/me/drive/root:/many:/children")
     assert len(names) == 450 and pages == 4  # a client that stops at 0 items loses 250
     assert err(c.get("/me/drive/root:/many:/children?$top=0"))[0] == 400
+    emu.clock.advance(3601)  # skiptokens do not live forever
+    c.token = emu.access_token()
+    assert err(c.get(link))[:2] == (400, "invalidRequest")
 
 
 def test_create_folder_conflict_behaviors(graph_emulator):
@@ -1036,3 +1040,96 @@ def test_correct_client_flow_end_to_end_has_no_violations(graph_emulator):
     emu.assert_no_violations()
     assert emu.counters["requests.upload.fragment"] == 6
     assert emu.counters["sessions_resumed"] == 1
+
+
+# ==================================================================== more Graph surface
+def test_patch_rename_move_etag_and_conflict(graph_emulator):
+    emu = graph_emulator
+    c = Client(emu)
+    item = emu.put_file("/tmp/upload.part", b"data")
+    emu.mkdir("/final")
+    emu.put_file("/final/taken.bin", b"x")
+    r = c.call("PATCH", f"/me/drive/items/{item['id']}", json={
+        "name": "taken.bin", "parentReference": {"path": "/drive/root:/final"}})
+    assert err(r)[:2] == (409, "nameAlreadyExists")
+    r = c.call("PATCH", f"/me/drive/items/{item['id']}", headers={"If-Match": item["eTag"]},
+               json={"name": "vol.bin", "parentReference": {"path": "/drive/root:/final"},
+                     "fileSystemInfo": {"lastModifiedDateTime": "2020-05-06T07:08:09Z"}})
+    assert r.status_code == 200, r.text
+    moved = r.json()
+    assert moved["parentReference"]["path"] == "/drive/root:/final"
+    assert moved["eTag"] != item["eTag"] and moved["cTag"] == item["cTag"]
+    assert moved["fileSystemInfo"]["lastModifiedDateTime"] == "2020-05-06T07:08:09Z"
+    assert emu.read_file("/final/vol.bin") == b"data" and not emu.exists("/tmp/upload.part")
+    r = c.call("PATCH", f"/me/drive/items/{item['id']}", headers={"If-Match": item["eTag"]},
+               json={"name": "again.bin"})
+    assert err(r)[:2] == (412, "resourceModified")
+
+
+def test_app_folder_scope_is_confined(graph_emulator):
+    emu = graph_emulator
+    c = Client(emu, emu.access_token(scopes="Files.ReadWrite.AppFolder"))
+    r = c.put("/me/drive/special/approot:/state.json:/content", data=b"{}")
+    assert r.status_code == 201
+    assert r.json()["parentReference"]["path"] == "/drive/root:/Apps/odbackupd"
+    assert err(c.get("/me/drive/root/children"))[:2] == (403, "accessDenied")
+    assert c.get("/me/drive/special/approot/children").json()["value"][0]["name"] == \
+        "state.json"
+
+
+def test_refresh_token_revoked_mid_run_by_fault(graph_emulator):
+    emu = graph_emulator
+    app = msal_public(emu)
+    first = device_login(emu, app)
+    c = Client(emu, first["access_token"])
+    emu.faults.add("revoke_refresh", "identity.token")
+    result = app.acquire_token_silent_with_error(["Files.ReadWrite"],
+                                                 account=app.get_accounts()[0],
+                                                 force_refresh=True)
+    assert result["error"] == "invalid_grant" and 50173 in result["error_codes"]
+    assert err(c.get("/me/drive"))[:2] == (401, "InvalidAuthenticationToken")
+    assert emu.violations == []
+
+
+@pytest.mark.graphemu(ru_budget_per_minute=10)
+def test_resource_unit_budget_headers_and_429(graph_emulator):
+    emu = graph_emulator
+    c = Client(emu)
+    now = emu.clock.now()
+    emu.clock.advance(60 - now % 60 + 1)  # start of a fresh minute window
+    seen = []
+    for _ in range(4):
+        r = c.get("/me/drive/root/children")  # 2 RU each
+        seen.append((r.status_code, r.headers.get("RateLimit-Remaining")))
+    assert seen == [(200, None), (200, None), (200, None), (200, "2")]
+    assert c.get("/me/drive").headers["RateLimit-Remaining"] == "1"
+    r = c.get("/me/drive/root/children")
+    assert err(r)[:2] == (429, "activityLimitReached") and int(r.headers["Retry-After"]) >= 1
+    emu.clock.advance(int(r.headers["Retry-After"]))
+    assert c.get("/me/drive").status_code == 200
+    assert emu.violations == []
+
+
+def test_final_response_without_hashes(graph_emulator):
+    emu = graph_emulator
+    c = Client(emu)
+    url = c.session("/h.bin")
+    emu.faults.add("hashes_missing", "upload.fragment")
+    item = c.fragment(url, b"abc", 0, 3).json()
+    assert "hashes" not in item["file"]
+    again = c.get(f"/me/drive/items/{item['id']}").json()
+    assert again["file"]["hashes"]["quickXorHash"] == quickxor_b64(b"abc")
+
+
+def test_retry_after_gate_is_per_app_across_connections(graph_emulator):
+    emu = graph_emulator
+    emu.register_app("other-app")
+    a1, a2 = Client(emu), Client(emu)  # same app, two connections (two "workers")
+    other = Client(emu, emu.access_token(client_id="other-app"))
+    emu.faults.add("throttle", "graph.drive", retry_after=30)
+    assert a1.get("/me/drive").status_code == 429
+    assert other.get("/me/drive").status_code == 200  # another app is not gated
+    assert a2.get("/me/drive").status_code == 429  # the sibling worker must wait too
+    assert emu.retry_after_violations == 1
+    emu.clock.advance(30)
+    assert a2.get("/me/drive").status_code == 200
