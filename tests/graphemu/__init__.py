@@ -123,11 +123,19 @@ fragment, GRAPH-NOTES 1.10 #75).
 
 from .config import FRAGMENT_MULTIPLE, Clock, EmulatorConfig
 from .emulator import DEFAULT_CLIENT_ID, DEFAULT_USER, GraphEmulator
-from .faults import Faults, FaultRule
+from .faults import FaultRule, Faults
 from .quickxor import QuickXorHash, quickxor_b64, quickxor_file
 
 __all__ = [
-    "GraphEmulator", "EmulatorConfig", "Clock", "Faults", "FaultRule", "QuickXorHash",
-    "quickxor_b64", "quickxor_file", "FRAGMENT_MULTIPLE", "DEFAULT_CLIENT_ID",
+    "DEFAULT_CLIENT_ID",
     "DEFAULT_USER",
+    "FRAGMENT_MULTIPLE",
+    "Clock",
+    "EmulatorConfig",
+    "FaultRule",
+    "Faults",
+    "GraphEmulator",
+    "QuickXorHash",
+    "quickxor_b64",
+    "quickxor_file",
 ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -74,7 +74,7 @@ class EmulatorConfig:
     # RateLimit-Limit/-Remaining/-Reset; over budget -> 429 until the minute ends [doc].
     ru_budget_per_minute: int | None = None
 
-    def resolve(self) -> "EmulatorConfig":
+    def resolve(self) -> EmulatorConfig:
         """Fill the mode-dependent ``None`` defaults in place; returns self."""
         if self.mode not in ("personal", "business"):
             raise ValueError(f"mode must be 'personal' or 'business', not {self.mode!r}")

@@ -76,7 +76,7 @@ def hash_file(path: Path, personal: bool) -> dict[str, str]:
 
 
 class DriveModel:
-    def __init__(self, emu: "GraphEmulator") -> None:
+    def __init__(self, emu: GraphEmulator) -> None:
         self.emu = emu
 
     # ------------------------------------------------------------ persistence
@@ -274,9 +274,8 @@ class DriveModel:
             problem = "The name cannot begin or end with a space."
         elif name.endswith("."):
             problem = "The name cannot end with a period."
-        elif name.lower() in RESERVED or name.lower().split(".")[0] in RESERVED - {".lock"}:
-            problem = "The name is reserved."
-        elif name.startswith("~$") or "_vti_" in name.lower():
+        elif (name.lower() in RESERVED or name.lower().split(".")[0] in RESERVED - {".lock"}
+              or name.startswith("~$") or "_vti_" in name.lower()):
             problem = "The name is reserved."
         elif business and name.startswith("~"):
             problem = "The name cannot begin with a tilde."

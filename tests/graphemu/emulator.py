@@ -11,8 +11,9 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .config import Clock, EmulatorConfig
 from .drive import DriveModel, GraphError, hash_file
@@ -149,7 +150,7 @@ class GraphEmulator:
         return site
 
     # ================================================================ lifecycle
-    def start(self) -> "GraphEmulator":
+    def start(self) -> GraphEmulator:
         if self.servers:
             return self
         if self._stopped:  # start() after stop(): reload from disk like a new process
@@ -180,7 +181,7 @@ class GraphEmulator:
         self.store.close()
         self._stopped = True
 
-    def restart(self) -> "GraphEmulator":
+    def restart(self) -> GraphEmulator:
         """Stop, reload everything from the data directory, start on the same ports.
 
         Counters, violations and the request log of this object are kept; fault rules
@@ -189,10 +190,10 @@ class GraphEmulator:
         self.stop()
         return self.start()
 
-    def __enter__(self) -> "GraphEmulator":
+    def __enter__(self) -> GraphEmulator:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # ================================================================ addresses
@@ -522,7 +523,8 @@ class GraphEmulator:
             entry_gate = None
         with self.lock:
             self._requests.append({
-                "t": arrived, "monotonic": time.monotonic(), "host": kind, "method": req.method, "path": req.path,
+                "t": arrived, "monotonic": time.monotonic(), "host": kind,
+                "method": req.method, "path": req.path,
                 "label": req.label, "status": resp.status if resp.action is None
                 else resp.action, "client": req.client,
                 "faults": [f.action for f in req.faults],

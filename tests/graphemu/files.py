@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from .drive import GraphError, iso, iso_ms
@@ -27,7 +28,7 @@ CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 
 
 class Files:
-    def __init__(self, emu: "GraphEmulator") -> None:
+    def __init__(self, emu: GraphEmulator) -> None:
         self.emu = emu
         self.model = emu.model
 
@@ -351,9 +352,9 @@ class Files:
                                       "The service is not available. Try again later.")
             return Response.reset()
         if s["received"] == total:
+            s["status"] = "uploaded"  # a commit refused (409/507) can be retried later
+            self.save(s)
             if s["defer"]:
-                s["status"] = "uploaded"
-                self.save(s)
                 return Response.json(202, self.status_body(s))
             return self.commit(req, s)
         body = self.status_body(s)
@@ -503,8 +504,8 @@ class Files:
         path = emu.store.blob_path(item["id"])
         headers = [("Content-Type", item["mime"] or "application/octet-stream"),
                    ("Accept-Ranges", "bytes"), ("ETag", self.model.etag(item)),
-                   ("Content-Disposition", f"attachment; filename*=UTF-8''"
-                                           f"{quote(item['name'], safe='')}")]
+                   ("Content-Disposition",
+                    "attachment; filename*=UTF-8''" + quote(item["name"], safe=""))]
         rng = None if req.fault("ignore_range") else req.header("Range")
         start, stop, status = 0, size, 200
         if rng:

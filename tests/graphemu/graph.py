@@ -9,7 +9,8 @@ import json
 import re
 import secrets
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlencode
 
 from .drive import GraphError, iso
@@ -138,7 +139,7 @@ def parse_path(raw: str) -> Address:
 
 
 class Graph:
-    def __init__(self, emu: "GraphEmulator") -> None:
+    def __init__(self, emu: GraphEmulator) -> None:
         self.emu = emu
         self.model = emu.model
 
@@ -715,5 +716,13 @@ def verify_blob(secret: bytes, purpose: str, token: str) -> dict | None:
         return None
 
 
-__all__ = ["Graph", "error_response", "from_exc", "parse_path", "sign_blob", "verify_blob",
-           "quote", "iso"]
+__all__ = [
+    "Graph",
+    "error_response",
+    "from_exc",
+    "iso",
+    "parse_path",
+    "quote",
+    "sign_blob",
+    "verify_blob",
+]

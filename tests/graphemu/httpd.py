@@ -15,16 +15,17 @@ import socket
 import ssl
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-# Bodies larger than this are read and thrown away (a >= 60 MiB fragment only needs its
-# length to be rejected); the request then has body_discarded=True.
-MAX_KEPT_BODY = 64 * 1024 * 1024 + 1024
+# Bodies larger than this are read and thrown away (they can only be rejected); the
+# request then has body_discarded=True.
+MAX_KEPT_BODY = 256 * 1024 * 1024  # > the lenient 250 MB simple-upload limit
 
 
 class BadFraming(Exception):
@@ -151,7 +152,7 @@ def _read_chunked(rfile) -> bytes:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 120  # idle keep-alive connections end on their own
-    server: "EmuHTTPServer"
+    server: EmuHTTPServer
 
     def handle(self) -> None:
         try:
@@ -175,7 +176,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         self.server.track(self.connection, False)
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args) -> None:
         pass
 
     def _dispatch(self) -> None:
@@ -243,7 +244,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(resp.status)
         for k, v in resp.headers:
             self.send_header(k, v)
-        self.send_header("Content-Length", str(length))
+        if resp.status not in (204, 304):  # RFC 9110: no Content-Length on 204
+            self.send_header("Content-Length", str(length))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()

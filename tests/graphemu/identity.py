@@ -67,7 +67,7 @@ def read_jwt(token: str, secret: bytes) -> dict | None:
 
 
 class Identity:
-    def __init__(self, emu: "GraphEmulator") -> None:
+    def __init__(self, emu: GraphEmulator) -> None:
         self.emu = emu
 
     # ------------------------------------------------------------------ routing

@@ -573,7 +573,10 @@ def test_download_redirect_ranges_and_expiry(graph_emulator):
     assert r.status_code == 200 and r.content == data
     assert emu.violations == []
     plain = requests.Session()
-    get = lambda h: plain.get(loc, headers=h, verify=emu.ca_pem, timeout=10)  # noqa: E731
+
+    def get(headers):
+        return plain.get(loc, headers=headers, verify=emu.ca_pem, timeout=10)
+
     r = get({"Range": "bytes=100-199"})
     assert r.status_code == 206 and r.content == data[100:200]
     assert r.headers["Content-Range"] == "bytes 100-199/10000"
@@ -796,6 +799,12 @@ def test_session_creation_rules(graph_emulator):
     emu.put_file("/race.bin", b"someone else")
     r = c.fragment(url, b"mine", 0, 4)
     assert err(r)[:2] == (409, "nameAlreadyExists")
+    assert c.get(url, auth=False).json()["nextExpectedRanges"] == []  # bytes are kept
+    r = c.put("/me/drive/root:/race.bin", json={  # personal: commit them under a new name
+        "name": "race.bin", "@microsoft.graph.conflictBehavior": "rename",
+        "@microsoft.graph.sourceUrl": url})
+    assert r.status_code == 201 and r.json()["name"] == "race 1.bin"
+    assert c.delete(f"/me/drive/items/{r.json()['id']}").status_code == 204
     url = c.session("/race.bin", {"item": {"@microsoft.graph.conflictBehavior": "rename"}})
     assert c.fragment(url, b"mine", 0, 4).json()["name"] == "race 1.bin"
     emu.config.update(session_default_conflict="fail")
