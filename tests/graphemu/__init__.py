@@ -116,6 +116,10 @@ with ``enforce_retry_after``, gets 429 again. Without Retry-After there is no ga
 ``missing_retry_after_wait`` is set. HTTP-date Retry-After values are on the emulator
 clock: don't combine them with ``clock.advance``.
 
+Clock caveat: ``expired_access_token`` means "used past its own exp on the emulator
+clock". A test that advances the clock past the token lifetime while the client (msal)
+keeps real time should expect it, ignore it, or give the client the same clock.
+
 A non-final fragment is "aligned" when its length is a multiple of 320 KiB *or* it ends
 on a 320 KiB boundary (so a client may re-align after the service kept a partial
 fragment, GRAPH-NOTES 1.10 #75).

@@ -304,6 +304,9 @@ class EmuHTTPServer(ThreadingHTTPServer):
     def get_request(self):
         sock, addr = self.socket.accept()
         self.accepted += 1
+        # headers and body go out in separate writes: without this, Nagle + delayed ACK
+        # add 40 ms to every response
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock = self.ssl_ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         return sock, addr
 

@@ -1142,3 +1142,62 @@ def test_retry_after_gate_is_per_app_across_connections(graph_emulator):
     assert emu.retry_after_violations == 1
     emu.clock.advance(30)
     assert a2.get("/me/drive").status_code == 200
+
+
+def test_parallel_uploads_under_random_faults(graph_emulator):
+    """Several volumes at once, as the daemon uploads them, through seeded faults."""
+    import threading
+
+    emu = graph_emulator
+    emu.faults.set(throttle_rate=0.1, retry_after=0, lost_response_rate=0.1,
+                   partial_commit_rate=0.05, error_rate=0.05)
+    token = emu.access_token()
+    results: dict[int, bytes] = {}
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            c = Client(emu, token)
+            data = data_of(5 * FRAG + n * 1000, seed=n)
+            while True:  # creating the session may be throttled too
+                r = c.post(f"/me/drive/root:/par/vol{n}:/createUploadSession", json={})
+                if r.status_code == 200:
+                    break
+            url = r.json()["uploadUrl"]
+            pos = 0
+            while True:
+                end = min(len(data), (pos // FRAG + 1) * FRAG)  # re-aligns after partials
+                try:
+                    r = c.fragment(url, data[pos:end], pos, len(data))
+                except requests.ConnectionError:
+                    r = None
+                if r is not None and r.status_code in (200, 201):
+                    break
+                if r is not None and r.status_code == 202:
+                    pos = end
+                    continue
+                while True:
+                    st = c.get(url, auth=False)
+                    if st.status_code == 200:
+                        pos = int(st.json()["nextExpectedRanges"][0].split("-")[0])
+                        break
+                    if st.status_code == 404:  # last answer lost: the file is there
+                        pos = len(data)
+                        break
+                if pos == len(data):
+                    break
+            results[n] = data
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    for n, data in results.items():
+        assert emu.read_file(f"/par/vol{n}") == data
+    assert len(results) == 4
+    assert emu.counters["faults_injected"] > 0
+    emu.assert_no_violations()
