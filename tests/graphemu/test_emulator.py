@@ -1201,3 +1201,27 @@ def test_parallel_uploads_under_random_faults(graph_emulator):
     assert len(results) == 4
     assert emu.counters["faults_injected"] > 0
     emu.assert_no_violations()
+
+
+def test_requests_ca_bundle_trap_and_the_three_ways_out(graph_emulator, monkeypatch):
+    """REQUESTS_CA_BUNDLE beats Session.verify (which is all msal's verify= sets)."""
+    emu = graph_emulator
+    system = "/etc/ssl/certs/ca-certificates.crt"
+    if not Path(system).exists():
+        pytest.skip("no system CA bundle")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", system)
+    with pytest.raises(requests.exceptions.SSLError):
+        msal_public(emu).initiate_device_flow(scopes=["Files.ReadWrite"])
+    # 1. a Session that ignores the environment
+    s = requests.Session()
+    s.trust_env = False
+    s.verify = emu.ca_pem
+    app = msal.PublicClientApplication(emu.client_id, authority=emu.authority,
+                                       instance_discovery=False, http_client=s)
+    assert "user_code" in app.initiate_device_flow(scopes=["Files.ReadWrite"])
+    # 2. point the environment at system CAs + ours
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", emu.ca_bundle)
+    assert "user_code" in msal_public(emu).initiate_device_flow(scopes=["Files.ReadWrite"])
+    # 3. plain requests: verify= per request always wins
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", system)
+    assert requests.get(emu.graph_url + "/me/drive", verify=emu.ca_pem).status_code == 401
