@@ -7,13 +7,15 @@ case asserts that exactly one problem is reported, on that line, at that key.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from odbackupd.config import ConfigError, load_config_text
 
-from .conftest import marked_line, problems_of
+from .conftest import as_unprivileged, marked_line, problems_of
 
 #: An identity whose recipient nobody uses: a secret in a test, but still never echoed.
 SECRET = "AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX"
@@ -538,14 +540,17 @@ def test_unreadable_source_symlink_loop(tmp_path):
     assert "cannot be read" in p.message
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads everything")
-def test_unreadable_source_permissions(tmp_path):
-    secret = tmp_path / "secret"
+def test_unreadable_source_permissions():
+    # /tmp itself, not tmp_path: the unprivileged checker must be able to reach the directory
+    top = Path(tempfile.mkdtemp(prefix="odbackupd-perm-", dir="/tmp"))
+    top.chmod(0o711)
+    secret = top / "secret"
     secret.mkdir(mode=0)
     try:
-        [p] = problems_of(_job(secret), check_sources=True)
+        [p] = as_unprivileged(lambda: problems_of(_job(secret), check_sources=True))
     finally:
         secret.chmod(0o700)
+        shutil.rmtree(top)
     assert "cannot be read: Permission denied" in p.message
 
 
