@@ -104,7 +104,7 @@ def run_once(config, job: str) -> int:  # noqa: ANN001
                 print(f"{job}: pruned from {dest}: {', '.join(names)}")
         return EXIT_OK
     print(f"odbackupd: {job}: {r.status}: {r.message}", file=sys.stderr)
-    return EXIT_BUSY if "already running" in r.message else EXIT_FAILED
+    return EXIT_BUSY if run.busy else EXIT_FAILED
 
 
 if __name__ == "__main__":

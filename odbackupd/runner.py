@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from .destinations.base import Destination, DestinationError
 from .destinations.factory import open_destination
@@ -55,6 +55,7 @@ class JobRun:
     run_id: int
     pruned: dict[str, list[str]] = field(default_factory=dict)
     prune_errors: list[str] = field(default_factory=list)
+    busy: bool = False  # another process was running this job: nothing was done
 
 
 def open_destinations(config: object, job: object, state: StateStore | None) -> list[Destination]:
@@ -93,8 +94,11 @@ def run_job(
             result = builder.run()
             run = JobRun(result, run_id)
             if result.ok:
-                _prune(job, dests, result.snapshot, run, dry_run=False)
-    except (JobBusy, DestinationError, OSError) as e:
+                _prune(job, dests, result.snapshot, run)
+    except JobBusy as e:
+        result = RunResult(job_name, None, FAILED, str(e))
+        run = JobRun(result, run_id, busy=True)
+    except (DestinationError, OSError) as e:
         result = RunResult(job_name, None, FAILED, str(e))
         run = JobRun(result, run_id)
     finally:
@@ -122,21 +126,28 @@ def run_job(
     return run
 
 
-def _prune(job: object, dests: list[Destination], keep: str | None, run: JobRun, dry_run: bool) -> None:
+def apply_retention(
+    job: object, dest: Destination, protect: Sequence[str] = (), dry_run: bool = False
+) -> retention.RetentionPlan:
+    """Plan the job's retention on one destination and, unless ``dry_run``, delete."""
     policy = retention.RetentionPolicy.from_job(job)
+    plan = retention.plan(list_snapshots(dest, job.name).complete, policy, protect=protect)  # type: ignore[attr-defined]
+    if not dry_run:
+        for m in plan.delete:
+            dest.delete_snapshot(m.job, m.snapshot)
+            log.info("job %s: pruned snapshot %s from %s (%s)", m.job, m.snapshot, dest.describe(),
+                     ", ".join(plan.reasons[m.snapshot]),
+                     extra={"journal_fields": {"JOB": m.job, "SNAPSHOT": m.snapshot,
+                                               "MESSAGE_ID": MSG_SNAPSHOT_PRUNED}})
+    return plan
+
+
+def _prune(job: object, dests: list[Destination], keep: str | None, run: JobRun) -> None:
+    """Retention after a successful run: a failure is reported, never fails the run."""
     for d in dests:
         try:
-            listing = list_snapshots(d, job.name)  # type: ignore[attr-defined]
-            plan = retention.plan(listing.complete, policy, protect=[keep] if keep else [])
+            plan = apply_retention(job, d, protect=[keep] if keep else [])
             run.pruned[d.name] = [m.snapshot for m in plan.delete]
-            if dry_run:
-                continue
-            for m in plan.delete:
-                d.delete_snapshot(m.job, m.snapshot)
-                log.info("job %s: pruned snapshot %s from %s (%s)", m.job, m.snapshot, d.describe(),
-                         ", ".join(plan.reasons[m.snapshot]),
-                         extra={"journal_fields": {"JOB": m.job, "SNAPSHOT": m.snapshot,
-                                                   "MESSAGE_ID": MSG_SNAPSHOT_PRUNED}})
         except DestinationError as e:
             run.prune_errors.append(f"{d.name}: {e}")
             log.warning("job %s: retention on %s failed: %s", job.name, d.describe(), e)  # type: ignore[attr-defined]
@@ -145,15 +156,9 @@ def _prune(job: object, dests: list[Destination], keep: str | None, run: JobRun,
 def prune_job(config: object, job_name: str, state: StateStore | None, dry_run: bool) -> dict[str, retention.RetentionPlan]:
     job = config.jobs[job_name]  # type: ignore[attr-defined]
     plans = {}
-    policy = retention.RetentionPolicy.from_job(job)
     for d in open_destinations(config, job, state):
         try:
-            listing = list_snapshots(d, job_name)
-            plan = retention.plan(listing.complete, policy)
-            plans[d.name] = plan
-            if not dry_run:
-                for m in plan.delete:
-                    d.delete_snapshot(m.job, m.snapshot)
+            plans[d.name] = apply_retention(job, d, dry_run=dry_run)
         finally:
             d.close()
     return plans

@@ -10,8 +10,9 @@ import errno
 import os
 import shutil
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 from .base import (
     MANIFEST_NAME, Destination, DestinationError, Expected, ObjectNotFound, ProgressFn, StoredObject,
@@ -93,6 +94,23 @@ class LocalDestination(Destination):
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
         return d / _safe_component(name)
 
+    @contextmanager
+    def _atomic(self, job: str, snapshot: str, name: str) -> Iterator[Path]:
+        """A temporary path to fill; on success it is renamed over the final name, durably.
+
+        On failure the temporary file goes and a DestinationError says what failed.
+        """
+        final = self._target(job, snapshot, name)
+        tmp = final.with_name(final.name + _TMP_SUFFIX)
+        tmp.unlink(missing_ok=True)
+        try:
+            yield tmp
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise DestinationError(f"{self.describe()}: writing {final}: {e.strerror or e}") from e
+
     def put_file(
         self,
         job: str,
@@ -103,10 +121,7 @@ class LocalDestination(Destination):
         progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
     ) -> StoredObject:
-        final = self._target(job, snapshot, name)
-        tmp = final.with_name(final.name + _TMP_SUFFIX)
-        tmp.unlink(missing_ok=True)
-        try:
+        with self._atomic(job, snapshot, name) as tmp:
             try:
                 os.link(src, tmp)  # same filesystem: no copy at all
             except OSError as e:
@@ -116,29 +131,17 @@ class LocalDestination(Destination):
                 shutil.copyfile(src, tmp)  # sendfile(2) underneath; keeps the 0600 file
                 with open(tmp, "rb+") as f:
                     os.fsync(f.fileno())
-            os.replace(tmp, final)
-            _fsync_dir(final.parent)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise DestinationError(f"{self.describe()}: writing {final}: {e.strerror or e}") from e
-        size = final.stat().st_size
+            size = tmp.stat().st_size  # the same inode is renamed into place
         if progress:
             progress(size)
         return StoredObject(name, size)
 
     def put_bytes(self, job: str, snapshot: str, name: str, data: bytes) -> StoredObject:
-        final = self._target(job, snapshot, name)
-        tmp = final.with_name(final.name + _TMP_SUFFIX)
-        try:
+        with self._atomic(job, snapshot, name) as tmp:
             with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, final)
-            _fsync_dir(final.parent)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise DestinationError(f"{self.describe()}: writing {final}: {e.strerror or e}") from e
         return StoredObject(name, len(data))
 
     def open_read(self, job: str, snapshot: str, name: str) -> BinaryIO:

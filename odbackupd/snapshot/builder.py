@@ -204,9 +204,11 @@ class SnapshotBuilder:
 
         inprog = self.state.inprogress(job)
         resumed = False
+        resumes = 0
         if inprog is not None and inprog.params == params:
             snapshot, started = inprog.snapshot, inprog.started
             resumed = True
+            resumes = inprog.resumes + 1
             self.state.note_resume(job)
         else:
             if inprog is not None:
@@ -269,7 +271,6 @@ class SnapshotBuilder:
         self._emit_progress(force=True)
         records = self.state.volumes(job, snapshot)
         last_cp = TarCheckpoint.from_json(records[-1].checkpoint["tar"])
-        inprog2 = self.state.inprogress(job)
         manifest = Manifest(
             job=job, snapshot=snapshot, host=self.hostname, started=started, finished=self.clock(),
             tool_version=__version__,
@@ -283,7 +284,7 @@ class SnapshotBuilder:
             data_bytes=last_cp.stats.data_bytes, tar_bytes=last_cp.offset,
             volumes=[{k: v for k, v in r.info.items() if k != "index"} for r in records],
             warnings=dict(self._warning_counts),
-            resumes=inprog2.resumes if inprog2 else 0,
+            resumes=resumes,
         )
         data = manifest.dumps()
         try:

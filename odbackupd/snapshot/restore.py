@@ -55,20 +55,22 @@ class RestoreStats:
 
 
 # -- fetching volumes ---------------------------------------------------------------------------
-def _hash_stream(f: BinaryIO, sink: BinaryIO | None = None) -> tuple[int, str, str]:
+def _hash_stream(f: BinaryIO, sink: BinaryIO | None = None, quickxor: bool = False) -> tuple[int, str, str | None]:
+    """Size, SHA-256 and (when asked) quickXorHash of a stream, copying it to ``sink``."""
     sha = hashlib.sha256()
-    qx = QuickXorHash()
+    qx = QuickXorHash() if quickxor else None
     size = 0
     while True:
         b = f.read(4 << 20)
         if not b:
             break
         sha.update(b)
-        qx.update(b)
+        if qx is not None:
+            qx.update(b)
         size += len(b)
         if sink is not None:
             sink.write(b)
-    return size, sha.hexdigest(), qx.b64digest()
+    return size, sha.hexdigest(), qx.b64digest() if qx is not None else None
 
 
 def check_volume(vol: dict, size: int, sha256: str) -> None:
@@ -491,7 +493,7 @@ def verify_snapshot(
         if read_back:
             try:
                 with dest.open_read(manifest.job, manifest.snapshot, vol["name"]) as f:
-                    size, sha, qx = _hash_stream(f)
+                    size, sha, qx = _hash_stream(f, quickxor=bool(vol.get("quickxor")))
             except DestinationError as e:
                 rep.problems.append(f"{vol['name']}: {e}")
                 continue

@@ -127,33 +127,25 @@ class _PaxInfo(tarfile.TarInfo):
 
 
 class _Names:
-    """uid/gid → name lookups, cached (they are slow with NSS)."""
+    """uid/gid → name lookups, cached for one stream (they are slow with NSS)."""
 
     def __init__(self) -> None:
-        self.users: dict[int, str] = {}
-        self.groups: dict[int, str] = {}
+        self._cache: dict[tuple[str, int], str] = {}
+
+    def _name(self, kind: str, ident: int, lookup: Callable[[int], str]) -> str:
+        key = (kind, ident)
+        if key not in self._cache:
+            try:
+                self._cache[key] = lookup(ident)
+            except KeyError:
+                self._cache[key] = ""  # no such user/group: the archive keeps the id only
+        return self._cache[key]
 
     def user(self, uid: int) -> str:
-        try:
-            return self.users[uid]
-        except KeyError:
-            try:
-                name = pwd.getpwuid(uid).pw_name
-            except KeyError:
-                name = ""
-            self.users[uid] = name
-            return name
+        return self._name("u", uid, lambda i: pwd.getpwuid(i).pw_name)
 
     def group(self, gid: int) -> str:
-        try:
-            return self.groups[gid]
-        except KeyError:
-            try:
-                name = grp.getgrgid(gid).gr_name
-            except KeyError:
-                name = ""
-            self.groups[gid] = name
-            return name
+        return self._name("g", gid, lambda i: grp.getgrgid(i).gr_name)
 
 
 def _xattrs(target: int | bytes, follow: bool = False) -> dict[str, str]:

@@ -87,3 +87,20 @@ def test_config_sample_is_valid(tmp_path):
     r = odbackupd("--config", str(p), "--check-config")
     # the sample names example sources that may not exist here; only those may be reported
     assert r.returncode == 0 or all("source" in ln or "does not exist" in ln for ln in r.stderr.splitlines()[1:])
+
+
+def test_once_refuses_while_the_job_runs_elsewhere(setup, tmp_path):
+    """A cron run overlapping another run of the same job waits for nothing and says so."""
+    from odbackupd.runner import job_lock
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_text("a")
+    cfg = setup.write([src])
+    with job_lock(setup.state, "t"):
+        r = odbackupd("--config", str(cfg), "--once", "t")
+    assert r.returncode == 75, r.stderr
+    assert "already running" in r.stderr
+    assert not (setup.dest / "t").exists() or not any((setup.dest / "t").iterdir())
+    r = odbackupd("--config", str(cfg), "--once", "t")
+    assert r.returncode == 0, r.stderr
