@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -26,6 +26,14 @@ from .snapshot.catalog import list_snapshots
 from .state import StateStore
 
 log = logging.getLogger("odbackupd.run")
+
+
+DROP_SUFFIX = "+drop"  # "+" is not allowed in job names, so a series name never collides
+
+
+def drop_series(job: str) -> str:
+    """The side series holding one snapshot per drop-directory file of ``job``."""
+    return job + DROP_SUFFIX
 
 
 class JobBusy(Exception):
@@ -71,11 +79,26 @@ def run_job(
     progress: Callable[[Progress], None] | None = None,
     cancel: threading.Event | None = None,
     run_id_cb: Callable[[int], None] | None = None,
+    run_id: int | None = None,
+    sources: Sequence[Path] | None = None,
+    series: str | None = None,
 ) -> JobRun:
+    """Run one snapshot of ``job_name``.
+
+    ``run_id``: a run the caller already recorded with ``state.run_started`` (the daemon
+    does, to hand out the id before the run starts). ``sources`` and ``series`` make a
+    side series of the job, e.g. a drop-directory file: ``sources=[file]``,
+    ``series=drop_series(job)``; the series is the folder on the destinations and has its
+    own lock, resume state and retention (the job's keep_* settings).
+    """
     job = config.jobs[job_name]  # type: ignore[attr-defined]
     daemon = config.daemon  # type: ignore[attr-defined]
+    series = series or job_name
     fields = {"JOB": job_name}
-    run_id = state.run_started(job_name, trigger)
+    if series != job_name:
+        fields["SERIES"] = series
+    if run_id is None:
+        run_id = state.run_started(job_name, trigger)
     if run_id_cb:
         run_id_cb(run_id)
     fields["RUN_ID"] = str(run_id)
@@ -83,10 +106,13 @@ def run_job(
              extra={"journal_fields": {**fields, "MESSAGE_ID": MSG_RUN_STARTED, "TRIGGER": trigger}})
     dests: list[Destination] = []
     try:
-        with job_lock(daemon.state_dir, job_name):
+        with job_lock(daemon.state_dir, series):
             dests = open_destinations(config, job, state)
+            spec = replace(JobSpec.from_config(job), name=series)
+            if sources is not None:
+                spec = replace(spec, sources=tuple(Path(p) for p in sources))
             builder = SnapshotBuilder(
-                JobSpec.from_config(job), dests, state, daemon.spool_dir / "jobs", daemon.hostname,
+                spec, dests, state, daemon.spool_dir / "jobs", daemon.hostname,
                 upload_workers=1 if all(d.kind == "local" for d in dests) else daemon.max_parallel_uploads,
                 progress=progress, cancel=cancel,
                 skip_paths=[daemon.state_dir, daemon.spool_dir],
@@ -94,7 +120,7 @@ def run_job(
             result = builder.run()
             run = JobRun(result, run_id)
             if result.ok:
-                _prune(job, dests, result.snapshot, run)
+                _prune(job, dests, result.snapshot, run, series)
     except JobBusy as e:
         result = RunResult(job_name, None, FAILED, str(e))
         run = JobRun(result, run_id, busy=True)
@@ -113,7 +139,8 @@ def run_job(
         stats.update(files=m.files, data_bytes=m.data_bytes, stored_bytes=m.stored_bytes,
                      volumes=len(m.volumes), duration=round(m.finished - m.started, 3))
     state.run_finished(run_id, result.status, result.message, result.snapshot, stats)
-    state.set(f"last_run:{job_name}", f"{time.time()}")
+    if series == job_name:
+        state.set(f"last_run:{job_name}", f"{time.time()}")
     fields.update(SNAPSHOT=result.snapshot or "", STATUS=result.status)
     if result.ok:
         fields.update(BYTES=str(m.data_bytes if m else 0), STORED_BYTES=str(m.stored_bytes if m else 0))
@@ -127,11 +154,13 @@ def run_job(
 
 
 def apply_retention(
-    job: object, dest: Destination, protect: Sequence[str] = (), dry_run: bool = False
+    job: object, dest: Destination, protect: Sequence[str] = (), dry_run: bool = False,
+    series: str | None = None,
 ) -> retention.RetentionPlan:
     """Plan the job's retention on one destination and, unless ``dry_run``, delete."""
     policy = retention.RetentionPolicy.from_job(job)
-    plan = retention.plan(list_snapshots(dest, job.name).complete, policy, protect=protect)  # type: ignore[attr-defined]
+    series = series or job.name  # type: ignore[attr-defined]
+    plan = retention.plan(list_snapshots(dest, series).complete, policy, protect=protect)
     if not dry_run:
         for m in plan.delete:
             dest.delete_snapshot(m.job, m.snapshot)
@@ -142,23 +171,25 @@ def apply_retention(
     return plan
 
 
-def _prune(job: object, dests: list[Destination], keep: str | None, run: JobRun) -> None:
+def _prune(job: object, dests: list[Destination], keep: str | None, run: JobRun, series: str) -> None:
     """Retention after a successful run: a failure is reported, never fails the run."""
     for d in dests:
         try:
-            plan = apply_retention(job, d, protect=[keep] if keep else [])
+            plan = apply_retention(job, d, protect=[keep] if keep else [], series=series)
             run.pruned[d.name] = [m.snapshot for m in plan.delete]
         except DestinationError as e:
             run.prune_errors.append(f"{d.name}: {e}")
             log.warning("job %s: retention on %s failed: %s", job.name, d.describe(), e)  # type: ignore[attr-defined]
 
 
-def prune_job(config: object, job_name: str, state: StateStore | None, dry_run: bool) -> dict[str, retention.RetentionPlan]:
+def prune_job(
+    config: object, job_name: str, state: StateStore | None, dry_run: bool, series: str | None = None,
+) -> dict[str, retention.RetentionPlan]:
     job = config.jobs[job_name]  # type: ignore[attr-defined]
     plans = {}
     for d in open_destinations(config, job, state):
         try:
-            plans[d.name] = apply_retention(job, d, dry_run=dry_run)
+            plans[d.name] = apply_retention(job, d, dry_run=dry_run, series=series)
         finally:
             d.close()
     return plans

@@ -25,6 +25,10 @@ class ObjectNotFound(DestinationError):
     pass
 
 
+class NotLoggedIn(DestinationError):
+    """The destination's account needs ``odctl login`` (logged as MESSAGE_ID login-needed)."""
+
+
 @dataclass(frozen=True)
 class StoredObject:
     """What a destination says it holds for one file."""

@@ -1,1 +1,1 @@
-from .fixtures import graph_emulator, pytest_configure  # noqa: F401
+# graph_emulator comes from tests/conftest.py (pytest_plugins = ["tests.graphemu.fixtures"]).

@@ -481,7 +481,8 @@ class GraphEmulator:
     @property
     def requests(self) -> list[dict]:
         """Log of every request: t (emulator clock), host, method, path, label, status,
-        client, faults, retry_not_before (the throttle gate in force when it arrived)."""
+        client, faults, retry_not_before (the throttle gate in force when it arrived),
+        sets_gate, user_agent."""
         with self.lock:
             return list(self._requests)
 
@@ -529,6 +530,7 @@ class GraphEmulator:
                 else resp.action, "client": req.client,
                 "faults": [f.action for f in req.faults],
                 "retry_not_before": req.meta.get("gate"), "sets_gate": entry_gate,
+                "user_agent": req.header("User-Agent"),
             })
         delay = next((f for f in req.faults if f.action == "delay"), None)
         if delay is not None:
