@@ -55,6 +55,9 @@ class Destination(ABC):
     """One configured place snapshots go to."""
 
     kind: str = "?"
+    # True when list_objects reports hashes of what is stored (OneDrive's quickXorHash), so
+    # verify can trust them without reading anything back; False: verify reads the data.
+    reports_hashes: bool = False
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -472,14 +472,14 @@ def verify_snapshot(
     """Check every volume against the manifest.
 
     Without ``download``: sizes and the hashes the destination reports (OneDrive's
-    quickXorHash); a destination on this machine is read, which costs no transfer.
+    quickXorHash, ``dest.reports_hashes``); a destination that reports none (a local
+    directory) is read instead, which costs no transfer.
     With ``download``: everything is read back and hashed, and with the identity (or for
     an unencrypted snapshot) decrypted, decompressed and read through to the tar end.
     """
     rep = VerifyReport(manifest.snapshot)
     objs = dest.list_objects(manifest.job, manifest.snapshot)
-    local = getattr(dest, "kind", "") == "local"
-    read_back = download or local
+    read_back = download or not dest.reports_hashes
     rep.method = "read back" if read_back else "destination hashes"
     for vol in manifest.volumes:
         rep.volumes += 1
