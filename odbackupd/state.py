@@ -176,12 +176,48 @@ class StateStore:
              finished if finished is not None else time.time(), run_id),
         )
 
+    def run_queued(self, job: str, trigger: str, queued: float | None = None) -> int:
+        """Record a run that waits for its turn (the daemon hands out its id at once)."""
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO runs (job, trigger, started, status) VALUES (?,?,?, 'queued')",
+                (job, trigger, queued if queued is not None else time.time()),
+            )
+            return int(cur.lastrowid)
+
+    def run_begin(self, run_id: int, started: float | None = None) -> None:
+        """A queued run starts: its start time is now."""
+        self._q("UPDATE runs SET status='running', started=? WHERE id=?",
+                (started if started is not None else time.time(), run_id))
+
+    def close_stale_runs(self, message: str) -> list[int]:
+        """Runs left 'running' or 'queued' by a daemon that is gone (crash, kill -9)."""
+        with self._lock:
+            ids = [r[0] for r in self._db.execute(
+                "SELECT id FROM runs WHERE status IN ('running', 'queued')").fetchall()]
+            self._db.execute(
+                "UPDATE runs SET status='interrupted', message=?, finished=? WHERE status IN ('running', 'queued')",
+                (message, time.time()),
+            )
+        return ids
+
+    def run(self, run_id: int) -> dict[str, Any] | None:
+        rows = self._q(
+            "SELECT id, job, snapshot, trigger, started, finished, status, message, stats FROM runs WHERE id=?",
+            (run_id,),
+        )
+        return self._run_dicts(rows)[0] if rows else None
+
     def last_runs(self, job: str, limit: int = 10) -> list[dict[str, Any]]:
         rows = self._q(
             "SELECT id, job, snapshot, trigger, started, finished, status, message, stats FROM runs"
             " WHERE job=? ORDER BY id DESC LIMIT ?",
             (job, limit),
         )
+        return self._run_dicts(rows)
+
+    @staticmethod
+    def _run_dicts(rows: list[tuple]) -> list[dict[str, Any]]:
         keys = ("id", "job", "snapshot", "trigger", "started", "finished", "status", "message", "stats")
         out = []
         for r in rows:

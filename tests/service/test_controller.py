@@ -1,0 +1,214 @@
+"""The controller driven directly, as the D-Bus adapter drives it: real runs of real jobs
+into a local destination, observed through events and the state database."""
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from odbackupd.destinations.local import LocalDestination
+from odbackupd.service.errors import InvalidConfig, NoSuchJob
+from odbackupd.snapshot.catalog import find_snapshot
+from odbackupd.snapshot.restore import restore_snapshot
+from odbackupd.state import StateStore
+
+from .conftest import Gate, running
+
+
+def test_backup_now_runs_and_reports(daemon, tmp_path):
+    daemon.write({"etc": ""})
+
+    async def body() -> None:
+        async with running(daemon) as (ctl, rec):
+            assert ctl.job_names() == ["etc"]
+            run_id = await ctl.backup_now("etc")
+            done = await rec.finished(run_id)
+            assert done["status"] == "completed", done
+            assert done["files"] == 3 and done["trigger"] == "manual" and done["snapshot"]
+            started = rec.of("run_started", "etc")
+            assert [e.data for e in started] == [{"run_id": run_id, "trigger": "manual"}]
+            # progress went out while it ran, with the documented keys
+            prog = rec.of("progress", "etc")
+            assert prog and {"phase", "files", "bytes_done", "volumes_done"} <= set(prog[-1].data)
+            info = ctl.job_info("etc")
+            assert info["state"] == "idle" and not info["queued"]
+            assert info["last_run"]["run_id"] == run_id and info["last_run"]["status"] == "completed"
+            assert info["destinations"] == ["usb"] and info["encrypted"] is False
+            assert None not in info.values()
+            snaps = await ctl.list_snapshots("etc")
+            assert [(s["id"], s["destination"], s["files"]) for s in snaps] == [(done["snapshot"], "usb", 3)]
+            assert ctl.daemon_info()["state"] == "idle"
+            with pytest.raises(NoSuchJob, match="no job 'nope'.*jobs: etc"):
+                await ctl.backup_now("nope")
+            return done["snapshot"]
+
+    snap = asyncio.run(body())
+    dest = LocalDestination("usb", daemon.dest)
+    out = tmp_path / "out"
+    restore_snapshot(dest, find_snapshot(dest, "etc", snap), out)
+    src = daemon.tmp / "src" / "etc"
+    assert (out / str(src).lstrip("/") / "f1.txt").read_bytes() == (src / "f1.txt").read_bytes()
+
+
+def test_trigger_during_run_queues_exactly_one_follow_up(daemon):
+    daemon.write({"etc": ""})
+    gate = Gate()
+
+    async def body() -> None:
+        async with running(daemon, run_fn=gate) as (ctl, rec):
+            try:
+                first = await ctl.backup_now("etc")
+                # before it starts, a second request is the same run
+                assert await ctl.backup_now("etc", "watch") == first
+                await rec.wait(lambda: rec.of("run_started"))
+                follow = await ctl.backup_now("etc", "schedule")
+                assert follow != first
+                assert await ctl.backup_now("etc") == follow
+                assert await ctl.backup_now("etc", "watch") == follow
+                info = ctl.job_info("etc")
+                assert info["state"] == "running" and info["queued"] and info["run_id"] == first
+            finally:
+                gate.open.set()
+            a = await rec.finished(first)
+            b = await rec.finished(follow)
+            assert (a["status"], b["status"]) == ("completed", "completed")
+            assert b["trigger"] == "schedule"
+            # exactly two runs, one after the other
+            assert [e.data["run_id"] for e in rec.of("run_started")] == [first, follow]
+            assert gate.entered == ["etc", "etc"]
+            assert ctl.job_info("etc")["queued"] is False
+
+    asyncio.run(body())
+
+
+def test_global_limit_runs_jobs_in_turn(daemon):
+    daemon.write({"a": "", "b": "", "c": ""}, daemon_extra="max_parallel_runs = 2\n")
+    gate = Gate()
+
+    async def body() -> None:
+        async with running(daemon, run_fn=gate) as (ctl, rec):
+            try:
+                ids = [await ctl.backup_now(n) for n in ("a", "b", "c")]
+                await rec.wait(lambda: len(rec.of("run_started")) == 2)
+                assert ctl.daemon_info()["running"] == ["a", "b"]
+                c = ctl.job_info("c")
+                assert c["state"] == "idle" and c["queued"] is True
+            finally:
+                gate.open.set()
+            for i in ids:
+                assert (await rec.finished(i))["status"] == "completed"
+            assert [e.job for e in rec.of("run_started")] == ["a", "b", "c"]
+
+    asyncio.run(body())
+
+
+def _big_job(daemon) -> None:
+    daemon.write({"big": "compression_level = 1\n"})
+    (daemon.tmp / "src" / "big" / "blob").write_bytes(os.urandom(6 << 20))
+
+
+async def _cancel_at_start(ctl, rec, gate: Gate) -> int:
+    """Start a run, cancel it as it starts; returns the id of a follow-up queued meanwhile."""
+    first = await ctl.backup_now("big")
+    await rec.wait(lambda: rec.of("run_started"))
+    queued = await ctl.backup_now("big")
+    assert ctl.cancel("big") is True
+    assert ctl.job_info("big")["state"] == "cancelling"
+    gate.open.set()
+    a = await rec.finished(first)
+    assert a["status"] == "cancelled" and "resumes" in a["message"]
+    return queued
+
+
+def test_cancel_checkpoints_and_next_run_resumes(daemon):
+    _big_job(daemon)
+    gate = Gate()
+
+    async def body() -> None:
+        async with running(daemon, run_fn=gate) as (ctl, rec):
+            queued = await _cancel_at_start(ctl, rec, gate)
+            q = await rec.finished(queued)
+            assert q["status"] == "cancelled"  # the follow-up went with it
+            assert ctl.cancel("big") is False  # nothing left
+            assert ctl.state.inprogress("big") is not None  # the checkpoint stays
+            again = await ctl.backup_now("big")
+            done = await rec.finished(again)
+            assert done["status"] == "completed", done
+            assert ctl.state.run(again)["stats"]["resumed"] is True
+
+    asyncio.run(body())
+
+
+def test_reload_good_and_bad(daemon):
+    daemon.write({"etc": ""})
+
+    async def body() -> None:
+        async with running(daemon) as (ctl, rec):
+            good = daemon.path.read_text()
+            daemon.write({"etc": 'schedule = "0 3 * * *"\n', "home": ""})
+            await ctl.reload()
+            assert ctl.job_names() == ["etc", "home"]
+            info = ctl.job_info("etc")
+            assert info["schedule"] == "0 3 * * *" and info["next_run"] > ctl.clock.now()
+            assert rec.of("job_changed", "home")
+            # broken: the message names file and line, and everything stays as it was
+            daemon.path.write_text(good + '\n[job.bad]\nsources = ["/srv"]\nvolume_size = "lots"\n')
+            with pytest.raises(InvalidConfig) as ei:
+                await ctl.reload()
+            assert f"{daemon.path}:" in str(ei.value) and "volume_size" in str(ei.value)
+            assert "keeping the previous configuration" in str(ei.value)
+            assert ctl.job_names() == ["etc", "home"]
+            run_id = await ctl.backup_now("home")
+            assert (await rec.finished(run_id))["status"] == "completed"
+
+    asyncio.run(body())
+
+
+def test_job_removed_during_reload_while_running(daemon):
+    daemon.write({"etc": "", "gone": ""})
+    gate = Gate()
+
+    async def body() -> None:
+        async with running(daemon, run_fn=gate) as (ctl, rec):
+            try:
+                rid = await ctl.backup_now("gone")
+                await rec.wait(lambda: rec.of("run_started"))
+                daemon.write({"etc": ""})
+                warnings = await ctl.reload()
+                assert any("gone" in w and "cancelled" in w for w in warnings)
+                assert ctl.job_names() == ["etc"]
+                with pytest.raises(NoSuchJob):
+                    ctl.job_info("gone")
+            finally:
+                gate.open.set()
+            assert (await rec.finished(rid))["status"] == "cancelled"
+            assert "gone" not in ctl.daemon_info()["running"]
+
+    asyncio.run(body())
+
+
+def test_start_resumes_interrupted_snapshot(daemon):
+    _big_job(daemon)
+    gate = Gate()
+
+    async def first_life() -> None:
+        async with running(daemon, run_fn=gate) as (ctl, rec):
+            await _cancel_at_start(ctl, rec, gate)
+
+    async def second_life() -> dict:
+        async with running(daemon) as (ctl, rec):
+            started = await rec.wait(lambda: rec.of("run_started", "big"))
+            assert started[0].data["trigger"] == "resume"
+            return await rec.finished(started[0].data["run_id"])
+
+    asyncio.run(first_life())
+    st = StateStore(daemon.state_dir / "state.db")
+    try:
+        assert st.inprogress("big") is not None
+        # the first daemon closed its runs: nothing is left "running" in the history
+        assert {r["status"] for r in st.last_runs("big")} == {"cancelled"}
+    finally:
+        st.close()
+    done = asyncio.run(second_life())
+    assert done["status"] == "completed"
