@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--check-config", action="store_true",
                     help="validate the configuration (and that sources are readable) and exit")
     ap.add_argument("--once", metavar="JOB", help="run one snapshot of JOB in the foreground and exit")
+    ap.add_argument("--no-dbus", action="store_true",
+                    help="run the service without the D-Bus API (foreground use and tests)")
+    ap.add_argument("--stop-timeout", type=float, default=None, metavar="SECONDS",
+                    help="on SIGTERM, how long runs get to checkpoint before the daemon exits "
+                    "(default 45; keep it below the unit's TimeoutStopSec)")
     ap.add_argument("--log-level", choices=["debug", "info", "notice", "warning", "error"], default=None)
     ap.add_argument("--version", action="version", version=f"odbackupd {__version__}")
     return ap
@@ -72,12 +77,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.once:
         return run_once(config, args.once)
 
-    try:
-        from .service.loop import serve
-    except ImportError:
-        print("odbackupd: service mode is not available in this build; use --once JOB", file=sys.stderr)
-        return EXIT_FAILED
-    return serve(config, args.config or DEFAULT_CONFIG)
+    return run_service(config, args)
+
+
+def run_service(config, args: argparse.Namespace) -> int:  # noqa: ANN001
+    """The composition root of the daemon: controller + loop (service/) + D-Bus (bus/)."""
+    from .service.loop import DEFAULT_STOP_TIMEOUT, serve
+
+    make_transport = None
+    if not args.no_dbus:
+        try:
+            from .bus.adapter import BusAdapter
+        except ImportError as e:
+            print(f"odbackupd: the D-Bus API is not available ({e}); install dbus-fast, "
+                  "or run with --no-dbus", file=sys.stderr)
+            return EXIT_FAILED
+
+        def make_transport(controller):  # noqa: ANN001, ANN202
+            return BusAdapter(controller, bus_address=None)
+
+    stop_timeout = args.stop_timeout if args.stop_timeout is not None else DEFAULT_STOP_TIMEOUT
+    return serve(config, args.config or DEFAULT_CONFIG, make_transport=make_transport,
+                 stop_timeout=stop_timeout, log_level_fixed=args.log_level is not None)
 
 
 def run_once(config, job: str) -> int:  # noqa: ANN001

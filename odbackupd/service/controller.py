@@ -191,6 +191,8 @@ class Controller:
         self._triggers: dict[str, list[Any]] = {}  # job -> started watcher / drop-dir objects
         self._reload_lock = asyncio.Lock()
         self._drop_cancels: set[threading.Event] = set()
+        self._drop_threads: set[asyncio.Future] = set()
+        self._reload_error: str | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -231,7 +233,7 @@ class Controller:
             self._cancel_slot(name, slot, "cancelled: the daemon stopped; the next start resumes it")
             if slot.worker is not None:
                 workers.append(slot.worker)
-        pending = [*workers, *self._tasks]
+        pending = [*workers, *self._tasks, *self._drop_threads]
         if pending:
             done, not_done = await asyncio.wait(pending, timeout=timeout)
             if not_done:
@@ -332,6 +334,8 @@ class Controller:
             info["config_path"] = str(self.config_path)
         if self._last_failure:
             info["last_failure"] = dict(self._last_failure)
+        if self._reload_error:
+            info["reload_error"] = self._reload_error
         return info
 
     def _compute_status_line(self) -> str:
@@ -355,6 +359,8 @@ class Controller:
             if nxt:
                 t, n = min(nxt)
                 parts.append(f"next: {n} at {time.strftime('%Y-%m-%d %H:%M', time.localtime(t))}")
+        if self._reload_error:
+            parts.append(f"reload failed, old configuration kept: {self._reload_error}")
         if self._last_failure:
             f = self._last_failure
             parts.append(f"last failure: {f['job']} (run {f['run_id']}): {f['message']}")
@@ -584,12 +590,20 @@ class Controller:
             cancel = threading.Event()
             self._drop_cancels.add(cancel)
             started = time.time()
+            fut = _in_thread(
+                lambda: self._run_fn(config, name, state, trigger="drop", cancel=cancel, run_id=run_id,
+                                     sources=[path], series=drop_series(name)),
+                f"drop-{name}",
+            )
+            self._drop_threads.add(fut)
+            fut.add_done_callback(self._drop_threads.discard)
             try:
-                result: JobRun = await _in_thread(
-                    lambda: self._run_fn(config, name, state, trigger="drop", cancel=cancel, run_id=run_id,
-                                    sources=[path], series=drop_series(name)),
-                    f"drop-{name}",
-                )
+                # shielded: if the drop directory is stopped, the run checkpoints and ends
+                # through its cancel event instead of being abandoned mid-write
+                result: JobRun = await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                cancel.set()
+                raise
             finally:
                 self._drop_cancels.discard(cancel)
             r = result.result
@@ -641,7 +655,7 @@ class Controller:
             return None
         return _start_trigger(name, "watch", lambda: JobWatcher(
             asyncio.get_running_loop(), name, list(job.sources), quiet_period=job.quiet_period,
-            max_delay=job.max_delay, exclude=list(job.exclude),
+            max_delay=job.max_delay, exclude=list(job.exclude), one_file_system=job.one_file_system,
             skip_paths=[self.config.daemon.state_dir, self.config.daemon.spool_dir],
             on_trigger=self.on_watch_trigger))
 
@@ -653,7 +667,7 @@ class Controller:
             return None
         return _start_trigger(name, "drop_dir", lambda: DropDir(
             asyncio.get_running_loop(), name, Path(job.drop_dir),
-            on_file=lambda p, _n=name: self.run_drop_file(_n, p)))
+            on_file=lambda p, _n=name: self.run_drop_file(_n, p), settle=job.quiet_period))
 
     # ---- reload ------------------------------------------------------------------------
     async def reload(self) -> list[str]:
@@ -664,10 +678,12 @@ class Controller:
             path = self.config_path
             try:
                 new = await _in_thread(lambda: load_config(path), "reload")
-            except ConfigError as e:
-                raise InvalidConfig(f"{e}\nkeeping the previous configuration") from e
-            except OSError as e:
-                raise InvalidConfig(f"{path}: {e.strerror or e}; keeping the previous configuration") from e
+            except (ConfigError, OSError) as e:
+                why = str(e) if isinstance(e, ConfigError) else f"{path}: {e.strerror or e}"
+                self._reload_error = why.splitlines()[0] if why else "invalid configuration"
+                self._changed_daemon()
+                raise InvalidConfig(f"{why}\nkeeping the previous configuration") from e
+            self._reload_error = None
             warnings = list(new.warnings)
             old = self.config
             for key in ("state_dir", "spool_dir"):
