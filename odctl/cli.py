@@ -1,8 +1,13 @@
 """odctl: the command-line client.
 
-Offline commands (snapshots, restore, verify, prune, config) work in this process with the
-library modules, straight against the destinations; they need no running daemon.
-Results go to stdout (human tables, or ``--json``), diagnostics to stderr.
+Daemon commands (status, jobs, backup-now, cancel, reload, login, logout) talk to odbackupd
+over D-Bus only (odctl/client.py). Offline commands (snapshots, restore, verify, prune,
+config) work in this process with the library modules, straight against the destinations;
+they need no running daemon. ``jobs`` falls back to the configuration, ``login``/``logout``
+to the in-process login (odctl/login.py), and ``snapshots`` asks the daemon only when no
+``--config`` is given and the daemon runs (it can read destinations the caller cannot).
+Results go to stdout (human tables, or ``--json``), diagnostics to stderr. Exit codes and
+D-Bus error names are defined once, in odbackupd/bus/names.py.
 """
 from __future__ import annotations
 
@@ -16,14 +21,11 @@ from typing import Any, Sequence
 
 from odbackupd import __version__
 
-from . import render
+from odbackupd.bus.names import (  # noqa: F401 - re-exported: odctl(1)'s exit codes
+    EXIT_ACCESS_DENIED, EXIT_BUSY, EXIT_FAILED, EXIT_INTEGRITY, EXIT_NOT_FOUND,
+    EXIT_NOT_LOGGED_IN, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE, exit_codes_epilog)
 
-# documented exit codes (odctl(1))
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_NOT_FOUND = 3
-EXIT_INTEGRITY = 4
+from . import render
 
 
 class CliError(Exception):
@@ -125,11 +127,53 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 def cmd_config_sample(args: argparse.Namespace) -> int:
     from odbackupd.config import sample_config
 
-    sys.stdout.write(sample_config())
+    if args.json:
+        render.out_json({"sample": sample_config()})
+    else:
+        sys.stdout.write(sample_config())
     return EXIT_OK
 
 
 def cmd_snapshots(args: argparse.Namespace) -> int:
+    if args.config is None and _daemon_available():
+        job_name, result = _daemon_snapshots(args)
+    else:
+        job_name, result = _offline_snapshots(args)
+    if args.json:
+        render.out_json({"job": job_name, "destinations": result})
+        return EXIT_OK
+    for name, r in result.items():
+        if len(result) > 1 and not args.quiet:
+            print(f"{name}:")
+        rows = [[s["snapshot"], s["time"], s.get("host", "-"), str(s["files"]), render.size(s["data_bytes"]),
+                 render.size(s["stored_bytes"]), str(s["volumes"]), s["status"]] for s in r["snapshots"]]
+        render.table(["SNAPSHOT", "TIME", "HOST", "FILES", "SIZE", "STORED", "VOLUMES", "STATUS"], rows)
+        if r["incomplete"] and not args.quiet:
+            print(f"incomplete (not restorable, removed by the next run): {', '.join(r['incomplete'])}",
+                  file=sys.stderr)
+        for u in r["unreadable"]:
+            print(f"warning: {u['folder']}: {u['problem']}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _daemon_snapshots(args: argparse.Namespace) -> tuple[str, dict]:
+    """The daemon's listing (ListSnapshots) in the offline listing's shape."""
+    rows = _daemon(lambda c: c.call("ListSnapshots", "s", args.job)) or []
+    result: dict[str, dict] = {}
+    for r in rows:
+        if args.destination and r.get("destination") != args.destination:
+            continue
+        dest = result.setdefault(r.get("destination", "?"),
+                                 {"snapshots": [], "incomplete": [], "unreadable": []})
+        row = {"snapshot": r["id"], "time": render.iso(r.get("started", 0)), "files": r.get("files", 0),
+               "data_bytes": r.get("data_bytes", 0), "stored_bytes": r.get("stored_bytes", 0),
+               "volumes": r.get("volumes", 0), "status": r.get("status", "")}
+        row.update({k: r[k] for k in ("host", "kind", "encrypted", "warnings") if k in r})
+        dest["snapshots"].append(row)
+    return args.job, result
+
+
+def _offline_snapshots(args: argparse.Namespace) -> tuple[str, dict]:
     from odbackupd.snapshot.catalog import list_snapshots
 
     cfg = _config(args)
@@ -147,21 +191,7 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
             "incomplete": listing.incomplete,
             "unreadable": [{"folder": f, "problem": p} for f, p in listing.unreadable],
         }
-    if args.json:
-        render.out_json({"job": job.name, "destinations": result})
-        return EXIT_OK
-    for name, r in result.items():
-        if len(result) > 1 and not args.quiet:
-            print(f"{name}:")
-        rows = [[s["snapshot"], s["time"], s["host"], str(s["files"]), render.size(s["data_bytes"]),
-                 render.size(s["stored_bytes"]), str(s["volumes"]), s["status"]] for s in r["snapshots"]]
-        render.table(["SNAPSHOT", "TIME", "HOST", "FILES", "SIZE", "STORED", "VOLUMES", "STATUS"], rows)
-        if r["incomplete"] and not args.quiet:
-            print(f"incomplete (not restorable, removed by the next run): {', '.join(r['incomplete'])}",
-                  file=sys.stderr)
-        for u in r["unreadable"]:
-            print(f"warning: {u['folder']}: {u['problem']}", file=sys.stderr)
-    return EXIT_OK
+    return job.name, result
 
 
 def _find(d, job, ref):  # noqa: ANN001, ANN202
@@ -275,6 +305,286 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- daemon commands (over D-Bus) -------------------------------------------------------------------
+def _daemon(fn, require: bool = True):  # noqa: ANN001, ANN202
+    """Run ``fn(client)`` against the daemon (a small asyncio runner per command)."""
+    from .client import run
+
+    return run(fn, require_daemon=require)
+
+
+def _daemon_available() -> bool:
+    import asyncio
+
+    from .client import daemon_available
+
+    return asyncio.run(daemon_available())
+
+
+def _job_row(j: dict) -> list[str]:
+    last = j.get("last_run") or {}
+    state = j.get("state", "")
+    prog = j.get("progress") or {}
+    if state == "running" and "percent" in prog:
+        state = f"running {prog['percent']:.0f}%"
+    if j.get("queued"):
+        state += " (+queued)"
+    when = render.iso(last["finished"]) if last.get("finished") else "-"
+    nxt = render.iso(j["next_run"]) if j.get("next_run") else ("watch" if j.get("watch") else "-")
+    return [j.get("name", ""), render.coloured_state(state), when,
+            render.coloured_state(last.get("status", "-")), nxt, ", ".join(j.get("destinations", []))]
+
+
+JOB_HEADERS = ["JOB", "STATE", "LAST RUN", "RESULT", "NEXT RUN", "DESTINATIONS"]
+
+
+def _offline_jobs(args: argparse.Namespace) -> list[dict]:
+    cfg = _config(args)
+    out = []
+    for name, job in sorted(cfg.jobs.items()):
+        j = {"name": name, "state": "unknown", "queued": False, "sources": [str(s) for s in job.sources],
+             "destinations": list(job.destinations), "encrypted": bool(job.recipients),
+             "watch": bool(job.watch)}
+        if job.schedule:
+            j["schedule"] = job.schedule
+        if job.drop_dir is not None:
+            j["drop_dir"] = str(job.drop_dir)
+        out.append(j)
+    return out
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    async def go(c):  # noqa: ANN001, ANN202
+        return await c.call("GetAll", "s", _names().MANAGER_IFACE, interface="org.freedesktop.DBus.Properties"), \
+            await c.call("ListJobs")
+
+    props, jobs = _daemon(go)
+    daemon = props["Daemon"]
+    daemon["interface_version"] = props["InterfaceVersion"]
+    if args.json:
+        render.out_json({"daemon_running": True, "daemon": daemon, "jobs": jobs})
+        return EXIT_OK
+    if not args.quiet:
+        print(f"odbackupd {daemon.get('version', '?')}: {render.coloured_state(daemon.get('state', '?'))}"
+              f" — {daemon.get('status_line', '')}")
+        if daemon.get("config_path"):
+            print(f"config: {daemon['config_path']}")
+        if daemon.get("started"):
+            print(f"since:  {render.iso(daemon['started'])}")
+        print()
+        render.table(JOB_HEADERS, [_job_row(j) for j in jobs])
+    fail = daemon.get("last_failure")
+    if fail:
+        print(f"last failure: {fail.get('job')} (run {fail.get('run_id')}): {fail.get('message', '')}",
+              file=sys.stderr)
+    return EXIT_OK
+
+
+def _names():  # noqa: ANN202
+    from odbackupd.bus import names
+
+    return names
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from .client import DaemonNotRunning
+
+    try:
+        jobs = _daemon(lambda c: c.call("ListJobs"))
+        running = True
+    except DaemonNotRunning as e:
+        print(f"odctl: {e}\nodctl: showing the configured jobs without their state", file=sys.stderr)
+        jobs = _offline_jobs(args)
+        running = False
+    if args.json:
+        render.out_json({"daemon_running": running, "jobs": jobs})
+    elif not args.quiet:
+        render.table(JOB_HEADERS, [_job_row(j) for j in jobs])
+    return EXIT_OK
+
+
+def _status_exit(status: str) -> int:
+    return EXIT_OK if status in ("completed", "completed with warnings") else EXIT_FAILED
+
+
+def cmd_backup_now(args: argparse.Namespace) -> int:
+    names = _names()
+    job_path = names.job_path(args.job)
+
+    async def go(c):  # noqa: ANN001, ANN202
+        import asyncio
+
+        from .client import DaemonNotRunning, unpack
+
+        loop = asyncio.get_running_loop()
+        finished: dict[int, dict] = {}
+        want: dict[str, int] = {}
+        done: asyncio.Future = loop.create_future()
+        bar = render.Progress(f"{args.job}", enabled=args.wait and not args.quiet and not args.json)
+
+        def on_signal(msg) -> None:  # noqa: ANN001
+            if msg.member == "RunFinished" and msg.body[0] == args.job:
+                finished[int(msg.body[1])] = unpack(msg.body[2])
+            elif msg.member == "PropertiesChanged" and msg.path == job_path:
+                changed = unpack(msg.body[1])
+                if "BytesDone" in changed or "Percent" in changed:
+                    bar.update(changed.get("BytesDone", 0), changed.get("BytesTotal") or None,
+                               rate=changed.get("Rate"), percent=changed.get("Percent"),
+                               volume=changed.get("Volume"))
+            elif msg.member == "NameOwnerChanged" and msg.body[0] == names.BUS_NAME and not msg.body[2]:
+                if not done.done():
+                    done.set_exception(DaemonNotRunning("odbackupd stopped before the run finished"))
+            if "id" in want and want["id"] in finished and not done.done():
+                done.set_result(finished[want["id"]])
+
+        if args.wait:
+            await c.subscribe(on_signal, sender=names.BUS_NAME, path=names.ROOT_PATH,
+                              interface=names.MANAGER_IFACE, member="RunFinished")
+            await c.subscribe(on_signal, sender=names.BUS_NAME, path=job_path,
+                              interface="org.freedesktop.DBus.Properties", member="PropertiesChanged")
+            await c.subscribe(on_signal, sender="org.freedesktop.DBus", interface="org.freedesktop.DBus",
+                              member="NameOwnerChanged", arg0=names.BUS_NAME)
+        path = await c.call("BackupNow", "s", args.job)
+        run_id = names.run_id_from_path(path)
+        if not args.wait:
+            return run_id, path, None
+        want["id"] = run_id
+        if run_id in finished:
+            done.set_result(finished[run_id])
+        try:
+            result = await done
+        finally:
+            bar.close()
+        return run_id, path, result
+
+    run_id, path, result = _daemon(go)
+    if result is None:
+        if args.json:
+            render.out_json({"job": args.job, "run_id": run_id, "path": path})
+        elif not args.quiet:
+            print(f"{args.job}: run {run_id} started (odctl backup-now {args.job} --wait follows it)")
+        return EXIT_OK
+    code = _status_exit(result.get("status", ""))
+    if args.json:
+        render.out_json({"job": args.job, "run_id": run_id, "path": path, "result": result})
+    else:
+        took = ""
+        if result.get("started") and result.get("finished"):
+            took = f" in {result['finished'] - result['started']:.1f}s"
+        snap = f" snapshot {result['snapshot']}" if result.get("snapshot") else ""
+        line = (f"{args.job}: run {run_id}{snap} {render.coloured_state(result.get('status', '?'))}{took}"
+                + (f": {result['message']}" if result.get("message") else ""))
+        print(line, file=sys.stdout if code == EXIT_OK else sys.stderr)
+    return code
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    did = _daemon(lambda c: c.call("Cancel", "s", args.job))
+    if args.json:
+        render.out_json({"job": args.job, "cancelled": bool(did)})
+    elif not args.quiet:
+        print(f"{args.job}: " + ("cancelling; the next run resumes the snapshot" if did
+                                 else "nothing running or queued"))
+    return EXIT_OK
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    warnings = _daemon(lambda c: c.call("Reload")) or []
+    if args.json:
+        render.out_json({"ok": True, "warnings": warnings})
+    else:
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        if not args.quiet:
+            print("configuration reloaded")
+    return EXIT_OK
+
+
+def _login_module():  # noqa: ANN202
+    """odctl/login.py (the in-process login), when it is installed."""
+    try:
+        from . import login
+    except ImportError:
+        return None
+    return login
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    from .client import DaemonNotRunning
+
+    try:
+        return _daemon(lambda c: _login_via_daemon(c, args))
+    except DaemonNotRunning as e:
+        return _login_offline(args, e, "run_login")
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    from .client import DaemonNotRunning
+
+    try:
+        _daemon(lambda c: c.call("Logout", "s", args.account))
+    except DaemonNotRunning as e:
+        return _login_offline(args, e, "run_logout")
+    if args.json:
+        render.out_json({"account": args.account, "state": "none"})
+    elif not args.quiet:
+        print(f"{args.account}: logged out")
+    return EXIT_OK
+
+
+def _login_offline(args: argparse.Namespace, why: Exception, fn: str) -> int:
+    mod = _login_module()
+    if mod is None:
+        raise CliError(f"{why} (and this odctl has no in-process login)", EXIT_NOT_RUNNING)
+    if not args.quiet:
+        print("odctl: the daemon is not running; logging in from this process", file=sys.stderr)
+    return getattr(mod, fn)(args, _config(args), sys.stdout, sys.stderr)
+
+
+async def _login_via_daemon(c, args: argparse.Namespace) -> int:  # noqa: ANN001
+    """StartLogin → show the URL/code → wait for LoginStatusChanged (device flow), or
+    read the redirected URL from stdin → CompleteLogin (browser flow)."""
+    import asyncio
+
+    from .client import Variant, unpack
+
+    names = _names()
+    loop = asyncio.get_running_loop()
+    settled: asyncio.Future = loop.create_future()
+    flow = "browser" if getattr(args, "browser", False) else "device"
+
+    def on_signal(msg) -> None:  # noqa: ANN001
+        if msg.member == "LoginStatusChanged" and msg.body[0] == args.account:
+            st = unpack(msg.body[1])
+            if st.get("state") != "pending" and not settled.done():
+                settled.set_result(st)
+
+    await c.subscribe(on_signal, sender=names.BUS_NAME, path=names.ROOT_PATH,
+                      interface=names.MANAGER_IFACE, member="LoginStatusChanged")
+    info = await c.call("StartLogin", "sa{sv}", args.account, {"flow": Variant("s", flow)})
+    if flow == "browser":
+        print(f"Open this URL in a browser, sign in, then paste the address the browser was sent to:\n"
+              f"  {info.get('url', '')}", file=sys.stderr)
+        url = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
+        if not url:
+            raise CliError("no redirected URL given on stdin", EXIT_USAGE)
+        status = await c.call("CompleteLogin", "ss", args.account, url)
+    else:
+        print(info.get("message") or f"To sign in, open {info.get('verification_uri')} and enter the code "
+              f"{info.get('user_code')}", file=sys.stderr)
+        current = await c.call("GetLoginStatus", "s", args.account)
+        status = current if current.get("state") != "pending" else await settled
+    ok = status.get("state") == "logged_in"
+    if args.json:
+        render.out_json(status)
+    elif ok:
+        if not args.quiet:
+            print(f"{args.account}: logged in as {status.get('username', '?')}")
+    else:
+        print(f"odctl: {args.account}: login {status.get('state')}: {status.get('message', '')}", file=sys.stderr)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
 # -- parser ------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -286,9 +596,32 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print only problems")
 
     ap = argparse.ArgumentParser(prog="odctl", parents=[common],
-                                 description="Control odbackupd and work with its snapshots.")
+                                 description="Control odbackupd and work with its snapshots.",
+                                 epilog=exit_codes_epilog(),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", action="version", version=f"odctl {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("status", parents=[common], help="the daemon's state and its jobs")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("jobs", parents=[common], help="list the jobs (from the configuration if the daemon is down)")
+    p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("backup-now", parents=[common], help="start a run of a job now")
+    p.add_argument("job")
+    p.add_argument("--wait", "-w", action="store_true",
+                   help="follow the run with a progress bar; the exit status is the run's result")
+    p.set_defaults(func=cmd_backup_now)
+
+    p = sub.add_parser("cancel", parents=[common], help="cancel a job's run (it resumes next time) and its queued run")
+    p.add_argument("job")
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("reload", parents=[common], help="make the daemon re-read its configuration")
+    p.set_defaults(func=cmd_reload)
+
+    _add_login_parsers(sub, common)
 
     p = sub.add_parser("config", parents=[common], help="check or generate the configuration")
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
@@ -327,22 +660,64 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _add_login_parsers(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
+    """login/logout: the options come from odctl/login.py when it is installed."""
+    mod = _login_module()
+    if mod is not None and hasattr(mod, "add_login_parsers"):
+        mod.add_login_parsers(sub)
+        for name in ("login", "logout"):
+            if name in sub.choices:
+                _adopt_common(sub.choices[name], common)
+    if "login" not in sub.choices:
+        p = sub.add_parser("login", parents=[common], help="log an account in to OneDrive")
+        p.add_argument("account")
+        flow = p.add_mutually_exclusive_group()
+        flow.add_argument("--device-code", action="store_true", help="device-code flow (default)")
+        flow.add_argument("--browser", action="store_true", help="browser flow: paste the redirected URL")
+    if "logout" not in sub.choices:
+        p = sub.add_parser("logout", parents=[common], help="forget an account's tokens")
+        p.add_argument("account")
+    sub.choices["login"].set_defaults(func=cmd_login)
+    sub.choices["logout"].set_defaults(func=cmd_logout)
+
+
+def _adopt_common(p: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """Give a parser built elsewhere the common options it lacks (--config, --json, -q)."""
+    have = {o for a in p._actions for o in a.option_strings}
+    for a in common._actions:
+        if a.option_strings and not have.intersection(a.option_strings):
+            p._add_action(a)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     for name, default in (("config", None), ("json", False), ("quiet", False)):
         if not hasattr(args, name):
             setattr(args, name, default)
+    from .client import DaemonError, DaemonNotRunning
+
     try:
         return args.func(args)
     except CliError as e:
-        if args.json:
-            render.out_json({"ok": False, "error": str(e)})
-        print(f"odctl: {e}", file=sys.stderr)
-        return e.code
+        return _fail(args, str(e), e.code)
+    except DaemonNotRunning as e:
+        return _fail(args, str(e), e.exit, "NotRunning")
+    except DaemonError as e:
+        return _fail(args, str(e), e.exit, e.code)
     except KeyboardInterrupt:
         print("odctl: interrupted", file=sys.stderr)
         return 130
+
+
+def _fail(args: argparse.Namespace, message: str, code: int, name: str | None = None) -> int:
+    if args.json:
+        out: dict[str, Any] = {"ok": False, "error": message, "exit": code}
+        if name:
+            out["error_name"] = name
+        render.out_json(out)
+    print(f"odctl: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -33,16 +34,35 @@ def use_colour(stream=sys.stdout) -> bool:  # noqa: ANN001
     return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
+_STATE_COLOURS = {"completed": "32", "idle": "32", "logged_in": "32", "failed": "31", "cancelled": "33",
+                  "completed with warnings": "33", "cancelling": "33", "stopping": "33"}
+
+
+def coloured_state(text: str) -> str:
+    """A state word in colour on a terminal (never with NO_COLOR or off a TTY)."""
+    code = _STATE_COLOURS.get(text) or ("36" if text.startswith("running") else None)
+    if code is None or not use_colour():
+        return text
+    return f"\033[{code}m{text}\033[0m"
+
+
+_ANSI = re.compile(r"\033\[[0-9;]*m")
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - len(_ANSI.sub("", text)))
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [len(h) for h in headers]
     for r in rows:
         for i, c in enumerate(r):
-            widths[i] = max(widths[i], len(c))
+            widths[i] = max(widths[i], len(_ANSI.sub("", c)))
     bold = ("\033[1m", "\033[0m") if use_colour() else ("", "")
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()
     print(f"{bold[0]}{line}{bold[1]}")
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        print("  ".join(_pad(c, w) for c, w in zip(r, widths)).rstrip())
 
 
 class Progress:
@@ -54,21 +74,28 @@ class Progress:
         self._last = 0.0
         self._t0 = time.monotonic()
 
-    def update(self, done: int, total: int | None) -> None:
+    def update(self, done: int, total: int | None, *, rate: float | None = None,
+               percent: float | None = None, volume: int | None = None) -> None:
+        """Redraw (at most 10/s). ``rate``/``percent``/``volume`` come from the daemon when
+        it knows them better than this process (backup-now --wait)."""
         now = time.monotonic()
         if not self.enabled or now - self._last < 0.1:
             return
         self._last = now
-        rate = done / max(now - self._t0, 1e-6)
-        if total:
-            pct = min(100.0, 100.0 * done / total)
+        if rate is None:
+            rate = done / max(now - self._t0, 1e-6)
+        if percent is None and total:
+            percent = min(100.0, 100.0 * done / total)
+        vol = f" vol {volume}" if volume else ""
+        if percent is not None:
             width = 30
-            fill = int(width * pct / 100)
+            fill = int(width * min(percent, 100.0) / 100)
             bar = "#" * fill + "-" * (width - fill)
-            msg = f"\r{self.label} [{bar}] {pct:5.1f}% {size(done)}/{size(total)} {size(int(rate))}/s"
+            of = f"/{size(total)}" if total else ""
+            msg = f"\r{self.label} [{bar}] {percent:5.1f}% {size(done)}{of} {size(int(rate))}/s{vol}"
         else:
-            msg = f"\r{self.label} {size(done)} {size(int(rate))}/s"
-        sys.stderr.write(msg[:200])
+            msg = f"\r{self.label} {size(done)} {size(int(rate))}/s{vol}"
+        sys.stderr.write(msg[:200] + "\033[K")
         sys.stderr.flush()
 
     def close(self) -> None:
