@@ -66,7 +66,7 @@ class JournalFieldsHandler(logging.Handler):
                 PRIORITY=str(_priority(record.levelno)),
                 SYSLOG_IDENTIFIER=self.identifier,
                 LOGGER=record.name,
-                CODE_FILE=record.pathname, CODE_LINE=str(record.lineno), CODE_FUNC=record.funcName,
+                CODE_FILE=record.pathname, CODE_LINE=record.lineno, CODE_FUNC=record.funcName,
                 **fields,
             )
         except Exception:  # noqa: BLE001 - logging must never take the daemon down
