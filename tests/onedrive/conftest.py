@@ -31,7 +31,7 @@ class OneDriveSetup:
         self.folder = "Backups/odbackupd"
 
     def write(self, sources: list[Path], *, recipients: list[str] = (), volume_size: str = "1MiB",
-              drive: str = "", job_extra: str = "", daemon_extra: str = "") -> Path:
+              drive: str = "", job_extra: str = "", daemon_extra: str = "", parallel: int = 3) -> Path:
         emu = self.emu
         rec = f"recipients = {list(recipients)!r}\n" if recipients else ""
         srcs = ", ".join(f'"{s}"' for s in sources)
@@ -39,7 +39,7 @@ class OneDriveSetup:
             [daemon]
             state_dir = "{self.state_dir}"
             spool_dir = "{self.spool}"
-            max_parallel_uploads = 3
+            max_parallel_uploads = {parallel}
             """) + daemon_extra + textwrap.dedent(f"""
             [account.a]
             client_id = "{emu.client_id}"
