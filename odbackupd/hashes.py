@@ -10,10 +10,10 @@ XORed into its last 8 bytes.
 A byte-at-a-time loop runs at a few MB/s in CPython.  The speed here comes from
 one observation: bytes whose positions are congruent mod 160 are XORed at the
 same bit offset, so only the XOR of each of the 160 residue classes matters.  We
-fold the input into that 160-byte "class accumulator" with big-integer XORs
-(``int.from_bytes`` on 160-byte-aligned slices, then XOR the halves together),
-which all run in C, and spread the 160 class bytes to their bit offsets only when
-a digest is asked for.  Throughput is well above 1 GB/s; memory stays at about
+fold the input into a "class accumulator" with big-integer XORs
+(``int.from_bytes`` on slices that start at stream positions ≡ 0 mod 160, so no
+rotation is needed), which all run in C, and only when a digest is asked for halve
+it down to 160 class bytes and spread those to their bit offsets.  Throughput is well above 1 GB/s; memory stays at about
 one slice (``_SLICE`` bytes) whatever the size of an ``update()``.
 """
 
@@ -35,7 +35,6 @@ _WIDTH_BITS = 160  # size of the quickXorHash state
 _SHIFT = 11  # bit offset added per input byte
 _CLASSES = 160  # byte positions that repeat: (i * 11) mod 160 has period 160
 _CLASS_BITS = _CLASSES * 8  # width of the class accumulator as an int
-_CLASS_MASK = (1 << _CLASS_BITS) - 1
 _WIDTH_MASK = (1 << _WIDTH_BITS) - 1
 
 # Bytes converted per int.from_bytes call.  A multiple of 160 so every slice
@@ -47,28 +46,20 @@ _SLICE = _CLASSES * 512
 _FILE_CHUNK = 8 << 20
 
 
-def _fold(view: memoryview) -> int:
-    """XOR ``view`` down to a 1280-bit int whose byte k is the XOR of view[k::160]."""
-    from_bytes = int.from_bytes
-    size = len(view)
-    if size <= _SLICE:
-        acc = from_bytes(view, "little")
-        units = (size + _CLASSES - 1) // _CLASSES
-    else:
-        acc = 0
-        for start in range(0, size, _SLICE):
-            # A short last slice is implicitly zero-padded at the top: harmless for XOR.
-            acc ^= from_bytes(view[start : start + _SLICE], "little")
-        units = _SLICE // _CLASSES
-    # Halve until one 160-byte unit is left.  Splitting at a whole number of units
-    # keeps every byte in its residue class; an odd count just leaves the top
-    # half one unit short (zero-padded).
+def _fold(wide: int) -> int:
+    """XOR a class accumulator of ``_SLICE`` bytes down to one 160-byte unit (1280-bit int).
+
+    Byte j of ``wide`` belongs to residue class j mod 160; halving at a whole number of
+    units keeps every byte in its class, and an odd count just leaves the top half one
+    unit short (zero-padded).
+    """
+    units = _SLICE // _CLASSES
     while units > 1:
         half = (units + 1) // 2
         bits = half * _CLASS_BITS
-        acc = (acc & ((1 << bits) - 1)) ^ (acc >> bits)
+        wide = (wide & ((1 << bits) - 1)) ^ (wide >> bits)
         units = half
-    return acc
+    return wide
 
 
 def _as_bytes_view(data: bytes | bytearray | memoryview) -> memoryview:
@@ -91,31 +82,44 @@ class QuickXorHash:
     digest_size = 20
     block_size = _CLASSES  # informational, as in hashlib: update() takes any size
 
-    __slots__ = ("_classes", "_length")
+    __slots__ = ("_wide", "_head", "_length")
 
     def __init__(self, data: bytes | bytearray | memoryview | None = None) -> None:
-        # Byte k of _classes is the XOR of all input bytes at positions ≡ k (mod 160).
-        self._classes = 0
+        # Byte j of _wide is the XOR of the input bytes at positions ≡ j (mod 160) among
+        # those fed in slices that start on a multiple of 160: no rotation, and no folding
+        # until a digest is asked for, so an update costs one conversion and one XOR per
+        # byte whatever its size (a pipeline hands over 64-128 KiB at a time). _head holds
+        # the few bytes (< 160 per update) that bring an unaligned stream back into step.
+        self._wide = 0
+        self._head = 0
         self._length = 0
         if data is not None:
             self.update(data)
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
-        view = _as_bytes_view(data)
+        from_bytes = int.from_bytes
+        view = data if type(data) is bytes else _as_bytes_view(data)
         size = len(view)
         if not size:
             return
-        folded = _fold(view)
-        # The update starts at stream position _length: rotate its classes into place.
-        offset = (self._length % _CLASSES) * 8
-        if offset:
-            folded = ((folded << offset) | (folded >> (_CLASS_BITS - offset))) & _CLASS_MASK
-        self._classes ^= folded
+        pos = 0
+        r = self._length % _CLASSES
+        if r:
+            pos = min(_CLASSES - r, size)
+            self._head ^= from_bytes(view[:pos], "little") << (8 * r)
+        wide = self._wide
+        if pos == 0 and size <= _SLICE:
+            wide ^= from_bytes(view, "little")  # bytes: converted in place, no slice copy
+        else:
+            for start in range(pos, size, _SLICE):
+                wide ^= from_bytes(view[start : start + _SLICE], "little")
+        self._wide = wide
         self._length += size
 
     def digest(self) -> bytes:
         state = 0
-        for k, byte in enumerate(self._classes.to_bytes(_CLASSES, "little")):
+        classes = _fold(self._wide) ^ self._head
+        for k, byte in enumerate(classes.to_bytes(_CLASSES, "little")):
             if byte:
                 # Rotate left within 160 bits: the part shifted past bit 159 wraps to bit 0.
                 shifted = byte << ((k * _SHIFT) % _WIDTH_BITS)
@@ -133,7 +137,8 @@ class QuickXorHash:
 
     def copy(self) -> QuickXorHash:
         clone = QuickXorHash.__new__(QuickXorHash)
-        clone._classes = self._classes
+        clone._wide = self._wide
+        clone._head = self._head
         clone._length = self._length
         return clone
 
