@@ -29,6 +29,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,10 @@ def _describe(result: dict) -> str:
     if isinstance(err, dict):  # a Graph-style body from something in between
         return _first_line(err.get("message")) or str(err.get("code", "error"))
     return f"{err}: {desc}" if desc else str(err)
+
+
+def _msal_version() -> tuple[int, ...]:
+    return tuple(int(p) for p in msal.__version__.split(".")[:2] if p.isdigit())
 
 
 class _MsalHttp:
@@ -301,8 +306,10 @@ class Authenticator:
                                     serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption()).decode()
         cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-        return {"private_key": key_pem, "public_certificate": cert_pem,
-                "thumbprint": cert.fingerprint(hashes.SHA1()).hex()}  # noqa: S303 - AAD's x5t
+        credential = {"private_key": key_pem, "public_certificate": cert_pem}
+        if _msal_version() < (1, 35):  # later msal signs PS256 with a SHA-256 thumbprint
+            credential["thumbprint"] = cert.fingerprint(hashes.SHA1()).hex()  # noqa: S303
+        return credential
 
     # ------------------------------------------------------------------ errors
     def _network_error(self, e: Exception) -> GraphError:
@@ -498,8 +505,12 @@ class Authenticator:
             raise self._no_user()
         app = self._login_app()
         redirect = self.redirect_uri()
-        flow = app.initiate_auth_code_flow(delegated_scopes(self.account),
-                                           redirect_uri=redirect, prompt="select_account")
+        with warnings.catch_warnings():
+            # msal recommends response_mode=form_post, but a code POSTed to a blank page
+            # cannot be pasted back: the code travels in the query, PKCE protects it
+            warnings.filterwarnings("ignore", "response_mode='form_post'", UserWarning)
+            flow = app.initiate_auth_code_flow(delegated_scopes(self.account),
+                                               redirect_uri=redirect, prompt="select_account")
         return BrowserLogin(url=flow["auth_uri"], redirect_uri=redirect, _flow=flow, _app=app)
 
     def complete_browser_login(self, login: BrowserLogin, redirected_url: str) -> str:

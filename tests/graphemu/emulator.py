@@ -253,10 +253,12 @@ class GraphEmulator:
 
     # ================================================================ directory
     def register_app(self, client_id: str, secret: str | None = None,
-                     redirect_uris: Iterable[str] | None = None) -> dict:
-        """Register an app; with ``secret`` it is confidential (secret required)."""
+                     redirect_uris: Iterable[str] | None = None,
+                     certificate: str | None = None) -> dict:
+        """Register an app; with ``secret`` it is confidential (secret required); with
+        ``certificate`` (PEM) it may authenticate with a signed client assertion."""
         with self.lock:
-            app = {"client_id": client_id, "secret": secret,
+            app = {"client_id": client_id, "secret": secret, "certificate": certificate,
                    "redirect_uris": list(redirect_uris) if redirect_uris else None,
                    "oid": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
                    "min_sn": 0}

@@ -141,6 +141,11 @@ class Identity:
                 req, 400, "unauthorized_client", 700016,
                 f"Application with identifier '{client_id}' was not found in the directory "
                 f"'{self.emu.tenant}'.")
+        if "client_assertion" in form:
+            problem = self.assertion_problem(req, form, app)
+            if problem:
+                return self.oauth_error(req, 401, "invalid_client", 700027, problem)
+            return app
         secret = form.get("client_secret")
         if app.get("secret"):
             if secret is None:
@@ -164,6 +169,51 @@ class Identity:
                 "The request body must contain the following parameter: "
                 "'client_assertion' or 'client_secret'.")
         return app
+
+    def assertion_problem(self, req: Request, form: dict, app: dict) -> str | None:
+        """Why a certificate client assertion (RFC 7523 JWT, RS256/PS256, ``x5t`` or
+        ``x5t#S256`` thumbprint header) is not acceptable, or None if it is."""
+        from cryptography import x509
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        if form.get("client_assertion_type") != \
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
+            return "The client_assertion_type is not supported."
+        if not app.get("certificate"):
+            return "Client assertion failed signature validation: the application has no " \
+                   "certificate registered."
+        cert = x509.load_pem_x509_certificate(app["certificate"].encode())
+        try:
+            head, body, sig = form["client_assertion"].split(".")
+            header = json.loads(b64url_decode(head))
+            claims = json.loads(b64url_decode(body))
+            signature = b64url_decode(sig)
+        except (ValueError, json.JSONDecodeError):
+            return "The client assertion is not a well-formed JWT."
+        thumbs = {"x5t": hashes.SHA1(), "x5t#S256": hashes.SHA256()}  # noqa: S303
+        if not any(str(header.get(k, "")).rstrip("=") == b64url(cert.fingerprint(h))
+                   for k, h in thumbs.items()):
+            return "Client assertion contains an invalid signature: the certificate " \
+                   "thumbprint does not match a registered certificate."
+        pads = {"RS256": padding.PKCS1v15(),
+                "PS256": padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.AUTO)}
+        if header.get("alg") not in pads:
+            return f"Client assertion algorithm {header.get('alg')!r} is not supported."
+        try:
+            cert.public_key().verify(signature, f"{head}.{body}".encode(),
+                                     pads[header["alg"]], hashes.SHA256())
+        except InvalidSignature:
+            return "Client assertion contains an invalid signature."
+        token_endpoint = self.emu.authority_url + req.path
+        if claims.get("aud") != token_endpoint:
+            return f"The audience claim must be {token_endpoint}."
+        if claims.get("iss") != app["client_id"] or claims.get("sub") != app["client_id"]:
+            return "The iss and sub claims must be the client_id."
+        if float(claims.get("exp", 0)) <= self.emu.clock.now():
+            return "The client assertion has expired."
+        return None
 
     # ------------------------------------------------------------------ tokens
     def issue(self, req: Request, client_id: str, user: dict | None, scopes: list[str],
