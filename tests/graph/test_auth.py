@@ -81,6 +81,14 @@ def login(auth: Authenticator, emu, user: str | None = None) -> str:
     return auth.complete_device_login(started)
 
 
+@pytest.fixture
+def logged_in(graph_emulator, tmp_path) -> Authenticator:
+    """An Authenticator of account 'me' after a device-code login as alice."""
+    auth = authenticator(graph_emulator, tmp_path)
+    login(auth, graph_emulator)
+    return auth
+
+
 def graph_get(emu, token: str, path: str = "/me/drive") -> requests.Response:
     return requests.get(emu.graph_url + path, headers={"Authorization": "Bearer " + token},
                         verify=emu.ca_pem, timeout=10)
@@ -223,10 +231,9 @@ def test_browser_login_rejects_bad_pastes_clearly(graph_emulator, tmp_path):
 
 
 # ------------------------------------------------------------------------------ refresh
-def test_silent_refresh_after_the_service_expires_access_tokens(graph_emulator, tmp_path):
-    emu = graph_emulator
-    auth = authenticator(emu, tmp_path)
-    login(auth, emu)
+def test_silent_refresh_after_the_service_expires_access_tokens(graph_emulator, tmp_path,
+                                                               logged_in):
+    emu, auth = graph_emulator, logged_in
     first = auth.access_token()
     assert auth.access_token() == first  # cached: no token request per Graph call
     emu.expire_access_tokens()
@@ -243,10 +250,8 @@ def test_silent_refresh_after_the_service_expires_access_tokens(graph_emulator, 
 
 @pytest.mark.graphemu(access_token_lifetime=240)
 def test_refresh_when_msal_sees_less_than_five_minutes_left_and_rotated_tokens_are_kept(
-        graph_emulator, tmp_path):
-    emu = graph_emulator
-    auth = authenticator(emu, tmp_path)
-    login(auth, emu)
+        graph_emulator, tmp_path, logged_in):
+    emu, auth = graph_emulator, logged_in
     refresh_before = set(cached_secrets(cache_file(tmp_path), ["RefreshToken"]))
     first = auth.access_token()  # 4 min left: refreshed before use
     second = auth.access_token()
@@ -259,10 +264,8 @@ def test_refresh_when_msal_sees_less_than_five_minutes_left_and_rotated_tokens_a
 
 
 def test_clock_past_token_lifetime_refreshes_and_past_refresh_lifetime_needs_login(
-        graph_emulator, tmp_path):
-    emu = graph_emulator
-    auth = authenticator(emu, tmp_path)
-    login(auth, emu)
+        graph_emulator, tmp_path, logged_in):
+    emu, auth = graph_emulator, logged_in
     first = auth.access_token()
     emu.clock.advance(2 * 86400)  # two days later on the service's clock
     assert graph_get(emu, first).status_code == 401
@@ -277,10 +280,8 @@ def test_clock_past_token_lifetime_refreshes_and_past_refresh_lifetime_needs_log
     emu.assert_no_violations(ignore=("expired_access_token",))
 
 
-def test_revoked_login_is_one_clear_not_logged_in_error(graph_emulator, tmp_path):
-    emu = graph_emulator
-    auth = authenticator(emu, tmp_path)
-    login(auth, emu)
+def test_revoked_login_is_one_clear_not_logged_in_error(graph_emulator, logged_in):
+    emu, auth = graph_emulator, logged_in
     token = auth.access_token()
     emu.revoke_tokens()
     assert graph_get(emu, token).status_code == 401
@@ -342,10 +343,8 @@ def test_login_written_by_odctl_is_picked_up_by_the_running_daemon(graph_emulato
     emu.assert_no_violations()
 
 
-def test_parallel_workers_share_one_refresh(graph_emulator, tmp_path):
-    emu = graph_emulator
-    auth = authenticator(emu, tmp_path)
-    login(auth, emu)
+def test_parallel_workers_share_one_refresh(graph_emulator, logged_in):
+    emu, auth = graph_emulator, logged_in
     dead = auth.access_token()
     emu.expire_access_tokens()
     barrier = threading.Barrier(8)
