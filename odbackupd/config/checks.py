@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from .errors import KeyPath
 from .kinds import suggest
-from .schema import BUILTIN_LOCAL_PATH
+from .schema import BUILTIN_LOCAL_PATH, DaemonConfig, schema_fields
 from .units import format_duration, format_size
 
 __all__ = ["Reporter", "Table", "cross_check"]
@@ -67,8 +67,11 @@ def cross_check(
     dest_names = set(destinations) | {"local"}
     local_paths = {n: t.get("path") for n, t in destinations.items() if t.get("type") == "local"}
     local_paths.setdefault("local", BUILTIN_LOCAL_PATH)
+    daemon_fields = schema_fields(DaemonConfig)
+    own_dirs = {k: daemon.get(k, daemon_fields[k].default) for k in ("state_dir", "spool_dir")}
     for t in jobs.values():
         _check_job(r, t, dest_names, local_paths, check_sources=check_sources)
+        _check_triggers(r, t, own_dirs, local_paths, check_sources=check_sources)
     _check_jobs_together(r, jobs)
 
 
@@ -197,10 +200,6 @@ def _check_job(
                 f"max_delay ({format_duration(most)}) is shorter than quiet_period "
                 f"({format_duration(quiet)})",
             )
-    if not t.get("watch", False):
-        for k in ("quiet_period", "max_delay"):
-            if k in t.values:
-                r.warn((*path, k), "has no effect without watch = true")
     if "schedule" not in t.written:
         for k in ("random_delay", "persistent"):
             if k in t.values:
@@ -219,16 +218,6 @@ def _check_job(
         for b in sources:
             if a != b and _inside(a, b):
                 r.warn((*path, "sources", i), f"'{a}' is inside source '{b}'; it is archived twice")
-
-    drop = t.get("drop_dir")
-    if drop is not None:
-        for s in sources:
-            if _inside(drop, s) or _inside(s, drop):
-                r.error(
-                    (*path, "drop_dir"),
-                    f"'{drop}' overlaps source '{s}': dropped files are removed once uploaded, "
-                    "so a drop directory must be outside the sources",
-                )
 
     excludes = {e.rstrip("/") for e in t.get("exclude", ())}
     for d in names if t.valid("destinations") else ():
@@ -251,6 +240,61 @@ def _check_job(
             problem = _source_problem(s)
             if problem:
                 r.error((*path, "sources", i), problem)
+
+
+def _check_triggers(
+    r: Reporter,
+    t: Table,
+    own_dirs: dict[str, Path],
+    local_paths: dict[str, Path | None],
+    *,
+    check_sources: bool,
+) -> None:
+    """watch, quiet_period, max_delay and drop_dir: what each needs, and where a drop
+    directory must not be (its files are deleted once stored)."""
+    path = t.path
+    drop = t.get("drop_dir")
+    if not t.get("sources") and t.valid("sources"):
+        if "drop_dir" not in t.written:
+            if "sources" in t.written:
+                r.error((*path, "sources"), "must not be empty (a job without sources needs "
+                        "a drop_dir)")
+            else:
+                r.error(path, "missing required key 'sources' (for example: sources = "
+                        '["/etc", "/srv/git"]); a job needs sources, a drop_dir, or both')
+        elif drop is not None:
+            if t.get("watch", False):
+                r.error((*path, "watch"), "watch = true needs sources to watch; this job only "
+                        "has a drop_dir, whose files are taken as they arrive anyway")
+            if "schedule" in t.written:
+                r.error((*path, "schedule"), "a schedule needs sources to back up; this job "
+                        "only has a drop_dir, whose files are taken as they arrive")
+    watch = t.get("watch", False)
+    if "quiet_period" in t.values and not watch and "drop_dir" not in t.written:
+        r.warn((*path, "quiet_period"), "has no effect without watch = true or a drop_dir")
+    if "max_delay" in t.values and not watch:
+        r.warn((*path, "max_delay"), "has no effect without watch = true")
+    if drop is None:
+        return
+    at = (*path, "drop_dir")
+    for s in t.get("sources", ()):
+        if _inside(drop, s) or _inside(s, drop):
+            r.error(at, f"'{drop}' overlaps source '{s}': dropped files are removed once "
+                    "uploaded, so a drop directory must be outside the sources")
+    for key, d in own_dirs.items():
+        if d is not None and (_inside(drop, d) or _inside(d, drop)):
+            r.error(at, f"'{drop}' overlaps the daemon's {key} '{d}': its files would be "
+                    "taken and deleted")
+    for name, d in local_paths.items():
+        if d is not None and (_inside(drop, d) or _inside(d, drop)):
+            r.error(at, f"'{drop}' overlaps destination '{name}' ({d}): stored snapshots "
+                    "would be taken as dropped files and deleted")
+    if check_sources:
+        problem = _source_problem(drop)
+        if problem is None and not drop.is_dir():
+            problem = f"'{drop}' is not a directory"
+        if problem:
+            r.error(at, problem + " (create the drop directory, writable by the senders)")
 
 
 def _source_problem(path: Path) -> str | None:

@@ -335,8 +335,11 @@ class AccountConfig:
 class JobConfig:
     name: str
     sources: tuple[Path, ...] = key(
-        kind=ListOf(PathKind(), nonempty=True, unique=True),
-        doc="The directories (or single files) to back up.",
+        (),
+        kind=ListOf(PathKind(), unique=True),  # empty only with a drop_dir: see checks
+        default_doc="none; a job without sources needs a drop_dir",
+        doc="The directories (or single files) to back up. Required unless the job only "
+        "takes files from a drop_dir.",
         example=["/etc", "/srv/git"],
     )
     destinations: tuple[str, ...] = key(
@@ -449,7 +452,9 @@ class JobConfig:
     quiet_period: float = key(
         300.0,
         kind=Duration(),
-        doc="With watch: run once no change has been seen for this long.",
+        doc="With watch: run once no change has been seen for this long. With drop_dir: "
+        "how long a file found there at start-up (its closing was not seen) must stay "
+        "unchanged before it is taken.",
         example="5min",
     )
     max_delay: float = key(
@@ -463,7 +468,10 @@ class JobConfig:
         None,
         kind=PathKind(),
         doc="A drop directory: each complete file put here (closed after writing or moved "
-        "in) is uploaded as it is and removed once verified. Must not overlap sources.",
+        "in) becomes its own snapshot in the series <job>+drop (encrypted if the job is) "
+        "and is removed once that is verified. Names starting with '.' or ending in .tmp, "
+        ".part or ~ wait until renamed; subdirectories are left alone. Must exist and not "
+        "overlap sources, destinations or the daemon's own directories.",
         example="/srv/drop/etc",
     )
 
