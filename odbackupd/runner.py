@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from .destinations.base import Destination, DestinationError
+from .destinations.base import Destination, DestinationError, NotLoggedIn
 from .destinations.factory import open_destination
-from .journal import MSG_RUN_FAILED, MSG_RUN_FINISHED, MSG_RUN_STARTED, MSG_SNAPSHOT_PRUNED
+from .journal import MSG_LOGIN_NEEDED, MSG_RUN_FAILED, MSG_RUN_FINISHED, MSG_RUN_STARTED, MSG_SNAPSHOT_PRUNED
 from .snapshot import retention
 from .snapshot.builder import FAILED, JobSpec, Progress, RunResult, SnapshotBuilder
 from .snapshot.catalog import list_snapshots
@@ -64,6 +64,7 @@ class JobRun:
     pruned: dict[str, list[str]] = field(default_factory=dict)
     prune_errors: list[str] = field(default_factory=list)
     busy: bool = False  # another process was running this job: nothing was done
+    login_needed: bool = False  # a destination's account needs `odctl login`
 
 
 def open_destinations(config: object, job: object, state: StateStore | None) -> list[Destination]:
@@ -105,6 +106,7 @@ def run_job(
     log.info("job %s: run %d started (%s)", job_name, run_id, trigger,
              extra={"journal_fields": {**fields, "MESSAGE_ID": MSG_RUN_STARTED, "TRIGGER": trigger}})
     dests: list[Destination] = []
+    login_error: NotLoggedIn | None = None
     try:
         with job_lock(daemon.state_dir, series):
             dests = open_destinations(config, job, state)
@@ -118,6 +120,9 @@ def run_job(
                 skip_paths=[daemon.state_dir, daemon.spool_dir],
             )
             result = builder.run()
+            # an upload worker's failure is kept by the builder; the result has only its text
+            if isinstance(getattr(builder, "_error", None), NotLoggedIn):
+                login_error = builder._error  # type: ignore[assignment]
             run = JobRun(result, run_id)
             if result.ok:
                 _prune(job, dests, result.snapshot, run, series)
@@ -125,6 +130,8 @@ def run_job(
         result = RunResult(job_name, None, FAILED, str(e))
         run = JobRun(result, run_id, busy=True)
     except (DestinationError, OSError) as e:
+        if isinstance(e, NotLoggedIn):
+            login_error = e
         result = RunResult(job_name, None, FAILED, str(e))
         run = JobRun(result, run_id)
     finally:
@@ -150,7 +157,22 @@ def run_job(
     else:
         log.error("job %s: run %d %s: %s", job_name, run_id, result.status, result.message,
                   extra={"journal_fields": {**fields, "MESSAGE_ID": MSG_RUN_FAILED}})
+    if login_error is not None and not result.ok:
+        run.login_needed = True
+        _log_login_needed(config, job, login_error, fields)
     return run
+
+
+def _log_login_needed(config: object, job: object, err: NotLoggedIn, fields: dict) -> None:
+    """The event a sysadmin (or their monitoring) greps for: someone must run odctl login."""
+    accounts = sorted({
+        d.account for n in job.destinations  # type: ignore[attr-defined]
+        if (d := config.destinations.get(n)) is not None and getattr(d, "account", None)  # type: ignore[attr-defined]
+    })
+    account = next((a for a in accounts if f"'{a}'" in str(err) or f"login {a}" in str(err)),
+                   accounts[0] if accounts else "")
+    log.error("job %s: OneDrive login needed for account %s: %s", fields["JOB"], account or "?", err,
+              extra={"journal_fields": {**fields, "ACCOUNT": account, "MESSAGE_ID": MSG_LOGIN_NEEDED}})
 
 
 def apply_retention(
