@@ -273,6 +273,27 @@ class ManagerInterface(ServiceInterface):
         return [account, status]
 
 
+def _name_out_args(cls: type, out_names: dict[str, str]) -> None:
+    """dbus-fast leaves out-arguments and signal arguments unnamed in the introspection
+    data; name them (a method's from ``out_names``, a signal's from its parameters) so the
+    committed XML documents what each one is."""
+    for attr in vars(cls).values():
+        meta = getattr(attr, "__dict__", {})
+        if "__DBUS_METHOD" in meta and meta["__DBUS_METHOD"].name in out_names:
+            for arg in meta["__DBUS_METHOD"].introspection.out_args:
+                arg.name = out_names[meta["__DBUS_METHOD"].name]
+        elif "__DBUS_SIGNAL" in meta:
+            params = list(inspect.signature(attr).parameters)[1:]
+            for arg, pname in zip(meta["__DBUS_SIGNAL"].introspection.args, params):
+                arg.name = pname
+
+
+_name_out_args(ManagerInterface, {
+    "ListJobs": "jobs", "GetJob": "job", "ListSnapshots": "snapshots", "GetLoginStatus": "status",
+    "BackupNow": "run", "Cancel": "cancelled", "Reload": "warnings", "StartLogin": "login",
+    "CompleteLogin": "status"})
+
+
 class JobInterface(ServiceInterface):
     """org.odbackupd.ODBackup1.Job at /org/odbackupd/ODBackup1/job/<escaped name>.
 
