@@ -57,7 +57,9 @@ if [ "$RPM" = 1 ]; then
     mkdir -p "$TOP"/{SOURCES,SPECS,BUILD,RPMS,SRPMS,BUILDROOT}
     tar -C "$BUILD" --exclude="odbackupd-$VERSION/debian" -czf "$TOP/SOURCES/odbackupd-$VERSION.tar.gz" "odbackupd-$VERSION"
     cp packaging/rpm/odbackupd.spec "$TOP/SPECS/"
-    rpmbuild --define "_topdir $TOP" --define "version_override $VERSION" \
+    cp systemd/sysusers.d/odbackupd.conf "$TOP/SOURCES/odbackupd.sysusers"
+    # --nodeps: the BuildRequires are Fedora package names; here they come from dpkg, which rpm cannot see.
+    rpmbuild --nodeps --define "_topdir $TOP" --define "version_override $VERSION" \
         -ba "$TOP/SPECS/odbackupd.spec" > "$BUILD/rpm.log" 2>&1 || {
         tail -40 "$BUILD/rpm.log" >&2; echo "build-packages: rpmbuild failed (log: $BUILD/rpm.log)" >&2; exit 1; }
     cp "$TOP"/RPMS/noarch/odbackupd-"$VERSION"-*.noarch.rpm "$DIST/"
