@@ -30,8 +30,8 @@ _odctl() {
         "config check") words="-h --help --config --json -q --quiet" ;;
         "config sample") words="-h --help --config --json -q --quiet" ;;
         "jobs") words="-h --help --config --json -q --quiet" ;;
-        "login") words="-h --help --device-code --browser --json --config -q --quiet" ;;
-        "logout") words="-h --help --json --config -q --quiet" ;;
+        "login") words="-h --help --config --json -q --quiet --device-code --browser" ;;
+        "logout") words="-h --help --config --json -q --quiet" ;;
         "prune") words="-h --help --config --json -q --quiet --dry-run -n" ;;
         "reload") words="-h --help --config --json -q --quiet" ;;
         "restore") words="-h --help --config --json -q --quiet --to --path --identity -i --destination -d" ;;

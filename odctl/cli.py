@@ -661,13 +661,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_login_parsers(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
-    """login/logout: the options come from odctl/login.py when it is installed."""
+    """login/logout: parsers from odctl/login.py when it is installed; either way the command
+    goes through the daemon when it runs and falls back to the in-process login."""
     mod = _login_module()
     if mod is not None and hasattr(mod, "add_login_parsers"):
-        mod.add_login_parsers(sub)
-        for name in ("login", "logout"):
-            if name in sub.choices:
-                _adopt_common(sub.choices[name], common)
+        mod.add_login_parsers(sub, parents=[common])
     if "login" not in sub.choices:
         p = sub.add_parser("login", parents=[common], help="log an account in to OneDrive")
         p.add_argument("account")
@@ -679,14 +677,6 @@ def _add_login_parsers(sub, common: argparse.ArgumentParser) -> None:  # noqa: A
         p.add_argument("account")
     sub.choices["login"].set_defaults(func=cmd_login)
     sub.choices["logout"].set_defaults(func=cmd_logout)
-
-
-def _adopt_common(p: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
-    """Give a parser built elsewhere the common options it lacks (--config, --json, -q)."""
-    have = {o for a in p._actions for o in a.option_strings}
-    for a in common._actions:
-        if a.option_strings and not have.intersection(a.option_strings):
-            p._add_action(a)
 
 
 def main(argv: list[str] | None = None) -> int:
