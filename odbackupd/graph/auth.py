@@ -24,12 +24,14 @@ the application permissions an administrator granted (e.g. ``Sites.Selected``).
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import msal
 import msal.authority
+import msal.exceptions
 import requests
 
 from ..config import AccountConfig
@@ -72,6 +75,7 @@ log = logging.getLogger(__name__)
 HTTP_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds for every login-service request
 REFRESH_MARGIN = 300.0  # msal refreshes an access token with less than 5 minutes left
 MIN_POLL_WAIT = 0.05  # a device-code poll loop never spins, even if the server says 0
+MAX_POLL_HICCUPS = 3  # consecutive failed polls before a device login gives up
 CREDSTORE_DIRS = ("/etc/credstore", "/run/credstore", "/usr/lib/credstore")
 
 # errors of the token endpoint that mean "a human must log in again"
@@ -242,9 +246,8 @@ class Authenticator:
     def _build(self, factory: Any, **kw: Any) -> Any:
         """Construct an msal app (it fetches the OIDC configuration right away)."""
         try:
-            return factory(self.account.client_id, **self._app_kwargs(), **kw)
-        except requests.RequestException as e:
-            raise self._network_error(e) from e
+            with self._service_call():
+                return factory(self.account.client_id, **self._app_kwargs(), **kw)
         except ValueError as e:  # msal: "Unable to get authority configuration ..."
             raise GraphError(f"account '{self.name}': the login service at "
                              f"{self.authority} did not answer as expected: {e}") from e
@@ -319,12 +322,23 @@ class Authenticator:
         return GraphError(f"account '{self.name}': cannot reach the login service {host}: "
                           f"{kind}")
 
+    @contextlib.contextmanager
+    def _service_call(self) -> Iterator[None]:
+        """Network trouble and msal's own errors (a 5xx, an HTML page) become one-line
+        GraphErrors: worth retrying later, not a reason to log in again."""
+        try:
+            yield
+        except requests.RequestException as e:
+            raise self._network_error(e) from e
+        except msal.exceptions.MsalError as e:
+            raise GraphError(f"account '{self.name}': the login service failed: {e}") from e
+
     def _not_logged_in(self, why: str, code: str | None = None) -> NotLoggedIn:
         return NotLoggedIn(f"account '{self.name}': {why}; run: odctl login {self.name}",
                            code=code)
 
     def _token_error(self, result: dict) -> GraphError:
-        err = result.get("error")
+        err = result.get("error") if isinstance(result.get("error"), str) else None
         if err in _RELOGIN_ERRORS:
             if self.app_only:
                 return NotLoggedIn(
@@ -353,13 +367,11 @@ class Authenticator:
                     and (self.app_only or not self._cache.changed_on_disk()):
                 return self._current[0]
             self._current = None
-            try:
+            with self._service_call():
                 if self.app_only:
                     result = self._client_token(force_refresh)
                 else:
                     result = self._user_token(force_refresh)
-            except requests.RequestException as e:
-                raise self._network_error(e) from e
             if "access_token" not in result:
                 raise self._token_error(result)
             token = result["access_token"]
@@ -424,11 +436,11 @@ class Authenticator:
         """Ask for a device code; the user opens ``verification_uri`` and types the code."""
         if self.app_only:
             raise self._no_user()
+        self._cache.check_writable()  # before the user spends minutes signing in
         app = self._login_app()
         try:
-            flow = app.initiate_device_flow(scopes=delegated_scopes(self.account))
-        except requests.RequestException as e:
-            raise self._network_error(e) from e
+            with self._service_call():
+                flow = app.initiate_device_flow(scopes=delegated_scopes(self.account))
         except ValueError as e:  # not JSON, or no device endpoint in the OIDC document
             raise DeviceCodeRefused(self._refused_text(str(e))) from e
         if "user_code" not in flow:
@@ -455,6 +467,7 @@ class Authenticator:
         expire or ``cancel`` was set; the last three raise a LoginFailed subclass."""
         flow, app = login._flow, login._app
         interval = login.interval
+        hiccups = 0
         while True:
             if cancel is not None and cancel.is_set():
                 raise LoginCancelled(f"account '{self.name}': login cancelled")
@@ -462,16 +475,27 @@ class Authenticator:
                 raise self._expired()
             flow["interval"] = 1  # msal polls once and returns (we do the waiting)
             try:
-                result = app.acquire_token_by_device_flow(flow, exit_condition=lambda f: True)
-            except requests.RequestException as e:
-                raise self._network_error(e) from e
+                with self._service_call():
+                    result = app.acquire_token_by_device_flow(
+                        flow, exit_condition=lambda f: True)
+                hiccups = 0
+            except GraphError as e:  # a blip must not waste the user's sign-in
+                hiccups += 1
+                if hiccups >= MAX_POLL_HICCUPS:
+                    raise
+                log.warning("%s (retrying)", e)
+                # msal replays a 5xx answer for 5 s: asking sooner cannot succeed
+                blip = 5.0 if isinstance(e.__cause__, msal.exceptions.MsalError) else 0.0
+                result = {"error": "authorization_pending"}
+            else:
+                blip = 0.0
             error = result.get("error")
             if "access_token" in result:
                 return self._adopt(app, result)
             if error == "slow_down":
                 interval += 5
             if error in ("authorization_pending", "slow_down"):
-                wait = max(interval, MIN_POLL_WAIT)
+                wait = max(interval, blip, MIN_POLL_WAIT)
                 if cancel is not None:
                     cancel.wait(wait)
                 else:
@@ -503,6 +527,7 @@ class Authenticator:
         """Start an authorization-code login (with PKCE); the user opens ``.url``."""
         if self.app_only:
             raise self._no_user()
+        self._cache.check_writable()
         app = self._login_app()
         redirect = self.redirect_uri()
         with warnings.catch_warnings():
@@ -529,9 +554,8 @@ class Authenticator:
                 f"the whole address from the browser's address bar after signing in (it "
                 f"starts with {login.redirect_uri}?code=)")
         try:
-            result = login._app.acquire_token_by_auth_code_flow(login._flow, params)
-        except requests.RequestException as e:
-            raise self._network_error(e) from e
+            with self._service_call():
+                result = login._app.acquire_token_by_auth_code_flow(login._flow, params)
         except ValueError as e:  # msal: state mismatch, flow already used
             raise LoginFailed(f"account '{self.name}': the pasted address belongs to another "
                               f"login attempt ({e}); run odctl login {self.name} "

@@ -120,6 +120,13 @@ class TokenCacheFile:
             raise self._os_error("create", e, d) from e
         return d
 
+    def check_writable(self) -> None:
+        """Fail now, not after a login, if this process cannot write the cache."""
+        d = self._ensure_dir()
+        if not os.access(d, os.W_OK | os.X_OK):
+            raise self._os_error("write", PermissionError(errno.EACCES, "Permission denied"),
+                                 d)
+
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the cross-process lock (flock on the tokens directory)."""
@@ -200,7 +207,8 @@ class TokenCacheFile:
         hint = ""
         if e.errno in (errno.EACCES, errno.EPERM):
             hint = " (run as root or as the daemon's user, which own the state directory)"
-        return GraphError(f"cannot {verb} the token cache {where}: {e.strerror or e}{hint}")
+        return GraphError(f"account '{self.path.stem}': cannot {verb} the token cache {where}: "
+                          f"{e.strerror or e}{hint}")
 
     # -------------------------------------------------------------- queries
     def accounts(self) -> list[dict]:

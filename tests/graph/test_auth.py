@@ -28,7 +28,7 @@ from odbackupd.graph.auth import (
     LoginFailed,
     token_cache_path,
 )
-from odbackupd.graph.errors import NotLoggedIn
+from odbackupd.graph.errors import GraphError, NotLoggedIn
 
 NOBODY = 65534
 SECRET_NAME = "odbackupd-client-secret"
@@ -191,6 +191,23 @@ def test_cancel_stops_a_waiting_device_login_without_waiting_out_the_poll_interv
     assert len(outcome) == 1 and isinstance(outcome[0], LoginCancelled)
     assert emu.counters["device_code_polls"] == 1  # honoured the interval: no poll storm
     emu.assert_no_violations()  # includes device_poll_too_fast
+
+
+def test_a_network_blip_while_waiting_does_not_lose_the_sign_in(graph_emulator, tmp_path):
+    emu = graph_emulator
+    auth = authenticator(emu, tmp_path)
+    started = auth.begin_device_login()
+    emu.faults.add("reset", "identity.token", times=2)  # two polls get a TCP reset
+    emu.approve_device_code(started.user_code)
+    assert auth.complete_device_login(started) == "alice@example.com"
+    assert emu.counters["faults_injected"] == 2
+
+    again = auth.begin_device_login()
+    emu.faults.add("reset", "identity.token", times=3)  # the service is really gone
+    with pytest.raises(GraphError, match="cannot reach the login service"):
+        auth.complete_device_login(again)
+    assert auth.status()["username"] == "alice@example.com"  # the old login is kept
+    emu.assert_no_violations()
 
 
 # ------------------------------------------------------------------------------ browser
@@ -367,40 +384,94 @@ def test_parallel_workers_share_one_refresh(graph_emulator, logged_in):
     emu.assert_no_violations()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="giving files to another user needs root")
-def test_root_writes_the_cache_for_the_daemon_user_who_can_use_it(graph_emulator, tmp_path):
-    from tests.config.conftest import as_unprivileged
-
-    emu = graph_emulator
-    # pytest's tmp_path is root's alone: the daemon user's state dir and CA live elsewhere
+@pytest.fixture
+def outside_tmp(graph_emulator, tmp_path):
+    """(dir, account) where the user nobody can reach: pytest's tmp_path is root's alone.
+    The account trusts a copy of the emulator's CA kept in that dir."""
     base = Path(tempfile.mkdtemp(prefix="odbackupd-auth-"))
     try:
         os.chmod(base, 0o755)
-        state = base / "state"
-        state.mkdir(mode=0o700)
-        os.chown(state, NOBODY, NOBODY)
         ca = base / "ca.pem"
-        shutil.copyfile(emu.ca_pem, ca)
+        shutil.copyfile(graph_emulator.ca_pem, ca)
         os.chmod(ca, 0o644)
-        acct = dataclasses.replace(account(emu, tmp_path), ca_bundle=ca)
-        login(Authenticator("me", acct, state), emu)  # odctl login, run with sudo
-        path = token_cache_path(state, "me")
-        for p, mode in ((path, 0o600), (path.parent, 0o700)):
-            st = p.stat()
-            assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY, NOBODY, mode)
-
-        def daemon_refreshes() -> str:  # the daemon, running as its own user
-            daemon = Authenticator("me", acct, state)
-            dead = daemon.access_token()
-            daemon.invalidate(dead)
-            return daemon.access_token()
-
-        emu.expire_access_tokens()
-        assert graph_get(emu, as_unprivileged(daemon_refreshes)).status_code == 200
-        assert path.stat().st_uid == NOBODY
-        assert emu.counters["tokens_refreshed"] == 1
+        yield base, dataclasses.replace(account(graph_emulator, tmp_path), ca_bundle=ca)
     finally:
         shutil.rmtree(base)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving files to another user needs root")
+def test_root_writes_the_cache_for_the_daemon_user_who_can_use_it(graph_emulator,
+                                                                  outside_tmp):
+    from tests.config.conftest import as_unprivileged
+
+    emu = graph_emulator
+    base, acct = outside_tmp
+    state = base / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, NOBODY, NOBODY)  # the daemon user's, as systemd's StateDirectory= makes it
+    login(Authenticator("me", acct, state), emu)  # odctl login, run with sudo
+    path = token_cache_path(state, "me")
+    for p, mode in ((path, 0o600), (path.parent, 0o700)):
+        st = p.stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY, NOBODY, mode)
+
+    def daemon_refreshes() -> str:  # the daemon, running as its own user
+        daemon = Authenticator("me", acct, state)
+        dead = daemon.access_token()
+        daemon.invalidate(dead)
+        return daemon.access_token()
+
+    emu.expire_access_tokens()
+    assert graph_get(emu, as_unprivileged(daemon_refreshes)).status_code == 200
+    assert path.stat().st_uid == NOBODY
+    assert emu.counters["tokens_refreshed"] == 1
+    emu.assert_no_violations()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a part as nobody")
+def test_a_user_who_cannot_write_the_cache_is_told_before_signing_in(graph_emulator,
+                                                                     outside_tmp):
+    from tests.config.conftest import as_unprivileged
+
+    emu = graph_emulator
+    base, acct = outside_tmp
+    state = base / "state"
+    state.mkdir(mode=0o700)  # root's, as /var/lib/odbackupd is the daemon user's
+
+    def odctl_login_as_a_normal_user() -> str:
+        try:
+            Authenticator("me", acct, state).begin_device_login()
+        except GraphError as e:
+            return str(e)
+        return "no error"
+
+    message = as_unprivileged(odctl_login_as_a_normal_user)
+    assert message == (f"account 'me': cannot create the token cache {state}/tokens: "
+                       f"Permission denied (run as root or as the daemon's user, which own "
+                       f"the state directory)")
+    assert emu.counters["device_codes_issued"] == 0  # nobody was asked to sign in for nothing
+
+
+def test_login_service_trouble_is_a_retryable_error_not_a_logout(graph_emulator, tmp_path,
+                                                                  logged_in):
+    emu, auth = graph_emulator, logged_in
+    dead = auth.access_token()
+    auth.invalidate(dead)
+    before = cache_file(tmp_path).read_bytes()
+    emu.faults.add("error", "identity.token", status=503)
+    with pytest.raises(GraphError) as info:
+        auth.access_token()
+    assert not isinstance(info.value, NotLoggedIn)
+    assert str(info.value) == "account 'me': the login service failed: HTTP Error: 503"
+    emu.stop()
+    # (msal replays a 5xx to the same app for a few seconds: ask with a fresh one)
+    with pytest.raises(GraphError) as info:
+        authenticator(emu, tmp_path).access_token()
+    assert not isinstance(info.value, NotLoggedIn)
+    assert "cannot reach the login service" in str(info.value)
+    assert cache_file(tmp_path).read_bytes() == before  # the login survives
+    assert auth.status()["logged_in"] is True
+    emu.start()
     emu.assert_no_violations()
 
 
