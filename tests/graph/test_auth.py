@@ -386,15 +386,16 @@ def test_parallel_workers_share_one_refresh(graph_emulator, logged_in):
 
 @pytest.fixture
 def outside_tmp(graph_emulator, tmp_path):
-    """(dir, account) where the user nobody can reach: pytest's tmp_path is root's alone.
-    The account trusts a copy of the emulator's CA kept in that dir."""
+    """(state dir, account) where the user nobody can reach (pytest's tmp_path is root's
+    alone): the state dir is root's, mode 0700; the account trusts a copy of the CA."""
     base = Path(tempfile.mkdtemp(prefix="odbackupd-auth-"))
     try:
         os.chmod(base, 0o755)
         ca = base / "ca.pem"
         shutil.copyfile(graph_emulator.ca_pem, ca)
         os.chmod(ca, 0o644)
-        yield base, dataclasses.replace(account(graph_emulator, tmp_path), ca_bundle=ca)
+        (base / "state").mkdir(mode=0o700)
+        yield base / "state", dataclasses.replace(account(graph_emulator, tmp_path), ca_bundle=ca)
     finally:
         shutil.rmtree(base)
 
@@ -405,9 +406,7 @@ def test_root_writes_the_cache_for_the_daemon_user_who_can_use_it(graph_emulator
     from tests.config.conftest import as_unprivileged
 
     emu = graph_emulator
-    base, acct = outside_tmp
-    state = base / "state"
-    state.mkdir(mode=0o700)
+    state, acct = outside_tmp
     os.chown(state, NOBODY, NOBODY)  # the daemon user's, as systemd's StateDirectory= makes it
     login(Authenticator("me", acct, state), emu)  # odctl login, run with sudo
     path = token_cache_path(state, "me")
@@ -434,9 +433,7 @@ def test_a_user_who_cannot_write_the_cache_is_told_before_signing_in(graph_emula
     from tests.config.conftest import as_unprivileged
 
     emu = graph_emulator
-    base, acct = outside_tmp
-    state = base / "state"
-    state.mkdir(mode=0o700)  # root's, as /var/lib/odbackupd is the daemon user's
+    state, acct = outside_tmp  # root's, as /var/lib/odbackupd is the daemon user's
 
     def odctl_login_as_a_normal_user() -> str:
         try:
