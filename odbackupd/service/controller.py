@@ -418,7 +418,10 @@ class Controller:
     # ---- runs --------------------------------------------------------------------------
     async def backup_now(self, name: str, trigger: str = "manual") -> int:
         """Start a run of ``name`` (or queue one follow-up); returns the run id at once."""
-        self._job(name)
+        job = self._job(name)
+        if not job.sources:
+            raise InvalidArgs(f"job {name!r} has no sources: it only backs up the files put in its "
+                              f"drop directory ({job.drop_dir}), as they arrive")
         if self._stopping:
             raise ControllerError("the daemon is stopping; the run will not start")
         assert self.state is not None, "Controller.start() first"

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from odbackupd.destinations.local import LocalDestination
-from odbackupd.service.errors import InvalidConfig, NoSuchJob
+from odbackupd.service.errors import InvalidArgs, InvalidConfig, NoSuchJob
 from odbackupd.snapshot.catalog import find_snapshot
 from odbackupd.snapshot.restore import restore_snapshot
 from odbackupd.state import StateStore
@@ -212,3 +212,45 @@ def test_start_resumes_interrupted_snapshot(daemon):
         st.close()
     done = asyncio.run(second_life())
     assert done["status"] == "completed"
+
+
+async def _until(cond, what: str, timeout: float = 30.0) -> None:  # noqa: ANN001
+    """Wait for an observable condition (a file gone) that raises no controller event."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+def test_drop_dir_file_becomes_a_snapshot_then_goes(daemon, tmp_path):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "early.sql").write_bytes(b"present at start\n" * 100)  # taken once settled
+    daemon.write({"etc": ""})
+    text = daemon.path.read_text() + f'\n[job.inbox]\ndrop_dir = "{drop}"\ndestinations = ["usb"]\nquiet_period = 0.2\n'
+    daemon.path.write_text(text)
+
+    async def body() -> None:
+        async with running(daemon) as (ctl, rec):
+            assert ctl.job_info("inbox")["drop_dir"] == str(drop)
+            with pytest.raises(InvalidArgs, match="drop directory"):
+                await ctl.backup_now("inbox")  # nothing to back up but what is dropped
+            with open(drop / "dump.sql", "wb") as f:  # written and closed: complete
+                f.write(b"INSERT 2;\n" * 1000)
+            await rec.wait(lambda: len([e for e in rec.of("run_finished", "inbox")
+                                        if e.data["status"] == "completed"]) == 2)
+            assert {e.data["trigger"] for e in rec.of("run_started", "inbox")} == {"drop"}
+            await _until(lambda: not any(drop.iterdir()), "the stored files to be removed")
+            assert rec.of("run_started", "etc") == []  # the job's own series did not run
+
+    asyncio.run(body())
+    dest = LocalDestination("usb", daemon.dest)
+    out = tmp_path / "out"
+    from odbackupd.snapshot.catalog import list_snapshots
+
+    snaps = list_snapshots(dest, "inbox+drop").complete
+    assert len(snaps) == 2 and all(m.files == 1 for m in snaps)
+    for m in snaps:
+        restore_snapshot(dest, m, out)
+    assert (out / str(drop).lstrip("/") / "dump.sql").read_bytes() == b"INSERT 2;\n" * 1000
+    assert (out / str(drop).lstrip("/") / "early.sql").read_bytes() == b"present at start\n" * 100
