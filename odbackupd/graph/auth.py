@@ -78,6 +78,11 @@ MIN_POLL_WAIT = 0.05  # a device-code poll loop never spins, even if the server 
 MAX_POLL_HICCUPS = 3  # consecutive failed polls before a device login gives up
 CREDSTORE_DIRS = ("/etc/credstore", "/run/credstore", "/usr/lib/credstore")
 
+_MICROSOFT_HOSTS = frozenset({  # msal's own list, for an msal that does not export it
+    "login.microsoftonline.com", "login.microsoft.com", "login.windows.net", "sts.windows.net",
+    "login.chinacloudapi.cn", "login.microsoftonline.de", "login-us.microsoftonline.com",
+    "login.microsoftonline.us", "login.usgovcloudapi.net"})
+
 # errors of the token endpoint that mean "a human must log in again"
 _RELOGIN_ERRORS = {"invalid_grant", "interaction_required", "consent_required",
                    "login_required", "invalid_client", "unauthorized_client"}
@@ -234,7 +239,7 @@ class Authenticator:
     def _app_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {"authority": self.authority, "http_client": self._http}
         host = (urlsplit(self.account.authority_url).hostname or "").lower()
-        if host not in msal.authority.WELL_KNOWN_AUTHORITY_HOSTS:
+        if host not in getattr(msal.authority, "WELL_KNOWN_AUTHORITY_HOSTS", _MICROSOFT_HOSTS):
             # not a Microsoft host (a test emulator, a private proxy name): msal would ask
             # login.microsoftonline.com to validate it, and that cannot know it
             if "instance_discovery" in inspect.signature(msal.ClientApplication).parameters:

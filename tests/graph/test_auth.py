@@ -314,6 +314,18 @@ def test_revoked_login_is_one_clear_not_logged_in_error(graph_emulator, logged_i
     emu.assert_no_violations()
 
 
+def test_a_login_made_for_another_app_registration_is_not_used(graph_emulator, tmp_path,
+                                                                logged_in):
+    emu = graph_emulator
+    emu.register_app(APP_ID)  # the admin changed client_id in the configuration
+    other = authenticator(emu, tmp_path, client_id=APP_ID)
+    with pytest.raises(NotLoggedIn, match="^account 'me': the saved login does not fit this "
+                                          "account's client_id/authority; run: odctl login me$"):
+        other.access_token()
+    assert emu.counters["tokens_refreshed"] == 0
+    emu.assert_no_violations()
+
+
 def test_not_logged_in_and_logout_leave_no_token_on_disk(graph_emulator, tmp_path):
     emu = graph_emulator
     auth = authenticator(emu, tmp_path)
