@@ -77,6 +77,9 @@ REFRESH_MARGIN = 300.0  # msal refreshes an access token with less than 5 minute
 MIN_POLL_WAIT = 0.05  # a device-code poll loop never spins, even if the server says 0
 MAX_POLL_HICCUPS = 3  # consecutive failed polls before a device login gives up
 CREDSTORE_DIRS = ("/etc/credstore", "/run/credstore", "/usr/lib/credstore")
+#: The packaged unit's ``LoadCredential=odbackupd:/etc/odbackupd/credentials`` passes each
+#: file there as the credential ``odbackupd_<file>``; odctl outside the service reads the file.
+UNIT_CREDENTIALS = ("odbackupd_", Path("/etc/odbackupd/credentials"))
 
 _MICROSOFT_HOSTS = frozenset({  # msal's own list, for an msal that does not export it
     "login.microsoftonline.com", "login.microsoft.com", "login.windows.net", "sts.windows.net",
@@ -140,6 +143,9 @@ def resolve_credential(path: Path) -> Path:
         candidate = Path(d) / path
         if candidate.exists():
             return candidate
+    prefix, unit_dir = UNIT_CREDENTIALS
+    if not creds and path.name.startswith(prefix) and (unit_dir / path.name[len(prefix):]).exists():
+        return unit_dir / path.name[len(prefix):]
     where = f"$CREDENTIALS_DIRECTORY ({creds})" if creds else \
         "$CREDENTIALS_DIRECTORY (not set: not running under systemd) nor " + \
         ", ".join(CREDSTORE_DIRS)
