@@ -20,7 +20,7 @@ import pwd
 import stat
 import tarfile
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from .walk import Entry, Key, Walker, key_from_json, key_to_json
 
@@ -98,62 +98,119 @@ def parse_ns(value: str) -> int:
     return -ns if neg else ns
 
 
-class _PaxInfo(tarfile.TarInfo):
-    """TarInfo whose PAX records carry non-UTF-8 bytes raw, as GNU tar writes them.
+_NUL = b"\0"
+_POSIX_MAGIC = b"ustar\x0000"
+_NO_DEVICE = _NUL * 16
+_TAIL = _NUL * (155 + 12)  # prefix (unused in PAX archives) and the block's padding
+_MAX_OCTAL_8 = 8**7  # largest value + 1 of an 8-byte octal field (uid, gid)
+_MAX_OCTAL_12 = 8**11  # of a 12-byte field (size, mtime)
 
-    Python's tarfile marks such headers ``hdrcharset=BINARY``, a keyword GNU tar does not
-    know and warns about; both readers take raw bytes without it.
+
+def _field(value: bytes, length: int) -> bytes:
+    """A ustar text field as Python's tarfile writes it in a PAX archive: ASCII, every
+    other character as "?", cut to ``length``, NUL-padded (the PAX records carry the
+    real value)."""
+    if not value.isascii():
+        value = os.fsdecode(value).encode("ascii", "replace")
+    return value[:length].ljust(length, _NUL)
+
+
+def _ustar_block(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, typ: bytes,
+                 linkname: bytes, uname: bytes, gname: bytes, devices: bytes) -> bytes:
+    head = b"".join((
+        _field(name, 100), b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode, uid, gid, size, mtime),
+    ))
+    rest = b"".join((typ, _field(linkname, 100), _POSIX_MAGIC, _field(uname, 32), _field(gname, 32), devices))
+    chksum = sum(head) + 256 + sum(rest)  # the checksum field counts as eight spaces
+    return b"".join((head, b"%06o\0 " % chksum, rest, _TAIL))
+
+
+def _pax_records(records: list[tuple[bytes, bytes]]) -> bytes:
+    """PAX extended records ("<len> <keyword>=<value>\\n") with values as raw bytes, as
+    GNU tar writes non-UTF-8 names: no ``hdrcharset`` keyword, which GNU tar would warn
+    about and neither reader needs."""
+    out = []
+    for k, v in records:
+        n = len(k) + len(v) + 3  # " ", "=", "\n"
+        p = 0
+        while True:  # the length counts its own digits
+            total = n + len(str(p))
+            if total == p:
+                break
+            p = total
+        out.append(b"%d %s=%s\n" % (p, k, v))
+    return b"".join(out)
+
+
+def encode_header(
+    name: bytes, mode: int, uid: int, gid: int, size: int, mtime_ns: int, typ: bytes,
+    linkname: bytes = b"", uname: bytes = b"", gname: bytes = b"", device: tuple[int, int] | None = None,
+    xattrs: Sequence[tuple[bytes, bytes]] = (),
+) -> bytes:
+    """One entry's headers: a PAX extended header, then the ustar block.
+
+    Byte for byte what Python's ``tarfile`` writes in ``PAX_FORMAT`` (the ``mtime`` record
+    to the nanosecond, then the ``SCHILY.xattr.*`` records, then whatever does not fit the
+    ustar fields: ``path``, ``linkpath``, ``uname``, ``gname``, ``uid``, ``gid``, ``size``),
+    without its per-entry cost: a snapshot of many small files spent most of its time there.
+    ``name`` is the archive name (a directory's ends with "/").
     """
-
-    @classmethod
-    def _create_pax_generic_header(cls, pax_headers, type, encoding):  # noqa: A002, ANN001
-        records = bytearray()
-        for keyword, value in pax_headers.items():
-            k = keyword.encode("utf-8")
-            v = value.encode("utf-8", "surrogateescape")
-            n = len(k) + len(v) + 3  # " ", "=", "\n"
-            p = 0
-            while True:
-                total = n + len(str(p))
-                if total == p:
-                    break
-                p = total
-            records += str(p).encode("ascii") + b" " + k + b"=" + v + b"\n"
-        info = {
-            "name": "././@PaxHeader", "type": type, "size": len(records),
-            "magic": tarfile.POSIX_MAGIC,
-        }
-        return cls._create_header(info, tarfile.USTAR_FORMAT, "ascii", "replace") + cls._create_payload(bytes(records))
+    records = [(b"mtime", format_ns(mtime_ns).encode("ascii")), *xattrs]
+    for key, value, length in ((b"path", name, 100), (b"linkpath", linkname, 100),
+                               (b"uname", uname, 32), (b"gname", gname, 32)):
+        if len(value) > length or not value.isascii():
+            records.append((key, value))
+    mtime = mtime_ns // 1_000_000_000
+    numbers = []
+    for key, value, limit in ((b"uid", uid, _MAX_OCTAL_8), (b"gid", gid, _MAX_OCTAL_8),
+                              (b"size", size, _MAX_OCTAL_12), (b"mtime", mtime, _MAX_OCTAL_12)):
+        if 0 <= value < limit:
+            numbers.append(value)
+        else:
+            numbers.append(0)  # the ustar field says 0; the PAX record has the value
+            if key != b"mtime":  # already recorded to the nanosecond
+                records.append((key, str(value).encode("ascii")))
+    uid, gid, size, mtime = numbers
+    devices = _NO_DEVICE if device is None else b"%07o\0%07o\0" % device
+    payload = _pax_records(records)
+    pax = _ustar_block(b"././@PaxHeader", 0, 0, 0, len(payload), 0, tarfile.XHDTYPE, b"", b"", b"", _NO_DEVICE)
+    return b"".join((
+        pax, payload, bytes(-len(payload) % BLOCK),
+        _ustar_block(name, mode, uid, gid, size, mtime, typ, linkname, uname, gname, devices),
+    ))
 
 
 class _Names:
     """uid/gid → name lookups, cached for one stream (they are slow with NSS)."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[str, int], str] = {}
+        self._cache: dict[tuple[str, int], bytes] = {}
 
-    def _name(self, kind: str, ident: int, lookup: Callable[[int], str]) -> str:
+    def _name(self, kind: str, ident: int, lookup: Callable[[int], str]) -> bytes:
         key = (kind, ident)
-        if key not in self._cache:
+        name = self._cache.get(key)
+        if name is None:
             try:
-                self._cache[key] = lookup(ident)
+                name = os.fsencode(lookup(ident))
             except KeyError:
-                self._cache[key] = ""  # no such user/group: the archive keeps the id only
-        return self._cache[key]
+                name = b""  # no such user/group: the archive keeps the id only
+            self._cache[key] = name
+        return name
 
-    def user(self, uid: int) -> str:
+    def user(self, uid: int) -> bytes:
         return self._name("u", uid, lambda i: pwd.getpwuid(i).pw_name)
 
-    def group(self, gid: int) -> str:
+    def group(self, gid: int) -> bytes:
         return self._name("g", gid, lambda i: grp.getgrgid(i).gr_name)
 
 
-def _xattrs(target: int | bytes, follow: bool = False) -> dict[str, str]:
+def _xattrs(target: int | bytes, follow: bool = False) -> list[tuple[bytes, bytes]]:
+    """``SCHILY.xattr.<name>`` PAX records, sorted by name, values as raw bytes."""
     try:
         names = os.listxattr(target, follow_symlinks=follow) if isinstance(target, bytes) else os.listxattr(target)
     except OSError:
-        return {}
-    out = {}
+        return []
+    out = []
     for name in sorted(names):
         try:
             if isinstance(target, bytes):
@@ -162,7 +219,7 @@ def _xattrs(target: int | bytes, follow: bool = False) -> dict[str, str]:
                 value = os.getxattr(target, name)
         except OSError:
             continue
-        out["SCHILY.xattr." + name] = value.decode("utf-8", "surrogateescape")
+        out.append((b"SCHILY.xattr." + os.fsencode(name), value))
     return out
 
 
@@ -189,7 +246,9 @@ class TarStream:
         self.cp = resume if resume is not None else TarCheckpoint()
         self.chunk_size = chunk_size
         self.names = _Names()
-        self._buf = bytearray()
+        self._pending: list[bytes] = []  # small pieces not yet yielded
+        self._pending_size = 0
+        self._direct = max(1, chunk_size // 4)  # pieces at least this big are yielded as they are
 
     def checkpoint(self) -> TarCheckpoint:
         """The position after every chunk yielded so far (valid between chunks)."""
@@ -201,18 +260,37 @@ class TarStream:
 
     # -- output -----------------------------------------------------------------------
     def _out(self, data: bytes) -> Iterator[bytes]:
-        """Account ``data`` to the stream and the entry in progress; yield full chunks."""
-        self.cp.offset += len(data)
-        if self.cp.cur_key is not None:
-            self.cp.cur_done += len(data)
-        if not self._buf and len(data) >= self.chunk_size:
+        """Account ``data`` to the stream and the entry in progress; yield full chunks.
+
+        Small pieces (headers, small files, padding) are gathered into chunks; a large
+        piece of file data goes out as it is, after what was gathered, so file content
+        is never copied on its way to the compressor. Every byte accounted is yielded
+        before the next yield, which is what makes the position between chunks a
+        checkpoint.
+        """
+        n = len(data)
+        if n >= self._direct:
+            if self._pending:
+                yield self._take()
+            self._account(n)
             yield data
             return
-        self._buf += data
-        if len(self._buf) >= self.chunk_size:
-            chunk = bytes(self._buf)
-            self._buf.clear()
-            yield chunk
+        self._account(n)
+        self._pending.append(data)
+        self._pending_size += n
+        if self._pending_size >= self.chunk_size:
+            yield self._take()
+
+    def _account(self, n: int) -> None:
+        self.cp.offset += n
+        if self.cp.cur_key is not None:
+            self.cp.cur_done += n
+
+    def _take(self) -> bytes:
+        chunk = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_size = 0
+        return chunk
 
     def __iter__(self) -> Iterator[bytes]:
         cp = self.cp
@@ -227,45 +305,43 @@ class TarStream:
         end += (-(cp.offset + end)) % RECORD
         yield from self._out(bytes(end))
         cp.finished = True
-        if self._buf:
-            chunk = bytes(self._buf)
-            self._buf.clear()
-            yield chunk
+        if self._pending:
+            yield self._take()
 
     # -- entries ----------------------------------------------------------------------
-    def _header(self, entry: Entry, st: os.stat_result, xattrs: dict[str, str]) -> tuple[bytes, int]:
-        ti = _PaxInfo(os.fsdecode(entry.arcname))
-        ti.mode = stat.S_IMODE(st.st_mode)
-        ti.uid, ti.gid = st.st_uid, st.st_gid
-        ti.uname, ti.gname = self.names.user(st.st_uid), self.names.group(st.st_gid)
-        ti.mtime = st.st_mtime_ns // 1_000_000_000
-        ti.pax_headers = {"mtime": format_ns(st.st_mtime_ns), **xattrs}
+    def _header(self, entry: Entry, st: os.stat_result, xattrs: list[tuple[bytes, bytes]]) -> tuple[bytes, int]:
+        name = entry.arcname
+        linkname = b""
         size = 0
+        device = None
         m = st.st_mode
         if stat.S_ISREG(m):
             key = (st.st_dev, st.st_ino)
             target = self.cp.links.get(key) if st.st_nlink > 1 else None
             if target is not None:
-                ti.type = tarfile.LNKTYPE
-                ti.linkname = os.fsdecode(target)
+                typ, linkname = tarfile.LNKTYPE, target
             else:
-                ti.type = tarfile.REGTYPE
-                ti.size = size = st.st_size
+                typ, size = tarfile.REGTYPE, st.st_size
                 if st.st_nlink > 1:
                     self.cp.links[key] = entry.arcname
         elif stat.S_ISDIR(m):
-            ti.type = tarfile.DIRTYPE
+            typ = tarfile.DIRTYPE
+            if not name.endswith(b"/"):
+                name += b"/"
         elif stat.S_ISLNK(m):
-            ti.type = tarfile.SYMTYPE
-            ti.linkname = os.fsdecode(os.readlink(entry.path))
+            typ, linkname = tarfile.SYMTYPE, os.readlink(entry.path)
         elif stat.S_ISCHR(m) or stat.S_ISBLK(m):
-            ti.type = tarfile.CHRTYPE if stat.S_ISCHR(m) else tarfile.BLKTYPE
-            ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+            typ = tarfile.CHRTYPE if stat.S_ISCHR(m) else tarfile.BLKTYPE
+            device = (os.major(st.st_rdev), os.minor(st.st_rdev))
         elif stat.S_ISFIFO(m):
-            ti.type = tarfile.FIFOTYPE
+            typ = tarfile.FIFOTYPE
         else:
             raise ValueError("socket")
-        return ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"), size
+        header = encode_header(
+            name, stat.S_IMODE(m), st.st_uid, st.st_gid, size, st.st_mtime_ns, typ, linkname,
+            self.names.user(st.st_uid), self.names.group(st.st_gid), device, xattrs,
+        )
+        return header, size
 
     def _entry(self, entry: Entry) -> Iterator[bytes]:
         cp = self.cp

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import threading
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Sequence
@@ -20,6 +20,7 @@ import zstandard
 from ..hashes import QuickXorHash
 
 VOLUME_DIGITS = 6
+WRITE_SIZE = 1 << 20  # compressed bytes per hand-over to the writer thread (zstd's default: 128 KiB)
 
 
 def volume_name(index: int, encrypted: bool) -> str:
@@ -48,57 +49,121 @@ class VolumeInfo:
         return cls(**{k: d[k] for k in ("index", "name", "size", "sha256", "quickxor", "tar_start", "tar_end")})
 
 
-class HashingSink:
-    """Writes to a file while computing SHA-256, quickXorHash and the size.
-
-    The hashing and the writing run in a thread of their own, fed through a short
-    queue, so they overlap with compression instead of adding to it.
-    """
-
-    _DEPTH = 8  # buffers in flight: bounded memory (zstd hands over ~128 KiB at a time)
+class _FileHasher:
+    """Writes to a file while computing SHA-256, quickXorHash and the size (one thread)."""
 
     def __init__(self, f: BinaryIO) -> None:
         self.f = f
         self.sha = hashlib.sha256()
         self.qx = QuickXorHash()
         self.size = 0
-        self._q: queue.Queue = queue.Queue(self._DEPTH)
+
+    def write(self, b) -> int:  # noqa: ANN001 - bytes-like
+        self.f.write(b)
+        self.sha.update(b)
+        self.qx.update(b)
+        self.size += len(b)
+        return len(b)
+
+    def flush(self) -> None:
+        pass
+
+
+class HashingSink:
+    """Takes compressed bytes; a thread of its own encrypts, hashes and writes them.
+
+    Encryption (when there are recipients), SHA-256, quickXorHash and the write run in the
+    "volume-writer" thread, so they overlap with reading and compressing instead of adding
+    to them. The hand-over is bounded in bytes, not buffers: zstd releases a whole job's
+    output (up to ~8 MiB) at once, and a short queue would stall the thread that feeds the
+    compressor, leaving its workers idle.
+    """
+
+    LIMIT = 8 << 20  # compressed bytes in flight at most: bounded memory
+
+    def __init__(self, f: BinaryIO, recipients: Sequence[object] = ()) -> None:
+        self._out = _FileHasher(f)
+        self._enc = None
+        if recipients:
+            from ..crypto.age import AgeWriter
+
+            self._enc = AgeWriter(self._out, list(recipients))
+        self.size = 0  # compressed bytes taken (the volume's size before encryption)
+        self._items: deque = deque()
+        self._inflight = 0
+        self._cond = threading.Condition(threading.Lock())
         self._err: BaseException | None = None
         self._t = threading.Thread(target=self._run, name="volume-writer", daemon=True)
         self._t.start()
 
+    @property
+    def sha(self):  # noqa: ANN201 - hashlib object
+        return self._out.sha
+
+    @property
+    def qx(self) -> QuickXorHash:
+        return self._out.qx
+
+    @property
+    def stored_size(self) -> int:
+        """Bytes in the file: valid after :meth:`close`."""
+        return self._out.size
+
     def _run(self) -> None:
+        target = self._enc or self._out
+        cond, items = self._cond, self._items
         while True:
-            b = self._q.get()
+            with cond:
+                while not items:
+                    cond.wait()
+                b = items.popleft()
             if b is None:
                 return
-            if self._err is not None:
-                continue
             try:
-                self.f.write(b)
-                self.sha.update(b)
-                self.qx.update(b)
+                if self._err is None:
+                    target.write(b)
             except BaseException as e:  # noqa: BLE001 - re-raised in the builder thread
                 self._err = e
+            with cond:
+                self._inflight -= len(b)
+                cond.notify_all()
+
+    def _put(self, b: bytes | None) -> None:
+        with self._cond:
+            while self._inflight > self.LIMIT and self._err is None:
+                self._cond.wait()
+            self._items.append(b)
+            if b is not None:
+                self._inflight += len(b)
+            self._cond.notify_all()
 
     def write(self, b) -> int:  # noqa: ANN001 - bytes-like
         if self._err is not None:
             raise self._err
-        b = bytes(b)
-        self._q.put(b)
-        n = len(b)
-        self.size += n
-        return n
+        if type(b) is not bytes:
+            b = bytes(b)  # the caller may reuse its buffer
+        self._put(b)
+        self.size += len(b)
+        return len(b)
 
     def flush(self) -> None:
         pass
 
     def close(self) -> None:
-        """Wait until everything written so far is in the file and the hashes."""
-        self._q.put(None)
+        """Wait until everything written so far is encrypted (final chunk too), hashed
+        and in the file."""
+        self._put(None)
         self._t.join()
         if self._err is not None:
             raise self._err
+        if self._enc is not None:
+            self._enc.close()
+
+    def abort(self) -> None:
+        """Stop the thread; what was written is incomplete."""
+        self._err = self._err or RuntimeError("volume aborted")
+        self._put(None)
+        self._t.join()
 
 
 def make_compressor(level: int, threads: int) -> zstandard.ZstdCompressor:
@@ -127,13 +192,8 @@ class VolumeWriter:
         self._cctx = cctx
         # 0600: an unencrypted volume holds whatever the sources hold (/etc/shadow, keys)
         self._f = os.fdopen(os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb")
-        self._sink = HashingSink(self._f)
-        self._enc = None
-        if recipients:
-            from ..crypto.age import AgeWriter
-
-            self._enc = AgeWriter(self._sink, list(recipients))
-        self._zw = cctx.stream_writer(self._enc or self._sink, closefd=False, write_return_read=True)
+        self._sink = HashingSink(self._f, recipients)
+        self._zw = cctx.stream_writer(self._sink, closefd=False, write_return_read=True, write_size=WRITE_SIZE)
 
     def write(self, data: bytes) -> None:
         self._zw.write(data)
@@ -148,23 +208,18 @@ class VolumeWriter:
 
     def finish(self) -> VolumeInfo:
         self._zw.close()  # ends the zstd frame; closefd=False keeps the sink open
-        if self._enc is not None:
-            self._enc.close()
         self._sink.close()
         self._f.flush()
         os.fsync(self._f.fileno())
         self._f.close()
         os.replace(self.tmp, self.path)
         return VolumeInfo(
-            self.index, self.name, self._sink.size, self._sink.sha.hexdigest(),
+            self.index, self.name, self._sink.stored_size, self._sink.sha.hexdigest(),
             self._sink.qx.b64digest(), self.tar_start, self.tar_start + self.tar_bytes,
         )
 
     def abort(self) -> None:
-        try:
-            self._sink.close()
-        except BaseException:  # noqa: BLE001 - aborting anyway
-            pass
+        self._sink.abort()
         try:
             self._f.close()
         finally:
