@@ -291,6 +291,9 @@ class DropDir:
             self._current, self._closed_again = name, False
             try:
                 await self._take(name)
+            except Exception:  # a bug here must not end the drop directory: keep the file
+                log.exception("job %s: taking %s/%s failed", self.job, self._dir, name)
+                self._retry_later(name)
             finally:
                 self._current = None
             if self._closed_again and self._stat(name) is not None:
