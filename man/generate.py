@@ -157,11 +157,13 @@ def dbus_block() -> list[str]:
         if name.startswith("org.freedesktop.DBus."):
             continue
         out += [".SS " + esc(name)]
+        first = True
         for kind, title in (("method", "Methods"), ("property", "Properties"), ("signal", "Signals")):
             items = iface.findall(kind)
             if not items:
                 continue
-            out += [".PP", f"\\fI{title}\\fR"]
+            out += ([] if first else [".PP"]) + [f"\\fI{title}\\fR"]
+            first = False
             for it in items:
                 if kind == "property":
                     head = f"\\fB{esc(it.get('name', ''))}\\fR \\fI{esc(it.get('type', ''))}\\fR ({it.get('access', 'read')})"

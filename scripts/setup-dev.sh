@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Installs what odbackupd's tests need on Debian 12: the real command-line tools the tests
-# compare against (age, zstd, GNU tar, dbus-daemon) and a virtualenv with the Python
-# dependencies. Idempotent; safe to run again.
+# compare against (age, zstd, GNU tar, dbus-daemon, gdbus), what builds and lints the
+# packages (dpkg-buildpackage with dh-python, rpmbuild, lintian, rpmlint, mandoc), what the
+# system test boots a Debian container with (debootstrap, systemd-nspawn), and a
+# virtualenv with the Python dependencies. Idempotent; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-APT_PACKAGES="age zstd tar dbus attr python3-venv"
+APT_PACKAGES="age zstd tar dbus attr python3-venv libglib2.0-bin"
+# packages: scripts/build-packages.sh; man pages: mandoc -Tlint
+APT_PACKAGES="$APT_PACKAGES dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all
+    python3-setuptools python3-build python3-installer fakeroot lintian rpm rpmlint mandoc"
+# tests/system: a Debian 12 container booted with systemd
+APT_PACKAGES="$APT_PACKAGES debootstrap systemd-container"
 missing=""
 for p in $APT_PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -102,20 +102,26 @@ class Container:
             stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
-        while not self.pid:
+
+        def systemd_pid() -> int | None:
             if self.nspawn.poll() is not None:
-                raise ContainerError(f"systemd-nspawn exited {self.nspawn.returncode}: {self.console.read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise ContainerError("the container's systemd did not appear")
-            children = Path(f"/proc/{self.nspawn.pid}/task/{self.nspawn.pid}/children").read_text().split()
-            if children:
-                self.pid = int(children[0])
-            else:
-                time.sleep(0.1)
-        state = self.run("systemctl is-system-running --wait", check=False,
-                         timeout=max(5.0, deadline - time.monotonic())).stdout.strip()
+                raise ContainerError(f"systemd-nspawn exited {self.nspawn.returncode}: "
+                                     f"{self.console.read_text()[-2000:]}")
+            kids = Path(f"/proc/{self.nspawn.pid}/task/{self.nspawn.pid}/children").read_text().split()
+            # nspawn's child becomes the container's init when it execs systemd
+            if kids and Path(f"/proc/{kids[0]}/comm").read_text().strip() == "systemd":
+                return int(kids[0])
+            return None
+        self.pid = self.wait_until("the container's systemd", systemd_pid, timeout, interval=0.1)
+
+        def booted() -> str | None:
+            p = self.run("systemctl is-system-running --wait", check=False,
+                         timeout=max(5.0, deadline - time.monotonic()))
+            return p.stdout.strip() or None  # empty: the manager's bus is not up yet
+        state = self.wait_until("the container to finish booting", booted, timeout)
         if state not in ("running", "degraded"):
-            raise ContainerError(f"the container's boot ended in state {state!r}")
+            failed = self.run("systemctl --failed --no-legend", check=False).stdout
+            raise ContainerError(f"the container's boot ended in state {state!r}; failed units:\n{failed}")
 
     def destroy(self) -> None:
         if self.nspawn and self.nspawn.poll() is None:
