@@ -365,8 +365,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         render.out_json({"daemon_running": True, "daemon": daemon, "jobs": jobs})
         return EXIT_OK
     if not args.quiet:
-        print(f"odbackupd {daemon.get('version', '?')}: {render.coloured_state(daemon.get('state', '?'))}"
-              f" — {daemon.get('status_line', '')}")
+        state = daemon.get("state", "?")
+        line = daemon.get("status_line", "")
+        if line.startswith(state):  # "idle; 3 jobs; next: …" — do not say "idle" twice
+            line = line[len(state):].lstrip("; ")
+        print(f"odbackupd {daemon.get('version', '?')}: {render.coloured_state(state)}" + (f"; {line}" if line else ""))
         if daemon.get("config_path"):
             print(f"config: {daemon['config_path']}")
         if daemon.get("started"):

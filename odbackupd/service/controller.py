@@ -354,7 +354,8 @@ class Controller:
                     bit += f" ({_volume_label(p['volume'])})"
                 parts.append(bit)
         elif not self._stopping:
-            parts.append(f"idle; {len(self.config.jobs)} jobs")
+            n = len(self.config.jobs)
+            parts.append(f"idle; {n} job{'' if n == 1 else 's'}")
             nxt = [(t, n) for n in self.config.jobs if (t := self._scheduler.next_run(n)) is not None]
             if nxt:
                 t, n = min(nxt)
@@ -404,6 +405,8 @@ class Controller:
                             "id": m.snapshot, "destination": dest.name, "started": m.started,
                             "finished": m.finished, "files": m.files, "data_bytes": m.data_bytes,
                             "stored_bytes": m.stored_bytes, "volumes": len(m.volumes), "status": "complete",
+                            "host": m.host, "kind": m.kind, "encrypted": m.encrypted,
+                            "warnings": sum(m.warnings.values()),
                         })
                 except DestNotLoggedIn as e:
                     raise NotLoggedInError(str(e)) from e

@@ -39,7 +39,7 @@ class Service:
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
         log_level_fixed: bool = False,
     ) -> None:
-        self.controller = Controller(config, config_path)
+        self.controller = Controller(config, config_path.resolve() if config_path else None)
         self.make_transport = make_transport
         self.notifier = notifier or Notifier.from_environment()
         self.stop_timeout = stop_timeout

@@ -100,7 +100,7 @@ def test_sighup_with_broken_config_keeps_the_old_one(daemon, tmp_path):
     d = Daemon(cfg, tmp_path, notify, env={"WATCHDOG_USEC": "200000"})
     try:
         ready = notify.expect(lambda m: m.get("READY") == "1", "READY=1")
-        assert ready["STATUS"].startswith("idle; 1 jobs")
+        assert ready["STATUS"].startswith("idle; 1 job")
         notify.expect(lambda m: m.get("WATCHDOG") == "1", "WATCHDOG=1 (WatchdogSec set)")
         good = cfg.read_text()
         cfg.write_text(good.replace('volume_size = "1MiB"', 'volume_size = "lots"'))
