@@ -157,10 +157,15 @@ def progress_dict(p: Progress, now: float) -> dict:
         out["bytes_total"] = p.estimated_total
     if p.phase == "done":
         out["percent"] = 100.0
-    elif p.phase in ("uploading", "finishing") and p.volumes_built:
-        out["percent"] = round(min(99.0, 100.0 * p.volumes_stored / p.volumes_built), 1)
-    elif p.estimated_total:
-        out["percent"] = round(min(99.0, 100.0 * p.data_bytes / p.estimated_total), 1)
+    else:
+        # half for building, half for storing: reading fast and uploading slowly (OneDrive)
+        # shows as such, and the figure does not fall back when building ends
+        built = p.phase in ("uploading", "finishing")
+        build = 1.0 if built else (min(1.0, p.data_bytes / p.estimated_total) if p.estimated_total else None)
+        if build:
+            expected = p.volumes_built / build if p.volumes_built else 0
+            store = min(1.0, p.volumes_stored / expected) if expected else 0.0
+            out["percent"] = round(min(99.0, 50.0 * (build + store)), 1)
     return out
 
 
@@ -485,21 +490,30 @@ class Controller:
                 if run.cancel.is_set():
                     self._finish_unstarted(run, "cancelled before it started")
                 else:
+                    finished: dict | None = None
                     await self._limiter.acquire()
                     try:
                         if run.cancel.is_set():
                             self._finish_unstarted(run, "cancelled before it started")
                         else:
-                            await self._execute(name, run)
+                            finished = await self._execute(name, run)
                     finally:
                         self._limiter.release()
+                    if finished is not None:
+                        # the job's state is already idle (or the follow-up) when clients
+                        # that react to RunFinished ask for it
+                        slot.current, slot.queued = slot.queued, None
+                        self._emit("run_finished", name, finished)
+                        self._changed_job(name)
+                        continue
                 slot.current, slot.queued = slot.queued, None
                 self._changed_job(name)
         finally:
             slot.worker = None
 
-    async def _execute(self, name: str, run: _Run) -> None:
-        """One run in a thread, its progress marshalled back onto the loop."""
+    async def _execute(self, name: str, run: _Run) -> dict:
+        """One run in a thread, its progress marshalled back onto the loop; returns the
+        run_finished data (the worker emits it once the slot has moved on)."""
         assert self.state is not None
         config, state = self.config, self.state
         loop = asyncio.get_running_loop()
@@ -543,12 +557,14 @@ class Controller:
                                   "finished": data["finished"]}
         elif data["status"] != "cancelled" and self._last_failure and self._last_failure["job"] == name:
             self._last_failure = None  # the job works again
-        self._emit("run_finished", name, data)
+        return data
 
     def _on_progress(self, name: str, run: _Run, d: dict) -> None:
         if self._slot(name).current is not run or not run.started:
             return  # a late callback of a finished run
         phase_changed = run.progress is None or run.progress.get("phase") != d["phase"]
+        if "percent" in d and run.progress and d["percent"] < run.progress.get("percent", 0):
+            d["percent"] = run.progress["percent"]  # estimates wobble; progress never goes back
         run.progress = d
         now = time.monotonic()
         if phase_changed or now - run.last_progress >= PROGRESS_INTERVAL:

@@ -21,11 +21,16 @@ def test_backup_now_runs_and_reports(daemon, tmp_path):
 
     async def body() -> None:
         async with running(daemon) as (ctl, rec):
+            rec.state_at_finish = []
+            ctl.subscribe(lambda ev: ev.kind == "run_finished"
+                          and rec.state_at_finish.append(ctl.job_info(ev.job)["state"]))
             assert ctl.job_names() == ["etc"]
             run_id = await ctl.backup_now("etc")
             done = await rec.finished(run_id)
             assert done["status"] == "completed", done
             assert done["files"] == 3 and done["trigger"] == "manual" and done["snapshot"]
+            # a client reacting to RunFinished already sees the job idle
+            assert rec.state_at_finish == ["idle"]
             started = rec.of("run_started", "etc")
             assert [e.data for e in started] == [{"run_id": run_id, "trigger": "manual"}]
             # progress went out while it ran, with the documented keys
