@@ -858,6 +858,6 @@ def _start_trigger(name: str, what: str, make: Callable[[], Any]) -> Any:
         t.start()
         return t
     except Exception as e:  # noqa: BLE001 - e.g. inotify limits: say so, keep the schedule
-        log.error("job %s: %s not started: %s; the job still runs by schedule and backup-now", name, what, e,
-                  extra={"journal_fields": {"JOB": name}})
+        tail = "" if "schedule" in str(e) else "; the job still runs by schedule and backup-now"
+        log.error("job %s: %s not started: %s%s", name, what, e, tail, extra={"journal_fields": {"JOB": name}})
         return None
