@@ -257,6 +257,7 @@ class _Download(io.RawIOBase):
         self.client: GraphClient = dest.client
         self.rel = rel
         self.pos = 0
+        self.skip = 0  # bytes still to drop of a 200 answered to a Range request
         self.size: int | None = None
         self.url: str | None = None
         self.resp: requests.Response | None = None
@@ -304,12 +305,7 @@ class _Download(io.RawIOBase):
             self.size = int(total) if total.isdigit() else self.size
         else:
             self.size = int(resp.headers.get("Content-Length", 0)) or self.size
-            skip = self.pos  # the whole file again: drop what we already have
-            while skip:
-                got = resp.raw.read(min(skip, 1 << 20))
-                if not got:
-                    break
-                skip -= len(got)
+            self.skip = self.pos  # the whole file again: readinto drops what we already have
         self.resp = resp
 
     def _give_up_after(self, failures: int, problem: str) -> None:
@@ -330,6 +326,10 @@ class _Download(io.RawIOBase):
                     return 0
             try:
                 data = self.resp.raw.read(len(b))
+                while data and self.skip:
+                    drop = min(self.skip, len(data))
+                    self.skip -= drop
+                    data = data[drop:] or self.resp.raw.read(len(b))
             except _READ_ERRORS:
                 data = None
             if data:
@@ -338,7 +338,7 @@ class _Download(io.RawIOBase):
                 self.pos += n
                 return n
             self.resp.close()
-            self.resp = None
+            self.resp, self.skip = None, 0
             if data is not None and (self.size is None or self.pos >= self.size):
                 return 0
             failures += 1  # reset or truncated: go on from self.pos

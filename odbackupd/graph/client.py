@@ -50,9 +50,9 @@ class RetryPolicy:
     ``base`` doubling up to ``cap`` seconds, each scaled by a random 0.5–1 (jitter, so
     parallel workers do not come back in lock-step)."""
 
-    attempts: int = 10
-    base: float = 0.5
-    cap: float = 60.0
+    attempts: int = 12  # about 2.5 minutes of trying, then the run fails and resumes later
+    base: float = 0.1  # a reset or a lost answer is usually over at once
+    cap: float = 120.0
 
     def delay(self, attempt: int) -> float:
         return min(self.cap, self.base * (2 ** attempt)) * random.uniform(0.5, 1.0)
@@ -134,17 +134,17 @@ class GraphClient:
         ``auth=False`` for pre-authenticated upload and download URLs: they must not
         carry the bearer token (GRAPH-NOTES 1.10). Transport errors propagate.
         """
-        self.gate.wait(cancel)
         h = dict(headers or {})
         if auth:
             h["Authorization"] = "Bearer " + (token or self.tokens.access_token())
+        self.gate.wait(cancel)  # last thing before sending: the gate may close any moment
         kw.setdefault("timeout", self.timeout)
         resp = self.session.request(method, self.url(url), headers=h, **kw)
         if resp.status_code in THROTTLE_STATUSES:
-            self.throttled += 1
             wait = parse_retry_after(resp.headers.get("Retry-After"))
             if wait is not None:
                 self.gate.block(wait)
+            self.throttled += 1
         return resp
 
     def pause_after(self, resp: requests.Response, attempt: int) -> None:

@@ -156,14 +156,23 @@ class Uploader:
                     offset = 0
                 assert offset is not None
                 if offset >= size:
-                    # every byte is there but the item did not answer: look at it
+                    # every byte is there but no answer said the file was made: look at it;
+                    # a session stuck holding everything uncommitted is started over
                     item = self._item_if_matches(item_path, size, quickxor)
                     if item is not None:
                         self._forget(remote)
                         return item
-                    raise GraphError(f"uploading {remote}: the session holds every byte but the file did not appear")
+                    failures += 1
+                    if failures >= self.client.retry.attempts:
+                        raise GraphError(f"uploading {remote}: the session holds every byte but the file "
+                                         "does not appear")
+                    log.info("uploading %s: the session holds every byte but no file; starting again", remote)
+                    self._discard(remote, rec)
+                    rec = None
+                    continue
                 if cancel is not None and cancel.is_set():
                     raise Cancelled()
+                sent_from = offset
                 end = min(size, (offset // self.chunk + 1) * self.chunk)
                 f.seek(offset)
                 data = f.read(end - offset)
@@ -185,7 +194,6 @@ class Uploader:
                         nxt = _range_start(body.get("nextExpectedRanges"))
                         rec["expiry"] = body.get("expirationDateTime") or rec.get("expiry")
                         offset = nxt if nxt is not None else self._status(rec, cancel)
-                        failures = 0
                     elif resp is not None and resp.status_code in (200, 201):
                         done = resp.json()
                     elif resp is not None and resp.status_code in (401, 403, 404):
@@ -223,6 +231,8 @@ class Uploader:
                     if progress and size > reported:
                         progress(size - reported)
                     return done
+                if offset > sent_from:
+                    failures = 0  # back-off and give-up count failures in a row without progress
                 rec["offset"] = offset
                 self._save(remote, rec)
                 if progress and offset > reported:

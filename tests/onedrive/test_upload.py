@@ -206,3 +206,13 @@ def test_parallel_uploads_are_capped_process_wide(od, tmp_path):
     for d in dests:
         d.close()
     od.emu.assert_no_violations()
+
+
+def test_partial_commit_of_the_last_fragment(od, dest, tmp_path):
+    emu = od.emu
+    src, exp = _volume(tmp_path, 2 * CHUNK + 5000)
+    emu.faults.add("partial_commit", "upload.fragment", nth=3, keep=1000)
+    dest.put_file("t", "s1", "v", src, exp)
+    assert emu.counters["bytes_uploaded"] == exp.size
+    assert _stored(od, "v") == src.read_bytes()
+    emu.assert_no_violations()
