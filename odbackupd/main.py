@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import logging
 import sys
 from pathlib import Path
@@ -75,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
 
     if args.once:
+        from .journal import under_journald
+
+        if args.log_level is None and not under_journald():
+            # on a terminal or from cron: warnings and errors as they happen, then one
+            # summary line on stdout — not every info line twice
+            setup_logging("odbackupd", "warning")
         return run_once(config, args.once)
 
     return run_service(config, args)
@@ -111,13 +118,60 @@ def run_once(config, job: str) -> int:  # noqa: ANN001
         return EXIT_CONFIG
     state = StateStore(config.daemon.state_dir / "state.db")
     try:
+        if not config.jobs[job].sources:
+            return run_drop_dir_once(config, job, state)
         run = run_job(config, job, state, trigger="once")
     finally:
         state.close()
+    return _report_once(job, run)
+
+
+def run_drop_dir_once(config, job: str, state) -> int:  # noqa: ANN001
+    """``--once`` on a job that only has a drop directory (cron users): every file there
+    that is complete — not a temporary name, unchanged for the job's quiet_period — becomes
+    its own snapshot and is removed once stored and verified, as the daemon does it."""
+    import time
+
+    from .runner import drop_series, run_job
+    from .service.dropdir import is_temporary_name
+
+    jc = config.jobs[job]
+    drop = Path(jc.drop_dir)
+    try:
+        names = sorted(os.listdir(drop))
+    except OSError as e:
+        print(f"odbackupd: {job}: cannot read drop_dir {drop}: {e.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    worst, taken = EXIT_OK, 0
+    for name in names:
+        path = drop / name
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            continue
+        if is_temporary_name(name) or not stat.S_ISREG(st.st_mode):
+            continue
+        if time.time() - st.st_mtime < jc.quiet_period:
+            print(f"{job}: {name}: changed less than {jc.quiet_period:g}s ago; left for the next run")
+            continue
+        run = run_job(config, job, state, trigger="once", sources=[path], series=drop_series(job))
+        code = _report_once(job, run)
+        after = path.lstat()
+        if run.result.ok and not run.result.warnings and (after.st_ino, after.st_size, after.st_mtime_ns) == (
+                st.st_ino, st.st_size, st.st_mtime_ns):
+            path.unlink()
+            taken += 1
+        elif code == EXIT_OK:
+            print(f"{job}: {name}: kept (it changed while it was read)", file=sys.stderr)
+            code = EXIT_FAILED
+        worst = max(worst, code)
+    if not taken and worst == EXIT_OK:
+        print(f"{job}: nothing complete in {drop}")
+    return worst
+
+
+def _report_once(job: str, run) -> int:  # noqa: ANN001
     r = run.result
-    if r.warnings:
-        for kind, path, msg in r.warnings:
-            print(f"warning: {path}: {msg}", file=sys.stderr)
     if r.ok:
         print(f"{job}: snapshot {r.snapshot} {r.status}: {r.message}")
         for dest, names in run.pruned.items():

@@ -45,10 +45,16 @@ def _config(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _job(config, name: str):  # noqa: ANN001, ANN202
-    if name not in config.jobs:
+    """The job config and the snapshot series named on the command line: ``JOB``, or
+    ``JOB+drop`` for the one-snapshot-per-file series of JOB's drop directory."""
+    from odbackupd.runner import DROP_SUFFIX
+
+    base = name[: -len(DROP_SUFFIX)] if name.endswith(DROP_SUFFIX) else name
+    job = config.jobs.get(base)
+    if job is None or (base != name and job.drop_dir is None):
         known = ", ".join(sorted(config.jobs)) or "none configured"
         raise CliError(f"no job {name!r} (jobs: {known})", EXIT_NOT_FOUND)
-    return config.jobs[name]
+    return job, name
 
 
 def _destination(config, job, name: str | None):  # noqa: ANN001, ANN202
@@ -177,13 +183,13 @@ def _offline_snapshots(args: argparse.Namespace) -> tuple[str, dict]:
     from odbackupd.snapshot.catalog import list_snapshots
 
     cfg = _config(args)
-    job = _job(cfg, args.job)
+    job, series = _job(cfg, args.job)
     names = [args.destination] if args.destination else list(job.destinations)
     result = {}
     for name in names:
         d = _destination(cfg, job, name)
         try:
-            listing = list_snapshots(d, job.name)
+            listing = list_snapshots(d, series)
         finally:
             d.close()
         result[name] = {
@@ -191,14 +197,14 @@ def _offline_snapshots(args: argparse.Namespace) -> tuple[str, dict]:
             "incomplete": listing.incomplete,
             "unreadable": [{"folder": f, "problem": p} for f, p in listing.unreadable],
         }
-    return job.name, result
+    return series, result
 
 
-def _find(d, job, ref):  # noqa: ANN001, ANN202
+def _find(d, series: str, ref):  # noqa: ANN001, ANN202
     from odbackupd.snapshot.catalog import SnapshotNotFound, find_snapshot
 
     try:
-        return find_snapshot(d, job.name, ref)
+        return find_snapshot(d, series, ref)
     except SnapshotNotFound as e:
         raise CliError(str(e), EXIT_NOT_FOUND) from e
 
@@ -208,11 +214,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from odbackupd.snapshot.restore import IntegrityError, RestoreError, restore_snapshot
 
     cfg = _config(args)
-    job = _job(cfg, args.job)
+    job, series = _job(cfg, args.job)
     ids = _identities(args.identity)
     d = _destination(cfg, job, args.destination)
     try:
-        m = _find(d, job, args.snapshot)
+        m = _find(d, series, args.snapshot)
         if m.encrypted and not ids:
             raise CliError(f"snapshot {m.snapshot} is encrypted: give the age identity with --identity FILE",
                            EXIT_USAGE)
@@ -250,7 +256,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from odbackupd.snapshot.restore import verify_snapshot
 
     cfg = _config(args)
-    job = _job(cfg, args.job)
+    job, series = _job(cfg, args.job)
     ids = _identities(args.identity)
     names = [args.destination] if args.destination else list(job.destinations)
     reports = []
@@ -258,9 +264,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         d = _destination(cfg, job, name)
         try:
             if args.snapshot == "all":
-                manifests = list_snapshots(d, job.name).complete
+                manifests = list_snapshots(d, series).complete
             else:
-                manifests = [_find(d, job, args.snapshot)]
+                manifests = [_find(d, series, args.snapshot)]
             for m in manifests:
                 rep = verify_snapshot(d, m, download=args.download, identities=ids)
                 reports.append({"destination": name, "snapshot": m.snapshot, "ok": rep.ok,
@@ -286,8 +292,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from odbackupd.runner import prune_job
 
     cfg = _config(args)
-    job = _job(cfg, args.job)
-    plans = prune_job(cfg, job.name, None, dry_run=args.dry_run)
+    job, series = _job(cfg, args.job)
+    plans = prune_job(cfg, job.name, None, dry_run=args.dry_run, series=series)
     if args.json:
         render.out_json({"dry_run": args.dry_run, "destinations": {
             n: {"keep": [m.snapshot for m in p.keep], "delete": [m.snapshot for m in p.delete],

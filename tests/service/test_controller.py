@@ -247,6 +247,10 @@ def test_drop_dir_file_becomes_a_snapshot_then_goes(daemon, tmp_path):
             assert {e.data["trigger"] for e in rec.of("run_started", "inbox")} == {"drop"}
             await _until(lambda: not any(drop.iterdir()), "the stored files to be removed")
             assert rec.of("run_started", "etc") == []  # the job's own series did not run
+            listed = await ctl.list_snapshots("inbox+drop")  # what odctl snapshots JOB+drop asks
+            assert len(listed) == 2 and await ctl.list_snapshots("inbox") == []
+            with pytest.raises(NoSuchJob):
+                await ctl.list_snapshots("etc+drop")  # etc has no drop directory
 
     asyncio.run(body())
     dest = LocalDestination("usb", daemon.dest)

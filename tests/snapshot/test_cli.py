@@ -104,3 +104,35 @@ def test_once_refuses_while_the_job_runs_elsewhere(setup, tmp_path):
     assert not (setup.dest / "t").exists() or not any((setup.dest / "t").iterdir())
     r = odbackupd("--config", str(cfg), "--once", "t")
     assert r.returncode == 0, r.stderr
+
+
+def test_once_on_a_drop_only_job_takes_complete_files(setup, tmp_path, age_key):
+    """Cron users of a drop directory: --once stores each settled file as its own encrypted
+    snapshot and removes it; temporary names and files still changing stay."""
+    import os
+    import time
+
+    key, recipient = age_key
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    setup.write([tmp_path], recipients=[recipient])
+    text = setup.config_path.read_text().replace(f'sources = ["{tmp_path}"]', f'drop_dir = "{drop}"')
+    setup.config_path.write_text(text + 'quiet_period = "10min"\n')
+    old = time.time() - 3600
+    for name, data in [("a.sql", b"A" * 3000), ("b.sql", b"B" * 10), (".c.sql", b"hidden"), ("d.part", b"part")]:
+        (drop / name).write_bytes(data)
+        os.utime(drop / name, (old, old))
+    (drop / "fresh.sql").write_bytes(b"still being written")
+    r = odbackupd("--config", str(setup.config_path), "--once", "t")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(drop)) == [".c.sql", "d.part", "fresh.sql"]
+    assert "fresh.sql: changed less than 600s ago" in r.stdout
+    r = odctl("--config", str(setup.config_path), "snapshots", "t+drop", "--json")
+    assert r.returncode == 0, r.stderr
+    snaps = json.loads(r.stdout)["destinations"]["usb"]["snapshots"]
+    assert len(snaps) == 2 and all(s["files"] == 1 for s in snaps)
+    out = tmp_path / "out"
+    r = odctl("--config", str(setup.config_path), "restore", "t+drop", snaps[0]["snapshot"], "--to", str(out),
+              "--identity", str(key))
+    assert r.returncode == 0, r.stderr
+    assert (out / str(drop).lstrip("/") / "a.sql").read_bytes() == b"A" * 3000
