@@ -398,6 +398,11 @@ class SnapshotBuilder:
         )
         stream = TarStream(walker, self._report, resume=resume_cp)
         cctx = make_compressor(self.job.compression_level, self.job.compression_threads)
+        # Sealing a volume (waiting for its writer thread, fsync, recording it) runs in a
+        # thread of its own, in volume order, while this one already feeds the compressor
+        # the next volume: the compressor's workers do not sit idle at every volume cut.
+        sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"seal-{job}")
+        seals: list[Future] = []
         vol: VolumeWriter | None = None
         limit = self.job.volume_size
         try:
@@ -411,31 +416,59 @@ class SnapshotBuilder:
                 self.progress.files, self.progress.data_bytes = cp.stats.files, cp.stats.data_bytes
                 self.progress.tar_bytes = cp.offset
                 if vol.estimated_size() >= limit:
-                    self._seal(job, snapshot, spool, vol, stream, pool, futures, slots)
+                    seals.append(self._cut(job, snapshot, spool, vol, stream, sealer, pool, futures, slots))
                     vol, index = None, index + 1
                 self._check()
                 self._emit_progress()
             if vol is not None:
-                self._seal(job, snapshot, spool, vol, stream, pool, futures, slots)
+                seals.append(self._cut(job, snapshot, spool, vol, stream, sealer, pool, futures, slots))
                 vol = None
+            for f in seals:
+                f.result()  # every volume recorded (and its upload queued) before we go on
         finally:
             if vol is not None:
                 vol.abort()
                 slots.release()
+            sealer.shutdown(wait=True)
 
-    def _seal(
+    def _cut(
         self, job: str, snapshot: str, spool: Path, vol: VolumeWriter, stream: TarStream,
-        pool: ThreadPoolExecutor, futures: list[Future], slots: threading.Semaphore,
-    ) -> None:
-        info = vol.finish()
+        sealer: ThreadPoolExecutor, pool: ThreadPoolExecutor, futures: list[Future], slots: threading.Semaphore,
+    ) -> Future:
+        """End ``vol`` at the current checkpoint and hand it to the sealer."""
+        vol.end_frame()
         cp = stream.checkpoint()
         with self._lock:
             warnings = dict(self._warning_counts)
-        self.state.add_volume(
-            job, snapshot, info.index, info.to_json(), {"tar": cp.to_json(), "warnings": warnings}
-        )
+        return sealer.submit(self._seal, job, snapshot, spool, vol, cp, warnings, pool, futures, slots)
+
+    def _seal(
+        self, job: str, snapshot: str, spool: Path, vol: VolumeWriter, cp: TarCheckpoint, warnings: dict,
+        pool: ThreadPoolExecutor, futures: list[Future], slots: threading.Semaphore,
+    ) -> None:
+        try:
+            info = vol.finish()
+        except BaseException as e:
+            vol.abort()
+            slots.release()
+            self._fail(e)
+            raise
+        try:
+            self.state.add_volume(
+                job, snapshot, info.index, info.to_json(), {"tar": cp.to_json(), "warnings": warnings}
+            )
+        except BaseException as e:
+            slots.release()
+            self._fail(e)
+            raise
         self.progress.volumes_built += 1
         futures.append(pool.submit(self._upload, job, snapshot, spool, info, list(self.dests), slots))
+
+    def _fail(self, e: BaseException) -> None:
+        with self._lock:
+            if self._error is None:
+                self._error = e
+        self._abort.set()
 
     # -- uploading ---------------------------------------------------------------------------
     def _upload(
@@ -460,10 +493,7 @@ class SnapshotBuilder:
                 self.progress.volumes_stored += 1
             src.unlink(missing_ok=True)
         except BaseException as e:
-            with self._lock:
-                if self._error is None:
-                    self._error = e
-            self._abort.set()
+            self._fail(e)
             raise
         finally:
             slots.release()

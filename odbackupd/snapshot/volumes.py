@@ -214,8 +214,14 @@ class VolumeWriter:
         ratio = produced / consumed if consumed else 1.0
         return self._sink.size + int(backlog * ratio)
 
+    def end_frame(self) -> None:
+        """End the zstd frame: after this the compressor is free for the next volume,
+        while :meth:`finish` (waiting for the writer thread, fsync) may run elsewhere."""
+        if not self._zw.closed:
+            self._zw.close()  # closefd=False keeps the sink open
+
     def finish(self) -> VolumeInfo:
-        self._zw.close()  # ends the zstd frame; closefd=False keeps the sink open
+        self.end_frame()
         self._sink.close()
         self._f.flush()
         os.fsync(self._f.fileno())
