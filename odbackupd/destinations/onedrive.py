@@ -240,6 +240,10 @@ class OneDriveDestination(Destination):
         with self._errors(f"deleting {job}/{snapshot}"):
             for rel in (self._rel(job, snapshot, MANIFEST_NAME), folder):
                 self.client.request("DELETE", self._item(rel), what=f"deleting {rel}", ok=(204, 404))
+            if self.state is not None:  # upload sessions of an abandoned snapshot: cancel them
+                for path, rec in list(self.state.sessions(self.name)):
+                    if path.startswith(folder + "/"):
+                        self.uploader().discard(path, rec)
         self._folders.discard(folder)
 
     def close(self) -> None:

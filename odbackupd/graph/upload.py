@@ -136,7 +136,7 @@ class Uploader:
     ) -> dict:
         rec = self._load(remote)
         if rec is not None and (rec.get("size") != size or rec.get("sha256") != sha256):
-            self._discard(remote, rec)  # another file was being sent under this name
+            self.discard(remote, rec)  # another file was being sent under this name
             rec = None
         offset: int | None = None
         if rec is not None:
@@ -167,7 +167,7 @@ class Uploader:
                         raise GraphError(f"uploading {remote}: the session holds every byte but the file "
                                          "does not appear")
                     log.info("uploading %s: the session holds every byte but no file; starting again", remote)
-                    self._discard(remote, rec)
+                    self.discard(remote, rec)
                     rec = None
                     continue
                 if cancel is not None and cancel.is_set():
@@ -290,7 +290,7 @@ class Uploader:
                 raise error_from(resp, "asking an upload session where it stands")
         raise GraphError("an upload session does not answer its status requests")
 
-    def _discard(self, remote: str, rec: dict) -> None:
+    def discard(self, remote: str, rec: dict) -> None:
         """Cancel a stale session (best effort: it also expires on its own)."""
         try:
             self.client.send("DELETE", rec["uploadUrl"], auth=False).close()

@@ -216,3 +216,16 @@ def test_partial_commit_of_the_last_fragment(od, dest, tmp_path):
     assert emu.counters["bytes_uploaded"] == exp.size
     assert _stored(od, "v") == src.read_bytes()
     emu.assert_no_violations()
+
+
+def test_deleting_an_abandoned_snapshot_cancels_its_upload_sessions(od, dest, tmp_path):
+    emu = od.emu
+    src, exp = _volume(tmp_path, 4 * CHUNK)
+    cancel = threading.Event()
+    with pytest.raises(DestinationError):
+        dest.put_file("t", "s1", "v", src, exp, lambda n: cancel.set(), cancel)
+    assert len(emu.upload_sessions()) == 1
+    dest.delete_snapshot("t", "s1")
+    assert emu.upload_sessions() == [] and emu.counters["sessions_cancelled"] == 1
+    assert list(dest.state.sessions("od")) == []
+    emu.assert_no_violations()
