@@ -78,9 +78,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from odbackupd.config import load_config
-    from odbackupd.graph.auth import Authenticator
-    from odbackupd.graph.http import make_session
     from tests.graphemu import GraphEmulator
+    from tests.onedrive.conftest import account_toml, device_login
 
     work = args.dir
     work.mkdir(parents=True, exist_ok=True)
@@ -98,14 +97,7 @@ def main() -> None:
             state_dir = "{work / 'state'}"
             spool_dir = "{work / 'spool'}"
             max_parallel_uploads = {args.parallel}
-
-            [account.a]
-            client_id = "{emu.client_id}"
-            tenant = "{emu.tenant}"
-            authority_url = "{emu.authority_url}"
-            graph_url = "{emu.graph_url}"
-            ca_bundle = "{emu.ca_pem}"
-
+            """) + account_toml(emu) + textwrap.dedent(f"""
             [destination.disk]
             type = "local"
             path = "{work / 'local'}"
@@ -126,12 +118,7 @@ def main() -> None:
             destinations = ["od"]
             volume_size = "64MiB"
             """))
-        cfg = load_config(config)
-        acct = cfg.accounts["a"]
-        auth = Authenticator("a", acct, cfg.daemon.state_dir, session=make_session(acct.ca_bundle))
-        login = auth.begin_device_login()
-        emu.approve_device_code(login.user_code)
-        auth.complete_device_login(login)
+        device_login(emu, load_config(config))
 
         local_s, local_rss = run_once(config, "tolocal")
         od_s, od_rss = run_once(config, "toonedrive")

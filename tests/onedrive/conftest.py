@@ -21,6 +21,29 @@ ROOT = Path(__file__).resolve().parents[2]
 CHUNK = 320 * 1024
 
 
+def account_toml(emu, name: str = "a") -> str:  # noqa: ANN001
+    """An ``[account.NAME]`` section for the emulator, as a sysadmin would write it."""
+    return textwrap.dedent(f"""
+        [account.{name}]
+        client_id = "{emu.client_id}"
+        tenant = "{emu.tenant}"
+        authority_url = "{emu.authority_url}"
+        graph_url = "{emu.graph_url}"
+        ca_bundle = "{emu.ca_pem}"
+        """)
+
+
+def device_login(emu, config, name: str = "a") -> str:  # noqa: ANN001
+    """``odctl login NAME`` as a user does it: device code, approved in the 'browser'."""
+    from odbackupd.graph.auth import Authenticator
+
+    acct = config.accounts[name]
+    auth = Authenticator(name, acct, config.daemon.state_dir, session=make_session(acct.ca_bundle))
+    login = auth.begin_device_login()
+    emu.approve_device_code(login.user_code)
+    return auth.complete_device_login(login)
+
+
 class OneDriveSetup:
     def __init__(self, tmp_path: Path, emu) -> None:  # noqa: ANN001
         self.tmp = tmp_path
@@ -40,14 +63,7 @@ class OneDriveSetup:
             state_dir = "{self.state_dir}"
             spool_dir = "{self.spool}"
             max_parallel_uploads = {parallel}
-            """) + daemon_extra + textwrap.dedent(f"""
-            [account.a]
-            client_id = "{emu.client_id}"
-            tenant = "{emu.tenant}"
-            authority_url = "{emu.authority_url}"
-            graph_url = "{emu.graph_url}"
-            ca_bundle = "{emu.ca_pem}"
-            """) + drive + textwrap.dedent(f"""
+            """) + daemon_extra + account_toml(emu) + drive + textwrap.dedent(f"""
             [destination.od]
             type = "onedrive"
             account = "a"
@@ -66,15 +82,7 @@ class OneDriveSetup:
         return load_config(self.config_path)
 
     def login(self) -> str:
-        """``odctl login a`` as a user does it: device code, approved in the 'browser'."""
-        from odbackupd.graph.auth import Authenticator
-
-        cfg = self.config()
-        acct = cfg.accounts["a"]
-        auth = Authenticator("a", acct, cfg.daemon.state_dir, session=make_session(acct.ca_bundle))
-        login = auth.begin_device_login()
-        self.emu.approve_device_code(login.user_code)
-        return auth.complete_device_login(login)
+        return device_login(self.emu, self.config())
 
     def state(self) -> StateStore:
         return StateStore(self.state_dir / "state.db")
