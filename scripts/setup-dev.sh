@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 APT_PACKAGES="age zstd tar dbus attr python3-venv libglib2.0-bin"
+# tests/odctl/test_zsh.py: the zsh completion in a real zsh
+APT_PACKAGES="$APT_PACKAGES zsh"
 # packages: scripts/build-packages.sh; man pages: mandoc -Tlint
 APT_PACKAGES="$APT_PACKAGES dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all
     python3-setuptools python3-build python3-installer fakeroot lintian rpm rpmlint mandoc"
