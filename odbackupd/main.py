@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
             # on a terminal or from cron: warnings and errors as they happen, then one
             # summary line on stdout — not every info line twice
             setup_logging("odbackupd", "warning")
+            # the runner's run summaries (failed, login needed) are what run_once prints
+            # itself as its last line: once is enough
+            logging.getLogger("odbackupd.run").setLevel(logging.CRITICAL)
         return run_once(config, args.once)
 
     return run_service(config, args)

@@ -27,8 +27,9 @@ def test_never_logged_in_is_one_clear_line_and_exit_1(od, src):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert "Traceback" not in err
-    last = err.strip().splitlines()[-1]
-    assert "account 'a'" in last and "odctl login a" in last, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err  # one line, not the same news three times
+    assert "account 'a'" in lines[0] and "odctl login a" in lines[0], err
     assert od.emu.counters["requests.graph.drive"] == 0  # nothing was tried without a login
     od.emu.assert_no_violations()
 
