@@ -403,13 +403,16 @@ class SnapshotBuilder:
         # the next volume: the compressor's workers do not sit idle at every volume cut.
         sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"seal-{job}")
         seals: list[Future] = []
+        # quickXorHash is what OneDrive reports of a stored file; the manifest records it
+        # when a destination can be checked against it, and SHA-256 always.
+        quickxor = any(d.reports_hashes for d in self.dests)
         vol: VolumeWriter | None = None
         limit = self.job.volume_size
         try:
             for chunk in stream:
                 if vol is None:
                     self._acquire(slots)
-                    vol = VolumeWriter(spool, index, stream.cp.offset - len(chunk), cctx, recipients)
+                    vol = VolumeWriter(spool, index, stream.cp.offset - len(chunk), cctx, recipients, quickxor)
                     self.progress.current_volume = vol.name
                 vol.write(chunk)
                 cp = stream.cp

@@ -50,18 +50,19 @@ class VolumeInfo:
 
 
 class _FileHasher:
-    """Writes to a file while computing SHA-256, quickXorHash and the size (one thread)."""
+    """Writes to a file while computing SHA-256, quickXorHash (if asked) and the size."""
 
-    def __init__(self, f: BinaryIO) -> None:
+    def __init__(self, f: BinaryIO, quickxor: bool) -> None:
         self.f = f
         self.sha = hashlib.sha256()
-        self.qx = QuickXorHash()
+        self.qx = QuickXorHash() if quickxor else None
         self.size = 0
 
     def write(self, b) -> int:  # noqa: ANN001 - bytes-like
         self.f.write(b)
         self.sha.update(b)
-        self.qx.update(b)
+        if self.qx is not None:
+            self.qx.update(b)
         self.size += len(b)
         return len(b)
 
@@ -81,8 +82,8 @@ class HashingSink:
 
     LIMIT = 8 << 20  # compressed bytes in flight at most: bounded memory
 
-    def __init__(self, f: BinaryIO, recipients: Sequence[object] = ()) -> None:
-        self._out = _FileHasher(f)
+    def __init__(self, f: BinaryIO, recipients: Sequence[object] = (), quickxor: bool = True) -> None:
+        self._out = _FileHasher(f, quickxor)
         self._enc = None
         if recipients:
             from ..crypto.age import AgeWriter
@@ -101,8 +102,9 @@ class HashingSink:
         return self._out.sha
 
     @property
-    def qx(self) -> QuickXorHash:
-        return self._out.qx
+    def quickxor(self) -> str:
+        """Base64 quickXorHash of the file ("" when not asked for): valid after :meth:`close`."""
+        return self._out.qx.b64digest() if self._out.qx is not None else ""
 
     @property
     def stored_size(self) -> int:
@@ -190,7 +192,11 @@ class VolumeWriter:
         tar_start: int,
         cctx: zstandard.ZstdCompressor,
         recipients: Sequence[object] = (),
+        quickxor: bool = True,
     ) -> None:
+        """``quickxor``: compute the volume's quickXorHash, which only OneDrive reports
+        (``Destination.reports_hashes``); in pure Python it costs about as much CPU as
+        SHA-256, so a job whose destinations cannot compare it skips it."""
         self.index = index
         self.name = volume_name(index, bool(recipients))
         self.path = spool / self.name
@@ -200,7 +206,7 @@ class VolumeWriter:
         self._cctx = cctx
         # 0600: an unencrypted volume holds whatever the sources hold (/etc/shadow, keys)
         self._f = os.fdopen(os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb")
-        self._sink = HashingSink(self._f, recipients)
+        self._sink = HashingSink(self._f, recipients, quickxor)
         self._zw = cctx.stream_writer(self._sink, closefd=False, write_return_read=True, write_size=WRITE_SIZE)
 
     def write(self, data: bytes) -> None:
@@ -229,7 +235,7 @@ class VolumeWriter:
         os.replace(self.tmp, self.path)
         return VolumeInfo(
             self.index, self.name, self._sink.stored_size, self._sink.sha.hexdigest(),
-            self._sink.qx.b64digest(), self.tar_start, self.tar_start + self.tar_bytes,
+            self._sink.quickxor, self.tar_start, self.tar_start + self.tar_bytes,
         )
 
     def abort(self) -> None:
