@@ -94,6 +94,9 @@ def setup_logging(identifier: str = "odbackupd", level: str = "info") -> None:
     lvl = {"debug": logging.DEBUG, "info": logging.INFO, "notice": NOTICE,
            "warning": logging.WARNING, "error": logging.ERROR}.get(level, logging.INFO)
     root.setLevel(lvl)
+    # urllib3's debug lines carry whole request paths, among them OneDrive's
+    # pre-authenticated upload and download URLs (usable without a token): never log them
+    logging.getLogger("urllib3.connectionpool").setLevel(max(lvl, logging.INFO))
     handler: logging.Handler
     if under_journald():
         try:

@@ -412,8 +412,11 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _status_exit(status: str) -> int:
-    return EXIT_OK if status in ("completed", "completed with warnings") else EXIT_FAILED
+def _status_exit(result: dict) -> int:
+    """A finished run's exit code: a run that failed for want of a login says so (7)."""
+    if result.get("status") in ("completed", "completed with warnings"):
+        return EXIT_OK
+    return EXIT_NOT_LOGGED_IN if result.get("login_needed") else EXIT_FAILED
 
 
 def cmd_backup_now(args: argparse.Namespace) -> int:
@@ -473,7 +476,7 @@ def cmd_backup_now(args: argparse.Namespace) -> int:
         elif not args.quiet:
             print(f"{args.job}: run {run_id} started (odctl backup-now {args.job} --wait follows it)")
         return EXIT_OK
-    code = _status_exit(result.get("status", ""))
+    code = _status_exit(result)
     if args.json:
         render.out_json({"job": args.job, "run_id": run_id, "path": path, "result": result})
     else:

@@ -23,7 +23,7 @@ ERROR_PREFIX = f"{BUS_NAME}.Error."
 POLICY_FILE = f"{BUS_NAME}.conf"
 INTROSPECTION_FILE = f"{BUS_NAME}.xml"
 ADMIN_GROUP = "odbackup"
-INTERFACE_VERSION = 1
+INTERFACE_VERSION = 2  # 2: RunFinished's resumed, reused_volumes, login_needed
 
 # Methods the bus policy lets anyone call (reading only); every other method of our
 # interfaces changes something and needs root or the admin group (policy + adapter check).

@@ -144,6 +144,23 @@ def _clean(d: dict) -> dict:
     return {k: v for k, v in d.items() if v is not None}
 
 
+def finished_dict(run_id: int, trigger: str, started: float, run: JobRun) -> dict:
+    """A finished run as RunFinished carries it: ``resumed``/``reused_volumes`` tell a user
+    that an interrupted snapshot was carried on, and ``login_needed`` that it failed for
+    want of ``odctl login`` (odctl's exit code says so)."""
+    r = run.result
+    m = r.manifest
+    return _clean({
+        "run_id": run_id, "status": r.status, "message": r.message, "snapshot": r.snapshot,
+        "trigger": trigger, "started": started, "finished": time.time(),
+        "files": m.files if m else None, "data_bytes": m.data_bytes if m else None,
+        "stored_bytes": m.stored_bytes if m else None,
+        "warnings": sum(r.warning_counts.values()),
+        "resumed": r.resumed, "reused_volumes": r.reused_volumes,
+        "login_needed": True if run.login_needed else None,
+    })
+
+
 def progress_dict(p: Progress, now: float) -> dict:
     """The progress a client shows: what was read, what is stored, and a percentage when
     the previous snapshot's size gives an estimate."""
@@ -537,15 +554,7 @@ class Controller:
                                 cancel=run.cancel, run_id=run.id),
                 f"run-{name}",
             )
-            r = result.result
-            m = r.manifest
-            data = _clean({
-                "run_id": run.id, "status": r.status, "message": r.message, "snapshot": r.snapshot,
-                "trigger": run.trigger, "started": started, "finished": time.time(),
-                "files": m.files if m else None, "data_bytes": m.data_bytes if m else None,
-                "stored_bytes": m.stored_bytes if m else None,
-                "warnings": sum(r.warning_counts.values()),
-            })
+            data = finished_dict(run.id, run.trigger, started, result)
         except Exception as e:  # noqa: BLE001 - a bug in a run must not take the daemon down
             log.exception("job %s: run %d crashed", name, run.id)
             msg = f"internal error: {type(e).__name__}: {e}"
@@ -633,14 +642,7 @@ class Controller:
             finally:
                 self._drop_cancels.discard(cancel)
             r = result.result
-            self._emit("run_finished", name, _clean({
-                "run_id": run_id, "status": r.status, "message": r.message, "snapshot": r.snapshot,
-                "trigger": "drop", "started": started, "finished": time.time(),
-                "files": r.manifest.files if r.manifest else None,
-                "data_bytes": r.manifest.data_bytes if r.manifest else None,
-                "stored_bytes": r.manifest.stored_bytes if r.manifest else None,
-                "warnings": sum(r.warning_counts.values()),
-            }))
+            self._emit("run_finished", name, finished_dict(run_id, "drop", started, result))
             if not r.ok:
                 self._last_failure = {"job": name, "run_id": run_id, "message": r.message,
                                       "finished": time.time()}
