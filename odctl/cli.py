@@ -623,7 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("backup-now", parents=[common], help="start a run of a job now")
     p.add_argument("job")
     p.add_argument("--wait", "-w", action="store_true",
-                   help="follow the run with a progress bar; the exit status is the run's result")
+                   help="follow the run with a progress bar; the exit status is the run's result "
+                        "(0 completed, 1 failed or cancelled, 7 an account needs odctl login)")
     p.set_defaults(func=cmd_backup_now)
 
     p = sub.add_parser("cancel", parents=[common], help="cancel a job's run (it resumes next time) and its queued run")

@@ -177,3 +177,20 @@ def test_browser_login_with_a_bad_paste_fails_and_keeps_nothing(onedrive_daemon,
     status = login_status(private_bus, "a")[0]
     assert status["state"] == "failed" and "authorization code" in status["message"]
     graph_emulator.assert_no_violations()
+
+
+def test_declined_device_login_fails_cleanly_through_the_daemon(onedrive_daemon, graph_emulator, private_bus):
+    od, daemon = onedrive_daemon
+    login = OdctlProcess(private_bus, "login", "a", "--device-code")
+    code = login.wait_for(r"enter the code (\w+)").group(1)
+    graph_emulator.decline_device_code(code)  # the user said no on the sign-in page
+    rc, out, err = login.finish()
+    assert (rc, out) == (names.EXIT_FAILED, ""), err
+    assert "odctl: a: login failed:" in err and "declined" in err and "Traceback" not in err
+    status = login_status(private_bus, "a")[0]
+    assert status["state"] == "failed" and "declined" in status["message"]
+    assert not token_cache_path(od.state_dir, "a").exists()
+    r = odctl(private_bus, "backup-now", "t", "--wait")
+    assert r.returncode == names.EXIT_NOT_LOGGED_IN and "odctl login a" in r.stderr
+    assert daemon.alive
+    graph_emulator.assert_no_violations()
