@@ -107,22 +107,28 @@ _MAX_OCTAL_12 = 8**11  # of a 12-byte field (size, mtime)
 
 
 def _field(value: bytes, length: int) -> bytes:
-    """A ustar text field as Python's tarfile writes it in a PAX archive: ASCII, every
-    other character as "?", cut to ``length``, NUL-padded (the PAX records carry the
-    real value)."""
+    """A ustar text field's content as Python's tarfile writes it in a PAX archive: ASCII,
+    every other character as "?", cut to ``length`` (the PAX records carry the real value)."""
     if not value.isascii():
         value = os.fsdecode(value).encode("ascii", "replace")
-    return value[:length].ljust(length, _NUL)
+    return value[:length]
+
+
+_MAGIC_SUM = sum(_POSIX_MAGIC) + 8 * 32  # the checksum field counts as eight spaces
 
 
 def _ustar_block(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, typ: bytes,
                  linkname: bytes, uname: bytes, gname: bytes, devices: bytes) -> bytes:
-    head = b"".join((
-        _field(name, 100), b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode, uid, gid, size, mtime),
+    name, linkname = _field(name, 100), _field(linkname, 100)
+    uname, gname = _field(uname, 32), _field(gname, 32)
+    numbers = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode, uid, gid, size, mtime)
+    # the checksum sums every byte of the block; the NUL padding adds nothing
+    chksum = (sum(name) + sum(numbers) + typ[0] + sum(linkname) + _MAGIC_SUM + sum(uname) + sum(gname)
+              + sum(devices))
+    return b"".join((
+        name.ljust(100, _NUL), numbers, b"%06o\0 " % chksum, typ, linkname.ljust(100, _NUL), _POSIX_MAGIC,
+        uname.ljust(32, _NUL), gname.ljust(32, _NUL), devices, _TAIL,
     ))
-    rest = b"".join((typ, _field(linkname, 100), _POSIX_MAGIC, _field(uname, 32), _field(gname, 32), devices))
-    chksum = sum(head) + 256 + sum(rest)  # the checksum field counts as eight spaces
-    return b"".join((head, b"%06o\0 " % chksum, rest, _TAIL))
 
 
 def _pax_records(records: list[tuple[bytes, bytes]]) -> bytes:
