@@ -346,7 +346,7 @@ class Files:
         emu.counters["fragments_committed"] += 1
         emu.counters["bytes_uploaded"] += keep
         self.save(s)
-        if partial is not None:
+        if partial is not None and keep < length:
             if str(partial.get("then", "reset")) == "503":
                 return error_response(req, 503, "serviceNotAvailable",
                                       "The service is not available. Try again later.")
@@ -356,7 +356,12 @@ class Files:
             self.save(s)
             if s["defer"]:
                 return Response.json(202, self.status_body(s))
-            return self.commit(req, s)
+            resp = self.commit(req, s)
+            # a partial commit that had nothing to withhold (a 1-byte fragment): the
+            # fragment is whole, so the file is committed and only the answer is lost
+            return resp if partial is None else Response.reset()
+        if partial is not None:
+            return Response.reset()  # nothing withheld: the fragment stays, the answer is lost
         body = self.status_body(s)
         if req.fault("missing_ranges"):
             del body["nextExpectedRanges"]
