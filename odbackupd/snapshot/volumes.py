@@ -11,9 +11,10 @@ import hashlib
 import os
 import threading
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import BinaryIO, Iterator, Sequence
 
 import zstandard
 
@@ -210,8 +211,19 @@ class VolumeWriter:
         self._zw = cctx.stream_writer(self._sink, closefd=False, write_return_read=True, write_size=WRITE_SIZE)
 
     def write(self, data: bytes) -> None:
-        self._zw.write(data)
+        with self._naming_errors():
+            self._zw.write(data)
         self.tar_bytes += len(data)
+
+    @contextmanager
+    def _naming_errors(self) -> Iterator[None]:
+        """A write error of the writer thread names the spool file it was writing."""
+        try:
+            yield
+        except OSError as e:
+            if e.filename is None:
+                e.filename = str(self.tmp)
+            raise
 
     def estimated_size(self) -> int:
         """Bytes this volume would have if it ended now (compressor backlog included)."""
@@ -227,11 +239,12 @@ class VolumeWriter:
             self._zw.close()  # closefd=False keeps the sink open
 
     def finish(self) -> VolumeInfo:
-        self.end_frame()
-        self._sink.close()
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self._f.close()
+        with self._naming_errors():
+            self.end_frame()
+            self._sink.close()
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
         os.replace(self.tmp, self.path)
         return VolumeInfo(
             self.index, self.name, self._sink.stored_size, self._sink.sha.hexdigest(),
