@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import functools
 import grp
 import os
 import pwd
@@ -131,6 +132,13 @@ def _ustar_block(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: i
     ))
 
 
+@functools.lru_cache(maxsize=1024)
+def _pax_block(size: int) -> bytes:
+    """The ustar block announcing ``size`` bytes of PAX records (the same for every entry
+    whose records have that length)."""
+    return _ustar_block(b"././@PaxHeader", 0, 0, 0, size, 0, tarfile.XHDTYPE, b"", b"", b"", _NO_DEVICE)
+
+
 def _pax_records(records: list[tuple[bytes, bytes]]) -> bytes:
     """PAX extended records ("<len> <keyword>=<value>\\n") with values as raw bytes, as
     GNU tar writes non-UTF-8 names: no ``hdrcharset`` keyword, which GNU tar would warn
@@ -161,7 +169,8 @@ def encode_header(
     without its per-entry cost: a snapshot of many small files spent most of its time there.
     ``name`` is the archive name (a directory's ends with "/").
     """
-    records = [(b"mtime", format_ns(mtime_ns).encode("ascii")), *xattrs]
+    mtime_record = b"%d.%09d" % divmod(mtime_ns, 1_000_000_000) if mtime_ns >= 0 else format_ns(mtime_ns).encode()
+    records = [(b"mtime", mtime_record), *xattrs]
     for key, value, length in ((b"path", name, 100), (b"linkpath", linkname, 100),
                                (b"uname", uname, 32), (b"gname", gname, 32)):
         if len(value) > length or not value.isascii():
@@ -179,9 +188,8 @@ def encode_header(
     uid, gid, size, mtime = numbers
     devices = _NO_DEVICE if device is None else b"%07o\0%07o\0" % device
     payload = _pax_records(records)
-    pax = _ustar_block(b"././@PaxHeader", 0, 0, 0, len(payload), 0, tarfile.XHDTYPE, b"", b"", b"", _NO_DEVICE)
     return b"".join((
-        pax, payload, bytes(-len(payload) % BLOCK),
+        _pax_block(len(payload)), payload, bytes(-len(payload) % BLOCK),
         _ustar_block(name, mode, uid, gid, size, mtime, typ, linkname, uname, gname, devices),
     ))
 
