@@ -236,7 +236,8 @@ class VolumeWriter:
         """End the zstd frame: after this the compressor is free for the next volume,
         while :meth:`finish` (waiting for the writer thread, fsync) may run elsewhere."""
         if not self._zw.closed:
-            self._zw.close()  # closefd=False keeps the sink open
+            with self._naming_errors():
+                self._zw.close()  # closefd=False keeps the sink open
 
     def finish(self) -> VolumeInfo:
         with self._naming_errors():
