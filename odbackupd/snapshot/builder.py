@@ -403,9 +403,10 @@ class SnapshotBuilder:
         # the next volume: the compressor's workers do not sit idle at every volume cut.
         sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"seal-{job}")
         seals: list[Future] = []
-        # quickXorHash is what OneDrive reports of a stored file; the manifest records it
-        # when a destination can be checked against it, and SHA-256 always.
-        quickxor = any(d.reports_hashes for d in self.dests)
+        # The manifest records every volume's SHA-256 and OneDrive quickXorHash, whatever
+        # the destination: a snapshot copied to OneDrive later (rclone, a second
+        # destination) can still be checked against OneDrive's own hashes.
+        quickxor = True
         vol: VolumeWriter | None = None
         limit = self.job.volume_size
         try:

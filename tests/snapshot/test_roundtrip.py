@@ -2,6 +2,7 @@
 and with the standard tools (GNU tar, zstd, age) that a sysadmin would use without us."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from odbackupd.crypto.age import load_identities
+from odbackupd.hashes import quickxor_file
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.runner import run_job
 from odbackupd.snapshot.catalog import find_snapshot, list_snapshots
@@ -48,6 +50,10 @@ def test_backup_restore_roundtrip(setup, tmp_path, age_key, encrypted):
     assert vols == [f"vol.{i:06d}.zst" + (".age" if encrypted else "") for i in range(1, len(vols) + 1)]
     manifest = json.loads((snapdir / "manifest.json").read_text())
     assert manifest["counts"]["files"] == m.files
+    # every volume's SHA-256 and OneDrive quickXorHash, even on a local destination
+    for v in m.volumes:
+        assert v["sha256"] == hashlib.sha256((snapdir / v["name"]).read_bytes()).hexdigest()
+        assert v["quickxor"] == quickxor_file(snapdir / v["name"])
     if encrypted:
         # the file list must not be readable from anything stored in plain text
         raw = b"".join((snapdir / v).read_bytes() for v in vols) + (snapdir / "manifest.json").read_bytes()
