@@ -120,9 +120,8 @@ def run_job(
                 skip_paths=[daemon.state_dir, daemon.spool_dir],
             )
             result = builder.run()
-            # an upload worker's failure is kept by the builder; the result has only its text
-            if isinstance(getattr(builder, "_error", None), NotLoggedIn):
-                login_error = builder._error  # type: ignore[assignment]
+            if isinstance(result.error, NotLoggedIn):
+                login_error = result.error
             run = JobRun(result, run_id)
             if result.ok:
                 _prune(job, dests, result.snapshot, run, series)

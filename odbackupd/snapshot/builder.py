@@ -112,6 +112,7 @@ class RunResult:
     resumed: bool = False
     reused_volumes: int = 0
     removed_leftovers: list[str] = field(default_factory=list)
+    error: BaseException | None = None  # what made a failed run fail (its type matters: NotLoggedIn)
 
     @property
     def ok(self) -> bool:
@@ -199,13 +200,18 @@ class SnapshotBuilder:
             from ..crypto.age import parse_recipient
 
             recipients = [parse_recipient(r) for r in self.job.recipients]
-        for d in self.dests:
-            d.prepare()
-
         inprog = self.state.inprogress(job)
+        resuming = inprog is not None and inprog.params == params
+        # a new snapshot needs about what the last one took: a drive without that much
+        # room is a clear error now, not a 507 after an hour of uploading
+        prev_stored = self.state.get(f"last_stored_bytes:{job}")
+        needed = int(prev_stored) if prev_stored and not resuming else None
+        for d in self.dests:
+            d.prepare(needed)
+
         resumed = False
         resumes = 0
-        if inprog is not None and inprog.params == params:
+        if resuming:
             snapshot, started = inprog.snapshot, inprog.started
             resumed = True
             resumes = inprog.resumes + 1
@@ -259,6 +265,7 @@ class SnapshotBuilder:
             self._abort.set()
             pool.shutdown(wait=True, cancel_futures=True)
             err = self._error or e
+            result.error = err
             result.status = FAILED
             result.message = f"{err}; the next run resumes this snapshot"
             if not isinstance(err, (DestinationError, RunFailed, OSError)):
@@ -291,10 +298,12 @@ class SnapshotBuilder:
             for d in self.dests:
                 d.put_bytes(job, snapshot, MANIFEST_NAME, data)
         except BaseException as e:
+            result.error = e
             result.status, result.message = FAILED, f"writing the manifest: {e}; the next run finishes this snapshot"
             return self._finish_result(result)
         self.state.forget(job)
         self.state.set(f"last_data_bytes:{job}", str(manifest.data_bytes))
+        self.state.set(f"last_stored_bytes:{job}", str(manifest.stored_bytes))
         shutil.rmtree(spool, ignore_errors=True)
         result.manifest = manifest
         result.status = COMPLETED_WITH_WARNINGS if self._warning_counts else COMPLETED

@@ -80,8 +80,16 @@ def test_full_drive_before_and_during_a_run(od, src):
     assert "account 'a'" in msg and "is full" in msg and "0 B free" in msg, msg
     assert emu.counters["bytes_uploaded"] == sent
 
-    emu.set_quota(used + 1_000_000)  # room for a volume or so: a 507 during the run
-    (src / "f0.bin").write_bytes(random.Random(8).randbytes(700_000))
+    stored = first.result.manifest.stored_bytes
+    emu.set_quota(used + stored // 2)  # less room than the last snapshot took: refused up front
+    run = run_job(cfg, "t", state)
+    assert not run.result.ok and "needed" in run.result.message, run.result.message
+    assert emu.counters["bytes_uploaded"] == sent
+
+    # room for what the last snapshot took, but this one has grown: a 507 during the run
+    emu.set_quota(used + stored + 100_000)
+    for i in range(8):
+        (src / f"new{i}.bin").write_bytes(random.Random(100 + i).randbytes(700_000))
     run = run_job(cfg, "t", state)
     assert not run.result.ok
     assert "account 'a'" in run.result.message and "full" in run.result.message, run.result.message
@@ -93,5 +101,26 @@ def test_full_drive_before_and_during_a_run(od, src):
     assert [m.snapshot for m in listing.complete] == [first.result.snapshot]
     assert verify_snapshot(dest, listing.complete[0]).ok
     dest.close()
+    state.close()
+    emu.assert_no_violations()
+
+
+def test_login_revoked_as_the_manifest_is_written_is_login_needed(od, tmp_path):
+    emu = od.emu
+    src = tmp_path / "small"
+    src.mkdir()
+    (src / "a.txt").write_text("small enough for one simple upload\n")
+    od.write([src])
+    od.login()
+    cfg, state = od.config(), od.state()
+    # the volume is the first simple PUT, the manifest the second
+    emu.faults.add("revoke_access", "graph.content.put", nth=2)
+    emu.faults.add("revoke_refresh", "identity.token", nth=1)
+    run = run_job(cfg, "t", state)
+    assert not run.result.ok and "manifest" in run.result.message, run.result.message
+    assert run.login_needed and "odctl login a" in run.result.message
+    od.login()
+    run = run_job(cfg, "t", state)  # finishes the same snapshot
+    assert run.result.ok and run.result.resumed, run.result.message
     state.close()
     emu.assert_no_violations()
