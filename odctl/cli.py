@@ -12,7 +12,6 @@ D-Bus error names are defined once, in odbackupd/bus/names.py.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time

@@ -120,7 +120,7 @@ class Client:
     async def subscribe(self, callback: Callable[[Message], None], **match: str) -> None:
         """Add a match rule (sender = the daemon's name, plus ``match``) and deliver matching
         signals to ``callback``. Subscribe before the call whose signals you wait for."""
-        rule = ",".join([f"type='signal'"] + [f"{k}='{v}'" for k, v in match.items()])
+        rule = ",".join(["type='signal'"] + [f"{k}='{v}'" for k, v in match.items()])
         await self._call(*DBUS, "AddMatch", "s", [rule])
 
         def handler(msg: Message) -> None:

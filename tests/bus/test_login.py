@@ -10,11 +10,8 @@ the daemon's log (at debug level) or in any D-Bus reply.
 from __future__ import annotations
 
 import json
-import queue
 import stat
-import subprocess
 import sys
-import threading
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -35,21 +32,7 @@ class OdctlProcess(Odctl):
     odctl waits: approve the code, paste the address."""
 
     def __init__(self, bus: PrivateBus, *args: str) -> None:  # noqa: D107 - as Odctl, another command
-        self.proc = subprocess.Popen([sys.executable, "-m", "odctl.cli", *args], env=bus.env(),
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.stderr: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def finish(self, timeout: float = 60) -> tuple[int, str, str]:
-        """Exit code, stdout, stderr (not communicate(): it would race the stderr reader)."""
-        self.proc.stdin.close()
-        rc = self.proc.wait(timeout)  # odctl's stdout is a few lines: the pipe cannot fill
-        out = self.proc.stdout.read()
-        self._reader.join(timeout)
-        return rc, out, "".join(self.stderr)
+        self._start([sys.executable, "-m", "odctl.cli", *args], env=bus.env())
 
 
 def login_status(bus: PrivateBus, account: str) -> tuple[dict, str]:

@@ -34,9 +34,11 @@ class Odctl:
     """A running ``odctl login|logout`` process whose stderr lines we can wait for."""
 
     def __init__(self, config: Path, *argv: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "odctl.login", "--config", str(config), *argv],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._start([sys.executable, "-m", "odctl.login", "--config", str(config), *argv])
+
+    def _start(self, cmd: list[str], env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
         self.stderr: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -62,7 +64,13 @@ class Odctl:
         self.proc.stdin.flush()
 
     def finish(self, timeout: float = 30) -> tuple[int, str, str]:
-        out, _ = self.proc.communicate(timeout=timeout)
+        # not communicate(): it would read stderr too, racing our reader thread for lines
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        self.proc.wait(timeout=timeout)  # stdout is a few lines: it cannot fill the pipe
+        out = self.proc.stdout.read()
         self._reader.join(timeout=timeout)
         return self.proc.returncode, out, "".join(self.stderr)
 
