@@ -344,18 +344,54 @@ JOB_HEADERS = ["JOB", "STATE", "LAST RUN", "RESULT", "NEXT RUN", "DESTINATIONS"]
 
 
 def _offline_jobs(args: argparse.Namespace) -> list[dict]:
+    """The configured jobs with what can be known without the daemon: the last run from
+    the state database, whether a run (e.g. ``odbackupd --once`` from cron) holds the job's
+    lock, and the next time the schedule names (before any random_delay)."""
     cfg = _config(args)
+    state = _state(cfg)
     out = []
-    for name, job in sorted(cfg.jobs.items()):
-        j = {"name": name, "state": "unknown", "queued": False, "sources": [str(s) for s in job.sources],
-             "destinations": list(job.destinations), "encrypted": bool(job.recipients),
-             "watch": bool(job.watch)}
-        if job.schedule:
-            j["schedule"] = job.schedule
-        if job.drop_dir is not None:
-            j["drop_dir"] = str(job.drop_dir)
-        out.append(j)
+    try:
+        for name, job in sorted(cfg.jobs.items()):
+            j = {"name": name, "state": _offline_state(cfg, name), "queued": False,
+                 "sources": [str(s) for s in job.sources], "destinations": list(job.destinations),
+                 "encrypted": bool(job.recipients), "watch": bool(job.watch)}
+            if job.schedule:
+                import datetime
+
+                from croniter import croniter
+
+                j["schedule"] = job.schedule
+                # cron times are the machine's local time, as the daemon's scheduler reads them
+                start = datetime.datetime.fromtimestamp(time.time())
+                j["next_run"] = croniter(job.schedule, start).get_next(datetime.datetime).timestamp()
+            if job.drop_dir is not None:
+                j["drop_dir"] = str(job.drop_dir)
+            done = [r for r in (state.last_runs(name, 5) if state else []) if r.get("finished")]
+            if done:
+                r = done[0]
+                j["last_run"] = {k: v for k, v in (
+                    ("run_id", r["id"]), ("status", r["status"]), ("message", r["message"] or ""),
+                    ("snapshot", r["snapshot"]), ("trigger", r["trigger"]), ("started", r["started"]),
+                    ("finished", r["finished"])) if v is not None}
+            out.append(j)
+    finally:
+        if state:
+            state.close()
     return out
+
+
+def _offline_state(cfg, job: str) -> str:  # noqa: ANN001
+    from odbackupd.runner import JobBusy, job_lock
+
+    if not (cfg.daemon.state_dir / "locks").is_dir():
+        return "idle"
+    try:
+        with job_lock(cfg.daemon.state_dir, job):
+            return "idle"
+    except JobBusy:
+        return "running"
+    except OSError:
+        return "unknown"  # not ours to look at (run odctl as root)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -401,7 +437,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         jobs = _daemon(lambda c: c.call("ListJobs"))
         running = True
     except DaemonNotRunning as e:
-        print(f"odctl: {e}\nodctl: showing the configured jobs without their state", file=sys.stderr)
+        print(f"odctl: {e}\nodctl: showing the configured jobs, their last runs and schedules (no live state)", file=sys.stderr)
         jobs = _offline_jobs(args)
         running = False
     if args.json:

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 
 from odbackupd.bus import names
 
@@ -28,5 +31,20 @@ def _check_no_daemon(private_bus: PrivateBus, tmp_path) -> None:  # noqa: ANN001
     r = odctl(private_bus, "jobs", "--config", str(cfg), "--json")  # works offline
     assert r.returncode == 0 and json.loads(r.stdout)["daemon_running"] is False
     assert [j["name"] for j in json.loads(r.stdout)["jobs"]] == ["t", "web-1.x"]
+    # after a cron run (--once), offline jobs shows its result; a job whose lock a run
+    # holds shows as running; the schedule gives the next time
+    r = subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--once", "t"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    from odbackupd.runner import job_lock
+
+    with job_lock(tmp_path / "state", "web-1.x"):
+        r = odctl(private_bus, "jobs", "--config", str(cfg), "--json")
+    jobs = {j["name"]: j for j in json.loads(r.stdout)["jobs"]}
+    assert jobs["t"]["state"] == "idle" and jobs["t"]["last_run"]["status"] == "completed"
+    assert jobs["t"]["last_run"]["trigger"] == "once" and "next_run" not in jobs["t"]
+    assert jobs["web-1.x"]["state"] == "running" and "last_run" not in jobs["web-1.x"]
+    nxt = time.localtime(jobs["web-1.x"]["next_run"])  # cron is local time
+    assert (nxt.tm_hour, nxt.tm_min) == (3, 0) and 0 < jobs["web-1.x"]["next_run"] - time.time() <= 86400
     r = odctl(private_bus, "backup-now", "t", "--json")
     assert r.returncode == names.EXIT_NOT_RUNNING and json.loads(r.stdout)["error_name"] == "NotRunning"
