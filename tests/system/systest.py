@@ -129,6 +129,38 @@ class SystemTest:
         check(self.deb.exists(), f"{self.deb} does not exist")
         return f"using {self.deb}"
 
+    def rpm_payload(self) -> str:
+        """The .rpm cannot be installed here (no Fedora): check what it would install and
+        what its scriptlets and dependencies say."""
+        rpms = sorted((REPO / "dist").glob("odbackupd-*.noarch.rpm"), key=lambda f: f.stat().st_mtime)
+        check(rpms, "no .rpm in dist/")
+        rpm = str(rpms[-1])
+
+        def q(*args: str) -> str:
+            p = subprocess.run(["rpm", "-qp", *args, rpm], capture_output=True, text=True, timeout=60)
+            check(p.returncode == 0, f"rpm -qp {' '.join(args)}: {p.stderr}")
+            return p.stdout
+
+        files = set(q("-l").split())
+        for want in ("/usr/bin/odbackupd", "/usr/bin/odctl", "/usr/lib/systemd/system/odbackupd.service",
+                     "/usr/lib/sysusers.d/odbackupd.conf", "/usr/lib/tmpfiles.d/odbackupd.conf",
+                     "/usr/share/dbus-1/system.d/org.odbackupd.ODBackup1.conf",
+                     "/etc/odbackupd/odbackupd.toml", "/usr/share/bash-completion/completions/odctl",
+                     "/usr/share/zsh/site-functions/_odctl"):
+            check(want in files, f"the .rpm does not install {want}")
+        for page in ("man8/odbackupd.8", "man1/odctl.1", "man5/odbackupd.toml.5", "man5/odbackupd-dbus.5"):
+            check(any(f.startswith(f"/usr/share/man/{page}") for f in files), f"the .rpm lacks {page}")
+        scripts = q("--scripts")
+        for want in ("systemd-sysusers", "systemctl --no-reload preset odbackupd.service",
+                     "systemctl --no-reload disable --now odbackupd.service",
+                     "systemctl try-restart odbackupd.service"):
+            check(want in scripts, f"the .rpm scriptlets lack {want!r}:\n{scripts}")
+        requires = q("-R")
+        for dep in ("python3-msal", "python3-dbus-fast", "python3-pyinotify", "python3-zstandard",
+                    "python3-cryptography", "python3-requests", "python3-croniter", "python3-systemd"):
+            check(dep in requires.split(), f"the .rpm does not require {dep}")
+        return f"{len(files)} files; sysusers/preset/disable/try-restart scriptlets; distro python3-* Requires"
+
     def boot(self) -> str:
         tarball = base_tarball(self.log)
         self.ct.create(tarball)
@@ -390,6 +422,7 @@ compression_level = 1
     def run(self) -> Report:
         try:
             self.step("packages build (lintian, rpmlint clean)", self.build_packages, fatal=True)
+            self.step(".rpm payload, scriptlets and Requires (rpm -qlp, --scripts, -R)", self.rpm_payload)
             self.step("debootstrap (cached) and boot Debian 12 with systemd-nspawn", self.boot, fatal=True)
             self.step("apt-get install the .deb (Depends from the mirror)", self.install, fatal=True)
             self.step("unit enabled, sysusers, tmpfiles, conffile, policy, man, catalog", self.installed_layout)
