@@ -210,7 +210,7 @@ def _find(d, series: str, ref):  # noqa: ANN001, ANN202
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from odbackupd.destinations.base import DestinationError
-    from odbackupd.snapshot.restore import IntegrityError, RestoreError, restore_snapshot
+    from odbackupd.snapshot.restore import IntegrityError, RestoreError, WrongIdentity, restore_snapshot
 
     cfg = _config(args)
     job, series = _job(cfg, args.job)
@@ -229,6 +229,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         except IntegrityError as e:
             raise CliError(f"restore of {m.snapshot} failed, the stored data is damaged: {e}",
                            EXIT_INTEGRITY) from e
+        except WrongIdentity as e:
+            raise CliError(str(e), EXIT_USAGE) from e
         except (RestoreError, DestinationError) as e:
             raise CliError(f"restore of {m.snapshot} failed: {e}") from e
         finally:
@@ -252,7 +254,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from odbackupd.snapshot.catalog import list_snapshots
-    from odbackupd.snapshot.restore import verify_snapshot
+    from odbackupd.snapshot.restore import WrongIdentity, verify_snapshot
 
     cfg = _config(args)
     job, series = _job(cfg, args.job)
@@ -267,7 +269,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             else:
                 manifests = [_find(d, series, args.snapshot)]
             for m in manifests:
-                rep = verify_snapshot(d, m, download=args.download, identities=ids)
+                try:
+                    rep = verify_snapshot(d, m, download=args.download, identities=ids)
+                except WrongIdentity as e:
+                    raise CliError(str(e), EXIT_USAGE) from e
                 reports.append({"destination": name, "snapshot": m.snapshot, "ok": rep.ok,
                                 "volumes": rep.volumes, "bytes": rep.bytes, "method": rep.method,
                                 "problems": rep.problems})

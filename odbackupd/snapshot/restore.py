@@ -43,6 +43,31 @@ class IntegrityError(RestoreError):
     pass
 
 
+class WrongIdentity(RestoreError):
+    """None of the --identity keys opens the snapshot: the caller's mistake, not damage."""
+
+
+def check_identities(manifest: Manifest, identities: Sequence[object] | None) -> None:
+    """Refuse keys the snapshot was not encrypted to before anything is fetched or written.
+
+    The manifest lists the recipients' fingerprints, so a wrong key is a clear usage error
+    up front instead of an age failure mid-restore (or a "damaged" verdict from verify).
+    """
+    if not manifest.encrypted or not identities:
+        return
+    wanted = set((manifest.encryption or {}).get("recipients") or [])
+    if not wanted:
+        return  # a manifest without fingerprints: age decides when the volume is opened
+    from ..crypto.age import recipient_fingerprint
+
+    given = {recipient_fingerprint(i) for i in identities}  # type: ignore[arg-type]
+    if not given & wanted:
+        raise WrongIdentity(
+            f"none of the --identity keys opens snapshot {manifest.snapshot}: it is encrypted to "
+            f"recipient fingerprint {', '.join(sorted(wanted))}, the keys given have {', '.join(sorted(given))} "
+            "(a fingerprint is the first 16 hex digits of the SHA-256 of the age1... public key)")
+
+
 @dataclass
 class RestoreStats:
     files: int = 0
@@ -164,7 +189,12 @@ class PlainStream(io.RawIOBase):
                 raise RestoreError("this snapshot is encrypted: give the identity file with --identity")
             from ..crypto.age import AgeReader
 
-            f = AgeReader(f, list(self._ids))  # type: ignore[assignment]
+            from ..crypto.age import AgeNoMatchError
+
+            try:
+                f = AgeReader(f, list(self._ids))  # type: ignore[assignment]
+            except AgeNoMatchError as e:
+                raise WrongIdentity(f"{vol['name']}: none of the --identity keys opens it ({e})") from e
             self._files.append(f)
         self._cur = self._dctx.stream_reader(f, read_across_frames=True, closefd=False)
         if self._on_volume:
@@ -424,6 +454,7 @@ def restore_snapshot(
         raise RestoreError(
             f"snapshot {manifest.snapshot} is encrypted: give the age identity file with --identity"
         )
+    check_identities(manifest, identities)
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
     total = manifest.tar_bytes
@@ -511,6 +542,7 @@ def verify_snapshot(
                 rep.problems.append(f"{vol['name']}: SHA-256 mismatch")
             rep.bytes += obj.size
     if download and not rep.problems and (identities or not manifest.encrypted):
+        check_identities(manifest, identities)
         rep.method = "read back, decrypted and decompressed"
         stream = PlainStream(iter(VolumeFetcher(dest, manifest)), identities)
         try:
@@ -520,6 +552,8 @@ def verify_snapshot(
                     tf.members.clear()
             while stream.read(1 << 20):
                 pass
+        except WrongIdentity:
+            raise
         except (RestoreError, tarfile.TarError, zstandard.ZstdError, ValueError) as e:
             rep.problems.append(f"archive does not read back: {e}")
         finally:

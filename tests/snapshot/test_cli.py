@@ -135,3 +135,24 @@ def test_once_on_a_drop_only_job_takes_complete_files(setup, tmp_path, age_key):
               "--identity", str(key))
     assert r.returncode == 0, r.stderr
     assert (out / str(drop).lstrip("/") / "a.sql").read_bytes() == b"A" * 3000
+
+
+def test_a_wrong_identity_is_a_usage_error_before_anything_is_written(setup, tmp_path, age_key):
+    key, recipient = age_key
+    wrong = tmp_path / "wrong.txt"
+    subprocess.run(["age-keygen", "-o", str(wrong)], check=True, capture_output=True)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("data")
+    cfg = setup.write([src], recipients=[recipient])
+    assert odbackupd("--config", str(cfg), "--once", "t").returncode == 0
+    out = tmp_path / "out"
+    r = odctl("--config", str(cfg), "restore", "t", "--to", str(out), "-i", str(wrong))
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and "none of the --identity keys opens" in r.stderr
+    assert not out.exists()  # refused before the target was made
+    r = odctl("--config", str(cfg), "verify", "t", "--download", "-i", str(wrong))
+    assert r.returncode == 2 and "DAMAGED" not in r.stdout  # a wrong key is not damage
+    r = odctl("--config", str(cfg), "restore", "t", "--to", str(out), "-i", str(wrong), "-i", str(key))
+    assert r.returncode == 0, r.stderr  # one matching key among several is enough
+    assert (out / str(src).lstrip("/") / "f").read_text() == "data"
