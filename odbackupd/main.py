@@ -7,10 +7,12 @@ the system service.
 from __future__ import annotations
 
 import argparse
-import os
-import stat
 import logging
+import os
+import signal
+import stat
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -22,6 +24,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_BUSY = 75  # EX_TEMPFAIL: the job is already running
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 log = logging.getLogger("odbackupd")
 
@@ -120,16 +123,38 @@ def run_once(config, job: str) -> int:  # noqa: ANN001
         print(f"odbackupd: no job {job!r} in the configuration (jobs: {known})", file=sys.stderr)
         return EXIT_CONFIG
     state = StateStore(config.daemon.state_dir / "state.db")
+    cancel = _cancel_on_signals()
     try:
         if not config.jobs[job].sources:
-            return run_drop_dir_once(config, job, state)
-        run = run_job(config, job, state, trigger="once")
+            return run_drop_dir_once(config, job, state, cancel)
+        run = run_job(config, job, state, trigger="once", cancel=cancel)
+    except KeyboardInterrupt:  # the second Ctrl-C: stop at once; the checkpoints stay
+        print(f"odbackupd: {job}: interrupted; the next run resumes from the last volume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         state.close()
-    return _report_once(job, run)
+    return _report_once(job, run, cancel)
 
 
-def run_drop_dir_once(config, job: str, state) -> int:  # noqa: ANN001
+def _cancel_on_signals() -> threading.Event:
+    """Ctrl-C (SIGINT) or SIGTERM during ``--once`` cancels the run as ``odctl cancel`` does:
+    it checkpoints and stops with one clear line instead of a traceback, nothing half made
+    is listed, and the next run resumes. A second Ctrl-C stops at once."""
+    cancel = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print(f"odbackupd: {signal.Signals(signum).name}: stopping at the next checkpoint "
+              "(Ctrl-C again stops at once)", file=sys.stderr)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    return cancel
+
+
+def run_drop_dir_once(config, job: str, state, cancel: threading.Event | None = None) -> int:  # noqa: ANN001
     """``--once`` on a job that only has a drop directory (cron users): every file there
     that is complete — not a temporary name, unchanged for the job's quiet_period — becomes
     its own snapshot and is removed once stored and verified, as the daemon does it."""
@@ -147,6 +172,8 @@ def run_drop_dir_once(config, job: str, state) -> int:  # noqa: ANN001
         return EXIT_FAILED
     worst, taken = EXIT_OK, 0
     for name in names:
+        if cancel is not None and cancel.is_set():
+            break
         path = drop / name
         try:
             st = path.lstat()
@@ -157,8 +184,8 @@ def run_drop_dir_once(config, job: str, state) -> int:  # noqa: ANN001
         if time.time() - st.st_mtime < jc.quiet_period:
             print(f"{job}: {name}: changed less than {jc.quiet_period:g}s ago; left for the next run")
             continue
-        run = run_job(config, job, state, trigger="once", sources=[path], series=drop_series(job))
-        code = _report_once(job, run)
+        run = run_job(config, job, state, trigger="once", sources=[path], series=drop_series(job), cancel=cancel)
+        code = _report_once(job, run, cancel)
         after = path.lstat()
         if run.result.ok and not run.result.warnings and (after.st_ino, after.st_size, after.st_mtime_ns) == (
                 st.st_ino, st.st_size, st.st_mtime_ns):
@@ -173,7 +200,7 @@ def run_drop_dir_once(config, job: str, state) -> int:  # noqa: ANN001
     return worst
 
 
-def _report_once(job: str, run) -> int:  # noqa: ANN001
+def _report_once(job: str, run, cancel: threading.Event | None = None) -> int:  # noqa: ANN001
     r = run.result
     if r.ok:
         print(f"{job}: snapshot {r.snapshot} {r.status}: {r.message}")
@@ -181,6 +208,9 @@ def _report_once(job: str, run) -> int:  # noqa: ANN001
             if names:
                 print(f"{job}: pruned from {dest}: {', '.join(names)}")
         return EXIT_OK
+    if cancel is not None and cancel.is_set() and not run.busy:
+        print(f"odbackupd: {job}: interrupted; the next run resumes snapshot {r.snapshot}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"odbackupd: {job}: {r.status}: {r.message}", file=sys.stderr)
     return EXIT_BUSY if run.busy else EXIT_FAILED
 

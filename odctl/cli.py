@@ -154,7 +154,7 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
                  render.size(s["stored_bytes"]), str(s["volumes"]), s["status"]] for s in r["snapshots"]]
         render.table(["SNAPSHOT", "TIME", "HOST", "FILES", "SIZE", "STORED", "VOLUMES", "STATUS"], rows)
         if r["incomplete"] and not args.quiet:
-            print(f"incomplete (not restorable, removed by the next run): {', '.join(r['incomplete'])}",
+            print(f"incomplete (not restorable; the next run resumes or removes it): {', '.join(r['incomplete'])}",
                   file=sys.stderr)
         for u in r["unreadable"]:
             print(f"warning: {u['folder']}: {u['problem']}", file=sys.stderr)

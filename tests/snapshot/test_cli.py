@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 from .treegen import assert_same_tree, make_awkward_tree
 
@@ -156,3 +159,28 @@ def test_a_wrong_identity_is_a_usage_error_before_anything_is_written(setup, tmp
     r = odctl("--config", str(cfg), "restore", "t", "--to", str(out), "-i", str(wrong), "-i", str(key))
     assert r.returncode == 0, r.stderr  # one matching key among several is enough
     assert (out / str(src).lstrip("/") / "f").read_text() == "data"
+
+
+def test_ctrl_c_during_once_checkpoints_and_the_next_run_resumes(setup, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):
+        (src / f"f{i}").write_bytes(os.urandom(1 << 20))  # incompressible: zstd -19 takes its time
+    cfg = setup.write([src])
+    cfg.write_text(cfg.read_text().replace("compression_level = 3", "compression_level = 19"))
+    p = subprocess.Popen([sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--once", "t"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while not list(setup.dest.glob("t/*/vol.*")) and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # polls the condition: the first volume is stored
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and "interrupted; the next run resumes snapshot" in err
+    snapshot = err.rsplit("snapshot ", 1)[1].split()[0]
+    r = odctl("--config", str(cfg), "snapshots", "t", "--json")
+    usb = json.loads(r.stdout)["destinations"]["usb"]
+    assert usb["snapshots"] == [] and usb["incomplete"] == [snapshot]  # nothing half made is listed
+    r = odbackupd("--config", str(cfg), "--once", "t")
+    assert r.returncode == 0 and f"snapshot {snapshot} completed" in r.stdout, r.stderr  # resumed
