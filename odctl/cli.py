@@ -738,12 +738,18 @@ def main(argv: list[str] | None = None) -> int:
     for name, default in (("config", None), ("json", False), ("quiet", False)):
         if not hasattr(args, name):
             setattr(args, name, default)
+    from odbackupd.destinations.base import DestinationError, NotLoggedIn
+
     from .client import DaemonError, DaemonNotRunning
 
     try:
         return args.func(args)
     except CliError as e:
         return _fail(args, str(e), e.code)
+    except NotLoggedIn as e:
+        return _fail(args, str(e), EXIT_NOT_LOGGED_IN, "NotLoggedIn")
+    except DestinationError as e:  # an unmounted disk, an unreachable drive: one line, no traceback
+        return _fail(args, str(e), EXIT_FAILED)
     except DaemonNotRunning as e:
         return _fail(args, str(e), e.exit, "NotRunning")
     except DaemonError as e:

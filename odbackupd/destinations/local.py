@@ -51,10 +51,7 @@ class LocalDestination(Destination):
             if self.create and self.root.parent.is_dir():
                 self.root.mkdir(mode=0o700, exist_ok=True)
             else:
-                raise DestinationError(
-                    f"{self.describe()}: {self.root} does not exist or is not a directory"
-                    " (is the disk mounted?). Create it with: mkdir -p " + str(self.root)
-                )
+                raise self._missing()
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise DestinationError(f"{self.describe()}: {self.root} is not writable by this user")
         if needed_bytes:
@@ -63,6 +60,12 @@ class LocalDestination(Destination):
                 raise DestinationError(
                     f"{self.describe()}: {free} bytes free, about {needed_bytes} needed"
                 )
+
+    def _missing(self) -> DestinationError:
+        return DestinationError(
+            f"{self.describe()}: {self.root} does not exist or is not a directory: is the disk mounted?"
+            f" (a plain directory, not a mount point? create it: install -d -m 0700 {self.root})"
+        )
 
     def _dir(self, job: str, snapshot: str | None = None) -> Path:
         p = self.root / _safe_component(job)
@@ -73,6 +76,10 @@ class LocalDestination(Destination):
             with os.scandir(self._dir(job)) as it:
                 return sorted(e.name for e in it if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
         except FileNotFoundError:
+            # no folder for the job yet is an empty listing; a missing root is an unmounted
+            # disk, and "no snapshots" would be a lie (the built-in destination is made on use)
+            if not self.root.is_dir() and not self.create:
+                raise self._missing() from None
             return []
         except OSError as e:
             raise DestinationError(f"{self.describe()}: cannot list {self._dir(job)}: {e.strerror}") from e

@@ -184,3 +184,20 @@ def test_ctrl_c_during_once_checkpoints_and_the_next_run_resumes(setup, tmp_path
     assert usb["snapshots"] == [] and usb["incomplete"] == [snapshot]  # nothing half made is listed
     r = odbackupd("--config", str(cfg), "--once", "t")
     assert r.returncode == 0 and f"snapshot {snapshot} completed" in r.stdout, r.stderr  # resumed
+
+
+def test_an_unmounted_destination_is_an_error_not_an_empty_listing(setup, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("data")
+    cfg = setup.write([src])
+    assert odbackupd("--config", str(cfg), "--once", "t").returncode == 0
+    setup.dest.rename(tmp_path / "elsewhere")  # the disk is not mounted
+    for argv in (["snapshots", "t"], ["restore", "t", "--to", str(tmp_path / "out")], ["verify", "t"],
+                 ["prune", "t", "--dry-run"]):
+        r = odctl("--config", str(cfg), *argv)
+        assert r.returncode == 1, (argv, r.stdout, r.stderr)
+        assert "Traceback" not in r.stderr and f"{setup.dest} does not exist" in r.stderr, argv
+        assert "is the disk mounted?" in r.stderr and "SNAPSHOT" not in r.stdout, argv
+    r = odbackupd("--config", str(cfg), "--once", "t")
+    assert r.returncode == 1 and "is the disk mounted?" in r.stderr and not setup.dest.exists()
