@@ -240,7 +240,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     took = time.monotonic() - t0
     out = {"snapshot": m.snapshot, "to": str(args.to), "files": stats.files, "dirs": stats.dirs,
            "links": stats.links, "others": stats.others, "bytes": stats.bytes,
-           "seconds": round(took, 3), "refused": stats.refused, "warnings": stats.warnings}
+           "seconds": round(took, 3), "refused": stats.refused, "warnings": stats.warnings,
+           "unmatched": stats.unmatched}
     if args.json:
         render.out_json(out)
     else:
@@ -249,7 +250,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"restored {m.snapshot} to {args.to}: {stats.files} files, {stats.dirs} directories, "
                   f"{render.size(stats.bytes)} in {took:.1f}s")
-    return EXIT_INTEGRITY if stats.refused else EXIT_OK
+        for p in stats.unmatched:
+            example = str(m.sources[0]).strip("/") if m.sources else "etc/ssh"
+            print(f"odctl: --path {p}: nothing in snapshot {m.snapshot} is at that path (paths are as "
+                  f"archived, without the leading '/', e.g. {example})", file=sys.stderr)
+    if stats.refused:
+        return EXIT_INTEGRITY
+    return EXIT_NOT_FOUND if stats.unmatched else EXIT_OK
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -77,6 +77,7 @@ class RestoreStats:
     bytes: int = 0
     refused: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)  # --path arguments no member matched
 
 
 # -- fetching volumes ---------------------------------------------------------------------------
@@ -256,7 +257,9 @@ class Extractor:
         numeric_owner: bool = False,
     ) -> None:
         self.root = os.fsencode(str(Path(target).resolve()))
-        self.filters = [tuple(_member_parts(p.strip("/"))) for p in paths if p.strip("/")]
+        self.paths = [p for p in paths if p.strip("/")]
+        self.filters = [tuple(_member_parts(p.strip("/"))) for p in self.paths]
+        self._matched: set[int] = set()
         self.same_owner = os.geteuid() == 0 if same_owner is None else same_owner
         self.numeric_owner = numeric_owner
         self.stats = RestoreStats()
@@ -276,7 +279,9 @@ class Extractor:
         if not self.filters:
             return True
         t = tuple(parts)
-        return any(t[: len(f)] == f for f in self.filters)
+        hits = {i for i, f in enumerate(self.filters) if t[: len(f)] == f}
+        self._matched |= hits
+        return bool(hits)
 
     def _parent(self, parts: list[bytes]) -> bytes:
         """The member's parent directory, created if missing; refuses any symlink on the way."""
@@ -323,6 +328,8 @@ class Extractor:
                     self._warn(f"{ti.name}: {e.strerror or e}")
         for path, ti in reversed(self._dirs):
             self._attrs(path, ti, is_dir=True)
+        # a mistyped --path restores nothing: say so rather than report a restore of 0 files
+        self.stats.unmatched = [p for i, p in enumerate(self.paths) if i not in self._matched]
         return self.stats
 
     def _member(self, tf: tarfile.TarFile, ti: tarfile.TarInfo, parts: list[bytes]) -> None:

@@ -201,3 +201,20 @@ def test_an_unmounted_destination_is_an_error_not_an_empty_listing(setup, tmp_pa
         assert "is the disk mounted?" in r.stderr and "SNAPSHOT" not in r.stdout, argv
     r = odbackupd("--config", str(cfg), "--once", "t")
     assert r.returncode == 1 and "is the disk mounted?" in r.stderr and not setup.dest.exists()
+
+
+def test_restore_path_that_matches_nothing_says_so(setup, tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f").write_text("data")
+    cfg = setup.write([src])
+    assert odbackupd("--config", str(cfg), "--once", "t").returncode == 0
+    archived = str(src).lstrip("/")
+    out = tmp_path / "out"
+    r = odctl("--config", str(cfg), "restore", "t", "--to", str(out), "--path", f"{archived}/sbu")
+    assert r.returncode == 3, r.stderr  # a typo is not a successful restore of 0 files
+    assert f"--path {archived}/sbu: nothing in snapshot" in r.stderr and f"e.g. {archived}" in r.stderr
+    r = odctl("--config", str(cfg), "restore", "t", "--to", str(out), "--json",
+              "--path", f"/{archived}/sub", "--path", "nope")
+    assert r.returncode == 3 and json.loads(r.stdout)["unmatched"] == ["nope"]
+    assert (out / archived / "sub" / "f").read_text() == "data"  # the leading '/' is optional
