@@ -226,6 +226,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
         try:
             stats = restore_snapshot(d, m, args.to, identities=ids, paths=args.path,
                                      on_progress=bar.update if bar.enabled else None)
+        except KeyboardInterrupt as e:
+            raise CliError(f"interrupted: {args.to} holds a partial restore of {m.snapshot}; run the same "
+                           "command again to complete it (files are rewritten whole)", 130) from e
         except IntegrityError as e:
             raise CliError(f"restore of {m.snapshot} failed, the stored data is damaged: {e}",
                            EXIT_INTEGRITY) from e
@@ -764,6 +767,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("odctl: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `odctl jobs --json | head`: the reader has gone; no traceback, and no second
+        # error when Python flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # as if killed by SIGPIPE, what a shell shows for `yes | head`
 
 
 def _fail(args: argparse.Namespace, message: str, code: int, name: str | None = None) -> int:

@@ -218,3 +218,45 @@ def test_restore_path_that_matches_nothing_says_so(setup, tmp_path):
               "--path", f"/{archived}/sub", "--path", "nope")
     assert r.returncode == 3 and json.loads(r.stdout)["unmatched"] == ["nope"]
     assert (out / archived / "sub" / "f").read_text() == "data"  # the leading '/' is optional
+
+
+def test_ctrl_c_during_restore_says_what_is_left_and_how_to_finish(setup, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(os.urandom(3 << 20))
+    cfg = setup.write([src], volume_size="1MiB")
+    assert odbackupd("--config", str(cfg), "--once", "t").returncode == 0
+    vol2 = next(setup.dest.glob("t/*/vol.000002.zst"))
+    vol2.rename(tmp_path / "vol2")
+    os.mkfifo(vol2)  # fetching volume 2 waits until the test lets it go: the restore is mid-way
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "odctl.cli", "--config", str(cfg), "restore", "t", "--to", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    restored = out / str(src).lstrip("/") / "f"
+    deadline = time.monotonic() + 30
+    while not restored.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)  # polls the condition: volume 1 is being extracted
+    p.send_signal(signal.SIGINT)
+    with open(vol2, "wb"):  # releases the fetcher (it reads an empty volume 2)
+        pass
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 130 and "Traceback" not in err, err
+    assert f"{out} holds a partial restore" in err and "run the same command again" in err
+    vol2.unlink()
+    (tmp_path / "vol2").rename(vol2)
+    r = odctl("--config", str(cfg), "restore", "t", "--to", str(out))
+    assert r.returncode == 0, r.stderr
+    assert restored.read_bytes() == (src / "f").read_bytes()
+
+
+def test_a_closed_pipe_ends_odctl_quietly(setup, tmp_path):
+    cfg = setup.write([tmp_path])
+    r_fd, w_fd = os.pipe()
+    os.close(r_fd)  # `odctl ... | head` after head has exited
+    try:
+        p = subprocess.run([sys.executable, "-m", "odctl.cli", "--config", str(cfg), "config", "sample"],
+                           stdout=w_fd, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(w_fd)
+    assert p.returncode == 141 and p.stderr == ""
