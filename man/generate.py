@@ -114,13 +114,24 @@ def commands_block() -> list[str]:
                 continue
             pos = _positionals(sub)
             out += [".SS " + f"odctl {full}" + (f" {pos}" if pos else "")]
-            out += [esc(help_[:1].upper() + help_[1:]) + "." if help_ else ""]
+            text = sub.description or (help_[:1].upper() + help_[1:] + "." if help_ else "")
+            out += [esc(text)]
             opts = _option_lines(sub, common)
             if opts:
                 out += [".RS"] + opts + [".RE"]
 
     walk("", top)
     return [line for line in out if line != ""]
+
+
+def exit_codes_block() -> list[str]:
+    """odctl's exit codes from the table `odctl --help` prints (odbackupd/bus/names.py)."""
+    from odbackupd.bus.names import EXIT_CODES
+
+    out = [".SH EXIT STATUS"]
+    for code, text in EXIT_CODES.items():
+        out += [".TP", f".B {code}", esc(text[:1].upper() + text[1:]) + "."]
+    return out
 
 
 def _introspection_xml() -> Path | None:
@@ -179,7 +190,7 @@ def dbus_block() -> list[str]:
 
 def render(page: str) -> str:
     template = (HERE / f"{page}.in").read_text(encoding="utf-8")
-    blocks = {"@KEYS@": keys_block, "@COMMANDS@": commands_block, "@DBUS@": dbus_block}
+    blocks = {"@KEYS@": keys_block, "@COMMANDS@": commands_block, "@EXIT_CODES@": exit_codes_block, "@DBUS@": dbus_block}
     out: list[str] = []
     for line in template.splitlines():
         marker = line.removeprefix('.\\" ').strip()

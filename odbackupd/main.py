@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--stop-timeout", type=float, default=None, metavar="SECONDS",
                     help="on SIGTERM, how long runs get to checkpoint before the daemon exits "
                     "(default 45; keep it below the unit's TimeoutStopSec)")
-    ap.add_argument("--log-level", choices=["debug", "info", "notice", "warning", "error"], default=None)
+    ap.add_argument("--log-level", choices=["debug", "info", "notice", "warning", "error"], default=None,
+                    help="log this and more severe messages (default: the configuration's log_level; "
+                    "--once on a terminal: warning)")
     ap.add_argument("--version", action="version", version=f"odbackupd {__version__}")
     return ap
 

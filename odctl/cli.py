@@ -648,6 +648,9 @@ async def _login_via_daemon(c, args: argparse.Namespace) -> int:  # noqa: ANN001
 
 
 # -- parser ------------------------------------------------------------------------------------------
+SERIES_HELP = "the NAME of a [job.NAME] table, or NAME+drop for its drop-directory snapshots"
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, default=argparse.SUPPRESS, metavar="PATH",
@@ -671,14 +674,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_jobs)
 
     p = sub.add_parser("backup-now", parents=[common], help="start a run of a job now")
-    p.add_argument("job")
+    p.add_argument("job", metavar="JOB", help="the NAME of a [job.NAME] table")
     p.add_argument("--wait", "-w", action="store_true",
                    help="follow the run with a progress bar; the exit status is the run's result "
                         "(0 completed, 1 failed or cancelled, 7 an account needs odctl login)")
     p.set_defaults(func=cmd_backup_now)
 
     p = sub.add_parser("cancel", parents=[common], help="cancel a job's run (it resumes next time) and its queued run")
-    p.add_argument("job")
+    p.add_argument("job", metavar="JOB", help="the NAME of a [job.NAME] table")
     p.set_defaults(func=cmd_cancel)
 
     p = sub.add_parser("reload", parents=[common], help="make the daemon re-read its configuration")
@@ -693,31 +696,40 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_config_sample)
 
     p = sub.add_parser("snapshots", parents=[common], help="list a job's complete snapshots")
-    p.add_argument("job")
-    p.add_argument("--destination", "-d", help="only this destination")
+    p.add_argument("job", metavar="JOB", help=SERIES_HELP)
+    p.add_argument("--destination", "-d", metavar="NAME", help="only this destination")
     p.set_defaults(func=cmd_snapshots)
 
-    p = sub.add_parser("restore", parents=[common], help="restore a snapshot into a directory")
-    p.add_argument("job")
-    p.add_argument("snapshot", nargs="?", default="latest", help="snapshot id, unique prefix, or 'latest'")
-    p.add_argument("--to", type=Path, required=True, metavar="DIR", help="directory to restore into")
+    p = sub.add_parser("restore", parents=[common], help="restore a snapshot into a directory",
+                       description="Restore a snapshot below DIR (created if missing): an archived path "
+                       "etc/ssh lands in DIR/etc/ssh. Files and symlinks already there with the same "
+                       "name are replaced (never followed); other files in DIR are left alone; a "
+                       "directory where the snapshot has a file is refused and reported. Restore into "
+                       "an empty directory to compare before copying anything back.")
+    p.add_argument("job", metavar="JOB", help=SERIES_HELP)
+    p.add_argument("snapshot", nargs="?", default="latest", metavar="SNAPSHOT", help="snapshot id, unique prefix, or 'latest'")
+    p.add_argument("--to", type=Path, required=True, metavar="DIR",
+                   help="directory to restore into (existing files of the same name are replaced)")
     p.add_argument("--path", action="append", default=[], metavar="P",
-                   help="restore only this path (as archived, e.g. etc/ssh); repeatable")
+                   help="restore only this path (as archived, e.g. etc/ssh); repeatable; "
+                        "a path not in the snapshot is an error (exit 3)")
     p.add_argument("--identity", "-i", action="append", type=Path, default=[], metavar="FILE",
                    help="age identity file for encrypted snapshots; repeatable")
-    p.add_argument("--destination", "-d", help="restore from this destination (default: the job's first)")
+    p.add_argument("--destination", "-d", metavar="NAME",
+                   help="restore from this destination (default: the job's first)")
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("verify", parents=[common], help="check a snapshot's volumes against its manifest")
-    p.add_argument("job")
-    p.add_argument("snapshot", nargs="?", default="latest", help="snapshot id, prefix, 'latest' or 'all'")
+    p.add_argument("job", metavar="JOB", help=SERIES_HELP)
+    p.add_argument("snapshot", nargs="?", default="latest", metavar="SNAPSHOT", help="snapshot id, prefix, 'latest' or 'all'")
     p.add_argument("--download", action="store_true", help="read everything back (and decrypt with --identity)")
-    p.add_argument("--identity", "-i", action="append", type=Path, default=[], metavar="FILE")
-    p.add_argument("--destination", "-d")
+    p.add_argument("--identity", "-i", action="append", type=Path, default=[], metavar="FILE",
+                   help="age identity file, to decrypt with --download; repeatable")
+    p.add_argument("--destination", "-d", metavar="NAME", help="only this destination (default: all of the job's)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("prune", parents=[common], help="apply the job's retention rules now")
-    p.add_argument("job")
+    p.add_argument("job", metavar="JOB", help=SERIES_HELP)
     p.add_argument("--dry-run", "-n", action="store_true", help="show what would be deleted")
     p.set_defaults(func=cmd_prune)
     return ap
@@ -731,13 +743,13 @@ def _add_login_parsers(sub, common: argparse.ArgumentParser) -> None:  # noqa: A
         mod.add_login_parsers(sub, parents=[common])
     if "login" not in sub.choices:
         p = sub.add_parser("login", parents=[common], help="log an account in to OneDrive")
-        p.add_argument("account")
+        p.add_argument("account", metavar="ACCOUNT", help="the NAME of an [account.NAME] table")
         flow = p.add_mutually_exclusive_group()
         flow.add_argument("--device-code", action="store_true", help="device-code flow (default)")
         flow.add_argument("--browser", action="store_true", help="browser flow: paste the redirected URL")
     if "logout" not in sub.choices:
         p = sub.add_parser("logout", parents=[common], help="forget an account's tokens")
-        p.add_argument("account")
+        p.add_argument("account", metavar="ACCOUNT", help="the NAME of an [account.NAME] table")
     sub.choices["login"].set_defaults(func=cmd_login)
     sub.choices["logout"].set_defaults(func=cmd_logout)
 

@@ -71,7 +71,7 @@ def add_login_parsers(subparsers: Any, parents: Sequence[argparse.ArgumentParser
         "logout", parents=list(parents), help="forget an account's login",
         description="Delete the account's stored tokens. Backups to it fail with 'not "
                     "logged in' until the next odctl login.")
-    p.add_argument("account", metavar="ACCOUNT")
+    p.add_argument("account", metavar="ACCOUNT", help="the NAME of an [account.NAME] table")
     if not has_json:
         p.add_argument("--json", action="store_true", help="result as JSON on stdout")
     p.set_defaults(login_handler=run_logout)

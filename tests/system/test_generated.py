@@ -48,6 +48,35 @@ def test_odctl_page_documents_every_command(pages: Path) -> None:
         assert re.search(rf"^\.SS odctl {re.escape(name)}\b", text, re.M), f"odctl(1) lacks `odctl {name}`"
 
 
+def test_odctl_page_lists_every_exit_code(pages: Path) -> None:
+    from odbackupd.bus.names import EXIT_CODES
+
+    text = (pages / "odctl.1").read_text()
+    status = text.split(".SH EXIT STATUS")[1].split(".SH ")[0]
+    for code in EXIT_CODES:
+        assert f".B {code}\n" in status, f"odctl(1) EXIT STATUS lacks {code}"
+
+
+def test_every_odctl_argument_is_explained() -> None:
+    """`odctl CMD --help` and odctl(1) show each argument's help: a bare `job` or an
+    option without a line leaves a sysadmin guessing."""
+    import argparse
+
+    from odctl.cli import build_parser
+
+    def walk(parser: argparse.ArgumentParser, name: str) -> None:
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub_name, sub in a.choices.items():
+                    walk(sub, f"{name} {sub_name}")
+            elif a.help != argparse.SUPPRESS:
+                assert a.help, f"{name}: {a.option_strings or a.dest} has no help text"
+                if not a.option_strings:
+                    assert a.metavar and a.metavar.isupper(), f"{name}: positional {a.dest} has no METAVAR"
+
+    walk(build_parser(), "odctl")
+
+
 def test_catalog_has_every_message_id() -> None:
     catalog = (REPO / "systemd/odbackupd.catalog").read_text()
     ids = {v.hex for k, v in vars(journal).items() if k.startswith("MSG_")}
