@@ -172,7 +172,9 @@ def _daemon_snapshots(args: argparse.Namespace) -> tuple[str, dict]:
                                  {"snapshots": [], "incomplete": [], "unreadable": []})
         row = {"snapshot": r["id"], "time": render.iso(r.get("started", 0)), "files": r.get("files", 0),
                "data_bytes": r.get("data_bytes", 0), "stored_bytes": r.get("stored_bytes", 0),
-               "volumes": r.get("volumes", 0), "status": r.get("status", "")}
+               "volumes": r.get("volumes", 0),
+               # the words the offline listing and the run results use (the daemon says "complete")
+               "status": "completed with warnings" if r.get("warnings") else "completed"}
         row.update({k: r[k] for k in ("host", "kind", "encrypted", "warnings") if k in r})
         dest["snapshots"].append(row)
     return args.job, result

@@ -97,6 +97,7 @@ def test_backup_now_wait_follows_the_run_and_snapshots_come_from_the_daemon(daem
     assert r.returncode == 0, r.stderr
     snaps = json.loads(r.stdout)["destinations"]["usb"]["snapshots"]
     assert res["snapshot"] in [s["snapshot"] for s in snaps]
+    assert {s["status"] for s in snaps} == {"completed"}  # the offline listing's words, whoever lists
 
     r = busctl(private_bus, "get-property", names.BUS_NAME, names.job_path("t"), names.JOB_IFACE,
                "LastResult", "LastRunTime", "State")
