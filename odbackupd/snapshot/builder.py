@@ -11,6 +11,7 @@ and building continues from the last checkpoint.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -194,6 +195,13 @@ class SnapshotBuilder:
     # -- the run ----------------------------------------------------------------------------
     def run(self) -> RunResult:
         job = self.job.name
+        missing = [str(p) for p in self.job.sources if not os.path.lexists(p)]
+        if missing:
+            # An unmounted disk or a mistyped path: an empty "successful" snapshot would
+            # count for retention and push good ones out. Nothing is made, nothing pruned.
+            return RunResult(job, None, FAILED, (
+                f"source {', '.join(missing)} does not exist (not mounted? moved?); nothing was "
+                "backed up and the earlier snapshots are untouched"))
         params = self.job.params(self.dests)
         recipients = []
         if self.job.recipients:
@@ -268,6 +276,12 @@ class SnapshotBuilder:
             result.error = err
             result.status = FAILED
             result.message = f"{err}; the next run resumes this snapshot"
+            if isinstance(err, OSError) and err.errno == errno.ENOSPC and str(err.filename or "").startswith(
+                    str(self.spool_root)):
+                result.message = (
+                    f"the spool directory {self.spool_root} is full ({err.filename}): it needs room for "
+                    f"about {self.workers + 2} volumes of {self.job.volume_size >> 20} MiB; free space there "
+                    "or set [daemon] spool_dir elsewhere; the next run resumes this snapshot")
             if not isinstance(err, (DestinationError, RunFailed, OSError)):
                 log.exception("job %s: snapshot %s failed", job, snapshot)
             return self._finish_result(result)

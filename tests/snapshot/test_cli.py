@@ -260,3 +260,23 @@ def test_a_closed_pipe_ends_odctl_quietly(setup, tmp_path):
     finally:
         os.close(w_fd)
     assert p.returncode == 141 and p.stderr == ""
+
+
+def test_a_missing_source_fails_and_prunes_nothing(setup, tmp_path):
+    """An unmounted source disk must not produce an empty "successful" snapshot that
+    retention counts, pushing the good ones out."""
+    src = tmp_path / "mnt" / "data"
+    src.mkdir(parents=True)
+    (src / "a.txt").write_text("precious\n")
+    cfg = setup.write([src], extra="keep_last = 1\n")
+    r = odbackupd("--config", str(cfg), "--once", "t")
+    assert r.returncode == 0, r.stderr
+    good = json.loads(odctl("--config", str(cfg), "snapshots", "t", "--json").stdout)
+    (src / "a.txt").unlink()
+    src.rmdir()  # the disk is gone
+    r = odbackupd("--config", str(cfg), "--once", "t")
+    assert r.returncode == 1
+    assert f"source {src} does not exist (not mounted? moved?)" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    after = json.loads(odctl("--config", str(cfg), "snapshots", "t", "--json").stdout)
+    assert after == good  # the one good snapshot is still there; nothing new, nothing pruned

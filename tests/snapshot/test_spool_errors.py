@@ -44,3 +44,23 @@ def test_write_error_in_the_spool_fails_the_run_and_the_next_run_succeeds(setup,
     [m] = list_snapshots(dest, "t").complete
     restore_snapshot(dest, m, tmp_path / "restored")
     assert_same_tree(src, tmp_path / "restored" / str(src).lstrip("/"), dir_mtimes=False)
+
+
+def test_a_full_spool_says_which_directory_and_how_much_room(setup, tmp_path):
+    """A real full filesystem (a 3 MiB tmpfs as spool_dir): the message names spool_dir
+    and the room it needs, not only ENOSPC on a .part file."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "random.bin").write_bytes(os.urandom(8 << 20))
+    setup.spool.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3M,mode=0700", "tmpfs", str(setup.spool)], check=True)
+    try:
+        cfg = setup.write([src], volume_size="4MiB")
+        r = subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--once", "t"],
+                           capture_output=True, text=True, timeout=120)
+    finally:
+        subprocess.run(["umount", str(setup.spool)], check=True)
+    assert r.returncode == 1, r.stderr
+    assert f"the spool directory {setup.spool}" in r.stderr and "is full" in r.stderr, r.stderr
+    assert "volumes of 4 MiB" in r.stderr and "spool_dir" in r.stderr
+    assert list_snapshots(LocalDestination("usb", setup.dest), "t").complete == []
