@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.check_config:
         where = config.path or "the embedded default configuration"
-        print(f"{where}: OK ({len(config.jobs)} jobs, {len(config.destinations)} destinations)")
+        from .config.units import plural
+
+        print(f"{where}: OK ({plural(len(config.jobs), 'job')}, {plural(len(config.destinations), 'destination')})")
         return EXIT_OK
 
     if args.once:

@@ -125,7 +125,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     elif not args.quiet:
         for w in cfg.warnings:
             print(f"warning: {w}", file=sys.stderr)
-        print(f"{where}: OK ({len(cfg.jobs)} jobs, {len(cfg.destinations)} destinations)")
+        from odbackupd.config.units import plural
+
+        print(f"{where}: OK ({plural(len(cfg.jobs), 'job')}, {plural(len(cfg.destinations), 'destination')})")
     return EXIT_OK
 
 

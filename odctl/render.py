@@ -20,14 +20,9 @@ def iso(ts: float) -> str:
 
 
 def size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    v = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if v < 1024 or unit == "TiB":
-            return f"{v:.0f} {unit}" if unit == "B" else f"{v:.1f} {unit}"
-        v /= 1024
-    return f"{n} B"
+    from odbackupd.config.units import human_size
+
+    return "-" if n is None else human_size(n)
 
 
 def use_colour(stream=sys.stdout) -> bool:  # noqa: ANN001

@@ -128,6 +128,21 @@ def format_size(n: int) -> str:
     return str(n)
 
 
+def human_size(n: int) -> str:
+    """A size for people to read, rounded: 4000000 -> "3.8 MiB", 512 -> "512 B"."""
+    v = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(v) < 1024 or unit == "TiB":
+            return f"{v:.0f} {unit}" if unit == "B" else f"{v:.1f} {unit}"
+        v /= 1024
+    return f"{n} B"
+
+
+def plural(n: int, word: str) -> str:
+    """ "1 file", "2 files" (regular English plurals only)."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def format_duration(seconds: float) -> str:
     """The shortest exact spelling of a duration: 5400 -> "1h30min"."""
     if seconds != int(seconds) or seconds == 0:

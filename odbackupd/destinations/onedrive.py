@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, Iterator
 import requests
 import urllib3
 
+from ..config.units import human_size
 from ..graph import errors as gerr
 from ..graph.client import RETRY_STATUSES, TRANSPORT_ERRORS, Drive, GraphClient, encode_path, error_from, resolve_drive
 from ..graph.http import make_session
@@ -35,14 +36,6 @@ log = logging.getLogger("odbackupd.onedrive")
 
 _GONE_URL = (401, 403, 410)  # an expired pre-authenticated download URL
 _READ_ERRORS = TRANSPORT_ERRORS + (urllib3.exceptions.HTTPError, OSError)
-
-
-def _human(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
 
 
 class OneDriveDestination(Destination):
@@ -183,9 +176,9 @@ class OneDriveDestination(Destination):
             raise DestinationError(
                 f"{self.describe()}: the drive of account {self.account.name!r}"
                 f"{' (' + self._drive.owner + ')' if self._drive and self._drive.owner else ''} is full: "
-                f"{_human(remaining)} free of {_human(total)} ({_human(int(q.get('used') or 0))} used, "
-                f"{_human(int(q.get('deleted') or 0))} in the recycle bin)"
-                + (f", about {_human(needed_bytes)} needed" if needed_bytes else "")
+                f"{human_size(remaining)} free of {human_size(total)} ({human_size(int(q.get('used') or 0))} used, "
+                f"{human_size(int(q.get('deleted') or 0))} in the recycle bin)"
+                + (f", about {human_size(needed_bytes)} needed" if needed_bytes else "")
                 + ". Free space (empty the recycle bin) or lower the job's max_size."
             )
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .. import __version__
+from ..config.units import human_size, plural
 from ..destinations.base import MANIFEST_NAME, Destination, DestinationError, Expected, StoredObject
 from ..state import StateStore
 from .manifest import Manifest, new_snapshot_id
@@ -322,8 +323,8 @@ class SnapshotBuilder:
         result.manifest = manifest
         result.status = COMPLETED_WITH_WARNINGS if self._warning_counts else COMPLETED
         result.message = (
-            f"{manifest.files} files, {manifest.data_bytes} bytes read, "
-            f"{len(manifest.volumes)} volumes, {manifest.stored_bytes} bytes stored"
+            f"{plural(manifest.files, 'file')}, {human_size(manifest.data_bytes)} read, "
+            f"{plural(len(manifest.volumes), 'volume')}, {human_size(manifest.stored_bytes)} stored"
         )
         self.progress.phase = "done"
         self._emit_progress(force=True)

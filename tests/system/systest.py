@@ -257,7 +257,7 @@ volume_size = "1MiB"
         p = self.sh("systemctl daemon-reload && systemctl start odbackupd-once.service", check=False, timeout=300)
         log = self.journal("-u odbackupd-once.service -o cat")
         check(p.returncode == 0, f"--check-config/--once under the unit's sandbox failed:\n{p.stderr}\n{log[-3000:]}")
-        check("OK (1 jobs" in log, f"--check-config did not pass:\n{log[-2000:]}")
+        check("OK (1 job," in log, f"--check-config did not pass:\n{log[-2000:]}")
         manifests = self.sh("ls /var/backups/odbackupd/data/*/manifest.json").stdout.split()
         check(len(manifests) == 1, f"expected one snapshot, found {manifests}")
         owner = self.sh(f"stat -c %U {manifests[0]}").stdout.strip()
