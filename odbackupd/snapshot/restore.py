@@ -548,6 +548,8 @@ def verify_snapshot(
             elif obj.sha256 is not None and obj.sha256.lower() != vol["sha256"]:
                 rep.problems.append(f"{vol['name']}: SHA-256 mismatch")
             rep.bytes += obj.size
+    if download and manifest.encrypted and not identities:
+        rep.method = "read back and hashed; not decrypted (encrypted, no identity given)"
     if download and not rep.problems and (identities or not manifest.encrypted):
         check_identities(manifest, identities)
         rep.method = "read back, decrypted and decompressed"

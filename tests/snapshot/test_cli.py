@@ -58,6 +58,9 @@ def test_full_cycle_through_the_commands(setup, tmp_path, age_key):
     r = odctl("--config", str(cfg), "verify", "t", "--download", "-i", str(key), "--json")
     rep = json.loads(r.stdout)
     assert r.returncode == 0 and rep["reports"][0]["method"] == "read back, decrypted and decompressed"
+    r = odctl("--config", str(cfg), "verify", "t", "--download", "--json")  # no identity: says so
+    rep = json.loads(r.stdout)
+    assert r.returncode == 0 and "not decrypted" in rep["reports"][0]["method"], rep
 
     out = tmp_path / "out"
     r = odctl("--config", str(cfg), "restore", "t", "--to", str(out))
