@@ -59,6 +59,11 @@ def cross_check(
     used_accounts: set[str] = set()
     for name, t in destinations.items():
         _check_destination(r, t, accounts, used_accounts)
+        path = t.get("path")
+        if check_sources and t.get("type") == "local" and path is not None and not Path(path).is_dir():
+            # a warning, not an error: a disk may be mounted only around backup time
+            r.warn((*t.path, "path"), f"{path} does not exist or is not a directory (disk not "
+                   "mounted?); runs to this destination fail until it does")
     _check_duplicate_destinations(r, destinations)
     for name, t in accounts.items():
         _check_account(r, t)

@@ -283,3 +283,12 @@ def test_a_missing_source_fails_and_prunes_nothing(setup, tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
     after = json.loads(odctl("--config", str(cfg), "snapshots", "t", "--json").stdout)
     assert after == good  # the one good snapshot is still there; nothing new, nothing pruned
+
+
+def test_check_config_warns_about_a_missing_destination_directory(setup, tmp_path):
+    cfg = setup.write([tmp_path])
+    setup.dest.rmdir()  # the USB disk is not plugged in
+    r = odbackupd("--config", str(cfg), "--check-config")
+    assert r.returncode == 0  # it may be mounted only around backup time
+    assert f"at 'destination.usb.path': {setup.dest} does not exist" in r.stderr, r.stderr
+    assert "not mounted?" in r.stderr
