@@ -432,7 +432,7 @@ class Controller:
                             "finished": m.finished, "files": m.files, "data_bytes": m.data_bytes,
                             "stored_bytes": m.stored_bytes, "volumes": len(m.volumes), "status": "complete",
                             "host": m.host, "kind": m.kind, "encrypted": m.encrypted,
-                            "warnings": sum(m.warnings.values()),
+                            "warnings": dict(m.warnings),  # counts per kind, as offline
                         })
                 except DestNotLoggedIn as e:
                     raise NotLoggedInError(str(e)) from e

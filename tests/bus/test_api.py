@@ -98,6 +98,13 @@ def test_backup_now_wait_follows_the_run_and_snapshots_come_from_the_daemon(daem
     snaps = json.loads(r.stdout)["destinations"]["usb"]["snapshots"]
     assert res["snapshot"] in [s["snapshot"] for s in snaps]
     assert {s["status"] for s in snaps} == {"completed"}  # the offline listing's words, whoever lists
+    offline = odctl(private_bus, "snapshots", "t", "--json", "--config", str(daemon.config))
+    assert offline.returncode == 0, offline.stderr
+    off = json.loads(offline.stdout)["destinations"]["usb"]["snapshots"]
+    assert [s["snapshot"] for s in off] == [s["snapshot"] for s in snaps]
+    for a, b in zip(off, snaps):  # the same shape and values, whoever lists
+        assert {k: a[k] for k in ("host", "files", "volumes", "encrypted", "warnings", "status")} == \
+            {k: b[k] for k in ("host", "files", "volumes", "encrypted", "warnings", "status")}
 
     r = busctl(private_bus, "get-property", names.BUS_NAME, names.job_path("t"), names.JOB_IFACE,
                "LastResult", "LastRunTime", "State")
