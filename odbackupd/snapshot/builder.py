@@ -27,6 +27,7 @@ from ..config.units import human_size, plural
 from ..destinations.base import MANIFEST_NAME, Destination, DestinationError, Expected, StoredObject
 from ..state import StateStore
 from .manifest import Manifest, new_snapshot_id
+from .mounts import FSTAB, MOUNTINFO, unmounted_sources
 from .tarstream import TarCheckpoint, TarStream
 from .volumes import VolumeInfo, VolumeWriter, make_compressor
 from .walk import ExcludeMatcher, Walker
@@ -155,7 +156,11 @@ class SnapshotBuilder:
         cancel: threading.Event | None = None,
         skip_paths: Sequence[Path] = (),
         clock: Callable[[], float] = time.time,
+        fstab: Path = FSTAB,
+        mountinfo: Path = MOUNTINFO,
     ) -> None:
+        """``fstab``/``mountinfo``: where the unmounted-source check reads (tests pass files)."""
+        self.fstab, self.mountinfo = fstab, mountinfo
         if not destinations:
             raise ValueError("a snapshot needs at least one destination")
         self.job = job
@@ -203,6 +208,11 @@ class SnapshotBuilder:
             return RunResult(job, None, FAILED, (
                 f"source {', '.join(missing)} does not exist (not mounted? moved?); nothing was "
                 "backed up and the earlier snapshots are untouched"))
+        unmounted = unmounted_sources(self.job.sources, self.fstab, self.mountinfo)
+        if unmounted:
+            return RunResult(job, None, FAILED, "; ".join(
+                f"source {src} is on {point}, which /etc/fstab lists but is not mounted"
+                for src, point in unmounted) + "; nothing was backed up and the earlier snapshots are untouched")
         params = self.job.params(self.dests)
         recipients = []
         if self.job.recipients:

@@ -1,0 +1,52 @@
+"""A source on a disk that /etc/fstab lists but that is not mounted: the run fails instead
+of storing an empty snapshot that retention would count."""
+from __future__ import annotations
+
+from odbackupd.destinations.local import LocalDestination
+from odbackupd.snapshot.builder import FAILED, JobSpec, SnapshotBuilder
+from odbackupd.snapshot.catalog import list_snapshots
+from odbackupd.snapshot.mounts import unmounted_sources
+from odbackupd.state import StateStore
+
+
+def _fstab(tmp_path, *lines: str):
+    f = tmp_path / "fstab"
+    f.write_text("# a comment\n" + "\n".join(lines) + "\n")
+    return f
+
+
+def test_empty_mount_point_of_an_unmounted_disk_fails_the_run(tmp_path):
+    disk = tmp_path / "mnt" / "backup disk"  # a space: written \040 in fstab
+    (disk / "data").mkdir(parents=True)  # the directory left behind, empty
+    fstab = _fstab(tmp_path, f"UUID=1234 {str(disk).replace(' ', chr(92) + '040')} ext4 defaults,noauto 0 2",
+                   "/swapfile none swap sw 0 0")
+    dest_dir = tmp_path / "dest"
+    dest_dir.mkdir()
+    dest = LocalDestination("usb", dest_dir)
+    state = StateStore(tmp_path / "state.db")
+    spec = JobSpec("t", [disk / "data"])
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text("22 27 0:21 / /proc rw - proc proc rw\n")  # the disk is not in it
+    r = SnapshotBuilder(spec, [dest], state, tmp_path / "spool", "h", fstab=fstab, mountinfo=mountinfo).run()
+    assert r.status == FAILED
+    assert f"source {disk / 'data'} is on {disk}, which /etc/fstab lists but is not mounted" in r.message
+    assert list_snapshots(dest, "t").complete == [] and list_snapshots(dest, "t").incomplete == []
+
+    # mounted: the same run goes ahead
+    mountinfo.write_text(f"40 27 8:17 / {str(disk).replace(' ', chr(92) + '040')} rw - ext4 /dev/sdb1 rw\n")
+    (disk / "data" / "f.txt").write_text("x\n")
+    r = SnapshotBuilder(spec, [dest], state, tmp_path / "spool", "h", fstab=fstab, mountinfo=mountinfo).run()
+    assert r.ok, r.message
+    state.close()
+
+
+def test_sources_outside_fstab_mount_points_are_not_affected(tmp_path):
+    fstab = _fstab(tmp_path, "UUID=1 / ext4 defaults 0 1", "tmpfs /tmp tmpfs defaults 0 0",
+                   f"UUID=2 {tmp_path}/srv ext4 defaults 0 2")
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text("1 0 8:1 / / rw - ext4 /dev/sda1 rw\n")
+    assert unmounted_sources([tmp_path / "srvx", tmp_path / "other"], fstab, mountinfo) == []
+    assert unmounted_sources([tmp_path / "srv" / "git"], fstab, mountinfo) == [
+        (str(tmp_path / "srv" / "git"), str(tmp_path / "srv"))]
+    # no fstab at all (containers): nothing to say
+    assert unmounted_sources([tmp_path], tmp_path / "absent", mountinfo) == []
