@@ -165,7 +165,7 @@ def run_drop_dir_once(config, job: str, state, cancel: threading.Event | None = 
     import time
 
     from .runner import drop_series, run_job
-    from .service.dropdir import is_temporary_name
+    from .service.dropdir import file_signature, is_temporary_name
 
     jc = config.jobs[job]
     drop = Path(jc.drop_dir)
@@ -191,8 +191,7 @@ def run_drop_dir_once(config, job: str, state, cancel: threading.Event | None = 
         run = run_job(config, job, state, trigger="once", sources=[path], series=drop_series(job), cancel=cancel)
         code = _report_once(job, run, cancel)
         after = path.lstat()
-        if run.result.ok and not run.result.warnings and (after.st_ino, after.st_size, after.st_mtime_ns) == (
-                st.st_ino, st.st_size, st.st_mtime_ns):
+        if run.result.ok and not run.result.warnings and file_signature(after) == file_signature(st):
             path.unlink()
             taken += 1
         elif code == EXIT_OK:

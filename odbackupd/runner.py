@@ -36,6 +36,11 @@ def drop_series(job: str) -> str:
     return job + DROP_SUFFIX
 
 
+def series_job(series: str) -> str:
+    """The job a series belongs to: ``JOB`` for ``JOB+drop``, else the name itself."""
+    return series[: -len(DROP_SUFFIX)] if series.endswith(DROP_SUFFIX) else series
+
+
 class JobBusy(Exception):
     pass
 

@@ -46,9 +46,9 @@ def _config(args: argparse.Namespace):  # noqa: ANN202
 def _job(config, name: str):  # noqa: ANN001, ANN202
     """The job config and the snapshot series named on the command line: ``JOB``, or
     ``JOB+drop`` for the one-snapshot-per-file series of JOB's drop directory."""
-    from odbackupd.runner import DROP_SUFFIX
+    from odbackupd.runner import series_job
 
-    base = name[: -len(DROP_SUFFIX)] if name.endswith(DROP_SUFFIX) else name
+    base = series_job(name)
     job = config.jobs.get(base)
     if job is None or (base != name and job.drop_dir is None):
         known = ", ".join(sorted(config.jobs)) or "none configured"

@@ -27,7 +27,7 @@ from typing import Any, Awaitable, Callable
 
 from .. import __version__
 from ..config import Config, ConfigError, load_config
-from ..runner import DROP_SUFFIX, JobRun, drop_series, open_destinations, run_job
+from ..runner import JobRun, drop_series, open_destinations, run_job, series_job
 from ..snapshot.builder import COMPLETED, COMPLETED_WITH_WARNINGS, Progress
 from ..state import StateStore
 from .clock import Clock, SystemClock
@@ -412,7 +412,7 @@ class Controller:
     async def list_snapshots(self, name: str) -> list[dict]:
         """Complete snapshots of ``name`` on every destination, oldest first per destination.
         ``JOB+drop`` names the series of JOB's drop-directory files."""
-        base = name[: -len(DROP_SUFFIX)] if name.endswith(DROP_SUFFIX) else name
+        base = series_job(name)
         job = self._job(base)
         if base != name and job.drop_dir is None:
             self._job(name)  # raises NoSuchJob naming what was asked for

@@ -66,7 +66,8 @@ def is_temporary_name(name: str) -> bool:
     return name.startswith(".") or name.endswith(_SUFFIXES)
 
 
-def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
+def file_signature(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What must not change between taking a file and deleting it after its upload."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
@@ -261,7 +262,7 @@ class DropDir:
             return
         self._stop_settling(name)
         handle = self.loop.call_later(self.settle, self._settled, name)
-        self._settling[name] = (_signature(st), handle)
+        self._settling[name] = (file_signature(st), handle)
 
     def _stop_settling(self, name: str) -> None:
         entry = self._settling.pop(name, None)
@@ -273,7 +274,7 @@ class DropDir:
         st = self._stat(name)
         if st is None or name in self._writing:
             return
-        if _signature(st) == sig:
+        if file_signature(st) == sig:
             self._enqueue(name)
         else:
             self._start_settling(name)  # still changing: wait another period
@@ -307,7 +308,7 @@ class DropDir:
         if not stat.S_ISREG(st.st_mode):
             self._warn_once(name, "is not a regular file (a symlink, fifo, …): not taken")
             return
-        sig = _signature(st)
+        sig = file_signature(st)
         if self._kept.get(name) == sig:
             return  # already stored; only its removal failed
         try:
@@ -326,7 +327,7 @@ class DropDir:
         now = self._stat(name)
         if now is None:
             return
-        if _signature(now) != sig or name in self._writing:
+        if file_signature(now) != sig or name in self._writing:
             log.warning("job %s: %s changed while it was being stored; it is kept and taken "
                         "again once complete", self.job, path, extra=self._fields(name))
             if name not in self._writing:
