@@ -397,6 +397,14 @@ def test_parallel_workers_share_one_refresh(graph_emulator, logged_in):
 
 
 @pytest.fixture
+def as_root() -> None:
+    """Giving files to the daemon user and dropping to nobody need root, as CI runs the
+    suite: fail loudly elsewhere instead of skipping what the tests are for."""
+    if os.geteuid() != 0:
+        pytest.fail("these login tests run as root (CI does): they chown files and switch to nobody")
+
+
+@pytest.fixture
 def outside_tmp(graph_emulator, tmp_path):
     """(state dir, account) where the user nobody can reach (pytest's tmp_path is root's
     alone): the state dir is root's, mode 0700; the account trusts a copy of the CA."""
@@ -412,8 +420,7 @@ def outside_tmp(graph_emulator, tmp_path):
         shutil.rmtree(base)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="giving files to another user needs root")
-def test_root_writes_the_cache_for_the_daemon_user_who_can_use_it(graph_emulator,
+def test_root_writes_the_cache_for_the_daemon_user_who_can_use_it(graph_emulator, as_root,
                                                                   outside_tmp):
     from tests.config.conftest import as_unprivileged
 
@@ -439,8 +446,7 @@ def test_root_writes_the_cache_for_the_daemon_user_who_can_use_it(graph_emulator
     emu.assert_no_violations()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a part as nobody")
-def test_a_user_who_cannot_write_the_cache_is_told_before_signing_in(graph_emulator,
+def test_a_user_who_cannot_write_the_cache_is_told_before_signing_in(graph_emulator, as_root,
                                                                      outside_tmp):
     from tests.config.conftest import as_unprivileged
 
