@@ -15,7 +15,6 @@ Targets: idle CPU < 1 % of one core; RSS flat during the idle minute.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import socket
@@ -29,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from bench_watch import ensure_watch_limit, make_trees  # noqa: E402
+from bench_watch import trees_from_args  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -60,13 +59,7 @@ def write_config(work: Path, roots: list[Path]) -> Path:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dir", type=Path, default=Path("/var/tmp/odbackupd-bench-watch"))
-    ap.add_argument("--dirs", type=int, default=50_000)
-    ap.add_argument("--idle", type=float, default=60.0)
-    args = ap.parse_args()
-    roots = make_trees(args.dir, args.dirs)
-    ensure_watch_limit(args.dirs + 1000)
+    args, roots = trees_from_args(__doc__)
 
     with tempfile.TemporaryDirectory(prefix="odbackupd-bench-daemon-") as tmp:
         work = Path(tmp)

@@ -134,14 +134,20 @@ async def run(roots: list[Path], idle: float) -> None:
     print(f"stop   all watches removed in {time.monotonic() - t2:.2f}s; hub closed: {hub.closed}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def trees_from_args(doc: str) -> tuple[argparse.Namespace, list[Path]]:
+    """The options both watch benchmarks take; the trees built and the watch limit raised."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--dir", type=Path, default=Path("/var/tmp/odbackupd-bench-watch"))
     ap.add_argument("--dirs", type=int, default=50_000)
     ap.add_argument("--idle", type=float, default=60.0)
     args = ap.parse_args()
     roots = make_trees(args.dir, args.dirs)
     ensure_watch_limit(args.dirs + 1000)
+    return args, roots
+
+
+def main() -> None:
+    args, roots = trees_from_args(__doc__)
     print(f"limits: {inotify_limits()}")
     asyncio.run(run(roots, args.idle))
 
