@@ -10,6 +10,7 @@ in a thread of this process.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import pwd
 import shutil
@@ -155,6 +156,9 @@ def service_mode_available() -> bool:
     return importlib.util.find_spec("odbackupd.service.loop") is not None
 
 
+_notify_serial = itertools.count(1)
+
+
 class Daemon:
     """The daemon serving ``config`` on ``bus``: a subprocess when service mode exists,
     else the real Controller + BusAdapter in a thread of this process."""
@@ -170,7 +174,9 @@ class Daemon:
             self._start_thread()
 
     def _start_process(self) -> None:
-        sock_path = self.bus.dir / f"notify-{os.getpid()}-{id(self)}"
+        # A fresh name per daemon: id(self) of a collected Daemon comes back, and a stopped
+        # daemon's socket path must never be handed to the next one.
+        sock_path = self.bus.dir / f"notify-{os.getpid()}-{next(_notify_serial)}"
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(str(sock_path))
         sock.settimeout(30)
@@ -188,6 +194,7 @@ class Daemon:
                                + (self.config.parent / "daemon.log").read_text()) from None
         finally:
             sock.close()
+            sock_path.unlink(missing_ok=True)
 
     def _start_thread(self) -> None:
         from odbackupd.bus.adapter import BusAdapter
