@@ -16,7 +16,8 @@ def out_json(obj: Any) -> None:
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    """RFC 3339 / ISO 8601 in UTC with the "T", as jq's fromdate and every JSON consumer read it."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def size(n: int | None) -> str:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 
 from .treegen import assert_same_tree, make_awkward_tree
 
@@ -49,6 +50,9 @@ def test_full_cycle_through_the_commands(setup, tmp_path, age_key):
     snaps = json.loads(r.stdout)["destinations"]["usb"]["snapshots"]
     assert len(snaps) == 2  # keep_last = 2 pruned the first
     assert all(s["encrypted"] and s["files"] > 10 for s in snaps)
+    for s in snaps:  # RFC 3339 in UTC, as jq's fromdate and datetime.fromisoformat read it
+        when = datetime.strptime(s["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        assert abs(when.timestamp() - time.time()) < 3600
 
     r = odctl("--config", str(cfg), "snapshots", "t")
     assert r.returncode == 0 and snaps[0]["snapshot"] in r.stdout and "SNAPSHOT" in r.stdout
