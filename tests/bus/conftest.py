@@ -27,6 +27,7 @@ from typing import Iterator
 import pytest
 
 from odbackupd.bus import names
+from tests.procs import die_with_parent
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = REPO / "dbus" / names.POLICY_FILE
@@ -69,7 +70,7 @@ class PrivateBus:
         self.config.write_text(BUS_CONFIG.format(socket=self.dir / "bus", policy=POLICY, extra=extra_policy))
         self.proc = subprocess.Popen(
             ["dbus-daemon", f"--config-file={self.config}", "--print-address", "--nofork"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
         self.address = self.proc.stdout.readline().strip()  # printed once it listens
         if not self.address:
             raise RuntimeError(f"dbus-daemon did not start: {self.proc.stderr.read()}")
@@ -182,7 +183,8 @@ class Daemon:
         sock.settimeout(30)
         self.proc = subprocess.Popen([sys.executable, "-m", "odbackupd.main", "--config", str(self.config)],
                                      env=self.bus.env(NOTIFY_SOCKET=str(sock_path)),
-                                     stderr=open(self.config.parent / "daemon.log", "w"))
+                                     stderr=open(self.config.parent / "daemon.log", "w"),
+                                     preexec_fn=die_with_parent)
         try:
             while True:  # READY=1 comes once the bus name is owned
                 msg = sock.recv(4096).decode()

@@ -19,6 +19,7 @@ from odbackupd.snapshot.catalog import find_snapshot
 from odbackupd.snapshot.restore import restore_snapshot
 from odbackupd.state import StateStore
 from tests.onedrive.conftest import OneDriveSetup, wait_until
+from tests.procs import die_with_parent
 from tests.snapshot.treegen import assert_same_tree
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +63,7 @@ class Daemon:
         e.pop("JOURNAL_STREAM", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "odbackupd.main", "--config", str(config), "--no-dbus", *extra],
-            stdout=subprocess.DEVNULL, stderr=self.stderr, env=e, cwd=ROOT,
+            stdout=subprocess.DEVNULL, stderr=self.stderr, env=e, cwd=ROOT, preexec_fn=die_with_parent,
         )
 
     def log(self) -> str:
