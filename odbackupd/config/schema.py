@@ -392,11 +392,19 @@ class JobConfig:
         "/proc, other mounts, …).",
         example=True,
     )
+    allow_empty_sources: bool = key(
+        False,
+        kind=Bool(),
+        doc="A source directory that had files at the last snapshot and is empty now fails the "
+        "run (an unmounted disk leaves an empty mount point; an empty snapshot would count for "
+        "retention). Set true when a source may be emptied on purpose.",
+        example=False,
+    )
     keep_last: int | None = key(
         None,
         kind=Int(1),
         doc="Retention: keep the newest N snapshots. Unset: no such rule. A snapshot kept "
-        "by any rule is kept; one an incremental still needs is never deleted.",
+        "by any rule is kept, and the newest snapshot always is.",
         example=10,
     )
     keep_daily: int | None = key(

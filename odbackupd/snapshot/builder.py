@@ -12,6 +12,7 @@ and building continues from the last checkpoint.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import shutil
@@ -62,6 +63,7 @@ class JobSpec:
     compression_level: int = 3
     compression_threads: int = 0
     one_file_system: bool = True
+    allow_empty_sources: bool = False
 
     @classmethod
     def from_config(cls, job: object) -> "JobSpec":
@@ -71,6 +73,7 @@ class JobSpec:
             compression_level=job.compression_level,  # type: ignore[attr-defined]
             compression_threads=getattr(job, "compression_threads", 0),
             one_file_system=getattr(job, "one_file_system", True),
+            allow_empty_sources=getattr(job, "allow_empty_sources", False),
         )
 
     def params(self, destinations: Sequence[Destination]) -> dict:
@@ -132,6 +135,18 @@ def _verify_stored(dest: Destination, info: VolumeInfo, obj: StoredObject) -> No
         problems.append(f"SHA-256 {obj.sha256}, expected {info.sha256}")
     if problems:
         raise DestinationError(f"{dest.describe()} holds a bad copy of {info.name}: " + "; ".join(problems))
+
+
+def _is_empty_dir(path: Path) -> bool | None:
+    """True for a directory (not a symlink) with no entries, False for one with entries,
+    None when it is not a directory or cannot be read (the walk reports that itself)."""
+    try:
+        if os.path.islink(path) or not os.path.isdir(path):
+            return None
+        with os.scandir(path) as it:
+            return next(it, None) is None
+    except OSError:
+        return None
 
 
 def _stored_ok(info: VolumeInfo, obj: StoredObject | None) -> bool:
@@ -213,6 +228,17 @@ class SnapshotBuilder:
             return RunResult(job, None, FAILED, "; ".join(
                 f"source {src} is on {point}, which /etc/fstab lists but is not mounted"
                 for src, point in unmounted) + "; nothing was backed up and the earlier snapshots are untouched")
+        # A disk mounted by hand or by a script leaves an empty directory when it is not:
+        # a source directory that had entries at the last snapshot and has none now fails
+        # the run (retention would count an empty snapshot), unless the job allows it.
+        nonempty_now = [str(p) for p in self.job.sources if _is_empty_dir(p) is False]
+        had = set(json.loads(self.state.get(f"nonempty_sources:{job}") or "[]"))
+        emptied = [str(p) for p in self.job.sources if _is_empty_dir(p) and str(p) in had]
+        if emptied and not self.job.allow_empty_sources:
+            return RunResult(job, None, FAILED, (
+                f"source {', '.join(emptied)} is empty but had files at the last snapshot (is its "
+                "disk mounted?); nothing was backed up and the earlier snapshots are untouched. "
+                f"If it was emptied on purpose, set allow_empty_sources = true in [job.{self.job.name}]"))
         params = self.job.params(self.dests)
         recipients = []
         if self.job.recipients:
@@ -329,6 +355,7 @@ class SnapshotBuilder:
         self.state.forget(job)
         self.state.set(f"last_data_bytes:{job}", str(manifest.data_bytes))
         self.state.set(f"last_stored_bytes:{job}", str(manifest.stored_bytes))
+        self.state.set(f"nonempty_sources:{job}", json.dumps(nonempty_now))
         shutil.rmtree(spool, ignore_errors=True)
         result.manifest = manifest
         result.status = COMPLETED_WITH_WARNINGS if self._warning_counts else COMPLETED

@@ -2,6 +2,9 @@
 of storing an empty snapshot that retention would count."""
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
+
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.snapshot.builder import FAILED, JobSpec, SnapshotBuilder
 from odbackupd.snapshot.catalog import list_snapshots
@@ -50,3 +53,50 @@ def test_sources_outside_fstab_mount_points_are_not_affected(tmp_path):
         (str(tmp_path / "srv" / "git"), str(tmp_path / "srv"))]
     # no fstab at all (containers): nothing to say
     assert unmounted_sources([tmp_path], tmp_path / "absent", mountinfo) == []
+
+
+def _run(tmp_path, spec, dest, state):
+    none = tmp_path / "no-fstab"  # outside fstab: only the emptiness guard can catch it
+    return SnapshotBuilder(spec, [dest], state, tmp_path / "spool", "h", fstab=none,
+                           mountinfo=tmp_path / "no-mountinfo").run()
+
+
+def test_a_source_that_became_empty_fails_the_run(tmp_path):
+    """A disk mounted by hand (not in fstab) that is not mounted leaves an empty directory:
+    the run fails instead of storing an empty snapshot that retention would count."""
+    disk, other = tmp_path / "mnt" / "data", tmp_path / "srv"
+    (disk / "sub").mkdir(parents=True)
+    (disk / "sub" / "a.txt").write_text("precious\n")
+    other.mkdir()  # empty from the start: that is never an error
+    dest_dir = tmp_path / "dest"
+    dest_dir.mkdir()
+    dest = LocalDestination("usb", dest_dir)
+    state = StateStore(tmp_path / "state.db")
+    spec = JobSpec("t", [disk, other])
+    assert _run(tmp_path, spec, dest, state).ok
+    good = [m.snapshot for m in list_snapshots(dest, "t").complete]
+
+    shutil.rmtree(disk / "sub")  # the disk is gone: its mount point is an empty directory
+    r = _run(tmp_path, spec, dest, state)
+    assert r.status == FAILED
+    assert r.message.startswith(f"source {disk} is empty but had files at the last snapshot (is its disk mounted?)")
+    assert str(other) not in r.message
+    assert "set allow_empty_sources = true in [job.t]" in r.message
+    assert [m.snapshot for m in list_snapshots(dest, "t").complete] == good
+    assert list_snapshots(dest, "t").incomplete == []
+
+    # emptied on purpose: the job allows it once, and from then on empty is what was last seen
+    assert _run(tmp_path, replace(spec, allow_empty_sources=True), dest, state).ok
+    assert _run(tmp_path, spec, dest, state).ok
+    assert len(list_snapshots(dest, "t").complete) == 3
+    state.close()
+
+
+def test_the_empty_source_guard_through_the_config(tmp_path):
+    from odbackupd.config import load_config
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[daemon]\nstate_dir = "{tmp_path}/s"\n[job.t]\nsources = ["{tmp_path}"]\n'
+                   "allow_empty_sources = true\n")
+    job = load_config(cfg).jobs["t"]
+    assert JobSpec.from_config(job).allow_empty_sources is True
