@@ -16,13 +16,14 @@ import io
 import logging
 import os
 import pwd
+import shutil
 import stat
 import tarfile
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from queue import Queue
+from queue import Empty, Full, Queue
 from typing import BinaryIO, Callable, Iterator, Sequence
 
 import zstandard
@@ -81,13 +82,20 @@ class RestoreStats:
 
 
 # -- fetching volumes ---------------------------------------------------------------------------
-def _hash_stream(f: BinaryIO, sink: BinaryIO | None = None, quickxor: bool = False) -> tuple[int, str, str | None]:
+class _Stopped(Exception):
+    """The consumer went away (an error, Ctrl-C): the fetch ends at the next read."""
+
+
+def _hash_stream(f: BinaryIO, sink: BinaryIO | None = None, quickxor: bool = False,
+                 stop: threading.Event | None = None) -> tuple[int, str, str | None]:
     """Size, SHA-256 and (when asked) quickXorHash of a stream, copying it to ``sink``."""
     sha = hashlib.sha256()
     qx = QuickXorHash() if quickxor else None
     size = 0
     while True:
-        b = f.read(4 << 20)
+        if stop is not None and stop.is_set():
+            raise _Stopped()
+        b = f.read(1 << 20)
         if not b:
             break
         sha.update(b)
@@ -106,6 +114,10 @@ def check_volume(vol: dict, size: int, sha256: str) -> None:
         raise IntegrityError(f"{vol['name']}: SHA-256 {sha256} does not match the manifest's {vol['sha256']}")
 
 
+# How long a closing fetch waits for its worker to notice (it checks between 1 MiB reads).
+STOP_GRACE = 2.0
+
+
 class VolumeFetcher:
     """Yields verified local copies of a snapshot's volumes, fetching one ahead."""
 
@@ -115,23 +127,38 @@ class VolumeFetcher:
         self.scratch = scratch
 
     def __iter__(self) -> Iterator[tuple[dict, Path]]:
-        tmpdir = tempfile.TemporaryDirectory(prefix="odbackupd-restore-", dir=self.scratch)
+        tmpdir = Path(tempfile.mkdtemp(prefix="odbackupd-restore-", dir=self.scratch))
         q: Queue = Queue(maxsize=1)
         stop = threading.Event()
 
+        def put(item: object) -> bool:
+            while not stop.is_set():  # never blocked on a consumer that has gone
+                try:
+                    q.put(item, timeout=0.2)
+                    return True
+                except Full:
+                    pass
+            return False
+
         def worker() -> None:
+            path: Path | None = None
             try:
                 for vol in self.m.volumes:
                     if stop.is_set():
                         return
-                    path = Path(tmpdir.name) / vol["name"]
+                    path = tmpdir / vol["name"]
                     with self.dest.open_read(self.m.job, self.m.snapshot, vol["name"]) as src, open(path, "wb") as out:
-                        size, sha, _ = _hash_stream(src, out)
+                        size, sha, _ = _hash_stream(src, out, stop=stop)
                     check_volume(vol, size, sha)
-                    q.put((vol, path))
-                q.put(None)
+                    if not put((vol, path)):
+                        path.unlink(missing_ok=True)
+                        return
+                put(None)
+            except _Stopped:
+                if path is not None:
+                    path.unlink(missing_ok=True)
             except BaseException as e:  # handed to the consumer
-                q.put(e)
+                put(e)
 
         t = threading.Thread(target=worker, name="restore-fetch", daemon=True)
         t.start()
@@ -150,15 +177,18 @@ class VolumeFetcher:
                 finally:
                     path.unlink(missing_ok=True)
         finally:
+            # The worker stops at its next read. A download stalled inside a read is left to
+            # its socket timeout in the (daemon) thread: Ctrl-C does not wait for it.
             stop.set()
-            while t.is_alive():
+            t.join(STOP_GRACE)
+            while True:
                 try:
-                    item = q.get(timeout=0.1)
-                    if isinstance(item, tuple):
-                        item[1].unlink(missing_ok=True)
-                except Exception:  # noqa: BLE001 - queue.Empty while the worker finishes
-                    pass
-            tmpdir.cleanup()
+                    item = q.get_nowait()
+                except Empty:
+                    break
+                if isinstance(item, tuple):
+                    item[1].unlink(missing_ok=True)
+            shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 class PlainStream(io.RawIOBase):
@@ -229,6 +259,9 @@ class PlainStream(io.RawIOBase):
 
     def close(self) -> None:
         self._close_current()
+        close = getattr(self._vols, "close", None)
+        if close is not None:  # a VolumeFetcher generator: stop its fetch and clean its scratch
+            close()
         super().close()
 
 
