@@ -461,8 +461,8 @@ class JobConfig:
         300.0,
         kind=Duration(),
         doc="With watch: run once no change has been seen for this long. With drop_dir: "
-        "how long a file found there at start-up (its closing was not seen) must stay "
-        "unchanged before it is taken.",
+        "how long a file whose closing was not seen (there at start-up, or hard-linked in) "
+        "must stay unchanged, and not open for writing, before it is taken.",
         example="5min",
     )
     max_delay: float = key(
@@ -479,7 +479,8 @@ class JobConfig:
         "in) becomes its own snapshot in the series <job>+drop (encrypted if the job is) "
         "and is removed once that is verified. Names starting with '.' or ending in .tmp, "
         ".part or ~ wait until renamed; subdirectories are left alone. Must exist and not "
-        "overlap sources, destinations or the daemon's own directories.",
+        "overlap sources, destinations or the daemon's own directories; under the packaged "
+        "unit it also needs ReadWritePaths= (systemctl edit odbackupd) so files can be removed.",
         example="/srv/drop/etc",
     )
 

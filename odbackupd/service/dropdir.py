@@ -22,11 +22,17 @@ What "complete" means, and why:
   being written: a write (``IN_MODIFY``) after the last close puts it back to waiting for
   the next close, even if it was already queued.
 - Files already there at :meth:`DropDir.start` (or after the kernel's event queue
-  overflowed) were written while nobody watched, so their closing was not seen. Scanning
-  ``/proc/*/fd`` for writers is heavy and still racy; instead they are taken once their
-  size and mtime have not changed for ``settle`` seconds (the job's quiet_period) and no
-  write was seen meanwhile. A writer that keeps a file open without writing for that long
-  is the one case this cannot tell from a finished file: drop files by rename to be sure.
+  overflowed) were written while nobody watched, so their closing was not seen; a hard
+  link made with ``ln`` has no close at all. They are taken once their size and mtime have
+  not changed for ``settle`` seconds (the job's quiet_period) AND no process has them open
+  for writing. The latter is asked of the kernel, not of ``/proc/*/fd`` (heavy, racy, and
+  unreadable without ptrace rights): a read lease (``F_SETLEASE``) is refused while any
+  process holds a writable descriptor, and is released at once. Leases need CAP_LEASE
+  (the unit grants it) or owning the file, and a file system that has them (not NFS);
+  without them a file created while watched waits for its close, and one present at
+  start is taken once stable — drop files by rename to be sure there.
+- Before an upload starts the same check runs again: a file closed by one writer while
+  another still has it open for writing is not taken yet.
 - Names that are temporary by convention — ``.*``, ``*.tmp``, ``*.part``, ``*~`` — are
   ignored until they are renamed to a final name. Subdirectories are not descended into:
   they are logged once and left alone.
@@ -44,9 +50,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import logging
 import os
+import signal
 import stat
+import threading
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -64,6 +73,34 @@ _SUFFIXES = (".tmp", ".part", "~")
 def is_temporary_name(name: str) -> bool:
     """Whether ``name`` is conventionally a file still being written, renamed when done."""
     return name.startswith(".") or name.endswith(_SUFFIXES)
+
+
+def open_for_writing(path: str | os.PathLike) -> bool | None:
+    """Whether any process has ``path`` open for writing: True, False, or None when the
+    kernel will not say (no CAP_LEASE and not the owner, no lease support, not a regular
+    file). Asks by taking a read lease, which is refused while a writable descriptor
+    exists, and giving it back at once.
+
+    A lease break is signalled with SIGIO, whose default action ends the process: SIGIO is
+    ignored first (nothing else here uses it); off the main thread, where that cannot be
+    set, the answer is None unless it already is."""
+    if signal.getsignal(signal.SIGIO) is not signal.SIG_IGN:
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        signal.signal(signal.SIGIO, signal.SIG_IGN)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as e:
+        return True if e.errno in (errno.EAGAIN, errno.EBUSY) else None
+    else:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)
 
 
 def file_signature(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -104,6 +141,7 @@ class DropDir:
         self._failures: dict[str, int] = {}
         self._kept: dict[str, tuple] = {}  # uploaded but could not be removed: signature
         self._warned: set[str] = set()
+        self._held: dict[str, int] = {}  # times found stable but still open for writing
         self._current: str | None = None
         self._closed_again = False  # the file being uploaded was closed after a write
         self._wake = asyncio.Event()
@@ -112,6 +150,7 @@ class DropDir:
         #: Counters for logs and tests.
         self.taken = 0
         self.failed = 0
+        self.held_open = 0  # times a stable file was found still open for writing
 
     def _fields(self, name: str | None = None) -> dict:
         f = {"JOB": self.job, "DROP_DIR": self._dir}
@@ -205,8 +244,12 @@ class DropDir:
             self._forget(name)
         elif mask & (pyinotify.IN_CREATE | pyinotify.IN_MODIFY):
             self._writing.add(name)
-            self._stop_settling(name)
             self._queue.pop(name, None)
+            # normally its close comes first; a hard link (ln) never closes: it is taken once
+            # stable and nobody has it open for writing (_settled compares size and mtime, so
+            # later writes need no new timer: one lstat per file, not one per write)
+            if name not in self._settling:
+                self._start_settling(name)
         elif mask & pyinotify.IN_CLOSE_WRITE:
             self._writing.discard(name)
             self._enqueue(name)
@@ -234,6 +277,7 @@ class DropDir:
         self._failures.pop(name, None)
         self._kept.pop(name, None)
         self._warned.discard(name)
+        self._held.pop(name, None)
 
     def _enqueue(self, name: str) -> None:
         if not self.running:
@@ -269,15 +313,34 @@ class DropDir:
         if entry is not None:
             entry[1].cancel()
 
+    def _still_open(self, name: str) -> None:
+        """A file that would be complete but that a process has open for writing: said
+        once, then checked again every settle period."""
+        self.held_open += 1
+        n = self._held[name] = self._held.get(name, 0) + 1
+        log.log(logging.INFO if n == 1 else logging.DEBUG,
+                "job %s: %s/%s is still open for writing; it is taken once nobody writes it%s",
+                self.job, self._dir, name, "" if n == 1 else f" (seen open {n} times)",
+                extra=self._fields(name))
+        self._start_settling(name)
+
     def _settled(self, name: str) -> None:
         sig, _ = self._settling.pop(name, (None, None))
         st = self._stat(name)
-        if st is None or name in self._writing:
+        if st is None:
             return
-        if file_signature(st) == sig:
-            self._enqueue(name)
-        else:
+        if file_signature(st) != sig:
             self._start_settling(name)  # still changing: wait another period
+            return
+        writers = open_for_writing(os.path.join(self._dir, name))
+        if writers:
+            self._still_open(name)  # stable, but a writer still has it open
+        elif writers is False:
+            self._writing.discard(name)
+            self._enqueue(name)
+        elif name not in self._writing:
+            self._enqueue(name)  # present at start, stable, and the kernel cannot tell more
+        # else: created while watched and the kernel cannot tell: wait for its close
 
     # ---- taking files ------------------------------------------------------------------
 
@@ -311,6 +374,9 @@ class DropDir:
         sig = file_signature(st)
         if self._kept.get(name) == sig:
             return  # already stored; only its removal failed
+        if open_for_writing(path):
+            self._still_open(name)  # one writer closed it, another still has it open
+            return
         try:
             ok = bool(await self.on_file(path))
         except asyncio.CancelledError:
@@ -340,8 +406,14 @@ class DropDir:
             pass
         except OSError as e:
             self._kept[name] = sig
-            log.error("job %s: %s is stored but could not be removed: %s", self.job, path,
-                      e.strerror or e, extra=self._fields(name))
+            hint = ""
+            if e.errno == errno.EROFS:  # the unit's ProtectSystem=strict
+                hint = (f"; the service may write only its own directories: add "
+                        f"ReadWritePaths={self._dir} with `systemctl edit odbackupd`")
+            elif e.errno in (errno.EACCES, errno.EPERM):
+                hint = f"; the daemon's user needs write access to {self._dir}"
+            log.error("job %s: %s is stored but could not be removed: %s%s", self.job, path,
+                      e.strerror or e, hint, extra=self._fields(name))
             self._outcome(path, "kept")
             return
         self.taken += 1

@@ -17,7 +17,7 @@ from odbackupd.config import load_config
 from odbackupd.crypto.age import load_identities
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.runner import drop_series, run_job
-from odbackupd.service.dropdir import DropDir, is_temporary_name
+from odbackupd.service.dropdir import DropDir, is_temporary_name, open_for_writing
 from odbackupd.snapshot.catalog import list_snapshots
 from odbackupd.snapshot.restore import restore_snapshot
 from odbackupd.state import StateStore
@@ -165,6 +165,101 @@ def test_files_present_at_start_are_taken_once_stable(tmp_path):
                                                   taker.ended("old2.bin")), 10)
             assert first.result() and loop.time() - started >= SETTLE - 0.01  # once stable
             assert os.listdir(drop) == [".hidden"]
+
+    asyncio.run(body())
+
+
+class Holder:
+    """Another process that holds ``path`` open for writing (appending) until ``release()``."""
+
+    def __init__(self, path: Path) -> None:
+        self.proc = subprocess.Popen(["sh", "-c", 'exec 3>>"$0"; echo held; read x', str(path)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline() == "held\n"
+
+    def release(self) -> None:
+        self.proc.communicate("\n", timeout=30)
+
+
+def test_open_for_writing_asks_the_kernel(tmp_path):
+    f = tmp_path / "f"
+    f.write_bytes(b"x")
+    assert open_for_writing(f) is False
+    h = Holder(f)
+    try:
+        assert open_for_writing(f) is True  # another process's writable descriptor
+    finally:
+        h.release()
+    assert open_for_writing(f) is False
+    with open(f, "rb"):
+        assert open_for_writing(f) is False  # readers do not count
+    with open(f, "ab"):
+        assert open_for_writing(f) is True  # our own writers do
+    assert open_for_writing(tmp_path / "absent") is None
+    os.symlink(f, tmp_path / "link")
+    assert open_for_writing(tmp_path / "link") is None  # never through a symlink
+
+
+async def held_open(d: DropDir, n: int) -> None:
+    """Until the ``n``-th settle check found the file stable but open for writing."""
+    async def poll() -> None:
+        while d.held_open < n:
+            await asyncio.sleep(0.01)  # polls the condition
+    await asyncio.wait_for(poll(), 10)
+
+
+def test_a_file_held_open_for_writing_is_not_taken(tmp_path):
+    """Present at start and unchanged for many quiet periods, but a writer still has it
+    open (no close was seen: the daemon was not running when it was opened): not taken
+    until the writer closes it. The same for a file one writer closed while another still
+    writes it."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "dump.sql").write_bytes(b"BEGIN;\n")
+    held = Holder(drop / "dump.sql")
+
+    async def body() -> None:
+        taker = Taker(asyncio.get_running_loop())
+        with dropping(drop, taker, settle=SETTLE) as d:
+            await held_open(d, 3)  # stable for three quiet periods, open for writing each time
+            await marker(drop, taker, "m1")
+            assert "dump.sql" not in taker.names()
+            done = taker.ended("dump.sql")
+            with open(drop / "dump.sql", "ab") as w:  # the last write, then we close
+                w.write(b"COMMIT;\n")
+            await marker(drop, taker, "m2")  # our close was seen; the holder still has it open
+            await held_open(d, d.held_open + 2)
+            assert "dump.sql" not in taker.names()
+            held.release()
+            await asyncio.wait_for(done, 10)
+            assert [c for c in taker.calls if c[0] == "dump.sql"] == [("dump.sql", b"BEGIN;\nCOMMIT;\n")]
+
+    try:
+        asyncio.run(body())
+    finally:
+        if held.proc.poll() is None:
+            held.release()
+
+
+def test_a_hard_link_is_taken_once_stable(tmp_path):
+    """``ln`` into the drop directory: a new name, no write, no close; it is taken once it
+    has been stable for the quiet period and nobody has it open for writing."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    original = tmp_path / "report.pdf"
+    original.write_bytes(b"%PDF-1.7 report\n")
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        taker = Taker(loop)
+        with dropping(drop, taker, settle=SETTLE):
+            done = taker.ended("report.pdf")
+            linked = loop.time()
+            os.link(original, drop / "report.pdf")
+            await asyncio.wait_for(done, 10)
+            assert loop.time() - linked >= SETTLE - 0.01
+            assert taker.calls == [("report.pdf", b"%PDF-1.7 report\n")]
+            assert os.listdir(drop) == [] and original.read_bytes() == b"%PDF-1.7 report\n"
 
     asyncio.run(body())
 

@@ -329,6 +329,37 @@ volume_size = "1MiB"
         self.sh("systemctl reload odbackupd")
         return self.journal("-u odbackupd -n 6 -o cat")[-600:]
 
+    def drop_dir_under_unit(self) -> str:
+        """A drop directory as the README sets it up. A file that was open for writing
+        before the daemon started (so no close of it was seen) and that stays unchanged
+        for many quiet periods is not taken while its writer holds it: the daemon, user
+        odbackupd, asks the kernel with a read lease on a root-owned file, which needs the
+        unit's CAP_LEASE. Once the writer closes it, it is stored, verified and removed."""
+        self.sh("install -d -o odbackupd -g odbackup -m 1733 /srv/drop && rm -f /run/holder.fifo"
+                " && mkfifo /run/holder.fifo")
+        # the writer: opens the file, writes half, waits, writes the rest and closes
+        self.sh("umask 077; setsid sh -c 'exec 3>>/srv/drop/dump.sql; printf \"BEGIN;\\n\" >&3;"
+                " read x < /run/holder.fifo; printf \"COMMIT;\\n\" >&3' </dev/null >/dev/null 2>&1 &")
+        self.ct.write("/etc/systemd/system/odbackupd.service.d/drop.conf", "[Service]\nReadWritePaths=/srv/drop\n")
+        self.write_config('[job.dumps]\ndrop_dir = "/srv/drop"\nquiet_period = "1s"\n'
+                          '[daemon]\nlog_level = "debug"\n')
+        self.sh("systemctl daemon-reload && systemctl restart odbackupd")
+        # each quiet period the daemon finds it stable but still open (said at debug level)
+        self.ct.wait_until("the daemon to find the writer three times", lambda: "still open for writing; it is "
+                           "taken once nobody writes it (seen open 3 times)" in self.journal("-u odbackupd -o cat"), 60)
+        log = self.journal("-u odbackupd -o cat")
+        check(self.sh("test -e /srv/drop/dump.sql", check=False).returncode == 0 and "stored, verified" not in log,
+              f"the half-written drop file was taken:\n{log[-2000:]}")
+        self.sh("echo go > /run/holder.fifo")
+        self.ct.wait_until("the closed drop file to be stored and removed",
+                           lambda: self.sh("test -e /srv/drop/dump.sql", check=False).returncode != 0, 60)
+        snaps = self.snapshot_ids("dumps+drop")
+        check(len(snaps) == 1, f"expected one dumps+drop snapshot, found {sorted(snaps)}")
+        self.sh("rm -rf /root/drop-restore && odctl restore dumps+drop latest --to /root/drop-restore")
+        got = self.ct.path("/root/drop-restore/srv/drop/dump.sql").read_text()
+        check(got == "BEGIN;\nCOMMIT;\n", f"the restored drop file is {got!r}")
+        return f"held open: not taken; closed: snapshot {snaps.pop()}, restored whole, removed"
+
     def start_emulator(self) -> None:
         from tests.graphemu import GraphEmulator
 
@@ -437,6 +468,7 @@ compression_level = 1
             self.step("unprivileged: status yes, backup-now refused", self.odctl_nobody)
             self.step("journalctl JOB=... shows the run with fields", self.journal_fields)
             self.step("reload with a broken config keeps the daemon", self.reload_broken)
+            self.step("drop dir: a file open for writing waits (CAP_LEASE)", self.drop_dir_under_unit)
             self.step("restart during a OneDrive upload resumes it", self.restart_during_upload)
             self.step("watchdog restarts a hung (SIGSTOPped) daemon", self.watchdog)
             if self.blocked == "systemctl enable --now":
