@@ -160,12 +160,12 @@ def _cancel_on_signals() -> threading.Event:
 
 def run_drop_dir_once(config, job: str, state, cancel: threading.Event | None = None) -> int:  # noqa: ANN001
     """``--once`` on a job that only has a drop directory (cron users): every file there
-    that is complete — not a temporary name, unchanged for the job's quiet_period — becomes
-    its own snapshot and is removed once stored and verified, as the daemon does it."""
+    that is complete — not a temporary name, unchanged for the job's quiet_period, open for
+    writing by no process — becomes its own snapshot and is removed once stored and verified, as the daemon does it."""
     import time
 
     from .runner import drop_series, run_job
-    from .service.dropdir import file_signature, is_temporary_name
+    from .service.dropdir import file_signature, is_temporary_name, open_for_writing
 
     jc = config.jobs[job]
     drop = Path(jc.drop_dir)
@@ -187,6 +187,9 @@ def run_drop_dir_once(config, job: str, state, cancel: threading.Event | None = 
             continue
         if time.time() - st.st_mtime < jc.quiet_period:
             print(f"{job}: {name}: changed less than {jc.quiet_period:g}s ago; left for the next run")
+            continue
+        if open_for_writing(path):
+            print(f"{job}: {name}: still open for writing; left for the next run")
             continue
         run = run_job(config, job, state, trigger="once", sources=[path], series=drop_series(job), cancel=cancel)
         code = _report_once(job, run, cancel)

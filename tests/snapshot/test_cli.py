@@ -117,7 +117,8 @@ def test_once_refuses_while_the_job_runs_elsewhere(setup, tmp_path):
 
 def test_once_on_a_drop_only_job_takes_complete_files(setup, tmp_path, age_key):
     """Cron users of a drop directory: --once stores each settled file as its own encrypted
-    snapshot and removes it; temporary names and files still changing stay."""
+    snapshot and removes it; temporary names, files still changing and files still open for
+    writing stay."""
     import os
     import time
 
@@ -132,10 +133,14 @@ def test_once_on_a_drop_only_job_takes_complete_files(setup, tmp_path, age_key):
         (drop / name).write_bytes(data)
         os.utime(drop / name, (old, old))
     (drop / "fresh.sql").write_bytes(b"still being written")
-    r = odbackupd("--config", str(setup.config_path), "--once", "t")
+    (drop / "held.sql").write_bytes(b"BEGIN;\n")  # old, but its writer still has it open
+    os.utime(drop / "held.sql", (old, old))
+    with open(drop / "held.sql", "ab"):
+        r = odbackupd("--config", str(setup.config_path), "--once", "t")
     assert r.returncode == 0, r.stderr
-    assert sorted(os.listdir(drop)) == [".c.sql", "d.part", "fresh.sql"]
+    assert sorted(os.listdir(drop)) == [".c.sql", "d.part", "fresh.sql", "held.sql"]
     assert "fresh.sql: changed less than 600s ago" in r.stdout
+    assert "held.sql: still open for writing; left for the next run" in r.stdout
     r = odctl("--config", str(setup.config_path), "snapshots", "t+drop", "--json")
     assert r.returncode == 0, r.stderr
     snaps = json.loads(r.stdout)["destinations"]["usb"]["snapshots"]
