@@ -137,6 +137,20 @@ def _verify_stored(dest: Destination, info: VolumeInfo, obj: StoredObject) -> No
         raise DestinationError(f"{dest.describe()} holds a bad copy of {info.name}: " + "; ".join(problems))
 
 
+def _manifest_sources(sources: Sequence[Path], *, encrypted: bool) -> list[str]:
+    """The sources as the manifest names them. The manifest is plain text next to the
+    volumes: for an encrypted snapshot a source that is a file (a drop-directory file) is
+    named by its directory only, so no file name is readable without the key."""
+    out: list[str] = []
+    for s in sources:
+        name = str(s)
+        if encrypted and not os.path.isdir(s):
+            name = os.path.dirname(name) or name
+        if name not in out:
+            out.append(name)
+    return out
+
+
 def _is_empty_dir(path: Path) -> bool | None:
     """True for a directory (not a symlink) with no entries, False for one with entries,
     None when it is not a directory or cannot be read (the walk reports that itself)."""
@@ -337,7 +351,7 @@ class SnapshotBuilder:
                 {"format": "age-v1", "recipients": [_fingerprint(r) for r in self.job.recipients]}
                 if self.job.recipients else None
             ),
-            sources=[str(s) for s in self.job.sources],
+            sources=_manifest_sources(self.job.sources, encrypted=bool(self.job.recipients)),
             files=last_cp.stats.files, dirs=last_cp.stats.dirs, others=last_cp.stats.others,
             data_bytes=last_cp.stats.data_bytes, tar_bytes=last_cp.offset,
             volumes=[{k: v for k, v in r.info.items() if k != "index"} for r in records],

@@ -373,6 +373,9 @@ def test_drop_file_becomes_a_restorable_encrypted_snapshot(tmp_path):
     snaps = list_snapshots(d, "intake+drop").complete
     assert len(snaps) == 1 and snaps[0].files == 1 and len(snaps[0].volumes) == 2
     assert list_snapshots(d, "intake").complete == []
+    # the manifest is plain text beside encrypted volumes: it names the directory, not the file
+    manifest = next((dest / "intake+drop").glob("*/manifest.json")).read_text()
+    assert "vm.vma" not in manifest and snaps[0].sources == [str(drop)]
     out = tmp_path / "out"
     restore_snapshot(d, snaps[0], out, identities=load_identities(key))
     assert (out / str(drop / "vm.vma").lstrip("/")).read_bytes() == payload
