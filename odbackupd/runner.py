@@ -41,6 +41,15 @@ def series_job(series: str) -> str:
     return series[: -len(DROP_SUFFIX)] if series.endswith(DROP_SUFFIX) else series
 
 
+def series_config(config: object, series: str) -> object | None:
+    """The configuration of the job whose snapshot series is named ``series`` (``JOB``, or
+    ``JOB+drop`` when JOB has a drop_dir), or None when there is no such series."""
+    job = config.jobs.get(series_job(series))  # type: ignore[attr-defined]
+    if job is None or (series != job.name and job.drop_dir is None):
+        return None
+    return job
+
+
 class JobBusy(Exception):
     pass
 

@@ -46,11 +46,10 @@ def _config(args: argparse.Namespace):  # noqa: ANN202
 def _job(config, name: str):  # noqa: ANN001, ANN202
     """The job config and the snapshot series named on the command line: ``JOB``, or
     ``JOB+drop`` for the one-snapshot-per-file series of JOB's drop directory."""
-    from odbackupd.runner import series_job
+    from odbackupd.runner import series_config
 
-    base = series_job(name)
-    job = config.jobs.get(base)
-    if job is None or (base != name and job.drop_dir is None):
+    job = series_config(config, name)
+    if job is None:
         known = ", ".join(sorted(config.jobs)) or "none configured"
         raise CliError(f"no job {name!r} (jobs: {known})", EXIT_NOT_FOUND)
     return job, name

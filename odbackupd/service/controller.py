@@ -27,7 +27,7 @@ from typing import Any, Awaitable, Callable
 
 from .. import __version__
 from ..config import Config, ConfigError, load_config
-from ..runner import JobRun, drop_series, open_destinations, run_job, series_job
+from ..runner import JobRun, drop_series, open_destinations, run_job, series_config
 from ..snapshot.builder import COMPLETED, COMPLETED_WITH_WARNINGS, Progress
 from ..state import StateStore
 from .clock import Clock, SystemClock
@@ -412,9 +412,8 @@ class Controller:
     async def list_snapshots(self, name: str) -> list[dict]:
         """Complete snapshots of ``name`` on every destination, oldest first per destination.
         ``JOB+drop`` names the series of JOB's drop-directory files."""
-        base = series_job(name)
-        job = self._job(base)
-        if base != name and job.drop_dir is None:
+        job = series_config(self.config, name)
+        if job is None:
             self._job(name)  # raises NoSuchJob naming what was asked for
         config, state = self.config, self.state
 
