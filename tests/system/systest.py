@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -424,6 +425,65 @@ compression_level = 1
         return (f"{at_restart} bytes before the restart, {sent} in all; "
                 f"sessions resumed: {emu.counters['sessions_resumed']}")
 
+    def login_with_distro_msal(self) -> str:
+        """`odctl login` (device code, through the daemon) with Debian's own python3-msal,
+        then a backup to the user's OneDrive and `odctl logout`: the path every Debian user
+        of the package takes first, with the msal bookworm ships rather than PyPI's."""
+        if self.emu is None:
+            self.start_emulator()
+        emu = self.emu
+        emu.config.update(device_code_interval=1)
+        msal = self.sh("python3 -c 'import msal; print(msal.__version__)'").stdout.strip()
+        self.ct.write("/etc/ssl/odbackupd-emu-ca.pem", Path(emu.ca_pem).read_text())
+        self.sh("mkdir -p /srv/mine && head -c 200000 /dev/urandom > /srv/mine/f.bin")
+        self.write_config(f"""
+[account.me]
+client_id = "{emu.client_id}"
+tenant = "{emu.tenant}"
+authority_url = "{emu.authority_url}"
+graph_url = "{emu.graph_url}"
+ca_bundle = "/etc/ssl/odbackupd-emu-ca.pem"
+
+[destination.mine]
+type = "onedrive"
+account = "me"
+folder = "systest-login"
+
+[job.mine]
+sources = ["/srv/mine"]
+destinations = ["mine"]
+""")
+        self.sh("systemctl reload odbackupd")
+        self.ct.wait_until("the reloaded job 'mine'", lambda: "mine" in self.odctl("--json jobs").stdout, 30)
+        p = self.odctl("backup-now mine --wait", check_rc=False, timeout=120)
+        from odbackupd.bus.names import EXIT_NOT_LOGGED_IN
+
+        check(p.returncode == EXIT_NOT_LOGGED_IN and "odctl login me" in p.stderr,
+              f"a backup before login: exit {p.returncode}, {p.stderr!r}")
+        self.sh("rm -f /root/login.out; setsid odctl login me </dev/null >/root/login.out 2>&1 &")
+        out = self.ct.path("/root/login.out")  # not /run: a tmpfs of the container's own
+
+        def code() -> str | None:
+            m = re.search(r"enter the code (\w+)", out.read_text() if out.exists() else "")
+            return m.group(1) if m else None
+        emu.approve_device_code(self.ct.wait_until("odctl login to show a device code", code, 30))
+        self.ct.wait_until("odctl login to finish", lambda: "logged in as" in out.read_text()
+                           or "odctl:" in out.read_text(), 60)
+        check("me: logged in as alice@example.com" in out.read_text(), f"odctl login said:\n{out.read_text()}")
+        cache = self.sh("stat -c '%U %a' /var/lib/odbackupd/tokens/me.json").stdout.split()
+        check(cache[:2] == ["odbackupd", "600"], f"the token cache is {cache}, not odbackupd 600")
+        before = emu.counters["bytes_uploaded"]
+        self.odctl("backup-now mine --wait", timeout=120)
+        check(emu.counters["bytes_uploaded"] - before >= 200000, "the backup after login uploaded nothing")
+        self.odctl("verify mine latest", timeout=120)
+        log = self.journal("-u odbackupd -o cat")
+        check("eyJ" not in log and "refresh_token" not in log, "a token appears in the journal")
+        self.odctl("logout me")
+        p = self.odctl("backup-now mine --wait", check_rc=False, timeout=120)
+        check(p.returncode == EXIT_NOT_LOGGED_IN, f"a backup after logout: exit {p.returncode}, {p.stderr!r}")
+        emu.assert_no_violations()
+        return f"python3-msal {msal}: not logged in → login (device code) → backup, verify → logout"
+
     def watchdog(self) -> str:
         pid = self.ct.show("MainPID")
         restarts = int(self.ct.show("NRestarts"))
@@ -470,6 +530,7 @@ compression_level = 1
             self.step("reload with a broken config keeps the daemon", self.reload_broken)
             self.step("drop dir: a file open for writing waits (CAP_LEASE)", self.drop_dir_under_unit)
             self.step("restart during a OneDrive upload resumes it", self.restart_during_upload)
+            self.step("odctl login/logout with Debian's python3-msal", self.login_with_distro_msal)
             self.step("watchdog restarts a hung (SIGSTOPped) daemon", self.watchdog)
             if self.blocked == "systemctl enable --now":
                 self.blocked = None  # purging does not need a working daemon
