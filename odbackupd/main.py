@@ -161,7 +161,8 @@ def _cancel_on_signals() -> threading.Event:
 def run_drop_dir_once(config, job: str, state, cancel: threading.Event | None = None) -> int:  # noqa: ANN001
     """``--once`` on a job that only has a drop directory (cron users): every file there
     that is complete — not a temporary name, unchanged for the job's quiet_period, open for
-    writing by no process — becomes its own snapshot and is removed once stored and verified, as the daemon does it."""
+    writing by no process — becomes its own snapshot and is removed once stored and
+    verified, as the daemon does it."""
     import time
 
     from .runner import drop_series, run_job

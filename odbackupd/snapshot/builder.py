@@ -245,9 +245,10 @@ class SnapshotBuilder:
         # A disk mounted by hand or by a script leaves an empty directory when it is not:
         # a source directory that had entries at the last snapshot and has none now fails
         # the run (retention would count an empty snapshot), unless the job allows it.
-        nonempty_now = [str(p) for p in self.job.sources if _is_empty_dir(p) is False]
+        empty = {str(p): _is_empty_dir(p) for p in self.job.sources}  # one scandir each
+        nonempty_now = [p for p, e in empty.items() if e is False]
         had = set(json.loads(self.state.get(f"nonempty_sources:{job}") or "[]"))
-        emptied = [str(p) for p in self.job.sources if _is_empty_dir(p) and str(p) in had]
+        emptied = [p for p, e in empty.items() if e and p in had]
         if emptied and not self.job.allow_empty_sources:
             return RunResult(job, None, FAILED, (
                 f"source {', '.join(emptied)} is empty but had files at the last snapshot (is its "
