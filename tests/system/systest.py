@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = "/etc/odbackupd/odbackupd.toml"
 EMU_CLIENT_ID = "5b0e7b5e-4b1e-4c0e-9a55-0d0b0c0ffee1"
 EMU_SECRET = "systest-client-secret-do-not-log"
+EMU_CA = "/etc/ssl/odbackupd-emu-ca.pem"  # the emulator's CA, inside the container
 
 
 class CheckFailed(AssertionError):
@@ -362,33 +363,42 @@ volume_size = "1MiB"
         return f"held open: not taken; closed: snapshot {snaps.pop()}, restored whole, removed"
 
     def start_emulator(self) -> None:
+        """The Graph emulator on this host's 127.0.0.1 (shared with the container), once, and
+        its CA inside the container for the accounts' ca_bundle."""
+        if self.emu is not None:
+            return
         from tests.graphemu import GraphEmulator
 
         self.emu_dir = tempfile.TemporaryDirectory(prefix="odbackupd-systest-emu-")
         self.emu = GraphEmulator(Path(self.emu_dir.name), mode="business", seed=0)
         self.emu.start()
         self.emu.register_app(EMU_CLIENT_ID, secret=EMU_SECRET)
+        self.ct.write(EMU_CA, Path(self.emu.ca_pem).read_text())
+
+    def emu_account(self, name: str, client_id: str, extra: str = "") -> str:
+        """An ``[account.NAME]`` section for the emulator, as a sysadmin would write it."""
+        emu = self.emu
+        return f"""
+[account.{name}]
+client_id = "{client_id}"
+tenant = "{emu.tenant}"
+{extra}authority_url = "{emu.authority_url}"
+graph_url = "{emu.graph_url}"
+ca_bundle = "{EMU_CA}"
+"""
 
     def restart_during_upload(self) -> str:
         self.start_emulator()
         emu = self.emu
-        self.ct.write("/etc/ssl/odbackupd-emu-ca.pem", Path(emu.ca_pem).read_text())
         self.ct.write("/etc/odbackupd/credentials/emu-secret", EMU_SECRET, mode=0o600)
+        account = self.emu_account("emu", EMU_CLIENT_ID, f'drive_id = "{emu.site_drive_id}"\n'
+                                   'client_secret_file = "odbackupd_emu-secret"\n')
         self.sh("head -c 24000000 /dev/urandom > /srv/cloud.bin && mkdir -p /srv/cloud && mv /srv/cloud.bin /srv/cloud/")
         self.write_config(f"""
 [daemon]
 bandwidth_limit = "3MiB"
 max_parallel_uploads = 1
-
-[account.emu]
-client_id = "{EMU_CLIENT_ID}"
-tenant = "{emu.tenant}"
-drive_id = "{emu.site_drive_id}"
-client_secret_file = "odbackupd_emu-secret"
-authority_url = "{emu.authority_url}"
-graph_url = "{emu.graph_url}"
-ca_bundle = "/etc/ssl/odbackupd-emu-ca.pem"
-
+{account}
 [destination.cloud]
 type = "onedrive"
 account = "emu"
@@ -429,21 +439,12 @@ compression_level = 1
         """`odctl login` (device code, through the daemon) with Debian's own python3-msal,
         then a backup to the user's OneDrive and `odctl logout`: the path every Debian user
         of the package takes first, with the msal bookworm ships rather than PyPI's."""
-        if self.emu is None:
-            self.start_emulator()
+        self.start_emulator()
         emu = self.emu
         emu.config.update(device_code_interval=1)
         msal = self.sh("python3 -c 'import msal; print(msal.__version__)'").stdout.strip()
-        self.ct.write("/etc/ssl/odbackupd-emu-ca.pem", Path(emu.ca_pem).read_text())
         self.sh("mkdir -p /srv/mine && head -c 200000 /dev/urandom > /srv/mine/f.bin")
-        self.write_config(f"""
-[account.me]
-client_id = "{emu.client_id}"
-tenant = "{emu.tenant}"
-authority_url = "{emu.authority_url}"
-graph_url = "{emu.graph_url}"
-ca_bundle = "/etc/ssl/odbackupd-emu-ca.pem"
-
+        self.write_config(f"""{self.emu_account("me", emu.client_id)}
 [destination.mine]
 type = "onedrive"
 account = "me"
