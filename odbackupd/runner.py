@@ -97,6 +97,7 @@ def run_job(
     run_id: int | None = None,
     sources: Sequence[Path] | None = None,
     series: str | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> JobRun:
     """Run one snapshot of ``job_name``.
 
@@ -104,7 +105,8 @@ def run_job(
     does, to hand out the id before the run starts). ``sources`` and ``series`` make a
     side series of the job, e.g. a drop-directory file: ``sources=[file]``,
     ``series=drop_series(job)``; the series is the folder on the destinations and has its
-    own lock, resume state and retention (the job's keep_* settings).
+    own lock, resume state and retention (the job's keep_* settings); a side series is
+    full-only. ``clock``: the time snapshots are stamped with (tests pass a manual one).
     """
     job = config.jobs[job_name]  # type: ignore[attr-defined]
     daemon = config.daemon  # type: ignore[attr-defined]
@@ -124,14 +126,15 @@ def run_job(
     try:
         with job_lock(daemon.state_dir, series):
             dests = open_destinations(config, job, state)
-            spec = replace(JobSpec.from_config(job), name=series)
+            spec = replace(JobSpec.from_config(job), name=series, incremental=series == job_name)
             if sources is not None:
                 spec = replace(spec, sources=tuple(Path(p) for p in sources))
             builder = SnapshotBuilder(
                 spec, dests, state, daemon.spool_dir / "jobs", daemon.hostname,
                 upload_workers=1 if all(d.kind == "local" for d in dests) else daemon.max_parallel_uploads,
                 progress=progress, cancel=cancel,
-                skip_paths=[daemon.state_dir, daemon.spool_dir],
+                skip_paths=[daemon.state_dir, daemon.spool_dir], clock=clock,
+                index_dir=Path(daemon.state_dir) / "index",
             )
             result = builder.run()
             if isinstance(result.error, NotLoggedIn):
@@ -157,13 +160,20 @@ def run_job(
     }
     if m is not None:
         stats.update(files=m.files, data_bytes=m.data_bytes, stored_bytes=m.stored_bytes,
-                     volumes=len(m.volumes), duration=round(m.finished - m.started, 3))
+                     volumes=len(m.volumes), duration=round(m.finished - m.started, 3),
+                     kind=m.kind, base=m.base, full_reason=result.full_reason, **(m.changes or {}))
     state.run_finished(run_id, result.status, result.message, result.snapshot, stats)
     if series == job_name:
         state.set(f"last_run:{job_name}", f"{time.time()}")
     fields.update(SNAPSHOT=result.snapshot or "", STATUS=result.status)
     if result.ok:
         fields.update(BYTES=str(m.data_bytes if m else 0), STORED_BYTES=str(m.stored_bytes if m else 0))
+        if m is not None:
+            fields["KIND"] = m.kind
+            if m.base:
+                fields["BASE"] = m.base
+            for k, v in (m.changes or {}).items():
+                fields[k.upper()] = str(v)
         log.log(logging.WARNING if result.warning_counts else logging.INFO,
                 "job %s: snapshot %s %s: %s", job_name, result.snapshot, result.status, result.message,
                 extra={"journal_fields": {**fields, "MESSAGE_ID": MSG_RUN_FINISHED}})

@@ -432,6 +432,37 @@ class JobConfig:
         "are deleted to stay under it. Unset: no cap.",
         example="20GiB",
     )
+    full_every: int = key(
+        14,
+        kind=Int(1),
+        doc="Incremental snapshots: a full snapshot at least every Nth run of this job, "
+        "incrementals (only what changed since the previous snapshot) in between; 1 makes "
+        "every snapshot a full. A restore of an incremental applies its whole chain (the full "
+        "and every incremental up to it), and retention keeps a chain's snapshots while any "
+        "later one of it is kept.",
+        example=7,
+    )
+    full_if_older_than: float = key(
+        30 * 86400.0,
+        kind=Duration(minimum=1.0),
+        doc="Incremental snapshots: the next run is a full when the last full snapshot is "
+        "at least this old (either this or full_every makes a full).",
+        example="30d",
+    )
+    ignore_inode: bool = key(
+        False,
+        kind=Bool(),
+        doc="Change detection: do not compare inode numbers (for FUSE and network file "
+        "systems whose inode numbers change between mounts).",
+        example=False,
+    )
+    ignore_ctime: bool = key(
+        False,
+        kind=Bool(),
+        doc="Change detection: do not compare ctime (for file systems that do not keep it); "
+        "a rewrite that sets the mtime back is then missed.",
+        example=False,
+    )
     schedule: str | None = key(
         None,
         kind=Cron(),

@@ -27,6 +27,9 @@ from .. import __version__
 from ..config.units import human_size, plural
 from ..destinations.base import MANIFEST_NAME, Destination, DestinationError, Expected, StoredObject
 from ..state import StateStore
+from .catalog import list_snapshots
+from .chain import BrokenChain, Decision, chain_of, decide, restore_text
+from .incremental import Compare, IndexCache, IndexPlan, build_index
 from .manifest import Manifest, new_snapshot_id
 from .mounts import FSTAB, MOUNTINFO, unmounted_sources
 from .tarstream import TarCheckpoint, TarStream
@@ -64,6 +67,12 @@ class JobSpec:
     compression_threads: int = 0
     one_file_system: bool = True
     allow_empty_sources: bool = False
+    # incremental snapshots (see incremental.py); a drop-directory series is full-only
+    incremental: bool = True
+    full_every: int = 14
+    full_if_older_than: float | None = 30 * 86400.0
+    ignore_inode: bool = False
+    ignore_ctime: bool = False
 
     @classmethod
     def from_config(cls, job: object) -> "JobSpec":
@@ -74,6 +83,10 @@ class JobSpec:
             compression_threads=getattr(job, "compression_threads", 0),
             one_file_system=getattr(job, "one_file_system", True),
             allow_empty_sources=getattr(job, "allow_empty_sources", False),
+            full_every=getattr(job, "full_every", 14),
+            full_if_older_than=getattr(job, "full_if_older_than", 30 * 86400.0),
+            ignore_inode=getattr(job, "ignore_inode", False),
+            ignore_ctime=getattr(job, "ignore_ctime", False),
         )
 
     def params(self, destinations: Sequence[Destination]) -> dict:
@@ -118,6 +131,7 @@ class RunResult:
     resumed: bool = False
     reused_volumes: int = 0
     removed_leftovers: list[str] = field(default_factory=list)
+    full_reason: str = ""  # why this run made a full where an incremental could have been
     error: BaseException | None = None  # what made a failed run fail (its type matters: NotLoggedIn)
 
     @property
@@ -187,8 +201,12 @@ class SnapshotBuilder:
         clock: Callable[[], float] = time.time,
         fstab: Path = FSTAB,
         mountinfo: Path = MOUNTINFO,
+        index_dir: Path | None = None,
     ) -> None:
-        """``fstab``/``mountinfo``: where the unmounted-source check reads (tests pass files)."""
+        """``fstab``/``mountinfo``: where the unmounted-source check reads (tests pass files).
+        ``index_dir``: where the latest index of each series is cached (``STATE_DIR/index``);
+        None makes fulls only, without an index."""
+        self.index_dir = index_dir
         self.fstab, self.mountinfo = fstab, mountinfo
         if not destinations:
             raise ValueError("a snapshot needs at least one destination")
@@ -261,7 +279,13 @@ class SnapshotBuilder:
 
             recipients = [parse_recipient(r) for r in self.job.recipients]
         inprog = self.state.inprogress(job)
-        resuming = inprog is not None and inprog.params == params
+        resuming = inprog is not None and _without_chain(inprog.params) == params
+        cache = IndexCache(self.index_dir, job) if self.index_dir is not None and self.job.incremental else None
+        if resuming and inprog.params.get("base"):
+            # an interrupted incremental goes on only while its base's index is still the cache's
+            meta = cache.read_meta() if cache is not None else None
+            if meta is None or meta.get("snapshot") != inprog.params["base"]:
+                resuming = False
         # a new snapshot needs about what the last one took: a drive without that much
         # room is a clear error now, not a 507 after an hour of uploading
         prev_stored = self.state.get(f"last_stored_bytes:{job}")
@@ -271,8 +295,16 @@ class SnapshotBuilder:
 
         resumed = False
         resumes = 0
+        self.decision = Decision("full", None, "")
         if resuming:
             snapshot, started = inprog.snapshot, inprog.started
+            if inprog.params.get("base"):
+                base_m = self._base_manifest(job, inprog.params["base"])
+                if base_m is None:
+                    resuming = False
+                else:
+                    self.decision = Decision("incremental", base_m, "")
+        if resuming:
             resumed = True
             resumes = inprog.resumes + 1
             self.state.note_resume(job)
@@ -282,8 +314,13 @@ class SnapshotBuilder:
                 self.state.forget(job)
             started = self.clock()
             snapshot = new_snapshot_id(started)
-            self.state.begin(job, snapshot, started, params)
-        result = RunResult(job, snapshot, FAILED, resumed=resumed)
+            if cache is not None:
+                self.decision = self._decide(job, cache, started)
+            self.state.begin(job, snapshot, started, dict(
+                params, kind=self.decision.kind,
+                base=self.decision.base.snapshot if self.decision.base else None))
+        self.cache = cache
+        result = RunResult(job, snapshot, FAILED, resumed=resumed, full_reason=self.decision.reason)
         spool = self.spool_root / job / snapshot
         self._clean_spool(job, keep=snapshot)
         spool.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -293,6 +330,12 @@ class SnapshotBuilder:
         self.progress.estimated_total = int(prev) if prev else None
 
         pending, resume_cp, next_index, warn_counts = self._reconcile(job, snapshot, spool)
+        if resume_cp is not None and self.cache is not None and not _scratch_intact(spool, self.state.volumes(
+                job, snapshot)[next_index - 2].checkpoint):
+            # the spool lost the index records of what was already built: build it all again
+            log.info("job %s: the index of interrupted snapshot %s is gone from the spool; rebuilding", job, snapshot)
+            self.state.drop_volumes_from(job, snapshot, 1)
+            pending, resume_cp, next_index, warn_counts = [], None, 1, {}
         result.reused_volumes = next_index - 1 - len(pending)
         for k, v in warn_counts.items():
             self._warning_counts[k] = self._warning_counts.get(k, 0) + v
@@ -344,6 +387,9 @@ class SnapshotBuilder:
         self._emit_progress(force=True)
         records = self.state.volumes(job, snapshot)
         last_cp = TarCheckpoint.from_json(records[-1].checkpoint["tar"])
+        volumes = [{k: v for k, v in r.info.items() if k != "index"} for r in records]
+        base = self.decision.base
+        st = last_cp.stats
         manifest = Manifest(
             job=job, snapshot=snapshot, host=self.hostname, started=started, finished=self.clock(),
             tool_version=__version__,
@@ -353,20 +399,43 @@ class SnapshotBuilder:
                 if self.job.recipients else None
             ),
             sources=_manifest_sources(self.job.sources, encrypted=bool(self.job.recipients)),
-            files=last_cp.stats.files, dirs=last_cp.stats.dirs, others=last_cp.stats.others,
-            data_bytes=last_cp.stats.data_bytes, tar_bytes=last_cp.offset,
-            volumes=[{k: v for k, v in r.info.items() if k != "index"} for r in records],
+            files=st.files, dirs=st.dirs, others=st.others,
+            data_bytes=st.data_bytes, tar_bytes=last_cp.offset,
+            volumes=volumes,
             warnings=dict(self._warning_counts),
             resumes=resumes,
+            kind=self.decision.kind, base=base.snapshot if base else None,
         )
-        data = manifest.dumps()
+        built = None
         try:
+            if self.cache is not None:
+                manifest.changes = {"new": st.new, "changed": st.changed, "unchanged": st.unchanged,
+                                    "deleted": st.deleted}
+                built = build_index(spool, snapshot, manifest.base, [
+                    os.fsdecode(os.path.normpath(os.fsencode(str(p))).lstrip(b"/") or b".") for p in self.job.sources
+                ], [r.info for r in records], recipients)
+                manifest.index = {"name": built.name, "size": built.size, "sha256": built.sha256}
+                info = VolumeInfo(0, built.name, built.size, built.sha256, _quickxor(built.path), 0, 0)
+                for d in self.dests:
+                    obj = d.put_file(job, snapshot, built.name, built.path,
+                                     Expected(info.size, info.sha256, info.quickxor), lambda n: None, self._abort)
+                    _verify_stored(d, info, obj)
+            chain = [*(self._chain_of(base) if base is not None else []), manifest]
+            text = restore_text(chain, encrypted=bool(self.job.recipients)).encode()
+            data = manifest.dumps()
             for d in self.dests:
+                d.put_bytes(job, snapshot, RESTORE_NAME, text)
                 d.put_bytes(job, snapshot, MANIFEST_NAME, data)
         except BaseException as e:
             result.error = e
             result.status, result.message = FAILED, f"writing the manifest: {e}; the next run finishes this snapshot"
             return self._finish_result(result)
+        if built is not None:
+            try:
+                self.cache.store(built, snapshot)  # type: ignore[union-attr]
+            except OSError as e:  # the snapshot is complete; the next run is a full and says why
+                self.cache.drop()  # type: ignore[union-attr]
+                self._report("index", os.fsencode(self.cache.describe()), f"cannot cache the index: {e}")  # type: ignore[union-attr]
         self.state.forget(job)
         self.state.set(f"last_data_bytes:{job}", str(manifest.data_bytes))
         self.state.set(f"last_stored_bytes:{job}", str(manifest.stored_bytes))
@@ -374,13 +443,36 @@ class SnapshotBuilder:
         shutil.rmtree(spool, ignore_errors=True)
         result.manifest = manifest
         result.status = COMPLETED_WITH_WARNINGS if self._warning_counts else COMPLETED
-        result.message = (
-            f"{plural(manifest.files, 'file')}, {human_size(manifest.data_bytes)} read, "
-            f"{plural(len(manifest.volumes), 'volume')}, {human_size(manifest.stored_bytes)} stored"
-        )
+        result.message = summary(manifest, self.decision.reason)
         self.progress.phase = "done"
         self._emit_progress(force=True)
         return self._finish_result(result)
+
+    # -- full or incremental ----------------------------------------------------------------
+    def _listing(self, job: str) -> list[list[Manifest]]:
+        if getattr(self, "_listings", None) is None:
+            self._listings = [list_snapshots(d, job).complete for d in self.dests]
+        return self._listings
+
+    def _decide(self, job: str, cache: IndexCache, now: float) -> Decision:
+        listings = self._listing(job)
+        return decide(
+            [ms[-1] if ms else None for ms in listings], listings[0],
+            full_every=self.job.full_every, full_if_older_than=self.job.full_if_older_than, now=now,
+            sources=_manifest_sources(self.job.sources, encrypted=bool(self.job.recipients)),
+            encryption={"recipients": [_fingerprint(r) for r in self.job.recipients]} if self.job.recipients
+            else None, cache_meta=cache.read_meta(), cache_path=cache.describe())
+
+    def _base_manifest(self, job: str, base: str) -> Manifest | None:
+        """The base of an interrupted incremental, when every destination still has it complete."""
+        found = [next((m for m in ms if m.snapshot == base), None) for ms in self._listing(job)]
+        return found[0] if all(found) else None
+
+    def _chain_of(self, base: Manifest) -> list[Manifest]:
+        try:
+            return chain_of(base, self._listing(base.job)[0])
+        except BrokenChain:
+            return [base]
 
     def _finish_result(self, result: RunResult) -> RunResult:
         result.warnings = list(self._warnings)
@@ -473,6 +565,13 @@ class SnapshotBuilder:
             skip_paths=self.skip_paths | {os.fsencode(str(self.spool_root))},
         )
         stream = TarStream(walker, self._report, resume=resume_cp)
+        self.plan = None
+        if self.cache is not None:
+            base = self.decision.base
+            self.plan = stream.plan = IndexPlan(
+                spool, snapshot, self.cache.data if base is not None else None, base.snapshot if base else None,
+                Compare(self.job.ignore_inode, self.job.ignore_ctime), lambda: int(self.clock() * 1e9),
+                stream.cp.stats, resume=resume_cp)
         cctx = make_compressor(self.job.compression_level, self.job.compression_threads)
         # Sealing a volume (waiting for its writer thread, fsync, recording it) runs in a
         # thread of its own, in volume order, while this one already feeds the compressor
@@ -510,6 +609,8 @@ class SnapshotBuilder:
                 vol.abort()
                 slots.release()
             sealer.shutdown(wait=True)
+            if self.plan is not None:
+                self.plan.close()
 
     def _cut(
         self, job: str, snapshot: str, spool: Path, vol: VolumeWriter, stream: TarStream,
@@ -520,6 +621,11 @@ class SnapshotBuilder:
         cp = stream.checkpoint()
         with self._lock:
             warnings = dict(self._warning_counts)
+        if self.plan is not None:
+            self.plan.sync()  # the index records up to this checkpoint are on disk with it
+            warnings = {"warnings": warnings, "index": _scratch_sizes(spool)}
+        else:
+            warnings = {"warnings": warnings}
         return sealer.submit(self._seal, job, snapshot, spool, vol, cp, warnings, pool, futures, slots)
 
     def _seal(
@@ -535,7 +641,7 @@ class SnapshotBuilder:
             raise
         try:
             self.state.add_volume(
-                job, snapshot, info.index, info.to_json(), {"tar": cp.to_json(), "warnings": warnings}
+                job, snapshot, info.index, info.to_json(), {"tar": cp.to_json(), **warnings}
             )
         except BaseException as e:
             slots.release()
@@ -577,6 +683,49 @@ class SnapshotBuilder:
             raise
         finally:
             slots.release()
+
+
+RESTORE_NAME = "RESTORE.txt"
+
+
+def summary(m: Manifest, full_reason: str = "") -> str:
+    """The one-line result of a run: kind, counts, sizes (and why a full, when it matters)."""
+    out = f"{m.kind}"
+    if m.base:
+        out += f" on {m.base}"
+    if full_reason:
+        out += f" ({full_reason})"
+    out += f": {plural(m.files, 'file')}"
+    if m.changes is not None and m.kind == "incremental":
+        c = m.changes
+        out += f" ({c['new']} new, {c['changed']} changed, {c['unchanged']} unchanged, {c['deleted']} deleted)"
+    return out + (f", {human_size(m.data_bytes)} read, {plural(len(m.volumes), 'volume')}, "
+                  f"{human_size(m.stored_bytes)} stored")
+
+
+def _without_chain(params: dict) -> dict:
+    return {k: v for k, v in params.items() if k not in ("kind", "base")}
+
+
+def _scratch_sizes(spool: Path) -> dict[str, int]:
+    from .incremental import LOC_SCRATCH, TREE_SCRATCH
+
+    return {n: (spool / n).stat().st_size if (spool / n).exists() else 0 for n in (TREE_SCRATCH, LOC_SCRATCH)}
+
+
+def _scratch_intact(spool: Path, checkpoint: dict) -> bool:
+    """The spool still holds the index records a volume checkpoint covers."""
+    want = checkpoint.get("index")
+    if want is None:
+        return False
+    have = _scratch_sizes(spool)
+    return all(have.get(n, 0) >= size for n, size in want.items())
+
+
+def _quickxor(path: Path) -> str:
+    from ..hashes import quickxor_file
+
+    return quickxor_file(path)
 
 
 def _fingerprint(recipient: str) -> str:

@@ -14,7 +14,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 FORMAT = "odbackupd-snapshot"
-FORMAT_VERSION = 1
+# 2: "kind"/"base" (incremental chains), "index" (the snapshot's index object) and "changes"
+# (new/changed/unchanged/deleted); a format-1 manifest reads as a full without an index
+FORMAT_VERSION = 2
 
 
 class ManifestError(ValueError):
@@ -55,10 +57,13 @@ class Manifest:
     warnings: dict[str, int] = field(default_factory=dict)
     resumes: int = 0
     kind: str = "full"
+    base: str | None = None  # the snapshot an incremental builds on
+    index: dict[str, Any] | None = None  # {"name", "size", "sha256"} of the index object
+    changes: dict[str, int] | None = None  # new/changed/unchanged/deleted non-directories
 
     @property
     def stored_bytes(self) -> int:
-        return sum(int(v["size"]) for v in self.volumes)
+        return sum(int(v["size"]) for v in self.volumes) + (int(self.index["size"]) if self.index else 0)
 
     @property
     def encrypted(self) -> bool:
@@ -71,6 +76,7 @@ class Manifest:
             "job": self.job,
             "snapshot": self.snapshot,
             "kind": self.kind,
+            "base": self.base,
             "host": self.host,
             "started": iso(self.started),
             "finished": iso(self.finished),
@@ -86,6 +92,8 @@ class Manifest:
             "warnings": self.warnings,
             "resumes": self.resumes,
             "volumes": self.volumes,
+            "index": self.index,
+            "changes": self.changes,
         }
 
     def dumps(self) -> bytes:
@@ -101,6 +109,10 @@ class Manifest:
                 raise ManifestError(
                     f"manifest format {d['format_version']} is newer than this odbackupd understands"
                 )
+            if d.get("kind", "full") not in ("full", "incremental"):
+                raise ManifestError(f"unknown snapshot kind {d.get('kind')!r}")
+            if d.get("kind") == "incremental" and not d.get("base"):
+                raise ManifestError("an incremental snapshot without a base")
             c = d["counts"]
             vols = d["volumes"]
             for v in vols:
@@ -115,7 +127,8 @@ class Manifest:
                 files=c["files"], dirs=c["dirs"], others=c["others"],
                 data_bytes=c["data_bytes"], tar_bytes=c["tar_bytes"], volumes=vols,
                 warnings=d.get("warnings", {}), resumes=d.get("resumes", 0),
-                kind=d.get("kind", "full"),
+                kind=d.get("kind", "full"), base=d.get("base"), index=d.get("index"),
+                changes=d.get("changes"),
             )
         except ManifestError:
             raise

@@ -37,6 +37,12 @@ class TarStats:
     dirs: int = 0
     others: int = 0  # symlinks, devices, fifos
     data_bytes: int = 0  # file content bytes read
+    # what an IndexPlan decided (non-directories): stored as new or changed, left out as
+    # unchanged since the base, gone since the base
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    deleted: int = 0
 
 
 @dataclass
@@ -254,7 +260,11 @@ class TarStream:
         report: Report,
         resume: TarCheckpoint | None = None,
         chunk_size: int = 1 << 20,
+        plan: object | None = None,
     ) -> None:
+        """``plan``: an :class:`~.incremental.IndexPlan` (dumpdir records, the index, and
+        which non-directories an incremental leaves out); None writes a plain full."""
+        self.plan = plan
         self.walker = walker
         self.report = report
         self.cp = resume if resume is not None else TarCheckpoint()
@@ -365,6 +375,11 @@ class TarStream:
             if stat.S_ISSOCK(st.st_mode):
                 cp.last_key = entry.key  # sockets cannot be archived; tar skips them too
                 return
+            plan = self.plan
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if plan is not None and not is_dir and not plan.wanted(entry, cp.offset):  # type: ignore[attr-defined]
+                cp.last_key = entry.key  # unchanged since the base: in an earlier archive
+                return
             if stat.S_ISREG(st.st_mode):
                 try:
                     fd = _open_noatime(entry.path)
@@ -380,12 +395,17 @@ class TarStream:
                 xattrs = _xattrs(fd)
             else:
                 xattrs = _xattrs(entry.path)
+            if plan is not None:
+                if is_dir:
+                    xattrs = xattrs + plan.directory(entry, cp.offset)  # type: ignore[attr-defined]
             try:
                 header, size = self._header(entry, st, xattrs)
             except OSError as e:  # readlink of a vanished symlink
                 self._report_oserror(entry.path, e)
                 cp.last_key = entry.key
                 return
+            if plan is not None and not is_dir:
+                plan.stored(entry, cp.offset)  # type: ignore[attr-defined]
             cp.cur_key, cp.cur_path, cp.cur_header = entry.key, entry.path, header
             cp.cur_size, cp.cur_done = size, 0
             cp.cur_ident = (st.st_ino, st.st_size, st.st_mtime_ns)

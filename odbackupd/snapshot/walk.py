@@ -23,6 +23,10 @@ class Entry:
     arcname: bytes  # name inside the archive (absolute path without the leading "/")
     st: os.stat_result  # lstat
     key: Key
+    # a directory's children as the walk will yield them, (name, lstat) in name order,
+    # listed before the directory itself is yielded (what an incremental's dumpdir needs);
+    # () for a directory the walk does not descend into, None for anything else
+    children: tuple[tuple[bytes, os.stat_result], ...] | None = None
 
 
 @dataclass
@@ -128,10 +132,13 @@ class Walker:
                 self._problem(src, e)
                 continue
             key: Key = (idx,)
-            if after is None or key > after:
-                yield Entry(src, src.lstrip(b"/") or b".", st, key)
+            kids: list[tuple[bytes, os.stat_result]] | None = None
             if stat.S_ISDIR(st.st_mode):
-                yield from self._walk_dir(src, st.st_dev, key, after)
+                kids = self._children(src, key, after)
+            if after is None or key > after:
+                yield Entry(src, src.lstrip(b"/") or b".", st, key, _kids(kids))
+            if kids:
+                yield from self._walk_dir(src, st.st_dev, key, kids, after)
 
     def _problem(self, path: bytes, e: OSError) -> None:
         if e.errno == errno.ENOENT:
@@ -139,48 +146,54 @@ class Walker:
         else:
             self.on_problem(WalkProblem(path, "unreadable", e.strerror or str(e)))
 
-    def _walk_dir(self, top: bytes, dev: int, top_key: Key, after: Key | None) -> Iterator[Entry]:
-        # explicit stack of (dir path, dir key, sorted names remaining), depth first
-        stack: list[tuple[bytes, Key, list[bytes]]] = []
-        names = self._listdir(top)
-        if names is None:
-            return
-        stack.append((top, top_key, names))
+    def _walk_dir(self, top: bytes, dev: int, top_key: Key, kids: list, after: Key | None) -> Iterator[Entry]:
+        # explicit stack of (dir path, dir key, (name, lstat) remaining), depth first
+        stack: list[tuple[bytes, Key, list[tuple[bytes, os.stat_result]]]] = [(top, top_key, kids)]
         while stack:
             dirpath, dkey, remaining = stack[-1]
             if not remaining:
                 stack.pop()
                 continue
-            name = remaining.pop()
+            name, st = remaining.pop()
             path = dirpath.rstrip(b"/") + b"/" + name
             key = dkey + (name,)
-            if after is not None and key < after and not _is_prefix(key, after):
-                continue  # this whole subtree comes before the resume point
-            if path in self.skip_paths or self.exclude.excluded(path):
-                continue
-            try:
-                st = os.lstat(path)
-            except OSError as e:
-                self._problem(path, e)
-                continue
-            if after is None or key > after:
-                yield Entry(path, path.lstrip(b"/"), st, key)
+            sub: list | None = None
             if stat.S_ISDIR(st.st_mode):
-                if self.one_file_system and st.st_dev != dev:
-                    continue  # a mount point: archived as an empty directory, like tar
-                sub = self._listdir(path)
-                if sub:
-                    stack.append((path, key, sub))
+                # a mount point is archived as an empty directory, like tar
+                sub = [] if self.one_file_system and st.st_dev != dev else self._children(path, key, after)
+            if after is None or key > after:
+                yield Entry(path, path.lstrip(b"/"), st, key, _kids(sub))
+            if sub:
+                stack.append((path, key, sub))
 
-    def _listdir(self, path: bytes) -> list[bytes] | None:
+    def _children(self, path: bytes, dkey: Key, after: Key | None) -> list[tuple[bytes, os.stat_result]]:
+        """The entries of a directory the walk yields, lstat'ed, in reverse name order
+        (popped from the end: ascending); subtrees wholly before ``after`` are left out."""
         try:
             with os.scandir(path) as it:
                 names = [e.name for e in it]
         except OSError as e:
             self._problem(path, e)
-            return None
-        names.sort(reverse=True)  # popped from the end: ascending order
-        return names
+            return []
+        names.sort(reverse=True)
+        out = []
+        base = path.rstrip(b"/") + b"/"
+        for name in names:
+            key = dkey + (name,)
+            if after is not None and key < after and not _is_prefix(key, after):
+                continue  # this whole subtree comes before the resume point
+            child = base + name
+            if child in self.skip_paths or self.exclude.excluded(child):
+                continue
+            try:
+                out.append((name, os.lstat(child)))
+            except OSError as e:
+                self._problem(child, e)
+        return out
+
+
+def _kids(kids: list | None) -> tuple | None:
+    return None if kids is None else tuple(reversed(kids))
 
 
 def _is_prefix(key: Key, of: Key) -> bool:

@@ -1,0 +1,433 @@
+"""Incremental snapshots: the per-snapshot index and the change decision during the walk.
+
+Design
+======
+A series is a sequence of *chains*: a full snapshot, then incrementals, each based on the
+snapshot before it (``manifest.base``). Every snapshot is still one tar stream cut into
+volumes, so a chain restores with stock tools by concatenating the chain's streams into one
+``tar -x -G -i`` (``../shared/INCREMENTAL-NOTES.md``). What makes an incremental:
+
+- **Every directory** of the sources is stored, with a ``GNU.dumpdir`` PAX record listing its
+  children (``D`` a directory, ``Y`` stored in this archive, ``N`` not stored: unchanged),
+  sorted by bytes. GNU tar's ``-G`` deletes whatever a restored directory holds that the list
+  does not name: that is how deletions and renames reach a restore. Everything is keyed by
+  **path**: a renamed file is stored again under its new name; inode numbers are never used
+  to infer renames (GNU tar's own ``R``/``T`` codes failed three ways), only as part of
+  "the same file".
+- **Only new or changed non-directories** are stored. A child is unchanged when its previous
+  record has the same type, size, ``mtime_ns``, ``ctime_ns`` (unless ``ignore_ctime``), inode
+  (unless ``ignore_inode``; never the device number), mode and owner, and was not *racy*:
+  a file whose mtime or ctime was within :data:`RACY_NS` of the moment it was listed may
+  change again within the timestamp granularity unnoticed, so the next run reads it again.
+  tar has no metadata-only entry: a chmod stores the data again.
+
+The decision for a directory's children is made when the directory is reached, before its
+header is written (the dumpdir comes first in the archive): the walk lists and lstats a
+directory's children before yielding it (``Entry.children``), and the previous index holds,
+per directory, one record with all its children. So the comparison is a **streaming merge**
+of two sequences in walk order — the walk's directories and the previous index's directory
+records — holding only the records of the directories on the current path (one directory's
+children each), never a dict of every path.
+
+The index
+---------
+One object per snapshot, ``index.zst`` (``index.zst.age`` when the job is encrypted: it
+holds file names), beside the volumes, listed in the manifest with its size and SHA-256.
+Plain text before compression, one JSON document per line, in this order:
+
+1. a header ``{"format": "odbackupd-index", "version": 1, "snapshot", "base", "roots"}``
+   (``roots``: each source's name in the archive, to map a member to its source);
+2. *tree* records in walk order, one per directory and one per non-directory source:
+   ``{"k": key, "o": tar offset of the entry's header, "c": [child, ...]}`` where ``key`` is
+   the walk key (source index, then path components; names are ``os.fsdecode`` strings, so
+   any byte survives JSON as an escaped surrogate) and each child is
+   ``[name, type, size, mtime_ns, ctime_ns, inode, mode, uid, gid, racy, origin]``
+   (type ``f`` file, ``d`` directory, ``l`` symlink, ``c``/``b`` device, ``p`` fifo;
+   ``origin``: ``""`` = stored in this snapshot, else the id of the snapshot of the chain
+   whose archive holds that data). A non-directory source has ``"r": child`` instead of ``c``.
+3. ``{"section": "locations"}``, then one line per entry stored in this snapshot:
+   ``{"k": key, "o": tar offset, "v": volume index}`` — where its data is.
+
+While a snapshot is built the tree and location records go to two scratch files in the
+spool (each record carries its tar offset, so a resumed run keeps exactly the records of
+the entries before its checkpoint; both files are fsync'ed with every volume). At the end
+they become the index object; its compressed plain text is also cached under
+``STATE_DIR/index/`` (0600) for the next run's comparison: the server may hold only the
+public key, so it cannot read the stored copy back. A missing or mismatching cache makes
+the next run a full, and the run says why.
+"""
+from __future__ import annotations
+
+import bisect
+import hashlib
+import io
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator, Sequence
+
+import zstandard
+
+from .walk import Entry, Key, key_from_json, key_to_json
+
+INDEX_FORMAT = "odbackupd-index"
+INDEX_VERSION = 1
+TREE_SCRATCH = "index-tree.jsonl"
+LOC_SCRATCH = "index-loc.jsonl"
+PLAIN_NAME = "index.plain.zst"
+RACY_NS = 1_000_000_000  # "within a second of their read"
+
+# child fields
+NAME, TYPE, SIZE, MTIME, CTIME, INO, MODE, UID, GID, RACY, ORIGIN = range(11)
+
+
+def index_name(encrypted: bool) -> str:
+    return "index.zst" + (".age" if encrypted else "")
+
+
+def file_type(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "f"
+    if stat.S_ISDIR(mode):
+        return "d"
+    if stat.S_ISLNK(mode):
+        return "l"
+    if stat.S_ISCHR(mode):
+        return "c"
+    if stat.S_ISBLK(mode):
+        return "b"
+    if stat.S_ISFIFO(mode):
+        return "p"
+    return "s"  # a socket: tar cannot archive it; never listed
+
+
+def _dumps(d: dict) -> bytes:
+    return json.dumps(d, separators=(",", ":")).encode() + b"\n"
+
+
+@dataclass(frozen=True)
+class Compare:
+    ignore_inode: bool = False
+    ignore_ctime: bool = False
+
+    def unchanged(self, prev: list, st: os.stat_result, typ: str) -> bool:
+        return (
+            prev[TYPE] == typ and not prev[RACY] and prev[SIZE] == (st.st_size if typ in "fl" else 0)
+            and prev[MTIME] == st.st_mtime_ns
+            and (self.ignore_ctime or prev[CTIME] == st.st_ctime_ns)
+            and (self.ignore_inode or prev[INO] == st.st_ino)
+            and prev[MODE] == st.st_mode and prev[UID] == st.st_uid and prev[GID] == st.st_gid
+        )
+
+
+class TreeReader:
+    """The tree records of an index (compressed plain text), one at a time, in walk order."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True),
+                                    1 << 20)
+        head = json.loads(self._f.readline() or b"{}")
+        if head.get("format") != INDEX_FORMAT or int(head.get("version", 0)) > INDEX_VERSION:
+            raise ValueError("not an odbackupd index (or one newer than this odbackupd)")
+        self.header = head
+        self._peek: tuple[Key, dict] | None = None
+        self._done = False
+
+    def _next(self) -> tuple[Key, dict] | None:
+        if self._peek is not None:
+            r, self._peek = self._peek, None
+            return r
+        if self._done:
+            return None
+        line = self._f.readline()
+        if not line:
+            self._done = True
+            return None
+        d = json.loads(line)
+        if "section" in d:
+            self._done = True
+            return None
+        return key_from_json(d["k"]), d
+
+    def __iter__(self) -> Iterator[tuple[Key, dict]]:
+        while (r := self._next()) is not None:
+            yield r
+
+    def seek(self, key: Key) -> tuple[dict | None, list[dict]]:
+        """The record of ``key`` (or None) and the records skipped before it."""
+        skipped = []
+        while (r := self._next()) is not None:
+            if r[0] < key:
+                skipped.append(r[1])
+                continue
+            if r[0] == key:
+                return r[1], skipped
+            self._peek = r
+            break
+        return None, skipped
+
+
+def open_tree(path: Path) -> tuple[BinaryIO, TreeReader]:
+    f = open(path, "rb")
+    try:
+        return f, TreeReader(f)
+    except BaseException:
+        f.close()
+        raise
+
+
+def _read_records(path: Path, keep) -> tuple[list[bytes], int]:  # noqa: ANN001
+    """The lines of a scratch file up to the first one ``keep`` refuses (or a torn one)."""
+    lines, size = [], 0
+    if not path.exists():
+        return lines, 0
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                d = json.loads(line)
+            except ValueError:
+                break
+            if not keep(d):
+                break
+            lines.append(line)
+            size += len(line)
+    return lines, size
+
+
+class IndexPlan:
+    """The TarStream's hook: decides per entry, writes the scratch index records.
+
+    ``prev``: the previous snapshot's index (cached copy) for an incremental, None for a
+    full (everything is new). ``counts``: the TarStats the checkpoints carry.
+    """
+
+    def __init__(self, spool: Path, snapshot: str, prev: Path | None, prev_snapshot: str | None,
+                 compare: Compare, clock_ns, stats, resume=None) -> None:  # noqa: ANN001
+        self.spool = spool
+        self.snapshot = snapshot
+        self.prev_snapshot = prev_snapshot or ""
+        self.compare = compare
+        self.clock_ns = clock_ns
+        self.stats = stats
+        self._prev_f: BinaryIO | None = None
+        self.prev: TreeReader | None = None
+        if prev is not None:
+            self._prev_f, self.prev = open_tree(prev)
+        # the directories on the current path: (key, {child name: stored}) each
+        self._stack: list[tuple[Key, dict[bytes, bool]]] = []
+        tree, loc = spool / TREE_SCRATCH, spool / LOC_SCRATCH
+        if resume is None:
+            tree.unlink(missing_ok=True)
+            loc.unlink(missing_ok=True)
+        else:
+            cur = key_to_json(resume.cur_key) if resume.cur_key is not None else None
+
+            def keep(d: dict) -> bool:
+                return d["o"] < resume.offset or d["k"] == cur
+
+            lines, size = _read_records(tree, keep)
+            _truncate(tree, size)
+            _truncate(loc, _read_records(loc, keep)[1])
+            last: Key | None = None
+            for line in lines:
+                d = json.loads(line)
+                k = key_from_json(d["k"])
+                self._push(k, d.get("c", []))
+                last = k
+            if self.prev is not None and last is not None:
+                self.prev.seek(last)  # already compared: its counts are in the checkpoint
+        self._tree = open(tree, "ab")
+        self._loc = open(loc, "ab")
+
+    def _push(self, key: Key, children: list) -> None:
+        while self._stack and self._stack[-1][0] != key[: len(self._stack[-1][0])]:
+            self._stack.pop()
+        self._stack.append((key, {os.fsencode(c[NAME]): c[ORIGIN] == "" and c[TYPE] != "d" for c in children}))
+
+    def _count_deleted(self, records: list[dict]) -> None:
+        for r in records:
+            if "r" in r:
+                self.stats.deleted += 1
+            else:
+                self.stats.deleted += sum(1 for c in r["c"] if c[TYPE] != "d")
+
+    def directory(self, entry: Entry, offset: int) -> list[tuple[bytes, bytes]]:
+        """Called just before a directory's header: its tree record and dumpdir record."""
+        prev_children: dict[str, list] = {}
+        if self.prev is not None:
+            rec, skipped = self.prev.seek(entry.key)
+            self._count_deleted(skipped)
+            if rec is not None and "c" in rec:
+                prev_children = {c[NAME]: c for c in rec["c"]}
+        now = self.clock_ns()
+        kids, dump = [], []
+        for name, st in entry.children or ():
+            typ = file_type(st.st_mode)
+            if typ == "s":
+                continue
+            sname = os.fsdecode(name)
+            p = prev_children.pop(sname, None)
+            racy = int(max(st.st_mtime_ns, st.st_ctime_ns) >= now - RACY_NS)
+            if typ == "d":
+                code, origin = b"D", ""
+            else:
+                if p is not None and self.compare.unchanged(p, st, typ):
+                    code, origin = b"N", p[ORIGIN] or self.prev_snapshot
+                    self.stats.unchanged += 1
+                else:
+                    code, origin = b"Y", ""
+                    if p is None or p[TYPE] == "d":
+                        self.stats.new += 1
+                    else:
+                        self.stats.changed += 1
+            size = st.st_size if typ in "fl" else 0
+            kids.append([sname, typ, size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode,
+                         st.st_uid, st.st_gid, racy, origin])
+            dump.append(code + name + b"\0")
+        self.stats.deleted += sum(1 for p in prev_children.values() if p[TYPE] != "d")
+        self._tree.write(_dumps({"k": key_to_json(entry.key), "o": offset, "c": kids}))
+        self._push(entry.key, kids)
+        return [(b"GNU.dumpdir", b"".join(dump) + b"\0")]
+
+    def wanted(self, entry: Entry, offset: int) -> bool:
+        """Whether a non-directory is stored (decided when its directory was reached)."""
+        if len(entry.key) == 1:  # a source that is a file: always stored
+            if self.prev is not None:
+                rec, skipped = self.prev.seek(entry.key)
+                self._count_deleted(skipped)
+                self.stats.changed += rec is not None
+                self.stats.new += rec is None
+            st = entry.st
+            self._tree.write(_dumps({"k": key_to_json(entry.key), "o": offset, "r": [
+                "", file_type(st.st_mode), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
+                st.st_mode, st.st_uid, st.st_gid, 1, ""]}))
+            return True
+        parent = entry.key[:-1]
+        while self._stack and self._stack[-1][0] != parent:
+            self._stack.pop()
+        if not self._stack:
+            return True  # cannot happen in walk order; storing is always safe
+        return self._stack[-1][1].get(entry.key[-1], True)
+
+    def stored(self, entry: Entry, offset: int) -> None:
+        self._loc.write(_dumps({"k": key_to_json(entry.key), "o": offset}))
+
+    def sync(self) -> None:
+        """At every volume checkpoint: the records before it are on disk."""
+        for f in (self._tree, self._loc):
+            f.flush()
+            os.fsync(f.fileno())
+
+    def close(self) -> None:
+        self._tree.close()
+        self._loc.close()
+        if self._prev_f is not None:
+            self._prev_f.close()
+
+
+def _truncate(path: Path, size: int) -> None:
+    if path.exists():
+        os.truncate(path, size)
+
+
+@dataclass(frozen=True)
+class BuiltIndex:
+    path: Path  # the object to store (encrypted when the job is)
+    plain: Path  # its compressed plain text (what the cache keeps)
+    name: str
+    size: int
+    sha256: str
+
+
+def build_index(spool: Path, snapshot: str, base: str | None, roots: Sequence[str],
+                volumes: Sequence[dict], recipients: Sequence[object]) -> BuiltIndex:
+    """The index object from the scratch records (again from scratch if called twice)."""
+    starts = [int(v["tar_start"]) for v in volumes]
+    indexes = [int(v["index"]) for v in volumes]
+    plain = spool / PLAIN_NAME
+    cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
+    with open(plain, "wb") as raw, cctx.stream_writer(raw, closefd=False) as out:
+        out.write(_dumps({"format": INDEX_FORMAT, "version": INDEX_VERSION, "snapshot": snapshot,
+                          "base": base, "roots": list(roots)}))
+        with open(spool / TREE_SCRATCH, "rb") as f:
+            for line in f:
+                out.write(line)
+        out.write(_dumps({"section": "locations"}))
+        with open(spool / LOC_SCRATCH, "rb") as f:
+            for line in f:
+                d = json.loads(line)
+                d["v"] = indexes[max(0, bisect.bisect_right(starts, d["o"]) - 1)] if starts else 0
+                out.write(_dumps(d))
+    name = index_name(bool(recipients))
+    path = spool / name
+    sha = hashlib.sha256()
+    size = 0
+    if recipients:
+        from ..crypto.age import AgeWriter
+
+        with open(plain, "rb") as src, open(path, "wb") as dst:
+            class _Hashing:
+                def write(self, b: bytes) -> int:
+                    nonlocal size
+                    sha.update(b)
+                    size += len(b)
+                    return dst.write(b)
+
+            w = AgeWriter(_Hashing(), list(recipients))  # type: ignore[arg-type]
+            while b := src.read(1 << 20):
+                w.write(b)
+            w.close()
+    else:
+        path = plain.with_name(name)
+        with open(plain, "rb") as src, open(path, "wb") as dst:
+            while b := src.read(1 << 20):
+                sha.update(b)
+                size += len(b)
+                dst.write(b)
+    os.chmod(path, 0o600)
+    return BuiltIndex(path, plain, name, size, sha.hexdigest())
+
+
+# -- the local cache of the latest index ---------------------------------------------------------
+class IndexCache:
+    """``STATE_DIR/index/SERIES.zst`` (the latest snapshot's index, compressed plain text)
+    and ``SERIES.json`` (which snapshot, and the SHA-256 of the stored object)."""
+
+    def __init__(self, root: Path, series: str) -> None:
+        self.dir = Path(root)
+        self.data = self.dir / f"{series}.zst"
+        self.meta = self.dir / f"{series}.json"
+
+    def describe(self) -> str:
+        return str(self.data)
+
+    def read_meta(self) -> dict | None:
+        try:
+            d = json.loads(self.meta.read_text())
+        except (OSError, ValueError):
+            return None
+        return d if isinstance(d, dict) and self.data.is_file() else None
+
+    def store(self, built: BuiltIndex, snapshot: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self.data.with_suffix(".zst.tmp")
+        with open(built.plain, "rb") as src, os.fdopen(
+                os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as dst:
+            while b := src.read(1 << 20):
+                dst.write(b)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(tmp, self.data)
+        mtmp = self.meta.with_suffix(".json.tmp")
+        fd = os.open(mtmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"snapshot": snapshot, "sha256": built.sha256}, f)
+        os.replace(mtmp, self.meta)
+
+    def drop(self) -> None:
+        self.meta.unlink(missing_ok=True)
+        self.data.unlink(missing_ok=True)
