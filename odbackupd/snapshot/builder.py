@@ -29,7 +29,7 @@ from ..destinations.base import MANIFEST_NAME, Destination, DestinationError, Ex
 from ..state import StateStore
 from .catalog import list_snapshots
 from .chain import BrokenChain, Decision, chain_of, decide, restore_text
-from .incremental import Compare, IndexCache, IndexPlan, build_index
+from .incremental import LOC_SCRATCH, TREE_SCRATCH, Compare, IndexCache, IndexPlan, build_index
 from .manifest import Manifest, new_snapshot_id
 from .mounts import FSTAB, MOUNTINFO, unmounted_sources
 from .tarstream import TarCheckpoint, TarStream
@@ -367,6 +367,9 @@ class SnapshotBuilder:
         except BaseException as e:
             self._abort.set()
             pool.shutdown(wait=True, cancel_futures=True)
+            if not self.state.volumes(job, snapshot):  # nothing to resume from: no index scratch either
+                for n in (TREE_SCRATCH, LOC_SCRATCH):
+                    (spool / n).unlink(missing_ok=True)
             err = self._error or e
             result.error = err
             result.status = FAILED
@@ -521,7 +524,7 @@ class SnapshotBuilder:
             return [], None, 1, {}
         last = records[keep - 1]
         cp = TarCheckpoint.from_json(last.checkpoint["tar"])
-        kept_names = {r.info["name"] for r in records[:keep]}
+        kept_names = {r.info["name"] for r in records[:keep]} | {TREE_SCRATCH, LOC_SCRATCH}
         for p in spool.iterdir():
             if p.name not in kept_names:
                 p.unlink(missing_ok=True)  # half-built volumes
@@ -708,8 +711,6 @@ def _without_chain(params: dict) -> dict:
 
 
 def _scratch_sizes(spool: Path) -> dict[str, int]:
-    from .incremental import LOC_SCRATCH, TREE_SCRATCH
-
     return {n: (spool / n).stat().st_size if (spool / n).exists() else 0 for n in (TREE_SCRATCH, LOC_SCRATCH)}
 
 

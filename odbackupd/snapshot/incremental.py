@@ -289,7 +289,7 @@ class IndexPlan:
                          st.st_uid, st.st_gid, racy, origin])
             dump.append(code + name + b"\0")
         self.stats.deleted += sum(1 for p in prev_children.values() if p[TYPE] != "d")
-        self._tree.write(_dumps({"k": key_to_json(entry.key), "o": offset, "c": kids}))
+        _write(self._tree, _dumps({"k": key_to_json(entry.key), "o": offset, "c": kids}))
         self._push(entry.key, kids)
         return [(b"GNU.dumpdir", b"".join(dump) + b"\0")]
 
@@ -302,7 +302,7 @@ class IndexPlan:
                 self.stats.changed += rec is not None
                 self.stats.new += rec is None
             st = entry.st
-            self._tree.write(_dumps({"k": key_to_json(entry.key), "o": offset, "r": [
+            _write(self._tree, _dumps({"k": key_to_json(entry.key), "o": offset, "r": [
                 "", file_type(st.st_mode), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
                 st.st_mode, st.st_uid, st.st_gid, 1, ""]}))
             return True
@@ -314,19 +314,32 @@ class IndexPlan:
         return self._stack[-1][1].get(entry.key[-1], True)
 
     def stored(self, entry: Entry, offset: int) -> None:
-        self._loc.write(_dumps({"k": key_to_json(entry.key), "o": offset}))
+        _write(self._loc, _dumps({"k": key_to_json(entry.key), "o": offset}))
 
     def sync(self) -> None:
         """At every volume checkpoint: the records before it are on disk."""
         for f in (self._tree, self._loc):
-            f.flush()
-            os.fsync(f.fileno())
+            try:
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError as e:
+                e.filename = e.filename or f.name
+                raise
 
     def close(self) -> None:
         self._tree.close()
         self._loc.close()
         if self._prev_f is not None:
             self._prev_f.close()
+
+
+def _write(f: BinaryIO, data: bytes) -> None:
+    """A write error names the scratch file (a full spool is then reported as such)."""
+    try:
+        f.write(data)
+    except OSError as e:
+        e.filename = e.filename or f.name
+        raise
 
 
 def _truncate(path: Path, size: int) -> None:

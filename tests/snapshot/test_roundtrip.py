@@ -44,8 +44,9 @@ def test_backup_restore_roundtrip(setup, tmp_path, age_key, encrypted):
     dest = LocalDestination("usb", setup.dest)
     snapdir = setup.dest / "t" / m.snapshot
     names = sorted(os.listdir(snapdir))
-    assert names[0] == "manifest.json"
-    vols = names[1:]
+    suffix = ".age" if encrypted else ""
+    assert names[:3] == ["RESTORE.txt", "index.zst" + suffix, "manifest.json"]
+    vols = names[3:]
     assert vols == [f"vol.{i:06d}.zst" + (".age" if encrypted else "") for i in range(1, len(vols) + 1)]
     manifest = json.loads((snapdir / "manifest.json").read_text())
     assert manifest["counts"]["files"] == m.files
@@ -55,7 +56,7 @@ def test_backup_restore_roundtrip(setup, tmp_path, age_key, encrypted):
         assert v["quickxor"] == quickxor_file(snapdir / v["name"])
     if encrypted:
         # the file list must not be readable from anything stored in plain text
-        raw = b"".join((snapdir / v).read_bytes() for v in vols) + (snapdir / "manifest.json").read_bytes()
+        raw = b"".join((snapdir / v).read_bytes() for v in names)
         assert b"random.bin" not in raw and b"hosts-link" not in raw
         assert manifest["encryption"]["format"] == "age-v1"
 
