@@ -94,6 +94,8 @@ def _manifest_row(m) -> dict[str, Any]:  # noqa: ANN001
         "time": render.iso(m.started),
         "host": m.host,
         "kind": m.kind,
+        "base": m.base,
+        "changes": m.changes,
         "files": m.files,
         "data_bytes": m.data_bytes,
         "stored_bytes": m.stored_bytes,
@@ -151,15 +153,23 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
     for name, r in result.items():
         if len(result) > 1 and not args.quiet:
             print(f"{name}:")
-        rows = [[s["snapshot"], s["time"], s.get("host", "-"), str(s["files"]), render.size(s["data_bytes"]),
-                 render.size(s["stored_bytes"]), str(s["volumes"]), s["status"]] for s in r["snapshots"]]
-        render.table(["SNAPSHOT", "TIME", "HOST", "FILES", "SIZE", "STORED", "VOLUMES", "STATUS"], rows)
+        rows = [[s["snapshot"], s["time"], s.get("host", "-"), _kind_cell(s), str(s["files"]),
+                 render.size(s["data_bytes"]), render.size(s["stored_bytes"]), str(s["volumes"]), s["status"]]
+                for s in r["snapshots"]]
+        render.table(["SNAPSHOT", "TIME", "HOST", "KIND", "FILES", "SIZE", "STORED", "VOLUMES", "STATUS"], rows)
         if r["incomplete"] and not args.quiet:
             print(f"incomplete (not restorable; the next run resumes or removes it): {', '.join(r['incomplete'])}",
                   file=sys.stderr)
         for u in r["unreadable"]:
             print(f"warning: {u['folder']}: {u['problem']}", file=sys.stderr)
     return EXIT_OK
+
+
+def _kind_cell(s: dict) -> str:
+    """"full", or "incr <base>": the chain reads down the table."""
+    if s.get("kind") == "incremental":
+        return f"incr <- {s.get('base') or '?'}"
+    return s.get("kind") or "full"
 
 
 def _daemon_snapshots(args: argparse.Namespace) -> tuple[str, dict]:
@@ -177,6 +187,7 @@ def _daemon_snapshots(args: argparse.Namespace) -> tuple[str, dict]:
                # the words the offline listing and the run results use (the daemon says "complete")
                "status": "completed with warnings" if r.get("warnings") else "completed"}
         row.update({k: r[k] for k in ("host", "kind", "encrypted", "warnings") if k in r})
+        row["kind"], row["base"] = r.get("kind", "full"), r.get("base") or None
         dest["snapshots"].append(row)
     return args.job, result
 
@@ -213,7 +224,10 @@ def _find(d, series: str, ref):  # noqa: ANN001, ANN202
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from odbackupd.destinations.base import DestinationError
+    from odbackupd.snapshot.chainrestore import restore_chain
     from odbackupd.snapshot.restore import IntegrityError, RestoreError, WrongIdentity, restore_snapshot
+
+    from .chaincmd import restore_chain_of
 
     cfg = _config(args)
     job, series = _job(cfg, args.job)
@@ -224,11 +238,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
         if m.encrypted and not ids:
             raise CliError(f"snapshot {m.snapshot} is encrypted: give the age identity with --identity FILE",
                            EXIT_USAGE)
+        chain = restore_chain_of(d, series, m, args.to, args.allow_nonempty, CliError)
         bar = render.Progress(f"restore {m.snapshot}", enabled=not args.quiet and not args.json)
         t0 = time.monotonic()
         try:
-            stats = restore_snapshot(d, m, args.to, identities=ids, paths=args.path,
-                                     on_progress=bar.update if bar.enabled else None)
+            if chain is not None:
+                stats = restore_chain(d, chain, args.to, identities=ids, paths=args.path,
+                                      on_progress=bar.update if bar.enabled else None)
+            else:
+                stats = restore_snapshot(d, m, args.to, identities=ids, paths=args.path,
+                                         on_progress=bar.update if bar.enabled else None)
         except KeyboardInterrupt as e:
             raise CliError(f"interrupted: {args.to} holds a partial restore of {m.snapshot}; run the same "
                            "command again to complete it (files are rewritten whole)", 130) from e
@@ -244,7 +263,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     finally:
         d.close()
     took = time.monotonic() - t0
-    out = {"snapshot": m.snapshot, "to": str(args.to), "files": stats.files, "dirs": stats.dirs,
+    out = {"snapshot": m.snapshot, "chain": [c.snapshot for c in chain] if chain else [m.snapshot],
+           "to": str(args.to), "files": stats.files, "dirs": stats.dirs,
            "links": stats.links, "others": stats.others, "bytes": stats.bytes,
            "seconds": round(took, 3), "refused": stats.refused, "warnings": stats.warnings,
            "unmatched": stats.unmatched}
@@ -267,7 +287,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from odbackupd.snapshot.catalog import list_snapshots
-    from odbackupd.snapshot.restore import WrongIdentity, verify_snapshot
+    from odbackupd.snapshot.chainrestore import verify_chain
+    from odbackupd.snapshot.restore import WrongIdentity
 
     cfg = _config(args)
     job, series = _job(cfg, args.job)
@@ -277,18 +298,25 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for name in names:
         d = _destination(cfg, job, name)
         try:
+            listing = list_snapshots(d, series).complete
             if args.snapshot == "all":
-                manifests = list_snapshots(d, series).complete
+                manifests = listing
             else:
                 manifests = [_find(d, series, args.snapshot)]
+            seen: set[str] = set()
             for m in manifests:
                 try:
-                    rep = verify_snapshot(d, m, download=args.download, identities=ids)
+                    # an incremental is only as good as its chain: every base is checked too
+                    reps = verify_chain(d, m, listing, download=args.download, identities=ids)
                 except WrongIdentity as e:
                     raise CliError(str(e), EXIT_USAGE) from e
-                reports.append({"destination": name, "snapshot": m.snapshot, "ok": rep.ok,
-                                "volumes": rep.volumes, "bytes": rep.bytes, "method": rep.method,
-                                "problems": rep.problems})
+                for rep in reps:
+                    if rep.snapshot in seen and rep.ok:
+                        continue
+                    seen.add(rep.snapshot)
+                    reports.append({"destination": name, "snapshot": rep.snapshot, "ok": rep.ok,
+                                    "volumes": rep.volumes, "bytes": rep.bytes, "method": rep.method,
+                                    "problems": rep.problems})
         finally:
             d.close()
     ok = all(r["ok"] for r in reports)
@@ -720,6 +748,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="age identity file for encrypted snapshots; repeatable")
     p.add_argument("--destination", "-d", metavar="NAME",
                    help="restore from this destination (default: the job's first)")
+    p.add_argument("--allow-nonempty", action="store_true",
+                   help="restore an incremental snapshot into a directory that is not empty (what it "
+                        "already holds stays, mixed with the snapshot's state)")
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("verify", parents=[common], help="check a snapshot's volumes against its manifest")

@@ -158,6 +158,8 @@ def finished_dict(run_id: int, trigger: str, started: float, run: JobRun) -> dic
         "warnings": sum(r.warning_counts.values()),
         "resumed": r.resumed, "reused_volumes": r.reused_volumes,
         "login_needed": True if run.login_needed else None,
+        "kind": m.kind if m else None, "base": m.base if m else None,
+        **({k: v for k, v in (m.changes or {}).items()} if m is not None and m.changes else {}),
     })
 
 
@@ -430,7 +432,7 @@ class Controller:
                             "id": m.snapshot, "destination": dest.name, "started": m.started,
                             "finished": m.finished, "files": m.files, "data_bytes": m.data_bytes,
                             "stored_bytes": m.stored_bytes, "volumes": len(m.volumes), "status": "complete",
-                            "host": m.host, "kind": m.kind, "encrypted": m.encrypted,
+                            "host": m.host, "kind": m.kind, "base": m.base or "", "encrypted": m.encrypted,
                             "warnings": dict(m.warnings),  # counts per kind, as offline
                         })
                 except DestNotLoggedIn as e:

@@ -417,8 +417,9 @@ class SnapshotBuilder:
                 built = build_index(spool, snapshot, manifest.base, [
                     os.fsdecode(os.path.normpath(os.fsencode(str(p))).lstrip(b"/") or b".") for p in self.job.sources
                 ], [r.info for r in records], recipients)
-                manifest.index = {"name": built.name, "size": built.size, "sha256": built.sha256}
                 info = VolumeInfo(0, built.name, built.size, built.sha256, _quickxor(built.path), 0, 0)
+                manifest.index = {"name": built.name, "size": built.size, "sha256": built.sha256,
+                                  "quickxor": info.quickxor}
                 for d in self.dests:
                     obj = d.put_file(job, snapshot, built.name, built.path,
                                      Expected(info.size, info.sha256, info.quickxor), lambda n: None, self._abort)

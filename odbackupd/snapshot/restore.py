@@ -288,7 +288,10 @@ class Extractor:
         paths: Sequence[str] = (),
         same_owner: bool | None = None,
         numeric_owner: bool = False,
+        select: Callable[[tarfile.TarInfo], bool] | None = None,
     ) -> None:
+        """``select``: which members to write (a chain restore writes each file once)."""
+        self.select = select
         self.root = os.fsencode(str(Path(target).resolve()))
         self.paths = [p for p in paths if p.strip("/")]
         self.filters = [tuple(_member_parts(p.strip("/"))) for p in self.paths]
@@ -348,6 +351,8 @@ class Extractor:
                 if ti is None:
                     break
                 tf.members.clear()  # stream mode: keep memory flat
+                if self.select is not None and not self.select(ti):
+                    continue
                 try:
                     parts = _member_parts(ti.name)
                     if not self._wanted(parts):
@@ -552,7 +557,7 @@ def verify_snapshot(
     objs = dest.list_objects(manifest.job, manifest.snapshot)
     read_back = download or not dest.reports_hashes
     rep.method = "read back" if read_back else "destination hashes"
-    for vol in manifest.volumes:
+    for vol in [*manifest.volumes, *([manifest.index] if manifest.index else [])]:  # the index too
         rep.volumes += 1
         obj = objs.get(vol["name"])
         if obj is None:

@@ -2,8 +2,10 @@
 
 Calendar buckets count as restic and borg count them: walking from the newest snapshot
 back, the newest snapshot of each of the last N days (weeks, months) that have one is
-kept. Then, while the kept snapshots exceed ``max_size``, the oldest go — never the one
-just made. Incomplete folders are never counted here (the builder cleans them up).
+kept. Keeping an incremental keeps every snapshot of its chain before it ("base of …"), so
+what goes is a whole chain none of whose members is kept, or the tail of a chain after
+its last kept member. Then, while the kept snapshots exceed ``max_size``, whole chains go,
+oldest first — never the chain of the newest snapshot or of the one just made. Incomplete folders are never counted here (the builder cleans them up).
 """
 from __future__ import annotations
 
@@ -50,6 +52,20 @@ _BUCKETS = {
 }
 
 
+def _parents(snapshots: Sequence[Manifest]) -> dict[str, str]:
+    """snapshot -> its base, for the bases that are there (a missing base starts a chain)."""
+    ids = {m.snapshot for m in snapshots}
+    return {m.snapshot: m.base for m in snapshots if m.kind == "incremental" and m.base in ids}
+
+
+def _root(snapshot: str, parent: dict[str, str]) -> str:
+    seen = set()
+    while snapshot in parent and snapshot not in seen:
+        seen.add(snapshot)
+        snapshot = parent[snapshot]
+    return snapshot
+
+
 def plan(snapshots: Sequence[Manifest], policy: RetentionPolicy, protect: Sequence[str] = ()) -> RetentionPlan:
     newest_first = sorted(snapshots, key=lambda m: (m.started, m.snapshot), reverse=True)
     reasons: dict[str, list[str]] = {m.snapshot: [] for m in newest_first}
@@ -81,15 +97,37 @@ def plan(snapshots: Sequence[Manifest], policy: RetentionPolicy, protect: Sequen
                 seen.append(b)
                 kept.add(m.snapshot)
                 reasons[m.snapshot].append(f"keep_{name}")
+    # an incremental needs every snapshot of its chain before it: keeping it keeps them
+    parent = _parents(newest_first)
+    for m in newest_first:
+        if m.snapshot not in kept:
+            continue
+        b = parent.get(m.snapshot)
+        while b is not None:
+            if f"base of {m.snapshot}" not in reasons[b] and not any(r.startswith("base of") for r in reasons[b]):
+                reasons[b].append(f"base of {m.snapshot}")
+            if b in kept:
+                break  # its own ancestors were (or will be) kept with it
+            kept.add(b)
+            b = parent.get(b)
     if policy.max_size is not None:
-        total = sum(m.stored_bytes for m in newest_first if m.snapshot in kept)
+        # whole chains go, oldest first; never the chain of the newest or of what was just made
+        chains: dict[str, list[Manifest]] = {}
         for m in reversed(newest_first):  # oldest first
+            chains.setdefault(_root(m.snapshot, parent), []).append(m)
+        current = {_root(s, parent) for s in protect if s in reasons} | {_root(newest_first[0].snapshot, parent)} \
+            if newest_first else set()
+        total = sum(m.stored_bytes for m in newest_first if m.snapshot in kept)
+        for root, members in chains.items():
             if total <= policy.max_size:
                 break
-            if m.snapshot in kept and m.snapshot not in protect and m is not newest_first[0]:
-                kept.discard(m.snapshot)
-                total -= m.stored_bytes
-                reasons[m.snapshot].append("over max_size")
+            if root in current or not any(m.snapshot in kept for m in members):
+                continue
+            for m in members:
+                if m.snapshot in kept:
+                    kept.discard(m.snapshot)
+                    total -= m.stored_bytes
+                    reasons[m.snapshot].append("over max_size" + (f" (the chain of {root})" if len(members) > 1 else ""))
     out = RetentionPlan(reasons=reasons)
     for m in sorted(snapshots, key=lambda m: (m.started, m.snapshot)):
         (out.keep if m.snapshot in kept else out.delete).append(m)

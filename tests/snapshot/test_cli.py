@@ -40,7 +40,8 @@ def test_check_config_names_file_line_and_key(setup, tmp_path):
 def test_full_cycle_through_the_commands(setup, tmp_path, age_key):
     key, recipient = age_key
     src = make_awkward_tree(tmp_path)
-    cfg = setup.write([src], recipients=[recipient], extra="keep_last = 2\n")
+    # fulls only here (test_incremental.py has the chains)
+    cfg = setup.write([src], recipients=[recipient], extra="keep_last = 2\nfull_every = 1\n")
     for _ in range(3):
         r = odbackupd("--config", str(cfg), "--once", "t")
         assert r.returncode == 0, r.stderr
@@ -80,7 +81,7 @@ def test_full_cycle_through_the_commands(setup, tmp_path, age_key):
     r = odctl("--config", str(cfg), "snapshots", "nojob")
     assert r.returncode == 3 and "no job 'nojob'" in r.stderr
 
-    cfg = setup.write([src], recipients=[recipient], extra="keep_last = 1\n")
+    cfg = setup.write([src], recipients=[recipient], extra="keep_last = 1\nfull_every = 1\n")
     r = odctl("--config", str(cfg), "prune", "t", "--dry-run", "--json")
     plan = json.loads(r.stdout)["destinations"]["usb"]
     assert plan["delete"] == [snaps[0]["snapshot"]] and plan["keep"] == [snaps[1]["snapshot"]]

@@ -1,0 +1,45 @@
+"""odctl's side of incremental chains: which snapshots a restore or a verify needs."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from odbackupd.bus.names import EXIT_INTEGRITY, EXIT_USAGE
+
+
+def restore_chain_of(d, series: str, m, to: Path, allow_nonempty: bool, error):  # noqa: ANN001, ANN201
+    """The chain a restore of ``m`` applies (None for a full, restored on its own).
+
+    ``error(message, code)`` builds the CliError to raise."""
+    if m.kind != "incremental":
+        return None
+    from odbackupd.snapshot.catalog import list_snapshots
+    from odbackupd.snapshot.chain import BrokenChain, chain_of
+    from odbackupd.snapshot.chainrestore import is_empty_dir
+
+    try:
+        chain = chain_of(m, list_snapshots(d, series).complete)
+    except BrokenChain as e:
+        raise error(f"cannot restore {m.snapshot}: {e}; an older snapshot whose chain is complete may "
+                    "still restore (odctl verify JOB all)", EXIT_INTEGRITY) from e
+    if not allow_nonempty and not is_empty_dir(to):
+        raise error(
+            f"{to} is not empty: {m.snapshot} is an incremental snapshot (a chain of {len(chain)}), and what "
+            "DIR already holds that the snapshot does not would be left mixed in with it (GNU tar -G would "
+            "delete it). Restore into an empty directory, or give --allow-nonempty", EXIT_USAGE)
+    return chain
+
+
+def chain_row(m, listing) -> dict[str, Any]:  # noqa: ANN001
+    """``kind``, ``base`` and ``chain`` (the ids a restore applies, or why it cannot) of a snapshot."""
+    from odbackupd.snapshot.chain import BrokenChain, chain_of
+
+    row: dict[str, Any] = {"kind": m.kind, "base": m.base}
+    try:
+        row["chain"] = [c.snapshot for c in chain_of(m, listing)]
+    except BrokenChain as e:
+        row["chain"] = None
+        row["chain_problem"] = str(e)
+    if m.changes is not None:
+        row["changes"] = dict(m.changes)
+    return row
