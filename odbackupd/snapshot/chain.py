@@ -118,12 +118,18 @@ def restore_text(chain: Sequence[Manifest], *, encrypted: bool) -> str:
             "In the folder that holds these snapshot folders, into an EMPTY directory (tar -G deletes",
             "whatever a restored directory holds that the snapshot does not name):",
             "",
-            f"  for s in {names}; do for v in $s/vol.*; do {dec}; done; done \\",
-            "    | zstd -d | tar -x -G -i -f - -C /empty/dir",
+            f"  for s in {names}; do",
+            f"    for v in $s/vol.*; do {dec}; done | zstd -d | tar -x -G -f - -C /empty/dir || break",
+            "  done",
+            "",
+            "One tar for the whole chain (tar -x -G -i) works too, except where a symlink whose target",
+            "is absolute or contains '..' became something else later in the chain: GNU tar restores",
+            "such symlinks last, from a placeholder whose inode number the new file may reuse.",
         ]
     lines += [
         "",
-        "(-G: apply the directory lists; -i: read on past the end of each snapshot's archive.)",
+        "(-G: apply the directory lists; add --xattrs --xattrs-include='*' -p to restore extended",
+        "attributes and modes exactly.)",
         "Or with odbackupd: odctl restore JOB SNAPSHOT --to /empty/dir",
         "",
     ]
