@@ -1,0 +1,66 @@
+"""SIGKILL in the middle of an incremental, then the next run finishes the same snapshot:
+its volumes are not rebuilt, its index is right, and the chain restores."""
+from __future__ import annotations
+
+import random
+import signal
+import time
+
+from odbackupd.destinations.local import LocalDestination
+from odbackupd.snapshot.catalog import list_snapshots
+from odbackupd.snapshot.chain import chain_of
+from odbackupd.snapshot.chainrestore import restore_chain, verify_chain
+
+from .incgen import stock_restore
+from .test_resume import _once, _wait_for
+from .treegen import assert_same_tree
+
+
+def test_sigkill_mid_incremental_then_resume(setup, tmp_path):
+    src = tmp_path / "src"
+    (src / "keep").mkdir(parents=True)
+    (src / "busy").mkdir()
+    rnd = random.Random(11)
+    for i in range(40):
+        (src / "keep" / f"k{i:02d}").write_bytes(rnd.randbytes(64 << 10))
+    for i in range(60):
+        (src / "busy" / f"b{i:02d}.bin").write_bytes(rnd.randbytes(1 << 20))
+    cfg = setup.write([src], volume_size="1MiB")
+    first = _once(cfg)
+    assert first.wait() == 0, first.communicate()
+    dest = LocalDestination("usb", setup.dest)
+    base = list_snapshots(dest, "t").complete[-1]
+
+    for i in range(0, 60, 2):
+        (src / "busy" / f"b{i:02d}.bin").write_bytes(rnd.randbytes(1 << 20))
+    (src / "busy" / "b01.bin").unlink()
+    proc = _once(cfg)
+    jobdir = setup.dest / "t"
+    deadline = time.monotonic() + 60
+    while not [d for d in jobdir.iterdir() if d.name != base.snapshot]:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.002)
+    snapdir = next(d for d in jobdir.iterdir() if d.name != base.snapshot)
+    _wait_for(snapdir / "vol.000005.zst", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (snapdir / "manifest.json").exists(), "the run finished before it could be killed"
+    stored = {p.name: p.stat().st_ino for p in snapdir.glob("vol.*")}
+
+    again = _once(cfg)
+    out, err = again.communicate()
+    assert again.returncode == 0, err
+    snaps = list_snapshots(dest, "t").complete
+    assert [m.snapshot for m in snaps] == [base.snapshot, snapdir.name]
+    m = snaps[-1]
+    assert m.kind == "incremental" and m.base == base.snapshot and m.resumes == 1
+    assert all((snapdir / n).stat().st_ino == ino for n, ino in stored.items()), "a stored volume was rebuilt"
+    assert m.changes["deleted"] == 1 and m.changes["changed"] >= 30
+    assert all(r.ok for r in verify_chain(dest, m, snaps, download=True))
+    chain = chain_of(m, snaps)
+    out = tmp_path / "od"
+    restore_chain(dest, chain, out)
+    assert_same_tree(src, out / str(src).lstrip("/"), dir_mtimes=False)
+    out = tmp_path / "tar"
+    stock_restore(jobdir, [c.snapshot for c in chain], out, None)
+    assert_same_tree(src, out / str(src).lstrip("/"), dir_mtimes=False)
