@@ -39,7 +39,7 @@ def test_backup_list_verify_restore_prune(od, age_key, tmp_path, how, encrypted)
     src = make_awkward_tree(tmp_path / "tree", big=3 << 20)
     key, recipient = age_key
     lines, drive_id = _drive_settings(emu, how)
-    od.write([src], recipients=[recipient] if encrypted else [], drive=lines, job_extra="keep_last = 1\n")
+    od.write([src], recipients=[recipient] if encrypted else [], drive=lines, job_extra="keep_last = 1\nfull_every = 1\n")
     assert od.login() == emu.default_user
     cfg, state = od.config(), od.state()
 
@@ -48,12 +48,12 @@ def test_backup_list_verify_restore_prune(od, age_key, tmp_path, how, encrypted)
     vols = first.result.manifest.volumes
     assert len(vols) >= 3, "the test wants a multi-volume snapshot"
     # volumes over one chunk went up in upload sessions of 320 KiB fragments, the rest
-    # (and the manifest) by one simple PUT each
+    # (and the index, RESTORE.txt and the manifest) by one simple PUT each
     big = [v for v in vols if v["size"] > CHUNK]
     assert big, "the test wants volumes larger than a chunk"
     assert emu.counters["sessions_completed"] == len(big)
     assert emu.counters["fragments_committed"] == sum(-(-v["size"] // CHUNK) for v in big)
-    assert emu.counters["simple_uploads"] == len(vols) - len(big) + 1
+    assert emu.counters["simple_uploads"] == len(vols) - len(big) + 3
     folder = f"/{od.folder}/t/{first.result.snapshot}"
     for v in vols:  # what OneDrive reports is what we made
         item = emu.item(f"{folder}/{v['name']}", drive_id)
