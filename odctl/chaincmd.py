@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from odbackupd.bus.names import EXIT_INTEGRITY, EXIT_USAGE
 
@@ -29,17 +28,3 @@ def restore_chain_of(d, series: str, m, to: Path, allow_nonempty: bool, error): 
             "delete it). Restore into an empty directory, or give --allow-nonempty", EXIT_USAGE)
     return chain
 
-
-def chain_row(m, listing) -> dict[str, Any]:  # noqa: ANN001
-    """``kind``, ``base`` and ``chain`` (the ids a restore applies, or why it cannot) of a snapshot."""
-    from odbackupd.snapshot.chain import BrokenChain, chain_of
-
-    row: dict[str, Any] = {"kind": m.kind, "base": m.base}
-    try:
-        row["chain"] = [c.snapshot for c in chain_of(m, listing)]
-    except BrokenChain as e:
-        row["chain"] = None
-        row["chain_problem"] = str(e)
-    if m.changes is not None:
-        row["changes"] = dict(m.changes)
-    return row

@@ -103,8 +103,9 @@ def test_backup_now_wait_follows_the_run_and_snapshots_come_from_the_daemon(daem
     off = json.loads(offline.stdout)["destinations"]["usb"]["snapshots"]
     assert [s["snapshot"] for s in off] == [s["snapshot"] for s in snaps]
     for a, b in zip(off, snaps):  # the same shape and values, whoever lists
-        assert {k: a[k] for k in ("host", "files", "volumes", "encrypted", "warnings", "status")} == \
-            {k: b[k] for k in ("host", "files", "volumes", "encrypted", "warnings", "status")}
+        assert {k: a[k] for k in ("host", "files", "volumes", "encrypted", "warnings", "status", "kind", "base")} == \
+            {k: b[k] for k in ("host", "files", "volumes", "encrypted", "warnings", "status", "kind", "base")}
+    assert res["kind"] in ("full", "incremental") and {"new", "changed", "unchanged", "deleted"} <= set(res)
 
     r = busctl(private_bus, "get-property", names.BUS_NAME, names.job_path("t"), names.JOB_IFACE,
                "LastResult", "LastRunTime", "State")
@@ -116,6 +117,8 @@ def test_backup_now_wait_follows_the_run_and_snapshots_come_from_the_daemon(daem
 
     r = odctl(private_bus, "backup-now", "t", "--wait")  # human output, exit code from the result
     assert r.returncode == 0 and "completed" in r.stdout, r.stderr
+    # the next run builds on the one before and says what it found
+    assert f"incremental on {res['snapshot']}" in r.stdout and " unchanged, " in r.stdout, r.stdout
 
 
 def test_signals_seen_by_gdbus_monitor(daemon, private_bus):
