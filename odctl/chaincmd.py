@@ -17,7 +17,7 @@ def restore_chain_of(d, series: str, m, to: Path, allow_nonempty: bool, error): 
     from odbackupd.snapshot.chainrestore import is_empty_dir
 
     try:
-        chain = chain_of(m, list_snapshots(d, series).complete)
+        chain = chain_of(m, list_snapshots(d, series, m.host).complete)
     except BrokenChain as e:
         raise error(f"cannot restore {m.snapshot}: {e}; an older snapshot whose chain is complete may "
                     "still restore (odctl verify JOB all)", EXIT_INTEGRITY) from e

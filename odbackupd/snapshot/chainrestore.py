@@ -33,7 +33,7 @@ def fetch_index(dest: Destination, m: Manifest, identities: Sequence[object] | N
         raise RestoreError(f"snapshot {m.snapshot} has no index")
     raw = into / m.index["name"]
     try:
-        with dest.open_read(m.job, m.snapshot, m.index["name"]) as src, open(raw, "wb") as out:
+        with dest.open_read(m.location, m.snapshot, m.index["name"]) as src, open(raw, "wb") as out:
             size, sha, _ = _hash_stream(src, out)
     except DestinationError as e:
         raise IntegrityError(f"the index of {m.snapshot}: {e}") from e

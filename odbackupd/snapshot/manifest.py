@@ -60,6 +60,14 @@ class Manifest:
     base: str | None = None  # the snapshot an incremental builds on
     index: dict[str, Any] | None = None  # {"name", "size", "sha256"} of the index object
     changes: dict[str, int] | None = None  # new/changed/unchanged/deleted non-directories
+    # where the snapshot folder's parent is on the destination (``HOST/SERIES``, or ``SERIES``
+    # in the layout before 0.2): set by the catalog when it lists, never stored
+    folder: str = field(default="", compare=False, repr=False)
+
+    @property
+    def location(self) -> str:
+        """The folder (under the destination's root) holding this snapshot's folder."""
+        return self.folder or self.job
 
     @property
     def stored_bytes(self) -> int:

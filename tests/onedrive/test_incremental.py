@@ -40,8 +40,8 @@ def test_three_level_chain_round_trip(od, age_key, tmp_path):
         local = tmp_path / "download"
         for m in chain:
             (local / m.snapshot).mkdir(parents=True)
-            for name in dest.list_objects("t", m.snapshot):
-                with dest.open_read("t", m.snapshot, name) as f:
+            for name in dest.list_objects(m.location, m.snapshot):
+                with dest.open_read(m.location, m.snapshot, name) as f:
                     (local / m.snapshot / name).write_bytes(f.read())
         assert " ".join(m.snapshot for m in chain) in (local / chain[-1].snapshot / "RESTORE.txt").read_text()
         stock_restore(local, [m.snapshot for m in chain], tmp_path / "tar", key)

@@ -18,6 +18,8 @@ from odbackupd.snapshot.chain import chain_of
 from odbackupd.snapshot.chainrestore import restore_chain
 from odbackupd.snapshot.restore import restore_snapshot
 
+from tests.layout import series_dir
+
 from .incgen import Runs, level1, level2, stock_restore
 from .treegen import assert_same_tree, make_awkward_tree
 
@@ -35,7 +37,7 @@ def test_three_level_chain_restores_with_gnu_tar_and_odctl(setup, tmp_path, age_
     rnd = random.Random(3)
     dest = LocalDestination("usb", setup.dest)
     ids = load_identities(key) if encrypted else None
-    series_dir = setup.dest / "t"
+    sdir = series_dir(setup.dest)
     made = []
     for level, change in enumerate((None, level1, level2)):
         if change is not None:
@@ -47,14 +49,14 @@ def test_three_level_chain_restores_with_gnu_tar_and_odctl(setup, tmp_path, age_
         chain = chain_of(m, list_snapshots(dest, "t").complete)
         assert [c.snapshot for c in chain] == [x.snapshot for x in made]
         # stock tools, as README and RESTORE.txt say
-        text = (series_dir / m.snapshot / "RESTORE.txt").read_text()
+        text = (sdir / m.snapshot / "RESTORE.txt").read_text()
         assert " ".join(c.snapshot for c in chain) in text and ("-G" in text if level else True)
         out = tmp_path / f"tar{level}"
-        stock_restore(series_dir, [c.snapshot for c in chain], out, key if encrypted else None)
+        stock_restore(sdir, [c.snapshot for c in chain], out, key if encrypted else None)
         assert_same_tree(src, out / str(src).lstrip("/"))
         if level < 2:  # one tar for the whole chain (see README: not for level 2's symlink -> directory)
             out = tmp_path / f"onetar{level}"
-            stock_restore(series_dir, [c.snapshot for c in chain], out, key if encrypted else None, one_tar=True)
+            stock_restore(sdir, [c.snapshot for c in chain], out, key if encrypted else None, one_tar=True)
             assert_same_tree(src, out / str(src).lstrip("/"))
         # odctl's own restore of the chain: each file once, from its newest copy
         out = tmp_path / f"od{level}"
@@ -71,7 +73,7 @@ def test_three_level_chain_restores_with_gnu_tar_and_odctl(setup, tmp_path, age_
     # level 2 stores none of the 3 MiB files again: the swap costs the swapped directories' files only
     assert inc2.data_bytes < 2 << 20 and inc2.stored_bytes < inc1.stored_bytes / 4
     if encrypted:  # the index holds file names: encrypted like the volumes
-        raw = b"".join(p.read_bytes() for p in (series_dir / inc1.snapshot).iterdir())
+        raw = b"".join(p.read_bytes() for p in (sdir / inc1.snapshot).iterdir())
         assert b"hosts.renamed" not in raw and b"pair-a" not in raw
 
 

@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 
+from tests.layout import series_dir
+
 from .incgen import Runs
 
 
@@ -44,14 +46,14 @@ def test_snapshots_verify_and_prune_of_a_chain(setup, tmp_path):
     assert r.returncode == 0 and rep["ok"] and {x["snapshot"] for x in rep["reports"]} == set(made)
 
     # a damaged base: exit 4, the link named
-    vol = setup.dest / "t" / made[1] / "vol.000001.zst"
+    vol = series_dir(setup.dest) / made[1] / "vol.000001.zst"
     data = bytearray(vol.read_bytes())
     data[len(data) // 2] ^= 1
     vol.write_bytes(bytes(data))
     r = odctl("--config", str(cfg), "verify", "t", made[2])
     assert r.returncode == 4 and f"base of {made[2]}" in r.stderr and made[1] in r.stdout + r.stderr
     # a missing base: exit 4 for verify and for restore, naming it
-    shutil.rmtree(setup.dest / "t" / made[0])
+    shutil.rmtree(series_dir(setup.dest) / made[0])
     r = odctl("--config", str(cfg), "verify", "t", made[2], "--json")
     rep = json.loads(r.stdout)
     assert r.returncode == 4 and any(made[0] in p for x in rep["reports"] for p in x["problems"])

@@ -11,6 +11,8 @@ from odbackupd.snapshot.catalog import list_snapshots
 from odbackupd.snapshot.chain import chain_of
 from odbackupd.snapshot.chainrestore import restore_chain
 
+from tests.layout import series_dir
+
 from .incgen import Runs, stock_restore
 from .treegen import assert_same_tree
 
@@ -89,7 +91,7 @@ def test_a_chain_may_start_with_a_format_1_full(setup, tmp_path):
     os.unlink(src / "d" / "old")
     (src / "keep2").write_text("new")
     inc = runs.run().result.manifest
-    snapdir = setup.dest / "t" / full.snapshot
+    snapdir = series_dir(setup.dest) / full.snapshot
     d = json.loads((snapdir / "manifest.json").read_text())
     for k in ("kind", "base", "index", "changes"):
         d.pop(k)
@@ -103,5 +105,5 @@ def test_a_chain_may_start_with_a_format_1_full(setup, tmp_path):
     assert [c.snapshot for c in chain] == [full.snapshot, inc.snapshot]
     restore_chain(dest, chain, tmp_path / "od")
     assert_same_tree(src, tmp_path / "od" / str(src).lstrip("/"))
-    stock_restore(setup.dest / "t", [c.snapshot for c in chain], tmp_path / "tar", None)
+    stock_restore(series_dir(setup.dest), [c.snapshot for c in chain], tmp_path / "tar", None)
     assert_same_tree(src, tmp_path / "tar" / str(src).lstrip("/"))

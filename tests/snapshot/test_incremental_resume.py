@@ -11,6 +11,8 @@ from odbackupd.snapshot.catalog import list_snapshots
 from odbackupd.snapshot.chain import chain_of
 from odbackupd.snapshot.chainrestore import restore_chain, verify_chain
 
+from tests.layout import series_dir
+
 from .incgen import stock_restore
 from .test_resume import _once, _wait_for
 from .treegen import assert_same_tree
@@ -35,7 +37,7 @@ def test_sigkill_mid_incremental_then_resume(setup, tmp_path):
         (src / "busy" / f"b{i:02d}.bin").write_bytes(rnd.randbytes(1 << 20))
     (src / "busy" / "b01.bin").unlink()
     proc = _once(cfg)
-    jobdir = setup.dest / "t"
+    jobdir = series_dir(setup.dest)
     deadline = time.monotonic() + 60
     while not [d for d in jobdir.iterdir() if d.name != base.snapshot]:
         assert proc.poll() is None and time.monotonic() < deadline
