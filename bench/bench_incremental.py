@@ -139,7 +139,7 @@ def main() -> None:
     changed = (0, 0)
 
     def manifests() -> list[dict]:
-        return sorted((json.loads(p.read_text()) for p in (work / "dest" / "bench").glob("*/manifest.json")),
+        return sorted((json.loads(p.read_text()) for p in (work / "dest").rglob("manifest.json")),
                       key=lambda m: m["started"])
 
     for step in ("a", "b", "c"):

@@ -243,10 +243,12 @@ class IndexPlan:
         self._tree = open(tree, "ab")
         self._loc = open(loc, "ab")
 
-    def _push(self, key: Key, children: list) -> None:
+    def _push(self, key: Key, children: list, decisions: dict[bytes, bool] | None = None) -> None:
         while self._stack and self._stack[-1][0] != key[: len(self._stack[-1][0])]:
             self._stack.pop()
-        self._stack.append((key, {os.fsencode(c[NAME]): c[ORIGIN] == "" and c[TYPE] != "d" for c in children}))
+        if decisions is None:
+            decisions = {os.fsencode(c[NAME]): c[ORIGIN] == "" and c[TYPE] != "d" for c in children}
+        self._stack.append((key, decisions))
 
     def _count_deleted(self, records: list[dict]) -> None:
         for r in records:
@@ -263,34 +265,39 @@ class IndexPlan:
             self._count_deleted(skipped)
             if rec is not None and "c" in rec:
                 prev_children = {c[NAME]: c for c in rec["c"]}
-        now = self.clock_ns()
+        racy_after = self.clock_ns() - RACY_NS
         kids, dump = [], []
+        decisions: dict[bytes, bool] = {}
+        unchanged = self.compare.unchanged
+        stats = self.stats
         for name, st in entry.children or ():
             typ = file_type(st.st_mode)
             if typ == "s":
                 continue
             sname = os.fsdecode(name)
-            p = prev_children.pop(sname, None)
-            racy = int(max(st.st_mtime_ns, st.st_ctime_ns) >= now - RACY_NS)
+            p = prev_children.pop(sname, None) if prev_children else None
+            racy = int(st.st_mtime_ns >= racy_after or st.st_ctime_ns >= racy_after)
             if typ == "d":
                 code, origin = b"D", ""
             else:
-                if p is not None and self.compare.unchanged(p, st, typ):
+                if p is not None and unchanged(p, st, typ):
                     code, origin = b"N", p[ORIGIN] or self.prev_snapshot
-                    self.stats.unchanged += 1
+                    stats.unchanged += 1
+                    decisions[name] = False
                 else:
                     code, origin = b"Y", ""
+                    decisions[name] = True
                     if p is None or p[TYPE] == "d":
-                        self.stats.new += 1
+                        stats.new += 1
                     else:
-                        self.stats.changed += 1
+                        stats.changed += 1
             size = st.st_size if typ in "fl" else 0
             kids.append([sname, typ, size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode,
                          st.st_uid, st.st_gid, racy, origin])
             dump.append(code + name + b"\0")
         self.stats.deleted += sum(1 for p in prev_children.values() if p[TYPE] != "d")
         _write(self._tree, _dumps({"k": key_to_json(entry.key), "o": offset, "c": kids}))
-        self._push(entry.key, kids)
+        self._push(entry.key, kids, decisions)
         return [(b"GNU.dumpdir", b"".join(dump) + b"\0")]
 
     def wanted(self, entry: Entry, offset: int) -> bool:
