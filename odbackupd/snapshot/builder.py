@@ -24,12 +24,15 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .. import __version__
-from ..config.units import human_size, plural
 from ..destinations.base import MANIFEST_NAME, Destination, DestinationError, Expected, StoredObject
 from ..state import StateStore
-from .catalog import SNAPSHOT_ID_RE, list_snapshots, series_folder
-from .chain import BrokenChain, Decision, chain_of, decide, restore_text
-from .incremental import LOC_SCRATCH, TREE_SCRATCH, Compare, IndexCache, IndexPlan, build_index
+from .catalog import SNAPSHOT_ID_RE, series_folder
+from .chain import Decision
+from .incbuild import (
+    RESTORE_NAME, ChainPlanner, IndexCache, drop_scratch, scratch_intact, scratch_sizes, source_roots, store_index,
+    summary, without_chain,
+)
+from .incremental import LOC_SCRATCH, TREE_SCRATCH, Compare, IndexPlan
 from .manifest import Manifest, new_snapshot_id
 from .mounts import FSTAB, MOUNTINFO, unmounted_sources
 from .tarstream import TarCheckpoint, TarStream
@@ -280,7 +283,8 @@ class SnapshotBuilder:
 
             recipients = [parse_recipient(r) for r in self.job.recipients]
         inprog = self.state.inprogress(job)
-        resuming = inprog is not None and _without_chain(inprog.params) == params
+        resuming = inprog is not None and without_chain(inprog.params) == params
+        self.chains = ChainPlanner(self.dests, job, self.hostname)
         cache = IndexCache(self.index_dir, job) if self.index_dir is not None and self.job.incremental else None
         if resuming and inprog.params.get("base"):
             # an interrupted incremental goes on only while its base's index is still the cache's
@@ -300,7 +304,7 @@ class SnapshotBuilder:
         if resuming:
             snapshot, started = inprog.snapshot, inprog.started
             if inprog.params.get("base"):
-                base_m = self._base_manifest(job, inprog.params["base"])
+                base_m = self.chains.base(inprog.params["base"])
                 if base_m is None:
                     resuming = False
                 else:
@@ -316,7 +320,11 @@ class SnapshotBuilder:
             started = self.clock()
             snapshot = new_snapshot_id(started)
             if cache is not None:
-                self.decision = self._decide(job, cache, started)
+                self.decision = self.chains.decide(
+                    cache, started, full_every=self.job.full_every, full_if_older_than=self.job.full_if_older_than,
+                    sources=_manifest_sources(self.job.sources, encrypted=bool(self.job.recipients)),
+                    encryption={"recipients": [_fingerprint(r) for r in self.job.recipients]}
+                    if self.job.recipients else None)
             self.state.begin(job, snapshot, started, dict(
                 params, kind=self.decision.kind,
                 base=self.decision.base.snapshot if self.decision.base else None))
@@ -331,7 +339,7 @@ class SnapshotBuilder:
         self.progress.estimated_total = int(prev) if prev else None
 
         pending, resume_cp, next_index, warn_counts = self._reconcile(job, snapshot, spool)
-        if resume_cp is not None and self.cache is not None and not _scratch_intact(spool, self.state.volumes(
+        if resume_cp is not None and self.cache is not None and not scratch_intact(spool, self.state.volumes(
                 job, snapshot)[next_index - 2].checkpoint):
             # the spool lost the index records of what was already built: build it all again
             log.info("job %s: the index of interrupted snapshot %s is gone from the spool; rebuilding", job, snapshot)
@@ -369,8 +377,7 @@ class SnapshotBuilder:
             self._abort.set()
             pool.shutdown(wait=True, cancel_futures=True)
             if not self.state.volumes(job, snapshot):  # nothing to resume from: no index scratch either
-                for n in (TREE_SCRATCH, LOC_SCRATCH):
-                    (spool / n).unlink(missing_ok=True)
+                drop_scratch(spool)
             err = self._error or e
             result.error = err
             result.status = FAILED
@@ -416,18 +423,9 @@ class SnapshotBuilder:
             if self.cache is not None:
                 manifest.changes = {"new": st.new, "changed": st.changed, "unchanged": st.unchanged,
                                     "deleted": st.deleted}
-                built = build_index(spool, snapshot, manifest.base, [
-                    os.fsdecode(os.path.normpath(os.fsencode(str(p))).lstrip(b"/") or b".") for p in self.job.sources
-                ], [r.info for r in records], recipients)
-                info = VolumeInfo(0, built.name, built.size, built.sha256, _quickxor(built.path), 0, 0)
-                manifest.index = {"name": built.name, "size": built.size, "sha256": built.sha256,
-                                  "quickxor": info.quickxor}
-                for d in self.dests:
-                    obj = d.put_file(self.folder, snapshot, built.name, built.path,
-                                     Expected(info.size, info.sha256, info.quickxor), lambda n: None, self._abort)
-                    _verify_stored(d, info, obj)
-            chain = [*(self._chain_of(base) if base is not None else []), manifest]
-            text = restore_text(chain, encrypted=bool(self.job.recipients)).encode()
+                built = store_index(self.dests, self.folder, manifest, spool, source_roots(self.job.sources),
+                                    [r.info for r in records], recipients, self._abort)
+            text = self.chains.restore_text(manifest, encrypted=bool(self.job.recipients))
             data = manifest.dumps()
             for d in self.dests:
                 d.put_bytes(self.folder, snapshot, RESTORE_NAME, text)
@@ -453,32 +451,6 @@ class SnapshotBuilder:
         self.progress.phase = "done"
         self._emit_progress(force=True)
         return self._finish_result(result)
-
-    # -- full or incremental ----------------------------------------------------------------
-    def _listing(self, job: str) -> list[list[Manifest]]:
-        if getattr(self, "_listings", None) is None:
-            self._listings = [list_snapshots(d, job, self.hostname).complete for d in self.dests]
-        return self._listings
-
-    def _decide(self, job: str, cache: IndexCache, now: float) -> Decision:
-        listings = self._listing(job)
-        return decide(
-            [ms[-1] if ms else None for ms in listings], listings[0],
-            full_every=self.job.full_every, full_if_older_than=self.job.full_if_older_than, now=now,
-            sources=_manifest_sources(self.job.sources, encrypted=bool(self.job.recipients)),
-            encryption={"recipients": [_fingerprint(r) for r in self.job.recipients]} if self.job.recipients
-            else None, cache_meta=cache.read_meta(), cache_path=cache.describe())
-
-    def _base_manifest(self, job: str, base: str) -> Manifest | None:
-        """The base of an interrupted incremental, when every destination still has it complete."""
-        found = [next((m for m in ms if m.snapshot == base), None) for ms in self._listing(job)]
-        return found[0] if all(found) else None
-
-    def _chain_of(self, base: Manifest) -> list[Manifest]:
-        try:
-            return chain_of(base, self._listing(base.job)[0])
-        except BrokenChain:
-            return [base]
 
     def _finish_result(self, result: RunResult) -> RunResult:
         result.warnings = list(self._warnings)
@@ -638,7 +610,7 @@ class SnapshotBuilder:
             warnings = dict(self._warning_counts)
         if self.plan is not None:
             self.plan.sync()  # the index records up to this checkpoint are on disk with it
-            warnings = {"warnings": warnings, "index": _scratch_sizes(spool)}
+            warnings = {"warnings": warnings, "index": scratch_sizes(spool)}
         else:
             warnings = {"warnings": warnings}
         return sealer.submit(self._seal, job, snapshot, spool, vol, cp, warnings, pool, futures, slots)
@@ -698,47 +670,6 @@ class SnapshotBuilder:
             raise
         finally:
             slots.release()
-
-
-RESTORE_NAME = "RESTORE.txt"
-
-
-def summary(m: Manifest, full_reason: str = "") -> str:
-    """The one-line result of a run: kind, counts, sizes (and why a full, when it matters)."""
-    out = f"{m.kind}"
-    if m.base:
-        out += f" on {m.base}"
-    if full_reason:
-        out += f" ({full_reason})"
-    out += f": {plural(m.files, 'file')}"
-    if m.changes is not None and m.kind == "incremental":
-        c = m.changes
-        out += f" ({c['new']} new, {c['changed']} changed, {c['unchanged']} unchanged, {c['deleted']} deleted)"
-    return out + (f", {human_size(m.data_bytes)} read, {plural(len(m.volumes), 'volume')}, "
-                  f"{human_size(m.stored_bytes)} stored")
-
-
-def _without_chain(params: dict) -> dict:
-    return {k: v for k, v in params.items() if k not in ("kind", "base")}
-
-
-def _scratch_sizes(spool: Path) -> dict[str, int]:
-    return {n: (spool / n).stat().st_size if (spool / n).exists() else 0 for n in (TREE_SCRATCH, LOC_SCRATCH)}
-
-
-def _scratch_intact(spool: Path, checkpoint: dict) -> bool:
-    """The spool still holds the index records a volume checkpoint covers."""
-    want = checkpoint.get("index")
-    if want is None:
-        return False
-    have = _scratch_sizes(spool)
-    return all(have.get(n, 0) >= size for n, size in want.items())
-
-
-def _quickxor(path: Path) -> str:
-    from ..hashes import quickxor_file
-
-    return quickxor_file(path)
 
 
 def _fingerprint(recipient: str) -> str:

@@ -58,15 +58,13 @@ the next run a full, and the run says why.
 """
 from __future__ import annotations
 
-import bisect
-import hashlib
 import io
 import json
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Sequence
+from typing import BinaryIO, Iterator
 
 import zstandard
 
@@ -352,102 +350,3 @@ def _write(f: BinaryIO, data: bytes) -> None:
 def _truncate(path: Path, size: int) -> None:
     if path.exists():
         os.truncate(path, size)
-
-
-@dataclass(frozen=True)
-class BuiltIndex:
-    path: Path  # the object to store (encrypted when the job is)
-    plain: Path  # its compressed plain text (what the cache keeps)
-    name: str
-    size: int
-    sha256: str
-
-
-def build_index(spool: Path, snapshot: str, base: str | None, roots: Sequence[str],
-                volumes: Sequence[dict], recipients: Sequence[object]) -> BuiltIndex:
-    """The index object from the scratch records (again from scratch if called twice)."""
-    starts = [int(v["tar_start"]) for v in volumes]
-    indexes = [int(v["index"]) for v in volumes]
-    plain = spool / PLAIN_NAME
-    cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
-    with open(plain, "wb") as raw, cctx.stream_writer(raw, closefd=False) as out:
-        out.write(_dumps({"format": INDEX_FORMAT, "version": INDEX_VERSION, "snapshot": snapshot,
-                          "base": base, "roots": list(roots)}))
-        with open(spool / TREE_SCRATCH, "rb") as f:
-            for line in f:
-                out.write(line)
-        out.write(_dumps({"section": "locations"}))
-        with open(spool / LOC_SCRATCH, "rb") as f:
-            for line in f:
-                d = json.loads(line)
-                d["v"] = indexes[max(0, bisect.bisect_right(starts, d["o"]) - 1)] if starts else 0
-                out.write(_dumps(d))
-    name = index_name(bool(recipients))
-    path = spool / name
-    sha = hashlib.sha256()
-    size = 0
-    if recipients:
-        from ..crypto.age import AgeWriter
-
-        with open(plain, "rb") as src, open(path, "wb") as dst:
-            class _Hashing:
-                def write(self, b: bytes) -> int:
-                    nonlocal size
-                    sha.update(b)
-                    size += len(b)
-                    return dst.write(b)
-
-            w = AgeWriter(_Hashing(), list(recipients))  # type: ignore[arg-type]
-            while b := src.read(1 << 20):
-                w.write(b)
-            w.close()
-    else:
-        path = plain.with_name(name)
-        with open(plain, "rb") as src, open(path, "wb") as dst:
-            while b := src.read(1 << 20):
-                sha.update(b)
-                size += len(b)
-                dst.write(b)
-    os.chmod(path, 0o600)
-    return BuiltIndex(path, plain, name, size, sha.hexdigest())
-
-
-# -- the local cache of the latest index ---------------------------------------------------------
-class IndexCache:
-    """``STATE_DIR/index/SERIES.zst`` (the latest snapshot's index, compressed plain text)
-    and ``SERIES.json`` (which snapshot, and the SHA-256 of the stored object)."""
-
-    def __init__(self, root: Path, series: str) -> None:
-        self.dir = Path(root)
-        self.data = self.dir / f"{series}.zst"
-        self.meta = self.dir / f"{series}.json"
-
-    def describe(self) -> str:
-        return str(self.data)
-
-    def read_meta(self) -> dict | None:
-        try:
-            d = json.loads(self.meta.read_text())
-        except (OSError, ValueError):
-            return None
-        return d if isinstance(d, dict) and self.data.is_file() else None
-
-    def store(self, built: BuiltIndex, snapshot: str) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.data.with_suffix(".zst.tmp")
-        with open(built.plain, "rb") as src, os.fdopen(
-                os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as dst:
-            while b := src.read(1 << 20):
-                dst.write(b)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, self.data)
-        mtmp = self.meta.with_suffix(".json.tmp")
-        fd = os.open(mtmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"snapshot": snapshot, "sha256": built.sha256}, f)
-        os.replace(mtmp, self.meta)
-
-    def drop(self) -> None:
-        self.meta.unlink(missing_ok=True)
-        self.data.unlink(missing_ok=True)

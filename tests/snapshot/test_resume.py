@@ -38,7 +38,8 @@ def test_sigkill_mid_run_then_resume(setup, tmp_path):
     rnd = random.Random(7)
     for i in range(100):
         (src / f"f{i:03d}.bin").write_bytes(rnd.randbytes(1 << 20))
-    cfg = setup.write([src], volume_size="1MiB")
+    # a full each time: the second run must be big enough to kill (test_incremental_resume: chains)
+    cfg = setup.write([src], volume_size="1MiB", extra="full_every = 1\n")
     # an earlier, complete snapshot that must survive whatever happens next
     first = _once(cfg)
     out, err = first.communicate()
