@@ -335,7 +335,9 @@ class SnapshotBuilder:
         spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         result.removed_leftovers = self._remove_leftovers(job, keep=snapshot)
 
-        prev = self.state.get(f"last_data_bytes:{job}")
+        # what the last snapshot of this kind read: an incremental reads far less than a full
+        prev = self.state.get(f"last_data_bytes:{job}:{self.decision.kind}") or (
+            self.state.get(f"last_data_bytes:{job}") if self.decision.kind == "full" else None)
         self.progress.estimated_total = int(prev) if prev else None
 
         pending, resume_cp, next_index, warn_counts = self._reconcile(job, snapshot, spool)
@@ -442,6 +444,7 @@ class SnapshotBuilder:
                 self._report("index", os.fsencode(self.cache.describe()), f"cannot cache the index: {e}")  # type: ignore[union-attr]
         self.state.forget(job)
         self.state.set(f"last_data_bytes:{job}", str(manifest.data_bytes))
+        self.state.set(f"last_data_bytes:{job}:{manifest.kind}", str(manifest.data_bytes))
         self.state.set(f"last_stored_bytes:{job}", str(manifest.stored_bytes))
         self.state.set(f"nonempty_sources:{job}", json.dumps(nonempty_now))
         shutil.rmtree(spool, ignore_errors=True)
