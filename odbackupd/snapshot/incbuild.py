@@ -19,7 +19,9 @@ from ..config.units import human_size, plural
 from ..destinations.base import Destination, DestinationError, Expected
 from .catalog import list_snapshots
 from .chain import BrokenChain, Decision, chain_of, decide, restore_text
-from .incremental import INDEX_FORMAT, INDEX_VERSION, LOC_SCRATCH, PLAIN_NAME, TREE_SCRATCH, _dumps, index_name
+from .incremental import (
+    INDEX_FORMAT, INDEX_VERSION, LOC_SCRATCH, NAME, PLAIN_NAME, RACY, TREE_SCRATCH, _dumps, index_name,
+)
 from .manifest import Manifest
 
 RESTORE_NAME = "RESTORE.txt"
@@ -34,6 +36,16 @@ class BuiltIndex:
     sha256: str
 
 
+def _failed(loc: Path) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    with open(loc, "rb") as f:
+        for line in f:
+            if b'"failed"' in line:
+                k = json.loads(line)["k"]
+                out.setdefault(json.dumps(k[:-1]), set()).add(k[-1])
+    return out
+
+
 def build_index(spool: Path, snapshot: str, base: str | None, roots: Sequence[str],
                 volumes: Sequence[dict], recipients: Sequence[object]) -> BuiltIndex:
     """The index object from the scratch records (again from scratch if called twice)."""
@@ -44,13 +56,24 @@ def build_index(spool: Path, snapshot: str, base: str | None, roots: Sequence[st
     with open(plain, "wb") as raw, cctx.stream_writer(raw, closefd=False) as out:
         out.write(_dumps({"format": INDEX_FORMAT, "version": INDEX_VERSION, "snapshot": snapshot,
                           "base": base, "roots": list(roots)}))
+        failed = _failed(spool / LOC_SCRATCH)  # {parent key: {child names}}: as few as the warnings
         with open(spool / TREE_SCRATCH, "rb") as f:
             for line in f:
+                if failed:
+                    d = json.loads(line)
+                    names = failed.get(json.dumps(d["k"]))
+                    if names:
+                        for c in d.get("c", []):
+                            if c[NAME] in names:
+                                c[RACY] = 1
+                        line = _dumps(d)
                 out.write(line)
         out.write(_dumps({"section": "locations"}))
         with open(spool / LOC_SCRATCH, "rb") as f:
             for line in f:
                 d = json.loads(line)
+                if d.get("failed"):
+                    continue
                 d["v"] = indexes[max(0, bisect.bisect_right(starts, d["o"]) - 1)] if starts else 0
                 out.write(_dumps(d))
     name = index_name(bool(recipients))

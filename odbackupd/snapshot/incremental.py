@@ -321,6 +321,12 @@ class IndexPlan:
     def stored(self, entry: Entry, offset: int) -> None:
         _write(self._loc, _dumps({"k": key_to_json(entry.key), "o": offset}))
 
+    def failed(self, entry: Entry, offset: int) -> None:
+        """A non-directory meant to be stored that could not be read (vanished, unreadable):
+        the index marks it racy, so the next run tries again instead of taking it for
+        unchanged."""
+        _write(self._loc, _dumps({"k": key_to_json(entry.key), "o": offset, "failed": 1}))
+
     def sync(self) -> None:
         """At every volume checkpoint: the records before it are on disk."""
         for f in (self._tree, self._loc):

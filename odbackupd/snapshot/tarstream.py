@@ -386,11 +386,11 @@ class TarStream:
                     st = os.fstat(fd)
                 except OSError as e:
                     self._report_oserror(entry.path, e)
-                    cp.last_key = entry.key
+                    self._skip(entry)
                     return
                 if not stat.S_ISREG(st.st_mode):
                     self.report("changed", entry.path, "replaced by another kind of file while read; skipped")
-                    cp.last_key = entry.key
+                    self._skip(entry)
                     return
                 xattrs = _xattrs(fd)
             else:
@@ -402,7 +402,7 @@ class TarStream:
                 header, size = self._header(entry, st, xattrs)
             except OSError as e:  # readlink of a vanished symlink
                 self._report_oserror(entry.path, e)
-                cp.last_key = entry.key
+                self._skip(entry)
                 return
             if plan is not None and not is_dir:
                 plan.stored(entry, cp.offset)  # type: ignore[attr-defined]
@@ -423,6 +423,12 @@ class TarStream:
         finally:
             if fd >= 0:
                 os.close(fd)
+
+    def _skip(self, entry: Entry) -> None:
+        """An entry that could not be archived; an incremental's next run reads it again."""
+        if self.plan is not None and not stat.S_ISDIR(entry.st.st_mode):
+            self.plan.failed(entry, self.cp.offset)  # type: ignore[attr-defined]
+        self.cp.last_key = entry.key
 
     def _data(self, fd: int, path: bytes, start: int, size: int, st: os.stat_result) -> Iterator[bytes]:
         """File content from ``start`` up to the announced ``size``, then block padding."""

@@ -118,3 +118,35 @@ def test_unreadable_files_are_reported_and_the_rest_restores(shared_dir, tmp_pat
         assert (got / rel).read_bytes() == (src / rel).read_bytes(), rel
     assert not (got / "etc" / "shadow").exists()
     assert (got / "private").is_dir() and not (got / "private" / "inside.txt").exists()
+
+
+def _run_at(config: object, now: float) -> dict:
+    state = StateStore(config.daemon.state_dir / "state.db")  # type: ignore[attr-defined]
+    try:
+        r = run_job(config, "t", state, clock=lambda: now).result
+    finally:
+        state.close()
+    return {"kind": r.manifest.kind if r.manifest else None, "warnings": r.warnings, "status": r.status}
+
+
+def test_an_incremental_tries_an_unreadable_file_again(shared_dir):
+    """A file that could not be read is not in the snapshot: the next incremental must
+    not take it for unchanged (and silently leave it out for ever), but read it again."""
+    src = shared_dir / "src"
+    src.mkdir()
+    (src / "ok.txt").write_text("fine")
+    setup = Setup(shared_dir)
+    _give_to_nobody(shared_dir)
+    secret = src / "shadow"
+    secret.write_text("root:$6$secret:19000:0:99999:7:::\n")
+    os.chmod(secret, 0o600)
+    cfg = setup.write([src])
+    if IS_ROOT:
+        os.chown(cfg, NOBODY, NOBODY)
+    config = setup.config()
+    now = os.stat(secret).st_ctime + 3600
+    first = as_unprivileged(lambda: _run_at(config, now))
+    second = as_unprivileged(lambda: _run_at(config, now + 3600))
+    assert (first["kind"], second["kind"]) == ("full", "incremental")
+    for out in (first, second):
+        assert {(k, Path(p).name) for k, p, _m in out["warnings"]} == {("unreadable", "shadow")}, out
