@@ -792,7 +792,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "etc/ssh lands in DIR/etc/ssh. Files and symlinks already there with the same "
                        "name are replaced (never followed); other files in DIR are left alone; a "
                        "directory where the snapshot has a file is refused and reported. Restore into "
-                       "an empty directory to compare before copying anything back.")
+                       "an empty directory to compare before copying anything back. An incremental snapshot "
+                       "restores its whole chain, each file written once, and needs an empty DIR "
+                       "(or --allow-nonempty).")
     p.add_argument("job", metavar="JOB", help=SERIES_HELP)
     p.add_argument("snapshot", nargs="?", default="latest", metavar="SNAPSHOT", help="snapshot id, unique prefix, or 'latest'")
     p.add_argument("--to", type=Path, required=True, metavar="DIR",
@@ -810,7 +812,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "already holds stays, mixed with the snapshot's state)")
     p.set_defaults(func=cmd_restore)
 
-    p = sub.add_parser("verify", parents=[common], help="check a snapshot's volumes against its manifest")
+    p = sub.add_parser("verify", parents=[common],
+                       help="check a snapshot's volumes against its manifest (an incremental: its whole chain)")
     p.add_argument("job", metavar="JOB", help=SERIES_HELP)
     p.add_argument("snapshot", nargs="?", default="latest", metavar="SNAPSHOT", help="snapshot id, prefix, 'latest' or 'all'")
     p.add_argument("--download", action="store_true", help="read everything back (and decrypt with --identity)")
