@@ -176,3 +176,27 @@ def test_full_every_and_full_if_older_than(setup, tmp_path):
     assert kinds == ["incremental", "incremental", "full", "incremental"]
     setup.write([src], extra="full_every = 1\n")
     assert runs.run().result.manifest.kind == "full"
+
+
+def test_restore_of_one_path_from_a_chain(setup, tmp_path):
+    src = tmp_path / "src"
+    (src / "etc").mkdir(parents=True)
+    (src / "var").mkdir()
+    (src / "etc" / "a").write_text("a1")
+    (src / "etc" / "b").write_text("b1")
+    (src / "var" / "log").write_text("log")
+    cfg = setup.write([src])
+    runs = Runs(setup)
+    runs.run()
+    (src / "etc" / "a").write_text("a2")  # the newest copy is in the incremental
+    os.unlink(src / "etc" / "b")
+    m = runs.run().result.manifest
+    assert m.kind == "incremental"
+    out = tmp_path / "out"
+    rel = str(src / "etc").lstrip("/")
+    r = odctl("--config", str(cfg), "restore", "t", "--to", str(out), "--path", rel)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (out / rel).iterdir()) == ["a"]
+    assert (out / rel / "a").read_text() == "a2" and not (out / str(src / "var").lstrip("/")).exists()
+    r = odctl("--config", str(cfg), "restore", "t", "--to", str(tmp_path / "out2"), "--path", rel + "/b")
+    assert r.returncode == 3 and "nothing in snapshot" in r.stderr  # deleted in the chain: not there

@@ -35,6 +35,8 @@ def test_single_file_side_series(setup, tmp_path):
     side = list_snapshots(dest, "t+drop").complete
     assert [m.snapshot for m in side] == [run.result.snapshot]
     assert side[0].files == 1
+    # drop series stay full-only: each file a snapshot of its own, restorable alone
+    assert side[0].kind == "full" and side[0].base is None and side[0].index is None
     # a drop run does not count as the job's last run (schedule catch-up uses it)
     assert last_main is not None and float(last_main) <= side[0].started + 1e-3
     out = tmp_path / "out"
