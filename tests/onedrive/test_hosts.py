@@ -23,7 +23,7 @@ def _host(tmp_path, emu, name: str, *, drive: str = "", dest_extra: str = "", ke
     src = tmp_path / name / "src"
     src.mkdir(parents=True)
     (src / "f.bin").write_bytes(os.urandom(700_000))
-    od.write([src], drive=drive, daemon_extra=f'hostname = "{name}"\n', job_extra=f"keep_last = {keep}\n")
+    od.write([src], drive=drive, daemon_extra=f'hostname = "{name}"\n', job_extra=f"keep_last = {keep}\nfull_every = 1\n")  # fulls: keep_last counts one for one
     if dest_extra:
         text = od.config_path.read_text().replace('chunk_size = "320KiB"\n', 'chunk_size = "320KiB"\n' + dest_extra)
         od.config_path.write_text(text)
