@@ -289,7 +289,7 @@ class SnapshotBuilder:
         if resuming and inprog.params.get("base"):
             # an interrupted incremental goes on only while its base's index is still the cache's
             meta = cache.read_meta() if cache is not None else None
-            if meta is None or meta.get("snapshot") != inprog.params["base"]:
+            if meta is None or meta.get("damaged") or meta.get("snapshot") != inprog.params["base"]:
                 resuming = False
         # a new snapshot needs about what the last one took: a drive without that much
         # room is a clear error now, not a 507 after an hour of uploading

@@ -83,11 +83,13 @@ def decide(
     if (last.encryption or {}).get("recipients") != (encryption or {}).get("recipients"):
         return full("the job's recipients changed since the latest snapshot")
     if cache_meta is None:
-        return full(f"no local index of the latest snapshot {last.snapshot} at {cache_path} (the stored "
-                    "index is not read back: it may be encrypted to a key this host does not hold)")
+        return full(f"no local index of the latest snapshot {last.snapshot}: {cache_path} is missing (the "
+                    "stored index is not read back: it may be encrypted to a key this host does not hold)")
     if cache_meta.get("snapshot") != last.snapshot or cache_meta.get("sha256") != last.index.get("sha256"):
         return full(f"the local index {cache_path} is of snapshot {cache_meta.get('snapshot')}, "
                     f"not of the latest snapshot {last.snapshot}")
+    if cache_meta.get("damaged"):
+        return full(f"the local index of the latest snapshot {last.snapshot}, {cache_path}, is damaged")
     return Decision("incremental", last, "")
 
 

@@ -120,18 +120,29 @@ class IndexCache:
         return str(self.data)
 
     def read_meta(self) -> dict | None:
+        """What the cache is of (``damaged``: its data does not match the checksum stored
+        with it, and a damaged cache would fail every run that reads it), None when missing."""
         try:
             d = json.loads(self.meta.read_text())
+            sha = hashlib.sha256()
+            with open(self.data, "rb") as f:
+                while b := f.read(1 << 20):
+                    sha.update(b)
         except (OSError, ValueError):
             return None
-        return d if isinstance(d, dict) and self.data.is_file() else None
+        if not isinstance(d, dict):
+            return None
+        d["damaged"] = d.get("plain_sha256") != sha.hexdigest()
+        return d
 
     def store(self, built: BuiltIndex, snapshot: str) -> None:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self.data.with_suffix(".zst.tmp")
+        sha = hashlib.sha256()
         with open(built.plain, "rb") as src, os.fdopen(
                 os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as dst:
             while b := src.read(1 << 20):
+                sha.update(b)
                 dst.write(b)
             dst.flush()
             os.fsync(dst.fileno())
@@ -139,7 +150,7 @@ class IndexCache:
         mtmp = self.meta.with_suffix(".json.tmp")
         fd = os.open(mtmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump({"snapshot": snapshot, "sha256": built.sha256}, f)
+            json.dump({"snapshot": snapshot, "sha256": built.sha256, "plain_sha256": sha.hexdigest()}, f)
         os.replace(mtmp, self.meta)
 
     def drop(self) -> None:
@@ -162,9 +173,10 @@ class ChainPlanner:
     def decide(self, cache: IndexCache, now: float, *, full_every: int, full_if_older_than: float | None,
                sources: Sequence[str], encryption: dict | None) -> Decision:
         listings = self.listings()
+        meta = cache.read_meta()
         return decide([ms[-1] if ms else None for ms in listings], listings[0], full_every=full_every,
                       full_if_older_than=full_if_older_than, now=now, sources=sources, encryption=encryption,
-                      cache_meta=cache.read_meta(), cache_path=cache.describe())
+                      cache_meta=meta, cache_path=cache.describe())
 
     def base(self, snapshot: str) -> Manifest | None:
         """The base of an interrupted incremental, when every destination still has it complete."""

@@ -154,7 +154,14 @@ def test_a_lost_local_index_makes_a_full_and_says_why(setup, tmp_path):
     cache.unlink()
     run = runs.run()
     assert run.result.manifest.kind == "full" and run.result.manifest.base is None
-    assert "no local index" in run.result.message and str(cache) in run.result.message
+    assert "no local index" in run.result.message and f"{cache} is missing" in run.result.message
+    # a damaged cache (a torn write, a bad disk) is not read: a full, saying so
+    assert runs.run().result.manifest.kind == "incremental"
+    data = bytearray(cache.read_bytes())
+    data[len(data) // 2] ^= 1
+    cache.write_bytes(bytes(data))
+    run = runs.run()
+    assert run.result.manifest.kind == "full" and "is damaged" in run.result.message
     # and the cache of another snapshot is not taken for the latest one's
     old = (setup.state / "index" / "t.json").read_text()
     assert runs.run().result.manifest.kind == "incremental"
