@@ -5,16 +5,21 @@ holds its data (``origin``). So each archive of the chain is read once, oldest f
 only the members that are the newest copy of something the asked-for snapshot holds are
 written: a file is written once, never once per historical version; deleted and renamed
 paths are never written at all; directories come from the newest snapshot (every snapshot
-stores every directory), their attributes set last.
+stores every directory), their attributes set last. Of an older archive, only the volumes
+that hold such a newest copy are fetched (its own index says where each entry is).
 """
 from __future__ import annotations
 
+import bisect
+import dataclasses
+import heapq
 import io
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Sequence
+from typing import BinaryIO, Callable, Iterator, Sequence
 
 from ..destinations.base import Destination, DestinationError
 from .chain import BrokenChain, chain_of
@@ -24,14 +29,15 @@ from .restore import (
     Extractor, IntegrityError, PlainStream, RestoreError, RestoreStats, VerifyReport, VolumeFetcher,
     _hash_stream, check_identities, verify_snapshot,
 )
-from .walk import Key
+from .walk import Key, key_from_json
 
 
-def fetch_index(dest: Destination, m: Manifest, identities: Sequence[object] | None, into: Path) -> Path:
+def fetch_index(dest: Destination, m: Manifest, identities: Sequence[object] | None, into: Path,
+                plain: str = "index.plain.zst") -> Path:
     """The snapshot's index object, checked against the manifest, as compressed plain text."""
     if m.index is None:
         raise RestoreError(f"snapshot {m.snapshot} has no index")
-    raw = into / m.index["name"]
+    raw = into / f"{m.snapshot}.{m.index['name']}"
     try:
         with dest.open_read(m.location, m.snapshot, m.index["name"]) as src, open(raw, "wb") as out:
             size, sha, _ = _hash_stream(src, out)
@@ -43,7 +49,7 @@ def fetch_index(dest: Destination, m: Manifest, identities: Sequence[object] | N
         return raw
     from ..crypto.age import AgeError, AgeReader
 
-    plain = into / "index.plain.zst"
+    plain = into / plain
     try:
         with open(raw, "rb") as f, open(plain, "wb") as out:
             r = AgeReader(f, list(identities or ()))
@@ -110,10 +116,15 @@ class _Select:
         self._children: tuple[Key, dict[str, list]] | None = None
 
     def __call__(self, ti) -> bool:  # noqa: ANN001 - tarfile.TarInfo
-        last = self.snapshot == self.newest
         key = self.tree.key_of(ti.name)
-        if ti.isdir() or key is None or len(key) == 1:
-            return last
+        if ti.isdir() or key is None:
+            return self.snapshot == self.newest
+        return self.wanted(key)
+
+    def wanted(self, key: Key) -> bool:
+        """Whether the non-directory at ``key`` of this archive is the newest copy."""
+        if len(key) == 1:  # a source that is a file: in every archive, taken from the newest
+            return self.snapshot == self.newest
         parent = key[:-1]
         if self._children is None or self._children[0] != parent:
             rec = self.tree.record(parent)
@@ -122,6 +133,88 @@ class _Select:
         if child is None or child[TYPE] == "d":
             return False
         return (child[ORIGIN] or self.newest) == self.snapshot
+
+
+def _entries(index: Path) -> Iterator[tuple[int, int, Key]]:
+    """(tar offset, 1 for a stored non-directory else 0, key) of every entry of an archive,
+    by offset: its index's tree records (directories) merged with its locations."""
+    f1, tree = open_tree(index)
+    f2, rest = open_tree(index)
+    try:
+        for _ in rest:  # to the locations section
+            pass
+
+        def locations() -> Iterator[tuple[int, int, Key]]:
+            for line in rest._f:
+                d = json.loads(line)
+                yield d["o"], 1, key_from_json(d["k"])
+
+        dirs = ((d["o"], 0, k) for k, d in tree if "c" in d)  # a file source is in the locations too
+        yield from heapq.merge(dirs, locations())
+    finally:
+        f1.close()
+        f2.close()
+
+
+def segments(index: Path, m: Manifest, select: _Select) -> list[tuple[int, int, int, int | None]]:
+    """The parts of an older archive of the chain that hold a newest copy of something:
+    ``(first volume, last volume, start offset, end offset or None for the archive's end)``.
+    The volumes between them are neither fetched nor read."""
+    vols = m.volumes
+    starts = [int(v["tar_start"]) for v in vols]
+
+    def vol(offset: int) -> int:
+        return max(0, bisect.bisect_right(starts, offset) - 1)
+
+    out: list[list] = []
+    pending: int | None = None
+
+    def add(start: int, end: int | None) -> None:
+        a, b = vol(start), (vol(end - 1) if end is not None else len(vols) - 1)
+        if out and a <= out[-1][1] + 1:
+            out[-1][1], out[-1][3] = max(out[-1][1], b), end
+        else:
+            out.append([a, b, start, end])
+
+    for offset, stored, key in _entries(index):
+        if pending is not None:
+            add(pending, offset)
+            pending = None
+        if stored and select.wanted(key):
+            pending = offset
+    if pending is not None:
+        add(pending, None)
+    return [tuple(x) for x in out]  # type: ignore[misc]
+
+
+class _Window(io.RawIOBase):
+    """``skip`` bytes of a stream dropped, then ``limit`` bytes (None: all) and, after a
+    limit, the two zero blocks that end a tar archive."""
+
+    def __init__(self, raw: io.RawIOBase, skip: int, limit: int | None) -> None:
+        self.raw, self.skip, self.left = raw, skip, limit
+        self.tail = b"" if limit is None else bytes(1024)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # noqa: ANN001
+        while self.skip:
+            n = self.raw.readinto(memoryview(bytearray(min(self.skip, 1 << 20))))
+            if not n:
+                return 0
+            self.skip -= n
+        if self.left is not None and self.left <= 0:
+            n = min(len(b), len(self.tail))
+            b[:n], self.tail = self.tail[:n], self.tail[n:]
+            return n
+        view = memoryview(b)
+        if self.left is not None:
+            view = view[: self.left]
+        n = self.raw.readinto(view) or 0
+        if self.left is not None:
+            self.left -= n
+        return n
 
 
 def is_empty_dir(path: Path) -> bool:
@@ -157,19 +250,32 @@ def restore_chain(
     try:
         index = fetch_index(dest, newest, identities, tmp)
         ex = Extractor(target, paths=paths, same_owner=same_owner)
+        stats = ex.stats
         for m in chain:
-            tree = _Tree(index)
-            ex.select = _Select(tree, m.snapshot, newest.snapshot)
-            stream = PlainStream(iter(VolumeFetcher(dest, m, scratch)), identities)
-            reader: BinaryIO = io.BufferedReader(stream, 1 << 20)  # type: ignore[arg-type]
-            if on_progress is not None:
-                base = done
-                reader = _Progress(reader, lambda n, b=base: on_progress(b + n, total))  # type: ignore[assignment]
-            try:
-                stats = ex.extract(reader)
-            finally:
-                stream.close()
-                tree.close()
+            parts: list[tuple[int, int, int, int | None]] = [(0, len(m.volumes) - 1, 0, None)]
+            if m is not newest and m.index is not None and m.volumes:
+                tree = _Tree(index)
+                try:
+                    parts = segments(fetch_index(dest, m, identities, tmp, plain=f"{m.snapshot}.plain.zst"), m,
+                                     _Select(tree, m.snapshot, newest.snapshot))
+                finally:
+                    tree.close()
+            for first, last, start, end in parts:
+                part = dataclasses.replace(m, volumes=m.volumes[first : last + 1])
+                tree = _Tree(index)
+                ex.select = _Select(tree, m.snapshot, newest.snapshot)
+                stream = PlainStream(iter(VolumeFetcher(dest, part, scratch)), identities)
+                skip = start - int(part.volumes[0].get("tar_start", 0)) if part.volumes else 0
+                raw = _Window(stream, skip, None if end is None else end - start)
+                reader: BinaryIO = io.BufferedReader(raw, 1 << 20)  # type: ignore[arg-type]
+                if on_progress is not None:
+                    base = done
+                    reader = _Progress(reader, lambda n, b=base: on_progress(b + n, total))  # type: ignore[assignment]
+                try:
+                    stats = ex.extract(reader)
+                finally:
+                    stream.close()
+                    tree.close()
             done += m.tar_bytes
         return stats
     finally:

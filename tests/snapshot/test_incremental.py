@@ -207,3 +207,41 @@ def test_restore_of_one_path_from_a_chain(setup, tmp_path):
     assert (out / rel / "a").read_text() == "a2" and not (out / str(src / "var").lstrip("/")).exists()
     r = odctl("--config", str(cfg), "restore", "t", "--to", str(tmp_path / "out2"), "--path", rel + "/b")
     assert r.returncode == 3 and "nothing in snapshot" in r.stderr  # deleted in the chain: not there
+
+
+class _Recording(LocalDestination):
+    """The local destination, noting which objects a restore reads."""
+
+    def __init__(self, *a, **kw) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*a, **kw)
+        self.read: list[tuple[str, str]] = []
+
+    def open_read(self, folder, snapshot, name):  # noqa: ANN001, ANN201
+        self.read.append((snapshot, name))
+        return super().open_read(folder, snapshot, name)
+
+
+def test_a_chain_restore_fetches_only_volumes_holding_newest_copies(setup, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    big, keep = src / "big.bin", src / "keep.bin"
+    big.write_bytes(os.urandom(3 << 20))
+    keep.write_bytes(os.urandom(2 << 20))  # never changes: its copy in the full is the newest
+    setup.write([src], volume_size="1MiB")
+    runs = Runs(setup)
+    made = [runs.run().result.manifest]
+    for _ in range(2):
+        big.write_bytes(os.urandom(3 << 20))  # a new version in every snapshot of the chain
+        made.append(runs.run().result.manifest)
+    full, inc1, inc2 = made
+    assert len(full.volumes) >= 5 and len(inc1.volumes) >= 3
+    dest = _Recording("usb", setup.dest)
+    out = tmp_path / "out"
+    restore_chain(dest, made, out, identities=None)
+    assert_same_tree(src, out / str(src).lstrip("/"))
+    got = {s: sorted(n for s2, n in dest.read if s2 == s and n.startswith("vol.")) for s in (m.snapshot for m in made)}
+    assert got[inc1.snapshot] == []  # its big.bin was replaced by inc2's: nothing of it is read
+    assert got[inc2.snapshot] == [v["name"] for v in inc2.volumes]
+    # of the full, only the volumes keep.bin lies in (it follows big.bin, 3 MiB in)
+    assert 1 <= len(got[full.snapshot]) < len(full.volumes) - 1
+    assert "vol.000001.zst" not in got[full.snapshot]
