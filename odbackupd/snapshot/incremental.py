@@ -176,11 +176,12 @@ def open_tree(path: Path) -> tuple[BinaryIO, TreeReader]:
         raise
 
 
-def _read_records(path: Path, keep) -> tuple[list[bytes], int]:  # noqa: ANN001
-    """The lines of a scratch file up to the first one ``keep`` refuses (or a torn one)."""
-    lines, size = [], 0
+def _kept_size(path: Path, keep, each=None) -> int:  # noqa: ANN001
+    """Bytes of a scratch file up to the first record ``keep`` refuses (or a torn one);
+    ``each(record)`` sees every kept record, one at a time."""
+    size = 0
     if not path.exists():
-        return lines, 0
+        return 0
     with open(path, "rb") as f:
         for line in f:
             if not line.endswith(b"\n"):
@@ -191,9 +192,10 @@ def _read_records(path: Path, keep) -> tuple[list[bytes], int]:  # noqa: ANN001
                 break
             if not keep(d):
                 break
-            lines.append(line)
+            if each is not None:
+                each(d)
             size += len(line)
-    return lines, size
+    return size
 
 
 class IndexPlan:
@@ -227,17 +229,17 @@ class IndexPlan:
             def keep(d: dict) -> bool:
                 return d["o"] < resume.offset or d["k"] == cur
 
-            lines, size = _read_records(tree, keep)
-            _truncate(tree, size)
-            _truncate(loc, _read_records(loc, keep)[1])
-            last: Key | None = None
-            for line in lines:
-                d = json.loads(line)
+            last: list[Key] = []
+
+            def again(d: dict) -> None:  # the directories on the path of the resume point
                 k = key_from_json(d["k"])
                 self._push(k, d.get("c", []))
-                last = k
-            if self.prev is not None and last is not None:
-                self.prev.seek(last)  # already compared: its counts are in the checkpoint
+                last[:] = [k]
+
+            _truncate(tree, _kept_size(tree, keep, again))
+            _truncate(loc, _kept_size(loc, keep))
+            if self.prev is not None and last:
+                self.prev.seek(last[0])  # already compared: its counts are in the checkpoint
         self._tree = open(tree, "ab")
         self._loc = open(loc, "ab")
 

@@ -25,8 +25,13 @@ def test_sigkill_mid_incremental_then_resume(setup, tmp_path):
     rnd = random.Random(11)
     for i in range(40):
         (src / "keep" / f"k{i:02d}").write_bytes(rnd.randbytes(64 << 10))
+    def busy(i: int):  # noqa: ANN202 - nested, so the kill lands deep inside a directory
+        d = src / "busy" / f"g{i % 3}" / f"h{i % 2}"
+        d.mkdir(parents=True, exist_ok=True)
+        return d / f"b{i:02d}.bin"
+
     for i in range(60):
-        (src / "busy" / f"b{i:02d}.bin").write_bytes(rnd.randbytes(1 << 20))
+        busy(i).write_bytes(rnd.randbytes(1 << 20))
     cfg = setup.write([src], volume_size="1MiB")
     first = _once(cfg)
     assert first.wait() == 0, first.communicate()
@@ -34,8 +39,8 @@ def test_sigkill_mid_incremental_then_resume(setup, tmp_path):
     base = list_snapshots(dest, "t").complete[-1]
 
     for i in range(0, 60, 2):
-        (src / "busy" / f"b{i:02d}.bin").write_bytes(rnd.randbytes(1 << 20))
-    (src / "busy" / "b01.bin").unlink()
+        busy(i).write_bytes(rnd.randbytes(1 << 20))
+    busy(1).unlink()
     proc = _once(cfg)
     jobdir = series_dir(setup.dest)
     deadline = time.monotonic() + 60
