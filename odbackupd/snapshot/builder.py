@@ -27,6 +27,7 @@ from .. import __version__
 from ..config.units import human_size, plural
 from ..destinations.base import MANIFEST_NAME, Destination, DestinationError, Expected, StoredObject
 from ..state import StateStore
+from .completed import finish_if_stored
 from .manifest import Manifest, new_snapshot_id
 from .mounts import FSTAB, MOUNTINFO, unmounted_sources
 from .tarstream import TarCheckpoint, TarStream
@@ -261,6 +262,9 @@ class SnapshotBuilder:
 
             recipients = [parse_recipient(r) for r in self.job.recipients]
         inprog = self.state.inprogress(job)
+        if inprog is not None and finish_if_stored(self.dests, job, inprog.snapshot):
+            self.state.forget(job)  # its manifest is stored: done, not to be "resumed"
+            inprog = None
         resuming = inprog is not None and inprog.params == params
         # a new snapshot needs about what the last one took: a drive without that much
         # room is a clear error now, not a 507 after an hour of uploading
