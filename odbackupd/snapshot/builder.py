@@ -27,6 +27,7 @@ from .. import __version__
 from ..config.units import human_size, plural
 from ..destinations.base import MANIFEST_NAME, Destination, DestinationError, Expected, StoredObject
 from ..state import StateStore
+from .catalog import next_in_series
 from .completed import finish_if_stored
 from .manifest import Manifest, new_snapshot_id
 from .mounts import FSTAB, MOUNTINFO, unmounted_sources
@@ -348,6 +349,7 @@ class SnapshotBuilder:
         self._emit_progress(force=True)
         records = self.state.volumes(job, snapshot)
         last_cp = TarCheckpoint.from_json(records[-1].checkpoint["tar"])
+        sequence, previous = next_in_series(self.dests, job, snapshot)
         manifest = Manifest(
             job=job, snapshot=snapshot, host=self.hostname, started=started, finished=self.clock(),
             tool_version=__version__,
@@ -361,7 +363,7 @@ class SnapshotBuilder:
             data_bytes=last_cp.stats.data_bytes, tar_bytes=last_cp.offset,
             volumes=[{k: v for k, v in r.info.items() if k != "index"} for r in records],
             warnings=dict(self._warning_counts),
-            resumes=resumes,
+            resumes=resumes, sequence=sequence, previous=previous,
         )
         data = manifest.dumps()
         try:

@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass
 
 from ..destinations.base import MANIFEST_NAME, Destination, DestinationError
-from .manifest import Manifest, ManifestError
+from .manifest import Manifest, ManifestError, order_key
 
 log = logging.getLogger("odbackupd.snapshot")
 
@@ -39,7 +39,7 @@ def list_snapshots(dest: Destination, job: str) -> Listing:
             bad.append((name, f"manifest names {m.job}/{m.snapshot}"))
             continue
         complete.append(m)
-    complete.sort(key=lambda m: (m.started, m.snapshot))
+    complete.sort(key=order_key)
     return Listing(complete, incomplete, bad)
 
 
@@ -62,3 +62,22 @@ def find_snapshot(dest: Destination, job: str, ref: str | None) -> Manifest:
         f"{ref!r} matches {len(matches)} snapshots of job {job!r}: "
         + ", ".join(m.snapshot for m in matches[:5])
     )
+
+
+def next_in_series(dests: list[Destination], job: str, snapshot: str) -> tuple[int, str | None]:
+    """The sequence number and predecessor of a new snapshot of ``job``: one after the
+    highest any destination holds (a counter the snapshots carry, so a clock set back
+    cannot make the newest snapshot sort oldest)."""
+    best: Manifest | None = None
+    for d in dests:
+        for m in list_snapshots(d, job).complete:
+            if m.snapshot != snapshot and (best is None or order_key(m) > order_key(best)):
+                best = m
+    if best is None:
+        return 1, None
+    return (best.sequence or _legacy_count(dests, job)) + 1, best.snapshot
+
+
+def _legacy_count(dests: list[Destination], job: str) -> int:
+    """Snapshots made before there were sequence numbers are numbered by their count."""
+    return max((len(list_snapshots(d, job).complete) for d in dests), default=0)
