@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from . import signing
 from .destinations.base import Destination, DestinationError, NotLoggedIn
 from .destinations.factory import open_destination
 from .journal import MSG_LOGIN_NEEDED, MSG_RUN_FAILED, MSG_RUN_FINISHED, MSG_RUN_STARTED, MSG_SNAPSHOT_PRUNED
@@ -129,6 +130,7 @@ def run_job(
                 spec = replace(spec, sources=tuple(Path(p) for p in sources))
             builder = SnapshotBuilder(
                 spec, dests, state, daemon.spool_dir / "jobs", daemon.hostname,
+                signing_key=signing.load_or_create(daemon.state_dir),
                 upload_workers=1 if all(d.kind == "local" for d in dests) else daemon.max_parallel_uploads,
                 progress=progress, cancel=cancel,
                 skip_paths=[daemon.state_dir, daemon.spool_dir],
@@ -142,7 +144,7 @@ def run_job(
     except JobBusy as e:
         result = RunResult(job_name, None, FAILED, str(e))
         run = JobRun(result, run_id, busy=True)
-    except (DestinationError, OSError) as e:
+    except (DestinationError, OSError, signing.SigningError) as e:
         if isinstance(e, NotLoggedIn):
             login_error = e
         result = RunResult(job_name, None, FAILED, str(e))

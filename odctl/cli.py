@@ -24,13 +24,10 @@ from odbackupd.bus.names import (  # noqa: F401 - re-exported: odctl(1)'s exit c
     EXIT_ACCESS_DENIED, EXIT_BUSY, EXIT_FAILED, EXIT_INTEGRITY, EXIT_NOT_FOUND,
     EXIT_NOT_LOGGED_IN, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE, exit_codes_epilog)
 
-from . import render
+from . import render, trust
+from .errors import CliError
 
 
-class CliError(Exception):
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _config(args: argparse.Namespace):  # noqa: ANN202
@@ -218,9 +215,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
     cfg = _config(args)
     job, series = _job(cfg, args.job)
     ids = _identities(args.identity)
+    policy = trust.policy(args, job)
     d = _destination(cfg, job, args.destination)
     try:
         m = _find(d, series, args.snapshot)
+        authentic = trust.check(m, policy)
         if m.encrypted and not ids:
             raise CliError(f"snapshot {m.snapshot} is encrypted: give the age identity with --identity FILE",
                            EXIT_USAGE)
@@ -228,7 +227,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         t0 = time.monotonic()
         try:
             stats = restore_snapshot(d, m, args.to, identities=ids, paths=args.path,
-                                     on_progress=bar.update if bar.enabled else None)
+                                     on_progress=bar.update if bar.enabled else None, authentic=authentic)
         except KeyboardInterrupt as e:
             raise CliError(f"interrupted: {args.to} holds a partial restore of {m.snapshot}; run the same "
                            "command again to complete it (files are rewritten whole)", 130) from e
@@ -272,6 +271,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     cfg = _config(args)
     job, series = _job(cfg, args.job)
     ids = _identities(args.identity)
+    policy = trust.policy(args, job)
     names = [args.destination] if args.destination else list(job.destinations)
     reports = []
     for name in names:
@@ -282,6 +282,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
             else:
                 manifests = [_find(d, series, args.snapshot)]
             for m in manifests:
+                try:
+                    trust.check(m, policy)
+                except CliError as e:  # untrusted: reported like a damaged snapshot, exit 4
+                    reports.append({"destination": name, "snapshot": m.snapshot, "ok": False, "volumes": 0,
+                                    "bytes": 0, "method": "manifest checked", "problems": [str(e)]})
+                    continue
                 try:
                     rep = verify_snapshot(d, m, download=args.download, identities=ids)
                 except WrongIdentity as e:
@@ -720,6 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="age identity file for encrypted snapshots; repeatable")
     p.add_argument("--destination", "-d", metavar="NAME",
                    help="restore from this destination (default: the job's first)")
+    trust.add_arguments(p)
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("verify", parents=[common], help="check a snapshot's volumes against its manifest")
@@ -729,12 +736,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--identity", "-i", action="append", type=Path, default=[], metavar="FILE",
                    help="age identity file, to decrypt with --download; repeatable")
     p.add_argument("--destination", "-d", metavar="NAME", help="only this destination (default: all of the job's)")
+    trust.add_arguments(p)
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("prune", parents=[common], help="apply the job's retention rules now")
     p.add_argument("job", metavar="JOB", help=SERIES_HELP)
     p.add_argument("--dry-run", "-n", action="store_true", help="show what would be deleted")
     p.set_defaults(func=cmd_prune)
+
+    trust.add_key_parser(sub, common, lambda args: trust.key_export(_config(args), args))
     return ap
 
 

@@ -190,8 +190,11 @@ class SnapshotBuilder:
         clock: Callable[[], float] = time.time,
         fstab: Path = FSTAB,
         mountinfo: Path = MOUNTINFO,
+        signing_key: object | None = None,
     ) -> None:
-        """``fstab``/``mountinfo``: where the unmounted-source check reads (tests pass files)."""
+        """``fstab``/``mountinfo``: where the unmounted-source check reads (tests pass files).
+        ``signing_key``: the Ed25519 key that signs the manifest (odbackupd/signing.py)."""
+        self.signing_key = signing_key
         self.fstab, self.mountinfo = fstab, mountinfo
         if not destinations:
             raise ValueError("a snapshot needs at least one destination")
@@ -367,7 +370,7 @@ class SnapshotBuilder:
             resumes=resumes, sequence=sequence, previous=previous,
             chain=chain.manifest_field() if all("chain" in r.checkpoint for r in records) else None,
         )
-        data = manifest.dumps()
+        data = manifest.dumps(sign_with=self.signing_key)
         try:
             for d in self.dests:
                 d.put_bytes(job, snapshot, MANIFEST_NAME, data)

@@ -103,8 +103,14 @@ class Manifest:
             "volumes": self.volumes,
         }
 
-    def dumps(self) -> bytes:
-        return (json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n").encode()
+    def dumps(self, sign_with: Any = None) -> bytes:
+        """The manifest file; signed with ``sign_with`` (an Ed25519 key, signing.py)."""
+        doc = self.to_json()
+        if sign_with is not None:
+            from ..signing import sign
+
+            doc = sign(doc, sign_with)
+        return (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode()
 
     @classmethod
     def loads(cls, data: bytes) -> "Manifest":

@@ -519,7 +519,10 @@ def restore_snapshot(
     scratch: Path | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     same_owner: bool | None = None,
+    authentic: bool = False,
 ) -> RestoreStats:
+    """``authentic``: the manifest's signature was verified against a trusted key
+    (snapshot/trust.py)."""
     if manifest.encrypted and not identities:
         raise RestoreError(
             f"snapshot {manifest.snapshot} is encrypted: give the age identity file with --identity"
