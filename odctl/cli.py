@@ -24,7 +24,7 @@ from odbackupd.bus.names import (  # noqa: F401 - re-exported: odctl(1)'s exit c
     EXIT_ACCESS_DENIED, EXIT_BUSY, EXIT_FAILED, EXIT_INTEGRITY, EXIT_NOT_FOUND,
     EXIT_NOT_LOGGED_IN, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE, exit_codes_epilog)
 
-from . import render, trust
+from . import lease, render, trust
 from .errors import CliError
 
 
@@ -226,8 +226,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
         bar = render.Progress(f"restore {m.snapshot}", enabled=not args.quiet and not args.json)
         t0 = time.monotonic()
         try:
-            stats = restore_snapshot(d, m, args.to, identities=ids, paths=args.path,
-                                     on_progress=bar.update if bar.enabled else None, authentic=authentic)
+            with lease.reading(cfg, d, series, m, args.quiet):
+                stats = restore_snapshot(d, m, args.to, identities=ids, paths=args.path,
+                                         on_progress=bar.update if bar.enabled else None, authentic=authentic)
         except KeyboardInterrupt as e:
             raise CliError(f"interrupted: {args.to} holds a partial restore of {m.snapshot}; run the same "
                            "command again to complete it (files are rewritten whole)", 130) from e
@@ -289,7 +290,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
                                     "bytes": 0, "method": "manifest checked", "problems": [str(e)]})
                     continue
                 try:
-                    rep = verify_snapshot(d, m, download=args.download, identities=ids)
+                    with lease.reading(cfg, d, series, m, args.quiet):
+                        rep = verify_snapshot(d, m, download=args.download, identities=ids)
                 except WrongIdentity as e:
                     raise CliError(str(e), EXIT_USAGE) from e
                 reports.append({"destination": name, "snapshot": m.snapshot, "ok": rep.ok,
@@ -320,13 +322,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if args.json:
         render.out_json({"dry_run": args.dry_run, "destinations": {
             n: {"keep": [m.snapshot for m in p.keep], "delete": [m.snapshot for m in p.delete],
-                "reasons": p.reasons} for n, p in plans.items()}})
+                "deferred": [m.snapshot for m in p.deferred], "reasons": p.reasons} for n, p in plans.items()}})
         return EXIT_OK
     verb = "would delete" if args.dry_run else "deleted"
     for n, p in plans.items():
         rows = [[m.snapshot, render.iso(m.started), render.size(m.stored_bytes),
-                 "keep" if m in p.keep else verb, ", ".join(p.reasons.get(m.snapshot, []))]
-                for m in p.keep + p.delete]
+                 "keep" if m in p.keep else "deferred (being read)" if m in p.deferred else verb,
+                 ", ".join(p.reasons.get(m.snapshot, []))]
+                for m in p.keep + p.delete + p.deferred]
         rows.sort()
         if not args.quiet:
             print(f"{n}:")

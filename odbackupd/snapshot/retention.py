@@ -36,6 +36,7 @@ class RetentionPolicy:
 class RetentionPlan:
     keep: list[Manifest] = field(default_factory=list)
     delete: list[Manifest] = field(default_factory=list)
+    deferred: list[Manifest] = field(default_factory=list)  # due, but being read (snapshot/leases.py)
     reasons: dict[str, list[str]] = field(default_factory=dict)  # snapshot -> why kept / why deleted
 
 
