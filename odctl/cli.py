@@ -52,7 +52,9 @@ def _job(config, name: str):  # noqa: ANN001, ANN202
     return job, name
 
 
-def _destination(config, job, name: str | None):  # noqa: ANN001, ANN202
+def _destination(config, job, name: str | None, state: bool = False):  # noqa: ANN001, ANN202
+    """``state``: give the destination the state database (only prune needs it: it cancels
+    the upload sessions of what it deletes); listing, restore and verify never open it."""
     from odbackupd.destinations.factory import open_destination
 
     if name is None:
@@ -60,16 +62,22 @@ def _destination(config, job, name: str | None):  # noqa: ANN001, ANN202
     elif name not in job.destinations:
         raise CliError(f"job {job.name!r} does not go to destination {name!r} "
                        f"(it goes to: {', '.join(job.destinations)})", EXIT_USAGE)
-    return open_destination(config, name, _state(config))
+    return open_destination(config, name, _state(config) if state else None)
 
 
 def _state(config):  # noqa: ANN001, ANN202
-    """The state database, when this user may read it (tokens live there for OneDrive)."""
+    """The state database, when this user may read it and it opens (a damaged one is the
+    daemon's to move aside; odctl goes on without it)."""
+    import sqlite3
+
     from odbackupd.state import StateStore
 
     p = config.daemon.state_dir / "state.db"
     if p.exists() and os.access(p, os.R_OK | os.W_OK):
-        return StateStore(p)
+        try:
+            return StateStore(p)
+        except sqlite3.Error:
+            return None
     return None
 
 

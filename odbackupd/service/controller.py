@@ -240,7 +240,9 @@ class Controller:
         self._changed_daemon()
 
     def _open_state(self) -> StateStore:
-        return StateStore(self.config.daemon.state_dir / "state.db")
+        from ..statefile import open_state
+
+        return open_state(self.config.daemon.state_dir / "state.db")
 
     async def stop(self, timeout: float = 60) -> None:
         """Cancel everything (uploads checkpoint), wait up to ``timeout``, close the state."""
