@@ -19,6 +19,7 @@ import base64
 import hashlib
 import json
 import os
+import secrets
 import socket
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,7 @@ def load_or_create(state_dir: Path) -> Ed25519PrivateKey:
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         _chown(path.parent, owner)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(pem)
@@ -185,7 +186,7 @@ def load_or_create(state_dir: Path) -> Ed25519PrivateKey:
 
 
 def write_public(path: Path, pub: Ed25519PublicKey, owner: tuple[int, int] | None = None) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     with os.fdopen(fd, "w") as f:
         f.write(public_line(pub, f"odbackupd@{socket.gethostname()}") + "\n")
