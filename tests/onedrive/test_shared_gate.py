@@ -21,6 +21,10 @@ def test_a_process_started_after_a_throttled_one_waits(od, tmp_path):  # noqa: A
     first = od.once()
     try:
         wait_until(lambda: emu.counters["throttled"] >= 1, "the first run was throttled", proc=first)
+        # and has taken the 429 in: the host's gate (STATE_DIR/throttle/APP) holds its deadline
+        gates = od.state_dir / "throttle"
+        wait_until(lambda: gates.is_dir() and any(p.stat().st_size for p in gates.iterdir()),
+                   "the first run closed the host's gate", timeout=10, proc=first)
     finally:
         first.send_signal(signal.SIGKILL)  # it dies waiting; its gate must outlive it
         first.wait()
