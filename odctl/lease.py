@@ -20,6 +20,6 @@ def reading(cfg, dest, series: str, m, quiet: bool = False) -> Iterator[None]:  
             print(f"odctl: warning: no lease on snapshot {m.snapshot} (cannot write to "
                   f"{cfg.daemon.state_dir}): a prune on this host may delete it while it is read; "
                   "run odctl as root or the service's user to prevent that", file=sys.stderr)
-        if held and MANIFEST_NAME not in dest.list_objects(series, m.snapshot):
+        if held and MANIFEST_NAME not in dest.list_objects(m.location, m.snapshot):
             raise CliError(f"snapshot {m.snapshot} was pruned just now, before it could be read", EXIT_NOT_FOUND)
         yield

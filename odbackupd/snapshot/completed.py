@@ -16,16 +16,15 @@ from ..destinations.base import MANIFEST_NAME, Destination
 log = logging.getLogger("odbackupd.snapshot")
 
 
-def finish_if_stored(dests: Sequence[Destination], series: str, snapshot: str) -> bool:
-    """True when ``snapshot`` is complete on some destination (and now on every one)."""
-    have = [d for d in dests if MANIFEST_NAME in d.list_objects(series, snapshot)]
+def finish_if_stored(dests: Sequence[Destination], folder: str, snapshot: str) -> bool:
+    """True when ``folder/snapshot`` is complete on some destination (and now on every one)."""
+    have = [d for d in dests if MANIFEST_NAME in d.list_objects(folder, snapshot)]
     if not have:
         return False
-    data = have[0].read_bytes(series, snapshot, MANIFEST_NAME)
+    data = have[0].read_bytes(folder, snapshot, MANIFEST_NAME)
     for d in dests:
         if d not in have:
-            d.put_bytes(series, snapshot, MANIFEST_NAME, data)
-    log.info("job %s: snapshot %s was completed by a run that stopped before recording it; "
-             "starting a new snapshot", series, snapshot,
-             extra={"journal_fields": {"JOB": series, "SNAPSHOT": snapshot}})
+            d.put_bytes(folder, snapshot, MANIFEST_NAME, data)
+    log.info("%s: snapshot %s was completed by a run that stopped before recording it; "
+             "starting a new snapshot", folder, snapshot, extra={"journal_fields": {"SNAPSHOT": snapshot}})
     return True

@@ -67,6 +67,14 @@ class Manifest:
     previous: str | None = None
     chain: dict[str, Any] | None = None  # the volumes carry chain headers (snapshot/chain.py)
     raw: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # as loaded (signing.py)
+    # where the snapshot folder's parent is on the destination (``HOST/SERIES``, or ``SERIES``
+    # in the layout before 0.2): set by the catalog when it lists, never stored
+    folder: str = field(default="", compare=False, repr=False)
+
+    @property
+    def location(self) -> str:
+        """The folder (under the destination's root) holding this snapshot's folder."""
+        return self.folder or self.job
 
     @property
     def stored_bytes(self) -> int:

@@ -34,9 +34,8 @@ def test_kill_between_create_session_and_saving_it(od, tmp_path):  # noqa: ANN00
     restore_snapshot(dest, m, tmp_path / "out")
     assert (tmp_path / "out" / str(src).lstrip("/") / "f.bin").read_bytes() == (src / "f.bin").read_bytes()
     # nothing but the snapshot's own files is left in its folder
-    folder = f"/{od.folder}/t/{m.snapshot}"
-    if emu.exists(folder):
-        assert sorted(emu.list_dir(folder)) == sorted(["manifest.json"] + [v["name"] for v in m.volumes])
+    folder = f"/{od.folder}/{m.location}/{m.snapshot}"
+    assert sorted(emu.list_dir(folder)) == sorted(["manifest.json"] + [v["name"] for v in m.volumes])
     dest.close()
     emu.assert_no_violations()
 

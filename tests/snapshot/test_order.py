@@ -4,7 +4,6 @@ newest for ``restore latest`` and for ``keep_last``."""
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.runner import apply_retention
@@ -16,7 +15,7 @@ from odbackupd.state import StateStore
 def _snapshot(setup, cfg, state, clock):  # noqa: ANN001, ANN202
     dest = LocalDestination("usb", setup.dest)
     spec = JobSpec.from_config(cfg.jobs["t"])
-    r = SnapshotBuilder(spec, [dest], state, setup.spool, "host", clock=clock).run()
+    r = SnapshotBuilder(spec, [dest], state, setup.spool, cfg.daemon.hostname, clock=clock).run()
     assert r.ok, r.message
     return r.manifest
 
@@ -36,9 +35,10 @@ def test_clock_set_back_still_newest(setup, tmp_path):
     state.close()
     dest = LocalDestination("usb", setup.dest)
     assert second.started < first.started
-    assert [m.snapshot for m in list_snapshots(dest, "t").complete] == [first.snapshot, second.snapshot]
-    assert find_snapshot(dest, "t", "latest").snapshot == second.snapshot
+    host = cfg.daemon.hostname
+    assert [m.snapshot for m in list_snapshots(dest, "t", host).complete] == [first.snapshot, second.snapshot]
+    assert find_snapshot(dest, "t", "latest", host).snapshot == second.snapshot
     assert second.previous == first.snapshot and second.sequence == first.sequence + 1
-    plan = apply_retention(replace(cfg.jobs["t"]), dest)
+    plan = apply_retention(cfg.jobs["t"], dest, host)
     assert [m.snapshot for m in plan.delete] == [first.snapshot]
-    assert [m.snapshot for m in list_snapshots(dest, "t").complete] == [second.snapshot]
+    assert [m.snapshot for m in list_snapshots(dest, "t", host).complete] == [second.snapshot]
