@@ -68,7 +68,7 @@ class World:
         plain_dest.mkdir()
         state = StateStore(tmp / "plain-state.db")
         r = SnapshotBuilder(JobSpec("t", [src], volume_size=1 << 20), [LocalDestination("p", plain_dest)],
-                            state, tmp / "plain-spool", "h").run()
+                            state, tmp / "plain-spool", self.setup.config().daemon.hostname).run()
         state.close()
         assert r.ok
         plain_dir = snapshot_dir(plain_dest, r.manifest.snapshot)
