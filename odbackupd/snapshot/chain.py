@@ -32,6 +32,32 @@ END_SIZE = 8 + END_PAYLOAD
 MAX_HEADER = 4096
 
 
+AGE_MAGIC = b"age-encryption.org/v1\n"
+
+
+class FirstBytes:
+    """A read-through wrapper that keeps a stream's first bytes (is it an age file?)."""
+
+    def __init__(self, f: BinaryIO, n: int = len(AGE_MAGIC)) -> None:
+        self._f, self._n, self.head = f, n, b""
+
+    def read(self, size: int = -1) -> bytes:
+        b = self._f.read(size)
+        if len(self.head) < self._n:
+            self.head += b[: self._n - len(self.head)]
+        return b
+
+
+def kind_problem(name: str, head: bytes, encrypted: bool) -> str | None:
+    """Whether a stored volume is what the manifest says (an age file, or not)."""
+    age = head.startswith(AGE_MAGIC)
+    if encrypted and not age:
+        return f"{name}: not an age file, though the manifest says the snapshot is encrypted"
+    if not encrypted and age:
+        return f"{name}: an age file, though the manifest says the snapshot is not encrypted"
+    return None
+
+
 class ChainError(ValueError):
     """A volume does not belong where the manifest puts it."""
 

@@ -31,7 +31,7 @@ import zstandard
 
 from ..destinations.base import Destination, DestinationError
 from ..hashes import QuickXorHash
-from .chain import ChainChecker, ChainError
+from .chain import ChainChecker, ChainError, FirstBytes, kind_problem
 from .manifest import Manifest
 from .tarstream import parse_ns
 
@@ -599,7 +599,8 @@ def verify_snapshot(
         if read_back:
             try:
                 with dest.open_read(manifest.location, manifest.snapshot, vol["name"]) as f:
-                    size, sha, qx = _hash_stream(f, quickxor=bool(vol.get("quickxor")))
+                    f = FirstBytes(f)  # type: ignore[assignment]
+                    size, sha, qx = _hash_stream(f, quickxor=bool(vol.get("quickxor")))  # type: ignore[arg-type]
             except DestinationError as e:
                 rep.problems.append(f"{vol['name']}: {e}")
                 continue
@@ -608,6 +609,8 @@ def verify_snapshot(
                 rep.problems.append(f"{vol['name']}: SHA-256 mismatch (stored data is damaged)")
             elif vol.get("quickxor") and qx != vol["quickxor"]:
                 rep.problems.append(f"{vol['name']}: quickXorHash mismatch")
+            elif (kind := kind_problem(vol["name"], f.head, manifest.encrypted)) is not None:
+                rep.problems.append(kind)
         else:
             if obj.quickxor is None and obj.sha256 is None:
                 rep.problems.append(f"{vol['name']}: the destination reports no hash; use --download")

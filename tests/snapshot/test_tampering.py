@@ -151,3 +151,13 @@ def test_any_encryption_takes_an_unencrypted_snapshot_when_asked(world):
         for p in d.iterdir():
             p.unlink()
         d.rmdir()
+
+
+def test_plain_volumes_under_age_are_caught_without_the_identity(world):
+    world.reset()
+    files, doc = tampering.plain_under_age(dict(world.files), json.loads(world.manifest), world.ctx)
+    write_dir(world.dir, files, tampering.dumps(doc))
+    for extra in ((), ("--download",)):  # reading back needs no key to see that they are no age files
+        r = odctl("--config", str(world.cfg), "verify", "t", world.victim, *extra)
+        assert r.returncode == 4, r.stderr
+        assert "not an age file, though the manifest says the snapshot is encrypted" in r.stderr, r.stderr
