@@ -58,3 +58,26 @@ def test_lost_answer_to_create_session(od, tmp_path):  # noqa: ANN001
     assert verify_snapshot(dest, m).ok
     dest.close()
     emu.assert_no_violations()
+
+
+def test_kill_after_the_manifest_on_onedrive(od, tmp_path):  # noqa: ANN001
+    """Killed once the manifest is on OneDrive, before the state database heard of it: the
+    next run makes a new snapshot instead of re-completing the old one."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("one\n")
+    od.write([src])
+    od.login()
+    r = subprocess.run([sys.executable, "-m", "tests.killpoint", "after-manifest", "--config",
+                        str(od.config_path), "--once", "t"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == -9, r.stderr
+    (src / "f").write_text("two\n")
+    p = od.once()
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    dest = od.destination()
+    snaps = list_snapshots(dest, "t").complete
+    assert len(snaps) == 2 and snaps[-1].snapshot in out
+    restore_snapshot(dest, snaps[-1], tmp_path / "out")
+    assert (tmp_path / "out" / str(src).lstrip("/") / "f").read_text() == "two\n"
+    dest.close()
