@@ -16,7 +16,7 @@ from .errors import CliError
 @contextmanager
 def reading(cfg, dest, series: str, m, quiet: bool = False) -> Iterator[None]:  # noqa: ANN001
     with leases.reading(cfg.daemon.state_dir, series, m.snapshot) as held:
-        if not held and not quiet:
+        if not held and not quiet and cfg.daemon.state_dir.is_dir():
             print(f"odctl: warning: no lease on snapshot {m.snapshot} (cannot write to "
                   f"{cfg.daemon.state_dir}): a prune on this host may delete it while it is read; "
                   "run odctl as root or the service's user to prevent that", file=sys.stderr)

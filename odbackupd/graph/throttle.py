@@ -140,6 +140,15 @@ class SharedDeadline:
         self._seen: tuple[int, int] | None = None  # (inode, mtime_ns) of the file last read
         self._value = 0.0
 
+    def _own(self, path: Path, fd: int | None = None) -> None:
+        """What root makes here belongs to the state directory's owner (the service's user)."""
+        if os.geteuid() == 0:
+            st = self.path.parent.parent.stat()
+            if fd is None:
+                os.chown(path, st.st_uid, st.st_gid)
+            else:
+                os.fchown(fd, st.st_uid, st.st_gid)
+
     def _parse(self, text: str) -> float:
         boot, _, until = text.strip().partition(" ")
         try:
@@ -162,8 +171,11 @@ class SharedDeadline:
 
     def extend(self, until: float) -> None:
         try:
-            self.path.parent.mkdir(mode=0o700, exist_ok=True)
+            if not self.path.parent.is_dir():
+                self.path.parent.mkdir(mode=0o700)
+                self._own(self.path.parent)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            self._own(self.path, fd)
         except OSError:
             return
         try:

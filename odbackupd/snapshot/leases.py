@@ -60,17 +60,15 @@ def _same_file(fd: int, path: Path) -> bool:
 def reading(state_dir: Path | None, series: str, snapshot: str) -> Iterator[bool]:
     """Hold a shared lease while reading; yields False when none could be taken (the
     state directory is not writable by this user): the caller warns, the read goes on."""
-    if state_dir is None:
-        yield False
+    if state_dir is None or not Path(state_dir).is_dir():
+        yield False  # no odbackupd state here: nothing on this host prunes
         return
     path = lease_path(state_dir, series, snapshot)
     while True:
         try:
             fd = _open(state_dir, series, snapshot)
-        except OSError as e:
-            log.warning("cannot take a lease on snapshot %s (%s: %s): retention on this host may delete it "
-                        "while it is read", snapshot, e.filename or path, e.strerror)
-            yield False
+        except OSError:
+            yield False  # the caller says so (once)
             return
         fcntl.flock(fd, fcntl.LOCK_SH)  # waits while retention is deleting it
         if _same_file(fd, path):
