@@ -2,7 +2,7 @@
 
 The daemon creates its key once: ``STATE_DIR/keys/manifest-signing.key`` (PKCS#8 PEM,
 0600, owned by the state directory's owner), or takes it from the systemd credential
-``odbackupd-signing-key`` (``LoadCredential=``). The public half is written beside it
+``odbackupd_signing-key`` (``LoadCredential=``). The public half is written beside it
 (``manifest-signing.pub``, OpenSSH one-line format) and printed by ``odctl key export``;
 the admin keeps it with the age identity, off this host.
 
@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 KEY_DIR = "keys"
 KEY_FILE = "manifest-signing.key"
 PUB_FILE = "manifest-signing.pub"
-CREDENTIAL = "odbackupd-signing-key"
+CREDENTIAL = "odbackupd_signing-key"
 DOMAIN = b"odbackupd manifest signature v1\0"
 
 
