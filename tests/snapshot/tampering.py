@@ -108,7 +108,7 @@ CASES: dict[str, tuple[Callable, str]] = {
     "reorder": (reorder, "stands at place 2"),
     "replay-same-snapshot": (replay_same, "stands at place 3"),
     "replay-other-snapshot": (replay_other, "a volume replayed from another snapshot"),
-    "plain-under-age": (plain_under_age, "not a readable age file"),
+    "plain-under-age": (plain_under_age, "age file, though the manifest says the snapshot is encrypted"),
 }
 
 # refused from the manifest alone, before anything is fetched (the job has recipients)
