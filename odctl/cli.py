@@ -345,7 +345,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 manifests = [_find(d, series, args.snapshot, _host(args, cfg))]
             for m in manifests:
                 try:
-                    trust.check(m, policy)
+                    authentic = trust.check(m, policy)
                 except CliError as e:  # untrusted: reported like a damaged snapshot, exit 4
                     reports.append({"destination": name, "snapshot": m.snapshot, "ok": False, "volumes": 0,
                                     "bytes": 0, "method": "manifest checked", "problems": [str(e)]})
@@ -356,7 +356,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 except WrongIdentity as e:
                     raise CliError(str(e), EXIT_USAGE) from e
                 reports.append({"destination": name, "snapshot": m.snapshot, "ok": rep.ok,
-                                "volumes": rep.volumes, "bytes": rep.bytes, "method": rep.method,
+                                "volumes": rep.volumes, "bytes": rep.bytes,
+                                "method": rep.method + ("; signed by the trusted key" if authentic else ""),
                                 "problems": rep.problems})
         finally:
             d.close()

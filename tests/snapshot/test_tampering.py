@@ -104,6 +104,7 @@ def test_untouched_snapshot_restores_and_verifies_with_the_trusted_key(world):
     world.reset()
     for r in (world.restore("--trusted-key", str(world.pub)), world.verify("--trusted-key", str(world.pub))):
         assert r.returncode == 0, r.stderr
+    assert "signed by the trusted key" in r.stdout
 
 
 @pytest.mark.parametrize("case", sorted(tampering.CASES | tampering.POLICY_CASES))
