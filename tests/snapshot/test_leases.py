@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.snapshot import leases
