@@ -203,6 +203,10 @@ def public_key(state_dir: Path) -> Ed25519PublicKey:
     path, pub_path = key_paths(state_dir)
     if pub_path.exists():
         return load_public_key(pub_path)
+    if not Path(state_dir).is_dir():
+        raise SigningError(f"no signing key: the state directory {state_dir} does not exist (odbackupd "
+                           "makes the key there with its first snapshot; on a machine that only restores, "
+                           "use the key exported on the host that makes the snapshots)")
     return load_or_create(state_dir).public_key()
 
 

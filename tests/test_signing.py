@@ -55,3 +55,9 @@ def test_a_bad_key_file_is_one_line(tmp_path):
     os.chmod(path, 0o600)
     with pytest.raises(signing.SigningError, match=str(path)):
         signing.load_or_create(tmp_path)
+
+
+def test_export_does_not_make_a_state_directory(tmp_path):
+    with pytest.raises(signing.SigningError, match="does not exist"):
+        signing.public_key(tmp_path / "nowhere")
+    assert not (tmp_path / "nowhere").exists()
