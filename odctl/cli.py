@@ -386,13 +386,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
             n: {"keep": [m.snapshot for m in p.keep], "delete": [m.snapshot for m in p.delete],
                 "deferred": [m.snapshot for m in p.deferred], "reasons": p.reasons} for n, p in plans.items()}})
         return EXIT_OK
+    from odbackupd.snapshot.manifest import order_key
+
     verb = "would delete" if args.dry_run else "deleted"
     for n, p in plans.items():
         rows = [[m.snapshot, render.iso(m.started), render.size(m.stored_bytes),
                  "keep" if m in p.keep else "deferred (being read)" if m in p.deferred else verb,
                  ", ".join(p.reasons.get(m.snapshot, []))]
-                for m in p.keep + p.delete + p.deferred]
-        rows.sort()
+                for m in sorted(p.keep + p.delete + p.deferred, key=order_key)]  # the series' order
         if not args.quiet:
             print(f"{n}:")
         render.table(["SNAPSHOT", "TIME", "STORED", "ACTION", "WHY"], rows)
