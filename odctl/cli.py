@@ -108,6 +108,8 @@ def _identities(paths: Sequence[Path]) -> list:
 
 
 def _manifest_row(m) -> dict[str, Any]:  # noqa: ANN001
+    from odbackupd.signing import signed_by
+
     return {
         "snapshot": m.snapshot,
         "time": render.iso(m.started),
@@ -118,6 +120,8 @@ def _manifest_row(m) -> dict[str, Any]:  # noqa: ANN001
         "stored_bytes": m.stored_bytes,
         "volumes": len(m.volumes),
         "encrypted": m.encrypted,
+        "sequence": m.sequence,
+        "signed_by": signed_by(m.raw or {}) or "",  # the key's fingerprint, unchecked ("" unsigned)
         "status": "completed with warnings" if m.warnings else "completed",
         "warnings": m.warnings,
     }
@@ -207,7 +211,7 @@ def _daemon_snapshots(args: argparse.Namespace) -> tuple[str, dict]:
                "volumes": r.get("volumes", 0),
                # the words the offline listing and the run results use (the daemon says "complete")
                "status": "completed with warnings" if r.get("warnings") else "completed"}
-        row.update({k: r[k] for k in ("host", "kind", "encrypted", "warnings") if k in r})
+        row.update({k: r[k] for k in ("host", "kind", "encrypted", "warnings", "sequence", "signed_by") if k in r})
         dest["snapshots"].append(row)
     return args.job, result
 

@@ -28,6 +28,7 @@ from typing import Any, Awaitable, Callable
 from .. import __version__
 from ..config import Config, ConfigError, load_config
 from ..runner import JobRun, drop_series, open_destinations, run_job, series_config
+from ..signing import signed_by
 from ..snapshot.builder import COMPLETED, COMPLETED_WITH_WARNINGS, Progress
 from ..state import StateStore
 from .clock import Clock, SystemClock
@@ -434,6 +435,7 @@ class Controller:
                             "finished": m.finished, "files": m.files, "data_bytes": m.data_bytes,
                             "stored_bytes": m.stored_bytes, "volumes": len(m.volumes), "status": "complete",
                             "host": m.host, "kind": m.kind, "encrypted": m.encrypted,
+                            "sequence": m.sequence, "signed_by": signed_by(m.raw or {}) or "",
                             "warnings": dict(m.warnings),  # counts per kind, as offline
                         })
                 except DestNotLoggedIn as e:
