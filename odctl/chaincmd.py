@@ -13,7 +13,7 @@ def restore_chain_of(d, series: str, m, to: Path, allow_nonempty: bool, error): 
     if m.kind != "incremental":
         return None
     from odbackupd.snapshot.catalog import list_snapshots
-    from odbackupd.snapshot.chain import BrokenChain, chain_of
+    from odbackupd.snapshot.incchain import BrokenChain, chain_of
     from odbackupd.snapshot.chainrestore import is_empty_dir
 
     try:

@@ -28,6 +28,7 @@ from typing import Any, Awaitable, Callable
 from .. import __version__
 from ..config import Config, ConfigError, load_config
 from ..runner import JobRun, drop_series, open_destinations, run_job, series_config
+from ..signing import signed_by
 from ..snapshot.builder import COMPLETED, COMPLETED_WITH_WARNINGS, Progress
 from ..state import StateStore
 from .clock import Clock, SystemClock
@@ -160,6 +161,7 @@ def finished_dict(run_id: int, trigger: str, started: float, run: JobRun) -> dic
         "login_needed": True if run.login_needed else None,
         "kind": m.kind if m else None, "base": m.base if m else None,
         **({k: v for k, v in (m.changes or {}).items()} if m is not None and m.changes else {}),
+        "prune_errors": list(run.prune_errors) or None,  # retention failed: the snapshot is fine
     })
 
 
@@ -242,7 +244,9 @@ class Controller:
         self._changed_daemon()
 
     def _open_state(self) -> StateStore:
-        return StateStore(self.config.daemon.state_dir / "state.db")
+        from ..statefile import open_state
+
+        return open_state(self.config.daemon.state_dir / "state.db")
 
     async def stop(self, timeout: float = 60) -> None:
         """Cancel everything (uploads checkpoint), wait up to ``timeout``, close the state."""
@@ -433,6 +437,7 @@ class Controller:
                             "finished": m.finished, "files": m.files, "data_bytes": m.data_bytes,
                             "stored_bytes": m.stored_bytes, "volumes": len(m.volumes), "status": "complete",
                             "host": m.host, "kind": m.kind, "base": m.base or "", "encrypted": m.encrypted,
+                            "sequence": m.sequence, "signed_by": signed_by(m.raw or {}) or "",
                             "warnings": dict(m.warnings),  # counts per kind, as offline
                         })
                 except DestNotLoggedIn as e:
@@ -703,11 +708,8 @@ class Controller:
                 started.remove(w)
 
     def _make_dropdir(self, name: str, job: Any) -> Any:
-        try:
-            from .dropdir import DropDir
-        except ImportError:
-            log.warning("job %s: drop_dir is set but drop directories are not available in this build", name)
-            return None
+        from .dropdir import DropDir
+
         return _start_trigger(name, "drop_dir", lambda: DropDir(
             asyncio.get_running_loop(), name, Path(job.drop_dir),
             on_file=lambda p, _n=name: self.run_drop_file(_n, p), settle=job.quiet_period))

@@ -1,138 +1,238 @@
-"""Chains of snapshots: which snapshots a restore needs, whether the next run is a full,
-and the RESTORE.txt written into every snapshot folder.
+"""Volumes bound together inside the data (issue 9, item 2).
 
-A chain is a full snapshot and the incrementals built on it, each on the one before
-(``Manifest.base``). See :mod:`.incremental` for what an incremental holds.
+Each volume's plaintext (what age encrypts) starts with a zstd *skippable frame* holding
+the series, the snapshot id, the volume's number, its tar offset and the SHA-256 of the
+previous volume's whole plaintext (which holds the header before it, so the hash covers
+everything before this volume). The last volume ends with a second skippable frame, the
+end marker, naming the number of volumes and the tar stream's length. Stock ``zstd -d``
+skips both frames: ``for v in vol.*; do age -d -i key "$v"; done | zstd -d | tar -x``
+still restores.
+
+What it defends: volumes dropped, swapped, replayed (from this snapshot or another one)
+or re-ordered by someone who can write to the destination, with the manifest fixed up to
+match. Each of these breaks a number, a snapshot id, a hash or the end marker, and restore
+and ``verify --download`` stop with an IntegrityError naming the volume. It does not stop
+someone who writes a whole new snapshot (anyone can make age files for a public
+recipient): that is what the manifest signature (odbackupd/signing.py) is for.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+import hashlib
+import json
+import struct
+from typing import Any, BinaryIO
 
-from .manifest import Manifest, iso
+from .manifest import Manifest
 
-
-class BrokenChain(LookupError):
-    """A base a snapshot needs is not there (or not readable)."""
-
-
-def by_id(snapshots: Sequence[Manifest]) -> dict[str, Manifest]:
-    return {m.snapshot: m for m in snapshots}
-
-
-def chain_of(target: Manifest, snapshots: Sequence[Manifest] | dict[str, Manifest]) -> list[Manifest]:
-    """The snapshots a restore of ``target`` applies, oldest (the full) first."""
-    ids = snapshots if isinstance(snapshots, dict) else by_id(snapshots)
-    out = [target]
-    seen = {target.snapshot}
-    while out[-1].kind == "incremental":
-        m = out[-1]
-        base = ids.get(m.base or "")
-        if base is None:
-            raise BrokenChain(f"snapshot {m.snapshot} is based on {m.base}, which is missing or unreadable")
-        if base.snapshot in seen or base.started > m.started:
-            raise BrokenChain(f"snapshot {m.snapshot} names {m.base} as its base, which cannot be")
-        seen.add(base.snapshot)
-        out.append(base)
-    out.reverse()
-    return out
+MAGIC = 0x184D2A5B  # one of zstd's 16 skippable-frame magic numbers (0x184D2A50..5F)
+FORMAT = "odbackupd-chain-v1"
+ZERO = "0" * 64  # the "previous volume" of the first one
+END_PAYLOAD = 256  # the end marker's payload is padded to this size, so it is found from the end
+END_SIZE = 8 + END_PAYLOAD
+MAX_HEADER = 4096
 
 
-@dataclass(frozen=True)
-class Decision:
-    kind: str  # "full" or "incremental"
-    base: Manifest | None
-    reason: str  # why a full ("" when nothing needs saying)
+AGE_MAGIC = b"age-encryption.org/v1\n"
 
 
-def decide(
-    latest: Sequence[Manifest | None],
-    snapshots: Sequence[Manifest],
-    *,
-    full_every: int,
-    full_if_older_than: float | None,
-    now: float,
-    sources: Sequence[str],
-    encryption: dict | None,
-    cache_meta: dict | None,
-    cache_path: str,
-) -> Decision:
-    """Full or incremental, from the latest complete snapshot on each destination."""
-    def full(why: str) -> Decision:
-        return Decision("full", None, why)
+class FirstBytes:
+    """A read-through wrapper that keeps a stream's first bytes (is it an age file?)."""
 
-    if full_every <= 1:
-        return full("")
-    if not latest or latest[0] is None:
-        return full("the first snapshot of the series")
-    last = latest[0]
-    if any(m is None or m.snapshot != last.snapshot for m in latest[1:]):
-        return full("the destinations do not hold the same latest snapshot")
-    if last.index is None:
-        return full(f"the latest snapshot {last.snapshot} has no index (made by an older odbackupd)")
+    def __init__(self, f: BinaryIO, n: int = len(AGE_MAGIC)) -> None:
+        self._f, self._n, self.head = f, n, b""
+
+    def read(self, size: int = -1) -> bytes:
+        b = self._f.read(size)
+        if len(self.head) < self._n:
+            self.head += b[: self._n - len(self.head)]
+        return b
+
+
+def kind_problem(name: str, head: bytes, encrypted: bool) -> str | None:
+    """Whether a stored volume is what the manifest says (an age file, or not)."""
+    age = head.startswith(AGE_MAGIC)
+    if encrypted and not age:
+        return f"{name}: not an age file, though the manifest says the snapshot is encrypted"
+    if not encrypted and age:
+        return f"{name}: an age file, though the manifest says the snapshot is not encrypted"
+    return None
+
+
+class ChainError(ValueError):
+    """A volume does not belong where the manifest puts it."""
+
+
+def _frame(payload: bytes) -> bytes:
+    return struct.pack("<II", MAGIC, len(payload)) + payload
+
+
+def volume_header(series: str, snapshot: str, index: int, tar_start: int, prev: str) -> bytes:
+    return _frame(json.dumps({
+        "odbackupd": "volume", "format": FORMAT, "job": series, "snapshot": snapshot,
+        "index": index, "tar_start": tar_start, "prev": prev,
+    }, separators=(",", ":")).encode())
+
+
+def end_marker(series: str, snapshot: str, volumes: int, tar_bytes: int) -> bytes:
+    payload = json.dumps({
+        "odbackupd": "end", "format": FORMAT, "job": series, "snapshot": snapshot,
+        "volumes": volumes, "tar_bytes": tar_bytes,
+    }, separators=(",", ":")).encode()
+    if len(payload) > END_PAYLOAD:
+        raise ValueError("series or snapshot name too long for the end marker")
+    return _frame(payload.ljust(END_PAYLOAD))
+
+
+def manifest_field() -> dict[str, Any]:
+    return {"format": FORMAT}
+
+
+def _parse_end(tail: bytes) -> dict | None:
+    if len(tail) < END_SIZE:
+        return None
+    frame = tail[-END_SIZE:]
+    magic, size = struct.unpack("<II", frame[:8])
+    if magic != MAGIC or size != END_PAYLOAD:
+        return None
     try:
-        chain = chain_of(last, snapshots)
-    except BrokenChain as e:
-        return full(f"the latest snapshot's chain is broken ({e})")
-    if len(chain) >= full_every:
-        return full(f"full_every = {full_every}: the chain of {chain[0].snapshot} has {len(chain)} snapshots")
-    if full_if_older_than is not None and now - chain[0].started >= full_if_older_than:
-        return full(f"full_if_older_than: the last full snapshot {chain[0].snapshot} is from {iso(chain[0].started)}")
-    if list(last.sources) != list(sources):
-        return full("the job's sources changed since the latest snapshot")
-    if (last.encryption or {}).get("recipients") != (encryption or {}).get("recipients"):
-        return full("the job's recipients changed since the latest snapshot")
-    if cache_meta is None:
-        return full(f"no local index of the latest snapshot {last.snapshot}: {cache_path} is missing (the "
-                    "stored index is not read back: it may be encrypted to a key this host does not hold)")
-    if cache_meta.get("snapshot") != last.snapshot or cache_meta.get("sha256") != last.index.get("sha256"):
-        return full(f"the local index {cache_path} is of snapshot {cache_meta.get('snapshot')}, "
-                    f"not of the latest snapshot {last.snapshot}")
-    if cache_meta.get("damaged"):
-        return full(f"the local index of the latest snapshot {last.snapshot}, {cache_path}, is damaged")
-    return Decision("incremental", last, "")
+        d = json.loads(frame[8:])
+    except ValueError:
+        return None
+    return d if isinstance(d, dict) and d.get("odbackupd") == "end" else None
 
 
-def restore_text(chain: Sequence[Manifest], *, encrypted: bool) -> str:
-    """RESTORE.txt: how to restore this snapshot (and its chain) with stock tools."""
-    m = chain[-1]
-    names = " ".join(c.snapshot for c in chain)
-    dec = 'age -d -i key.txt "$v"' if encrypted else 'cat "$v"'
-    lines = [
-        f"odbackupd snapshot {m.snapshot} of {m.job} ({m.kind}), made on {m.host} at {iso(m.started)}.",
-        "",
-    ]
-    if len(chain) == 1:
-        lines += [
-            "It is a full snapshot: it restores on its own.",
-            "In the folder that holds this snapshot folder:",
-            "",
-            f"  for v in {m.snapshot}/vol.*; do {dec}; done | zstd -d | tar -x -f - -C /empty/dir",
-        ]
-    else:
-        lines += [
-            f"It is an incremental snapshot: a restore applies these {len(chain)} snapshots, in this order",
-            "(the full one first; each later one holds only what changed, and its directory lists",
-            "tell GNU tar what was deleted or renamed):",
-            "",
-            *(f"  {i}. {c.snapshot} ({c.kind})" for i, c in enumerate(chain, 1)),
-            "",
-            "In the folder that holds these snapshot folders, into an EMPTY directory (tar -G deletes",
-            "whatever a restored directory holds that the snapshot does not name):",
-            "",
-            f"  for s in {names}; do",
-            f"    for v in $s/vol.*; do {dec}; done | zstd -d | tar -x -G -f - -C /empty/dir || break",
-            "  done",
-            "",
-            "One tar for the whole chain (tar -x -G -i) works too, except where a symlink whose target",
-            "is absolute or contains '..' became something else later in the chain: GNU tar restores",
-            "such symlinks last, from a placeholder whose inode number the new file may reuse.",
-        ]
-    lines += [
-        "",
-        "(-G: apply the directory lists; add --xattrs --xattrs-include='*' -p to restore extended",
-        "attributes and modes exactly.)",
-        "Or with odbackupd: odctl restore JOB SNAPSHOT --to /empty/dir",
-        "",
-    ]
-    return "\n".join(lines)
+class _VolumeReader:
+    """A volume's plaintext for the decompressor, after its header; hashes all of it."""
+
+    def __init__(self, f: BinaryIO, name: str) -> None:
+        self._f = f
+        self.name = name
+        self.sha = hashlib.sha256()
+        self.tail = b""
+        self.header: dict | None = None
+        self._pushback = b""
+        first = self._take(8)
+        if len(first) == 8 and struct.unpack("<I", first[:4])[0] == MAGIC:
+            size = struct.unpack("<I", first[4:])[0]
+            if size > MAX_HEADER:
+                raise ChainError(f"{name}: its volume header is {size} bytes long (damaged or not ours)")
+            payload = self._take(size)
+            try:
+                h = json.loads(payload)
+            except ValueError as e:
+                raise ChainError(f"{name}: its volume header does not parse ({e})") from None
+            if isinstance(h, dict) and h.get("odbackupd") == "volume":
+                self.header = h
+            else:
+                self._pushback = first + payload  # someone else's skippable frame: zstd skips it
+        else:
+            self._pushback = first
+
+    def _take(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            b = self._f.read(n - len(out))
+            if not b:
+                break
+            out += b
+        self._seen(out)
+        return out
+
+    def _seen(self, b: bytes) -> None:
+        self.sha.update(b)
+        self.tail = (self.tail + b)[-END_SIZE:]
+
+    def read(self, n: int = -1) -> bytes:
+        if self._pushback:
+            b, self._pushback = (self._pushback, b"") if n < 0 or n >= len(self._pushback) else \
+                (self._pushback[:n], self._pushback[n:])
+            return b
+        b = self._f.read(n)
+        self._seen(b)
+        return b
+
+    def readinto(self, buf) -> int:  # noqa: ANN001
+        b = self.read(len(buf))
+        buf[: len(b)] = b
+        return len(b)
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def closed(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return True
+
+
+class ChainChecker:
+    """Checks, volume by volume, that the stream is the one the manifest describes."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.m = manifest
+        self.required = bool(manifest.chain)
+        self.position = 0
+        self.prev = ZERO
+        self.end: dict | None = None
+        self.headers = 0
+        self._cur: _VolumeReader | None = None
+
+    def open(self, vol: dict, f: BinaryIO) -> BinaryIO:
+        """Wrap volume ``vol``'s plaintext (decrypted) before it is decompressed."""
+        self.position += 1
+        name = vol["name"]
+        if self.end is not None:
+            raise ChainError(f"{name}: comes after the snapshot's end marker (volume {self.end.get('volumes')}); "
+                             "volumes were added or re-ordered")
+        r = _VolumeReader(f, name)
+        h = r.header
+        if h is None:
+            if self.required or self.headers:
+                raise ChainError(f"{name}: has no volume header, though the snapshot's volumes carry one "
+                                 "(replaced by a volume not made for this snapshot)")
+        else:
+            self.headers += 1
+            if h.get("snapshot") != self.m.snapshot or h.get("job") != self.m.job:
+                raise ChainError(f"{name}: belongs to snapshot {h.get('job')}/{h.get('snapshot')}, not "
+                                 f"{self.m.job}/{self.m.snapshot} (a volume replayed from another snapshot)")
+            if h.get("index") != self.position:
+                raise ChainError(f"{name}: is volume {h.get('index')} of the snapshot but stands at place "
+                                 f"{self.position} (volumes dropped, swapped, duplicated or re-ordered)")
+            if h.get("prev") != self.prev:
+                raise ChainError(f"{name}: does not follow the volume before it (hash chain broken: a "
+                                 "volume before it was dropped or replaced)")
+        self._cur = r
+        return r  # type: ignore[return-value]
+
+    def close_volume(self) -> None:
+        """The decompressor reached the volume's end: read what is left, note its hash."""
+        r, self._cur = self._cur, None
+        if r is None:
+            return
+        r.drain()
+        self.prev = r.sha.hexdigest()
+        end = _parse_end(r.tail) if r.header is not None else None
+        if end is not None:
+            if end.get("snapshot") != self.m.snapshot or end.get("job") != self.m.job:
+                raise ChainError(f"{r.name}: its end marker belongs to snapshot {end.get('snapshot')}")
+            self.end = end
+
+    def finish(self, tar_bytes: int) -> None:
+        """Every volume is read: the last one must have carried the end marker."""
+        if not self.headers:
+            return  # a snapshot made before volumes carried headers
+        if self.end is None:
+            raise ChainError(
+                f"the snapshot ends after volume {self.position} without its end marker: volumes are "
+                "missing at the end (dropped, with the manifest fixed up)")
+        if self.end.get("volumes") != self.position:
+            raise ChainError(f"the end marker says {self.end.get('volumes')} volumes, {self.position} were read")
+        if self.end.get("tar_bytes") != tar_bytes:
+            raise ChainError(f"the end marker says {self.end.get('tar_bytes')} archive bytes, "
+                             f"{tar_bytes} were read")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Sequence
 
 from ..destinations.base import Destination, DestinationError
-from .chain import BrokenChain, chain_of
+from .incchain import BrokenChain, chain_of
 from .incremental import NAME, ORIGIN, TYPE, open_tree
 from .manifest import Manifest
 from .restore import (
@@ -235,8 +235,16 @@ def restore_chain(
     scratch: Path | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     same_owner: bool | None = None,
+    authentic: bool = False,
 ) -> RestoreStats:
-    """Restore the state of ``chain[-1]`` (an incremental) by applying ``chain``."""
+    """Restore the state of ``chain[-1]`` (an incremental) by applying ``chain``.
+
+    ``authentic``: every manifest of the chain was verified against a trusted key (as for
+    restore_snapshot). An archive read whole has its volumes' chain headers and end marker
+    checked (snapshot/chain.py); of an older one read in parts, each volume is checked
+    against its manifest's SHA-256 (the headers link each volume to the one before it,
+    which a part skips)."""
+    del authentic  # what it unlocks is restore_snapshot's, where the extraction is
     newest = chain[-1]
     for m in chain:
         if m.encrypted and not identities:
@@ -264,7 +272,9 @@ def restore_chain(
                 part = dataclasses.replace(m, volumes=m.volumes[first : last + 1])
                 tree = _Tree(index)
                 ex.select = _Select(tree, m.snapshot, newest.snapshot)
-                stream = PlainStream(iter(VolumeFetcher(dest, part, scratch)), identities)
+                whole = first == 0 and last == len(m.volumes) - 1 and start == 0 and end is None
+                stream = PlainStream(iter(VolumeFetcher(dest, part, scratch)), identities,
+                                     manifest=m if whole else None)
                 skip = start - int(part.volumes[0].get("tar_start", 0)) if part.volumes else 0
                 raw = _Window(stream, skip, None if end is None else end - start)
                 reader: BinaryIO = io.BufferedReader(raw, 1 << 20)  # type: ignore[arg-type]
@@ -273,6 +283,9 @@ def restore_chain(
                     reader = _Progress(reader, lambda n, b=base: on_progress(b + n, total))  # type: ignore[assignment]
                 try:
                     stats = ex.extract(reader)
+                    if whole:
+                        while reader.read(1 << 20):  # to the end, where the end marker is checked
+                            pass
                 finally:
                     stream.close()
                     tree.close()

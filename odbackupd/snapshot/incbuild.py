@@ -18,7 +18,7 @@ import zstandard
 from ..config.units import human_size, plural
 from ..destinations.base import Destination, DestinationError, Expected
 from .catalog import list_snapshots
-from .chain import BrokenChain, Decision, chain_of, decide, restore_text
+from .incchain import BrokenChain, Decision, chain_of, decide, restore_text
 from .incremental import (
     INDEX_FORMAT, INDEX_VERSION, LOC_SCRATCH, NAME, PLAIN_NAME, RACY, TREE_SCRATCH, _dumps, index_name,
 )

@@ -643,3 +643,19 @@ def test_incremental_keys_defaults_and_bad_values():
     assert lines[0].startswith("f.toml:3: at 'job.etc.full_every': 0 is out of range")
     assert lines[1].startswith("f.toml:4: at 'job.etc.full_if_older_than': invalid duration 'soon'")
     assert lines[2].startswith("f.toml:5: at 'job.etc.ignore_inode':")
+
+
+def test_trusted_key_is_checked_with_the_sources(tmp_path):
+    (tmp_path / "dir").mkdir()
+    bad = tmp_path / "web1.pub"
+    bad.write_text("age1notakey\n")
+    text = _job(tmp_path / "dir") + f'trusted_key = "{bad}"\n'
+    [p] = problems_of(text, check_sources=True)
+    assert (p.line, p.key) == (5, "job.etc.trusted_key")
+    assert str(bad) in p.message and "odctl key export" in p.message
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from odbackupd.signing import public_line
+
+    bad.write_text(public_line(Ed25519PrivateKey.generate().public_key()) + "\n")
+    load_config_text(text, check_sources=True)

@@ -14,7 +14,7 @@ import pytest
 from odbackupd.crypto.age import load_identities
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.snapshot.catalog import list_snapshots
-from odbackupd.snapshot.chain import chain_of
+from odbackupd.snapshot.incchain import chain_of
 from odbackupd.snapshot.chainrestore import restore_chain
 from odbackupd.snapshot.restore import restore_snapshot
 

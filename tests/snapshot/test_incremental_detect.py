@@ -8,7 +8,7 @@ import shutil
 
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.snapshot.catalog import list_snapshots
-from odbackupd.snapshot.chain import chain_of
+from odbackupd.snapshot.incchain import chain_of
 from odbackupd.snapshot.chainrestore import restore_chain
 
 from tests.layout import series_dir
@@ -107,3 +107,24 @@ def test_a_chain_may_start_with_a_format_1_full(setup, tmp_path):
     assert_same_tree(src, tmp_path / "od" / str(src).lstrip("/"))
     stock_restore(series_dir(setup.dest), [c.snapshot for c in chain], tmp_path / "tar", None)
     assert_same_tree(src, tmp_path / "tar" / str(src).lstrip("/"))
+
+
+def test_a_clock_set_back_keeps_the_chain(setup, tmp_path):
+    """An incremental made while the clock was stepped back still builds on the snapshot
+    before it (the series' sequence orders a chain, not the start times)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("old")
+    setup.write([src])
+    runs = Runs(setup)
+    first = runs.run().result.manifest
+    (src / "f").write_text("new")
+    runs.now -= 40 * 86400
+    second = runs.run().result.manifest
+    assert second.kind == "incremental" and second.base == first.snapshot and second.started < first.started
+    dest = LocalDestination("usb", setup.dest)
+    snaps = list_snapshots(dest, "t").complete
+    chain = chain_of(snaps[-1], snaps)
+    assert [c.snapshot for c in chain] == [first.snapshot, second.snapshot]
+    restore_chain(dest, chain, tmp_path / "out")
+    assert (tmp_path / "out" / str(src).lstrip("/") / "f").read_text() == "new"

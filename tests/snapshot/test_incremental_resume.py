@@ -8,7 +8,7 @@ import time
 
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.snapshot.catalog import list_snapshots
-from odbackupd.snapshot.chain import chain_of
+from odbackupd.snapshot.incchain import chain_of
 from odbackupd.snapshot.chainrestore import restore_chain, verify_chain
 
 from tests.layout import series_dir

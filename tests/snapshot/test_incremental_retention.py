@@ -8,7 +8,7 @@ from datetime import datetime
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.runner import prune_job
 from odbackupd.snapshot.catalog import list_snapshots
-from odbackupd.snapshot.chain import chain_of
+from odbackupd.snapshot.incchain import chain_of
 
 from .incgen import Runs
 
