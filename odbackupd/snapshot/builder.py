@@ -30,7 +30,7 @@ from . import chain
 from .catalog import SNAPSHOT_ID_RE, next_in_series, series_folder
 from .completed import finish_if_stored
 from .incbuild import (
-    RESTORE_NAME, ChainPlanner, IndexCache, drop_scratch, scratch_intact, scratch_sizes, source_roots, store_index,
+    RESTORE_NAME, ChainPlanner, IndexCache, adopt_index, drop_scratch, scratch_intact, scratch_sizes, source_roots, store_index,
     summary, without_chain,
 )
 from .incchain import Decision
@@ -285,12 +285,14 @@ class SnapshotBuilder:
 
             recipients = [parse_recipient(r) for r in self.job.recipients]
         inprog = self.state.inprogress(job)
+        cache = IndexCache(self.index_dir, job) if self.index_dir is not None and self.job.incremental else None
         if inprog is not None and finish_if_stored(self.dests, self.folder, inprog.snapshot):
             self.state.forget(job)  # its manifest is stored: done, not to be "resumed"
+            if cache is not None:  # and its index, still in the spool, is the next run's base
+                adopt_index(cache, self.dests[0], self.folder, inprog.snapshot, self.spool_root / job / inprog.snapshot)
             inprog = None
         resuming = inprog is not None and without_chain(inprog.params) == params
         self.chains = ChainPlanner(self.dests, job, self.hostname)
-        cache = IndexCache(self.index_dir, job) if self.index_dir is not None and self.job.incremental else None
         if resuming and inprog.params.get("base"):
             # an interrupted incremental goes on only while its base's index is still the cache's
             meta = cache.read_meta() if cache is not None else None

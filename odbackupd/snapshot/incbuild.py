@@ -213,6 +213,28 @@ def store_index(dests: Sequence[Destination], folder: str, manifest: Manifest, s
     return built
 
 
+def adopt_index(cache: IndexCache, dest: Destination, folder: str, snapshot: str, spool: Path) -> bool:
+    """A snapshot completed by a run killed before it cached its index: cache the index the
+    spool still holds, when it is the one the stored manifest lists."""
+    from ..destinations.base import MANIFEST_NAME
+
+    try:
+        m = Manifest.loads(dest.read_bytes(folder, snapshot, MANIFEST_NAME))
+        if m.index is None:
+            return False
+        stored, plain = spool / m.index["name"], spool / PLAIN_NAME
+        sha = hashlib.sha256()
+        with open(stored, "rb") as f:
+            while b := f.read(1 << 20):
+                sha.update(b)
+        if sha.hexdigest() != m.index["sha256"] or not plain.is_file():
+            return False
+        cache.store(BuiltIndex(stored, plain, m.index["name"], int(m.index["size"]), m.index["sha256"]), snapshot)
+        return True
+    except (OSError, ValueError, DestinationError):
+        return False  # the next run is a full, and says why
+
+
 def source_roots(sources: Sequence[Path]) -> list[str]:
     """Each source's name in the archive (what a member name is matched against)."""
     return [os.fsdecode(os.path.normpath(os.fsencode(str(p))).lstrip(b"/") or b".") for p in sources]

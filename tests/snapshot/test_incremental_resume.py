@@ -71,3 +71,31 @@ def test_sigkill_mid_incremental_then_resume(setup, tmp_path):
     out = tmp_path / "tar"
     stock_restore(jobdir, [c.snapshot for c in chain], out, None)
     assert_same_tree(src, out / str(src).lstrip("/"), dir_mtimes=False)
+
+
+def test_a_kill_after_the_manifest_still_leaves_the_next_run_incremental(setup, tmp_path):
+    """The run that wrote the manifest died before it cached its index: the next run takes
+    the index from the spool (it is the one the manifest lists) and builds on that snapshot."""
+    from .test_kill_points import once, once_killed_at
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("first version\n")
+    (src / "b.bin").write_bytes(random.Random(1).randbytes(1 << 20))
+    cfg = setup.write([src])
+    assert once(cfg).returncode == 0
+    (src / "a.txt").write_text("second version\n")
+    r = once_killed_at("after-manifest", cfg)
+    assert r.returncode == -9, r.stderr
+    dest = LocalDestination("usb", setup.dest)
+    killed = list_snapshots(dest, "t").complete[-1]
+    assert killed.kind == "incremental"
+    (src / "a.txt").write_text("third version\n")
+    r = once(cfg)
+    assert r.returncode == 0, r.stderr
+    snaps = list_snapshots(dest, "t").complete
+    last = snaps[-1]
+    assert last.kind == "incremental" and last.base == killed.snapshot, r.stdout
+    out = tmp_path / "out"
+    restore_chain(dest, chain_of(last, snaps), out)
+    assert_same_tree(src, out / str(src).lstrip("/"), dir_mtimes=False)
