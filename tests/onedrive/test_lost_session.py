@@ -35,7 +35,8 @@ def test_kill_between_create_session_and_saving_it(od, tmp_path):  # noqa: ANN00
     assert (tmp_path / "out" / str(src).lstrip("/") / "f.bin").read_bytes() == (src / "f.bin").read_bytes()
     # nothing but the snapshot's own files is left in its folder
     folder = f"/{od.folder}/{m.location}/{m.snapshot}"
-    assert sorted(emu.list_dir(folder)) == sorted(["manifest.json"] + [v["name"] for v in m.volumes])
+    assert sorted(emu.list_dir(folder)) == sorted(["manifest.json", "RESTORE.txt", m.index["name"]]
+                                                  + [v["name"] for v in m.volumes])
     dest.close()
     emu.assert_no_violations()
 
