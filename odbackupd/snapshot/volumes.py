@@ -262,10 +262,12 @@ class VolumeWriter:
 
     def append(self, frame: bytes) -> None:
         """Bytes after the compressed data (the end marker); call after :meth:`end_frame`."""
-        self._sink.write(frame)
+        with self._naming_errors():
+            self._sink.write(frame)
 
     def plain_digest(self) -> str:
-        return self._sink.plain_digest()
+        with self._naming_errors():  # a write error of the writer thread surfaces here too
+            return self._sink.plain_digest()
 
     def finish(self) -> VolumeInfo:
         with self._naming_errors():
