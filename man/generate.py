@@ -27,6 +27,8 @@ SECTION_TITLES = {
     "destination": "[destination.NAME]",
     "account": "[account.NAME]",
     "job": "[job.NAME]",
+    "intake": "[intake]",
+    "intake.user": "[intake.user.NAME]",
 }
 
 
