@@ -203,29 +203,33 @@ class Tus:
         hashers = [whole] + ([checksum[0]] if checksum else [])
         sink = Sink(self.store.partial(up), up.offset, hashers, create=False)
         pending = bytearray()
-        ok = False
+        settled = False  # answered (or failed) on purpose; otherwise the request was cut
 
         def check(received: int) -> None:
             if received > left:
                 raise BodyTooLarge("size")
 
         try:
-            await stream_body(request, sink, check, pending)
-            await sink.sync_async()
+            try:
+                await stream_body(request, sink, check, pending)
+                await sink.sync_async()
+            except (BodyTooLarge, DiskFull):
+                settled = True
+                pending.clear()
+                sink.truncate(up.offset)
+                raise
+            settled = True
             if checksum and checksum[0].digest() != checksum[1]:
                 sink.truncate(up.offset)
                 return self._reply(460, "Upload-Checksum does not match: the chunk was discarded",
                                    **{"Upload-Offset": str(up.offset)})
-            ok = True
         except BodyTooLarge:
-            sink.truncate(up.offset)
             return self._reply(413, f"the upload has {left} bytes left")
         except DiskFull:
-            sink.truncate(up.offset)
             return self._reply(507, "the server's disk is full; send this chunk again later",
                                **{"Upload-Offset": str(up.offset)})
         finally:
-            if not ok:
+            if not settled:
                 self._keep_what_arrived(up, sink, pending, bool(checksum))
             sink.close()
         self.hashers[up.id] = (whole, sink.offset)
