@@ -735,6 +735,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job", metavar="JOB", help=SERIES_HELP)
     p.add_argument("--dry-run", "-n", action="store_true", help="show what would be deleted")
     p.set_defaults(func=cmd_prune)
+
+    from .intake import add_intake_parsers
+
+    add_intake_parsers(sub, common)
     return ap
 
 
