@@ -255,6 +255,9 @@ class Tus:
         # all bytes arrived but nobody is left to answer: the resumed PATCH of the last byte
         # lands the file
         self.store.acknowledge(up, min(sink.offset, up.length - 1))
+        log.info("intake: a PATCH of upload %s (%s, %s) ended early; kept what arrived, it "
+                 "resumes at %d of %d bytes", up.id, up.name, up.user,
+                 min(sink.offset, up.length - 1), up.length)
 
     async def _finish(self, request: web.Request, up: Upload, whole: Any, location: str | None = None) -> web.StreamResponse:
         try:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -26,6 +27,15 @@ from odbackupd.intake.tokens import hash_token
 from tests.procs import die_with_parent
 
 TOKENS = {"alice": "alice-token-0123456789", "bob": "bob-token-9876543210"}
+
+
+def wait_until(pred, what: str, timeout: float = 30.0) -> None:  # noqa: ANN001
+    """Poll *pred* (every 20 ms) until true: for outside events nothing else signals."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
 
 
 class Intake:
@@ -118,6 +128,10 @@ class Intake:
     def restart(self, sig: int = signal.SIGTERM) -> None:
         self.stop(sig)
         self.start()
+
+    def wait_log(self, text: str, timeout: float = 30.0) -> None:
+        """Until the service has logged *text* (for events no HTTP answer reports)."""
+        wait_until(lambda: text in self.log(), f"the service to log {text!r}", timeout)
 
     def log(self) -> str:
         return "".join(self.logs) + (self.log_file.read_text() if self.proc else "")
