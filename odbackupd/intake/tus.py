@@ -109,6 +109,9 @@ class Tus:
         up = self.store.create(user, name, length, request.remote or "local socket",
                                {"filename": meta.get("filename", "")[:300]})
         location = up.id if path.endswith("/") else f"files/{up.id}"
+        log.info("intake: %s started a resumable upload %s of %s (%d bytes)", user, up.id, name,
+                 length, extra={"journal_fields": {"INTAKE_USER": user, "INTAKE_NAME": name,
+                                                   "INTAKE_BYTES": length}})
         if length == 0:
             return await self._finish(request, up, hashlib.sha256(), location=location)
         return self._reply(201, Location=location, **{"Upload-Expires": self._expires(up)})

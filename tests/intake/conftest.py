@@ -77,11 +77,8 @@ class Intake:
                 drop_job = "{user}-files"
                 """) + (f'quota = "{quota}"\n' if quota else "")
         self.config.write_text(text)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
+        self.port = 0
+        self._listen()
         self.url = f"http://127.0.0.1:{self.port}"
         self._notify_dir = tempfile.mkdtemp(prefix="intake-n")  # short: AF_UNIX path limit
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -91,8 +88,23 @@ class Intake:
 
     # ---- the process ----------------------------------------------------------------------
 
+    def _listen(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+
+    def stop_socket(self) -> None:
+        """Like ``systemctl stop odbackupd-intake.socket``: connections are refused until
+        the next :meth:`start`, which listens on the same port again."""
+        self.sock.close()
+        self.sock = None
+
     def start(self, timeout: float = 30.0) -> None:
         assert self.proc is None
+        if self.sock is None:
+            self._listen()
         fd = self.sock.fileno()
 
         def child() -> None:
@@ -139,7 +151,8 @@ class Intake:
     def close(self) -> None:
         if self.proc is not None:
             self.stop(signal.SIGKILL)
-        self.sock.close()
+        if self.sock is not None:
+            self.sock.close()
         self.notify.close()
         shutil.rmtree(self._notify_dir, ignore_errors=True)
 
