@@ -120,7 +120,7 @@ class IntakeConfig:
 
 def check_intake(r, users: dict, jobs: dict) -> None:  # noqa: ANN001
     """Each user's drop_job must be a job with a drop_dir; partial_dir outside it."""
-    for name, t in users.items():
+    for t in users.values():
         job_name = t.get("drop_job")
         if job_name is None:
             continue

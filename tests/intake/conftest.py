@@ -18,8 +18,8 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -29,7 +29,7 @@ from tests.procs import die_with_parent
 TOKENS = {"alice": "alice-token-0123456789", "bob": "bob-token-9876543210"}
 
 
-def wait_until(pred, what: str, timeout: float = 30.0) -> None:  # noqa: ANN001
+def wait_until(pred, what: str, timeout: float = 30.0) -> None:
     """Poll *pred* (every 20 ms) until true: for outside events nothing else signals."""
     deadline = time.monotonic() + timeout
     while not pred():
@@ -176,7 +176,7 @@ class Intake:
         finally:
             conn.close()
 
-    def put(self, name: str, data: bytes, user: str = "alice", **kw) -> tuple[int, dict]:  # noqa: ANN003
+    def put(self, name: str, data: bytes, user: str = "alice", **kw) -> tuple[int, dict]:
         status, _, body = self.request("PUT", f"/upload/{name}", data, user=user, **kw)
         return status, (json.loads(body) if status == 201 else {"text": body.decode()})
 

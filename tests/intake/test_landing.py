@@ -40,7 +40,7 @@ def test_rename_noreplace_never_replaces(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def tmpfs(tmp_path: Path):  # noqa: ANN201
+def tmpfs(tmp_path: Path):
     """A real 6 MiB file system holding the drop and partial directories."""
     root = tmp_path / "small"
     root.mkdir()

@@ -20,7 +20,7 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture
-def browser(tmp_path: Path):  # noqa: ANN201
+def browser(tmp_path: Path):
     if not (CHROMIUM and CHROMEDRIVER):
         pytest.fail("chromium and chromium-driver are not installed: run scripts/setup-dev.sh")
     os.environ["SE_OFFLINE"] = "true"  # selenium must never download a browser or driver
@@ -41,7 +41,7 @@ def browser(tmp_path: Path):  # noqa: ANN201
         driver.quit()
 
 
-def _state(driver, row: str) -> str | None:  # noqa: ANN001
+def _state(driver, row: str) -> str | None:
     from selenium.common.exceptions import NoSuchElementException
 
     try:
@@ -50,7 +50,7 @@ def _state(driver, row: str) -> str | None:  # noqa: ANN001
         return None
 
 
-def test_page_uploads_two_files_and_resumes_across_a_restart(tmp_path: Path, browser) -> None:  # noqa: ANN001
+def test_page_uploads_two_files_and_resumes_across_a_restart(tmp_path: Path, browser) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     svc = Intake(tmp_path, max_file_size="1GiB")
@@ -89,7 +89,7 @@ def test_page_uploads_two_files_and_resumes_across_a_restart(tmp_path: Path, bro
         svc.close()
 
 
-def test_page_takes_dropped_files(tmp_path: Path, browser, intake: Intake) -> None:  # noqa: ANN001
+def test_page_takes_dropped_files(tmp_path: Path, browser, intake: Intake) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(intake.url + "/")

@@ -148,7 +148,7 @@ def test_max_file_size_on_content_length_before_the_body(intake: Intake) -> None
     head = s.recv(4096).decode()
     s.close()
     assert head.startswith("HTTP/1.1 413") and "100 Continue" not in head
-    status, tus_h, _ = intake.request("POST", "/files", user="alice", tus=True,
+    status, _, _ = intake.request("POST", "/files", user="alice", tus=True,
                                       headers={"Upload-Length": str(9 * MiB)})
     assert status == 413
     assert intake.request("OPTIONS", "/files")[1]["tus-max-size"] == str(8 * MiB)
@@ -157,7 +157,7 @@ def test_max_file_size_on_content_length_before_the_body(intake: Intake) -> None
 
 def test_max_file_size_while_a_chunked_body_streams(intake: Intake) -> None:
     big = (os.urandom(MiB) for _ in range(10))
-    status, body = intake.put("big.bin", big, headers={"Transfer-Encoding": "chunked"})
+    status, _ = intake.put("big.bin", big, headers={"Transfer-Encoding": "chunked"})
     assert status == 413
     assert intake.waiting() == {} and intake.partials() == []
     assert intake.put("small.bin", b"ok")[0] == 201
@@ -215,7 +215,7 @@ def test_tus_checksum_and_termination(intake: Intake) -> None:
     data = os.urandom(2 * MiB)
     loc = intake.create(len(data))
     bad = "sha1 " + base64.b64encode(hashlib.sha1(b"other").digest()).decode()
-    status, h, _ = intake.patch(loc, 0, data[:MiB], headers={"Upload-Checksum": bad})
+    status, _, _ = intake.patch(loc, 0, data[:MiB], headers={"Upload-Checksum": bad})
     assert status == 460 and intake.offset(loc) == 0
     good = "sha256 " + base64.b64encode(hashlib.sha256(data[:MiB]).digest()).decode()
     assert intake.patch(loc, 0, data[:MiB], headers={"Upload-Checksum": good})[0] == 204
