@@ -182,7 +182,7 @@ class Intake:
 
         landed = None
         try:
-            got = await stream_body(request, sink, check, bytearray())
+            got = await stream_body(request, sink, check, [])
             if length is None and area.quota is not None and base + got > area.quota:
                 raise BodyTooLarge("quota")
             if length is not None and got != length:

@@ -28,6 +28,7 @@ from ..service.notify import Notifier
 log = logging.getLogger("odbackupd.intake")
 
 SD_LISTEN_FDS_START = 3
+READ_BUFSIZE = 1 << 20
 SHUTDOWN_TIMEOUT = 1.0  # seconds a running request gets at stop; then it is cancelled
 
 
@@ -63,7 +64,9 @@ async def serve(config, store, tokens, sockets: list[socket.socket]) -> None:  #
     from .app import make_app
 
     app = make_app(config, store, tokens)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    # read_bufsize: the body is read in pieces of up to this much (aiohttp's default of
+    # 64 KiB costs a third of the throughput in per-piece overhead)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, read_bufsize=READ_BUFSIZE)
     await runner.setup()
     if sockets:
         sites = [web.SockSite(runner, s, shutdown_timeout=SHUTDOWN_TIMEOUT) for s in sockets]

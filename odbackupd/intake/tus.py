@@ -205,7 +205,7 @@ class Tus:
         whole = (await self._whole_hash(up)).copy()
         hashers = [whole] + ([checksum[0]] if checksum else [])
         sink = Sink(self.store.partial(up), up.offset, hashers, create=False)
-        pending = bytearray()
+        pending: list[bytes] = []
         settled = False  # answered (or failed) on purpose; otherwise the request was cut
 
         def check(received: int) -> None:
@@ -241,15 +241,16 @@ class Tus:
         self.store.acknowledge(up, sink.offset)
         return self._reply(204, **{"Upload-Offset": str(up.offset), "Upload-Expires": self._expires(up)})
 
-    def _keep_what_arrived(self, up: Upload, sink: Sink, pending: bytearray, checksummed: bool) -> None:
+    def _keep_what_arrived(self, up: Upload, sink: Sink, pending: list[bytes], checksummed: bool) -> None:
         """A PATCH that ended early (dropped connection, service stopping): keep and record
         the bytes that arrived, so the client resumes after them; not an unverified chunk."""
         try:
+            sink.wait_now()  # the writer thread may still be on the last block
             if checksummed or sink.offset == up.offset and not pending:
                 sink.truncate(up.offset)
                 return
             if pending:
-                sink.write(bytes(pending))
+                sink.write_now(b"".join(pending))
             sink.sync()
         except OSError:
             sink.truncate(up.offset)

@@ -33,6 +33,7 @@ class Nginx:
         self.prefix = tmp / "nginx"
         self.prefix.mkdir()
         ca = trustme.CA()
+        self.ca_pem = ca.cert_pem.bytes()
         cert = ca.issue_cert("backup-intake.example.org", "127.0.0.1")
         cert.private_key_and_cert_chain_pem.write_to_path(str(self.prefix / "site.pem"))
         self.ssl = ssl.create_default_context()
