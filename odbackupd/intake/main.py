@@ -125,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     except (SetupError, TokenError) as e:
         print(f"odbackupd-intake: {e}", file=sys.stderr)
         return 2
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        print("odbackupd-intake: needs aiohttp: apt-get install python3-aiohttp "
+              "(dnf install python3-aiohttp)", file=sys.stderr)
+        return 1
     if args.check_config:
         print(f"{args.config}: OK, {len(store.areas)} intake users")
         return 0
