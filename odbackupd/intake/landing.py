@@ -3,8 +3,8 @@
 The upload was streamed into a partial file outside the drop directory on the same file
 system and fsynced. :func:`land` renames it in with ``renameat2(RENAME_NOREPLACE)`` (the
 kernel refuses with EEXIST instead of replacing, so a file the daemon has not stored yet is
-never lost), tries ``name-2.ext``, ``name-3.ext``… on a clash, and fsyncs the directory so
-the new entry survives a crash. The daemon's drop watcher sees one ``IN_MOVED_TO`` of a
+never lost), tries ``name-2.ext``, ``name-3.ext``… on a clash, and fsyncs the directory (or,
+in a write-only one, the file) so the new entry survives a crash. The daemon's drop watcher sees one ``IN_MOVED_TO`` of a
 complete file. The intake needs no read permission on the drop directory (mode 1730 is
 enough): it never lists it, only tries names.
 """
@@ -75,8 +75,15 @@ def _candidate(name: str, n: int) -> str:
     return f"{stem}-{n}{dot}{rest}"
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+def fsync_entry(directory: Path, name: str) -> None:
+    """Make the new directory entry durable. fsync of the directory needs it opened for
+    reading, which a write-only drop directory (mode 1730) refuses; then fsync the renamed
+    file itself, which on ext4, XFS and btrfs also commits its rename (they journal it in
+    the same transaction)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except PermissionError:
+        fd = os.open(directory / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
@@ -92,6 +99,6 @@ def land(partial: Path, drop_dir: Path, name: str) -> str:
             rename_noreplace(partial, drop_dir / final)
         except FileExistsError:
             continue
-        fsync_dir(drop_dir)
+        fsync_entry(drop_dir, final)
         return final
     raise OSError(errno.EEXIST, f"{MAX_CLASH} files named like '{name}' are waiting", str(drop_dir))

@@ -45,8 +45,12 @@ class Intake:
         root = drop_root or tmp
         self.drop = {u: root / f"drop-{u}" for u in TOKENS}
         self.partial = {u: root / f"drop-{u}.partial" for u in TOKENS}
+        self.unprivileged = os.geteuid() == 0
         for d in self.drop.values():
             d.mkdir()
+            if self.unprivileged:  # as the README sets it up: the daemon's, write-only for us
+                os.chown(d, 65534, 0)
+                os.chmod(d, 0o1730)
         self.state = tmp / "intake-state"
         self.dest = tmp / "dest"
         self.dest.mkdir()
@@ -101,6 +105,12 @@ class Intake:
         self.sock.close()
         self.sock = None
 
+    @property
+    def no_caps(self) -> list[str]:
+        """Root without any capability (the unit gives the service none): the drop
+        directories' modes apply to it as to the odbackupd-intake user."""
+        return ["setpriv", "--bounding-set=-all", "--"] if self.unprivileged else []
+
     def start(self, timeout: float = 30.0) -> None:
         assert self.proc is None
         if self.sock is None:
@@ -116,8 +126,8 @@ class Intake:
         self.log_file = self.tmp / f"intake-{len(self.logs)}.log"
         with open(self.log_file, "wb") as log:
             self.proc = subprocess.Popen(
-                ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"', "sh", sys.executable, "-m",
-                 "odbackupd.intake.main", "--config", str(self.config)],
+                ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"', "sh", *self.no_caps,
+                 sys.executable, "-m", "odbackupd.intake.main", "--config", str(self.config)],
                 env=env, stdout=log, stderr=subprocess.STDOUT, pass_fds=(3,), preexec_fn=child)
         self.notify.settimeout(timeout)
         while True:
