@@ -93,7 +93,6 @@ def run_job(
     trigger: str = "manual",
     progress: Callable[[Progress], None] | None = None,
     cancel: threading.Event | None = None,
-    run_id_cb: Callable[[int], None] | None = None,
     run_id: int | None = None,
     sources: Sequence[Path] | None = None,
     series: str | None = None,
@@ -114,8 +113,6 @@ def run_job(
         fields["SERIES"] = series
     if run_id is None:
         run_id = state.run_started(job_name, trigger)
-    if run_id_cb:
-        run_id_cb(run_id)
     fields["RUN_ID"] = str(run_id)
     log.info("job %s: run %d started (%s)", job_name, run_id, trigger,
              extra={"journal_fields": {**fields, "MESSAGE_ID": MSG_RUN_STARTED, "TRIGGER": trigger}})
@@ -138,7 +135,7 @@ def run_job(
                 login_error = result.error
             run = JobRun(result, run_id)
             if result.ok:
-                _prune(job, dests, result.snapshot, run, series)
+                _prune(job, dests, daemon.hostname, result.snapshot, run, series)
     except JobBusy as e:
         result = RunResult(job_name, None, FAILED, str(e))
         run = JobRun(result, run_id, busy=True)
@@ -154,6 +151,7 @@ def run_job(
     stats = {
         "warnings": result.warning_counts, "resumed": result.resumed,
         "reused_volumes": result.reused_volumes, "pruned": run.pruned,
+        "prune_errors": run.prune_errors,
     }
     if m is not None:
         stats.update(files=m.files, data_bytes=m.data_bytes, stored_bytes=m.stored_bytes,
@@ -189,16 +187,18 @@ def _log_login_needed(config: object, job: object, err: NotLoggedIn, fields: dic
 
 
 def apply_retention(
-    job: object, dest: Destination, protect: Sequence[str] = (), dry_run: bool = False,
+    job: object, dest: Destination, host: str, protect: Sequence[str] = (), dry_run: bool = False,
     series: str | None = None,
 ) -> retention.RetentionPlan:
-    """Plan the job's retention on one destination and, unless ``dry_run``, delete."""
+    """Plan the job's retention on one destination and, unless ``dry_run``, delete. Only
+    ``host``'s snapshots are looked at: servers sharing a destination and a job name never
+    prune each other's."""
     policy = retention.RetentionPolicy.from_job(job)
     series = series or job.name  # type: ignore[attr-defined]
-    plan = retention.plan(list_snapshots(dest, series).complete, policy, protect=protect)
+    plan = retention.plan(list_snapshots(dest, series, host).complete, policy, protect=protect)
     if not dry_run:
         for m in plan.delete:
-            dest.delete_snapshot(m.job, m.snapshot)
+            dest.delete_snapshot(m.location, m.snapshot)
             log.info("job %s: pruned snapshot %s from %s (%s)", m.job, m.snapshot, dest.describe(),
                      ", ".join(plan.reasons[m.snapshot]),
                      extra={"journal_fields": {"JOB": m.job, "SNAPSHOT": m.snapshot,
@@ -206,15 +206,17 @@ def apply_retention(
     return plan
 
 
-def _prune(job: object, dests: list[Destination], keep: str | None, run: JobRun, series: str) -> None:
+def _prune(job: object, dests: list[Destination], host: str, keep: str | None, run: JobRun, series: str) -> None:
     """Retention after a successful run: a failure is reported, never fails the run."""
     for d in dests:
         try:
-            plan = apply_retention(job, d, protect=[keep] if keep else [], series=series)
+            plan = apply_retention(job, d, host, protect=[keep] if keep else [], series=series)
             run.pruned[d.name] = [m.snapshot for m in plan.delete]
-        except DestinationError as e:
+        except (DestinationError, OSError) as e:
             run.prune_errors.append(f"{d.name}: {e}")
-            log.warning("job %s: retention on %s failed: %s", job.name, d.describe(), e)  # type: ignore[attr-defined]
+            log.warning("job %s: retention on %s failed (the snapshot is complete; the next run prunes "
+                        "again): %s", job.name, d.describe(), e,  # type: ignore[attr-defined]
+                        extra={"journal_fields": {"JOB": job.name, "DESTINATION": d.name}})  # type: ignore[attr-defined]
 
 
 def prune_job(
@@ -224,7 +226,8 @@ def prune_job(
     plans = {}
     for d in open_destinations(config, job, state):
         try:
-            plans[d.name] = apply_retention(job, d, dry_run=dry_run, series=series)
+            plans[d.name] = apply_retention(job, d, config.daemon.hostname,  # type: ignore[attr-defined]
+                                            dry_run=dry_run, series=series)
         finally:
             d.close()
     return plans
