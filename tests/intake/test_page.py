@@ -50,6 +50,7 @@ def _state(driver, row: str) -> str | None:
         return None
 
 
+@pytest.mark.slow
 def test_page_uploads_two_files_and_resumes_across_a_restart(tmp_path: Path, browser) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
