@@ -17,6 +17,7 @@ import hashlib
 import logging
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -274,7 +275,9 @@ class Tus:
         self.hashers.pop(up.id, None)
         self.intake.stored(request, up.user, up.metadata.get("filename", ""), name, up.length,
                            whole.hexdigest(), "tus")
-        extra = {"Upload-Offset": str(up.length), "Intake-Name": name, "Intake-SHA256": whole.hexdigest()}
+        # percent-encoded: a header is Latin-1 at best, a file name need not be
+        extra = {"Upload-Offset": str(up.length), "Intake-Name": quote(name, safe=" "),
+                 "Intake-SHA256": whole.hexdigest()}
         if location is not None:
             return self._reply(201, Location=location, **extra)
         return self._reply(204, **extra)

@@ -190,7 +190,7 @@ def test_quota_counts_what_waits_and_frees_when_the_daemon_took_it(tmp_path) -> 
 
 def test_tus_resume_after_a_cut_connection_and_a_crash(intake: Intake) -> None:
     data = os.urandom(5 * MiB + 123)
-    loc = intake.create(len(data), "vm-101.vma")
+    loc = intake.create(len(data), "vm-101 日本.vma")
     assert intake.patch(loc, 0, data[:MiB])[0] == 204
     head = (f"PATCH {loc} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['alice']}\r\n"
             f"Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n"
@@ -205,9 +205,9 @@ def test_tus_resume_after_a_cut_connection_and_a_crash(intake: Intake) -> None:
     assert status == 204 and int(h["upload-offset"]) == 4 * MiB
     intake.restart()  # a clean stop and start
     status, h, _ = intake.patch(loc, 4 * MiB, data[4 * MiB:])
-    assert status == 204 and h["intake-name"] == "vm-101.vma"
+    assert status == 204 and h["intake-name"] == "vm-101 %E6%97%A5%E6%9C%AC.vma"
     assert h["intake-sha256"] == hashlib.sha256(data).hexdigest()
-    assert intake.waiting() == {"vm-101.vma": data}
+    assert intake.waiting() == {"vm-101 日本.vma": data}
     assert intake.offset(loc) is None and intake.partials() == []  # finished: gone from tus
 
 
@@ -243,3 +243,11 @@ def test_a_restart_loses_no_finished_upload(intake: Intake) -> None:
     intake.restart(signal.SIGKILL)
     assert intake.waiting() == {"kept.bin": data}
     assert intake.put("kept.bin", b"again")[1]["name"] == "kept-2.bin"
+
+
+def test_an_empty_file_by_tus_lands_at_creation(intake: Intake) -> None:
+    status, h, _ = intake.request("POST", "/files", user="alice", tus=True, headers={
+        "Upload-Length": "0", "Upload-Metadata": "filename " + base64.b64encode(b"empty.txt").decode()})
+    assert status == 201 and h["intake-name"] == "empty.txt"
+    assert h["intake-sha256"] == hashlib.sha256(b"").hexdigest()
+    assert intake.waiting() == {"empty.txt": b""} and intake.partials() == []

@@ -106,7 +106,7 @@
             "Upload-Metadata": "filename " + b64(file.name),
           });
           if (c.status !== 201) throw c.status >= 500 && c.status !== 507 ? new Error("HTTP " + c.status) : fatal(c);
-          if (c.getResponseHeader("Intake-Name")) { ui.progress(file.size); ui.set("done", "stored as " + c.getResponseHeader("Intake-Name")); return; }
+          if (c.getResponseHeader("Intake-Name")) { ui.progress(file.size); ui.set("done", "stored as " + decodeURIComponent(c.getResponseHeader("Intake-Name"))); return; }
           url = new URL(c.getResponseHeader("Location"), base).href;
           localStorage.setItem(key, url);
         }
@@ -127,7 +127,7 @@
           if (offset === file.size) {
             localStorage.removeItem(key);
             ui.progress(file.size);
-            ui.set("done", "stored as " + (p.getResponseHeader("Intake-Name") || file.name));
+            ui.set("done", "stored as " + decodeURIComponent(p.getResponseHeader("Intake-Name") || file.name));
             return;
           }
         }
