@@ -25,7 +25,7 @@ from urllib.parse import unquote_to_bytes
 from aiohttp import web
 
 from ..journal import MSG_INTAKE_STORED
-from .body import BodyTooLarge, DiskFull, Sink, stream_body
+from .body import BodyCut, BodyTooLarge, DiskFull, Sink, stream_body
 from .landing import sanitize_name
 from .store import Store
 from .tokens import Tokens
@@ -194,6 +194,11 @@ class Intake:
                 text(413, f"larger than max_file_size ({self.intake.max_file_size} bytes)")
             resp.force_close()
             return resp
+        except BodyCut:
+            log.info("intake: the PUT of '%s' by %s was cut off after %d bytes; nothing stored",
+                     name, user, sink.offset, extra={"journal_fields": {
+                         "INTAKE_USER": user, "INTAKE_NAME": name, **client_fields(request)}})
+            return text(400, "the body ended early; nothing was stored")
         except DiskFull:
             log.warning("intake: disk full while receiving '%s' from %s", name, user,
                         extra={"journal_fields": {"INTAKE_USER": user, "INTAKE_NAME": name}})

@@ -14,10 +14,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from typing import Any, Callable
 
+from aiohttp import ClientPayloadError
+
 BLOCK = 1 << 20
 IN_FLIGHT = 4  # blocks queued for the writer thread, per upload
 
-__all__ = ["BLOCK", "BodyTooLarge", "DiskFull", "Sink", "stream_body"]
+__all__ = ["BLOCK", "BodyCut", "BodyTooLarge", "DiskFull", "Sink", "stream_body"]
 
 
 class BodyTooLarge(Exception):
@@ -30,6 +32,10 @@ class BodyTooLarge(Exception):
 
 class DiskFull(OSError):
     pass
+
+
+class BodyCut(Exception):
+    """The connection ended before the body did (a dropped link, a client gone)."""
 
 
 def _full(e: OSError) -> bool:
@@ -129,7 +135,10 @@ async def stream_body(request: Any, sink: Sink, check: Callable[[int], None],
     received = 0
     buffered = 0
     while True:
-        chunk = await request.content.readany()
+        try:
+            chunk = await request.content.readany()
+        except (ConnectionError, ClientPayloadError):
+            raise BodyCut() from None
         if not chunk:
             break
         received += len(chunk)

@@ -22,7 +22,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from .app import text
-from .body import BodyTooLarge, DiskFull, Sink, stream_body
+from .body import BodyCut, BodyTooLarge, DiskFull, Sink, stream_body
 from .landing import sanitize_name
 from .store import Upload
 
@@ -229,6 +229,8 @@ class Tus:
                                    **{"Upload-Offset": str(up.offset)})
         except BodyTooLarge:
             return self._reply(413, f"the upload has {left} bytes left")
+        except BodyCut:  # kept what arrived (below); nobody is there to read this
+            return self._reply(400, "the body ended early")
         except DiskFull:
             return self._reply(507, "the server's disk is full; send this chunk again later",
                                **{"Upload-Offset": str(up.offset)})

@@ -196,6 +196,7 @@ def test_tus_resume_after_a_cut_connection_and_a_crash(intake: Intake) -> None:
             f"Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n"
             f"Upload-Offset: {MiB}\r\nContent-Length: {len(data) - MiB}\r\n\r\n")
     send_partial(intake.port, head, data[MiB:3 * MiB])  # the link drops after 2 MiB more
+    assert "Traceback" not in intake.log()
     offset = intake.offset(loc)
     assert offset is not None and MiB < offset <= 3 * MiB  # what arrived was kept
     intake.restart(signal.SIGKILL)  # a crash: only what was acknowledged may count
@@ -251,3 +252,14 @@ def test_an_empty_file_by_tus_lands_at_creation(intake: Intake) -> None:
     assert status == 201 and h["intake-name"] == "empty.txt"
     assert h["intake-sha256"] == hashlib.sha256(b"").hexdigest()
     assert intake.waiting() == {"empty.txt": b""} and intake.partials() == []
+
+
+def test_a_put_cut_off_mid_body_lands_nothing(intake: Intake) -> None:
+    head = (f"PUT /upload/cut.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['alice']}"
+            f"\r\nContent-Length: {4 * MiB}\r\n\r\n")
+    send_partial(intake.port, head, os.urandom(2 * MiB))
+    status, body = intake.put("after.bin", b"the service still serves")
+    assert status == 201
+    assert intake.waiting() == {"after.bin": b"the service still serves"}
+    assert intake.partials() == []
+    assert "was cut off after" in intake.log() and "Traceback" not in intake.log()
