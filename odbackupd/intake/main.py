@@ -45,7 +45,7 @@ def listen_fds() -> list[socket.socket]:
     return out
 
 
-def _prepare(config_path: Path):  # noqa: ANN202
+def _prepare(config_path: Path, check_only: bool = False):  # noqa: ANN202
     from .store import Store
     from .tokens import Tokens, load_hashes
 
@@ -53,7 +53,7 @@ def _prepare(config_path: Path):  # noqa: ANN202
     if not config.intake.users:
         raise ConfigError([])  # reported by main() with a hint
     store = Store(config.intake, config.jobs)
-    store.open()
+    store.open(check_only=check_only)
     return config, store, Tokens(load_hashes(config.intake.users))
 
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     from .tokens import TokenError
 
     try:
-        config, store, tokens = _prepare(args.config)
+        config, store, tokens = _prepare(args.config, args.check_config)
     except ConfigError as e:
         msg = str(e) or f"{args.config}: no [intake.user.NAME] table: nobody could upload " \
             "(add one; odctl intake add-user NAME makes its token)"

@@ -89,18 +89,22 @@ class Store:
 
     # ---- start-up ---------------------------------------------------------------------
 
-    def open(self) -> None:
-        """Check and create the directories, reload unfinished uploads, drop leftovers."""
+    def open(self, *, check_only: bool = False) -> None:
+        """Check and create the directories, reload unfinished uploads, drop leftovers;
+        with *check_only* (``--check-config``) check without creating or removing anything."""
         for d in (self.state_dir, self.uploads_dir, self.waiting_dir):
             try:
-                d.mkdir(mode=0o700, exist_ok=True)
+                if not check_only:
+                    d.mkdir(mode=0o700, exist_ok=True)
             except OSError as e:
                 raise SetupError(f"cannot create {d}: {e.strerror or e}") from None
         for a in self.areas.values():
             try:
-                a.partial_dir.mkdir(mode=0o700, exist_ok=True)
+                if not check_only:
+                    a.partial_dir.mkdir(mode=0o700, exist_ok=True)
                 drop_dev = os.stat(a.drop_dir).st_dev
-                partial_dev = os.stat(a.partial_dir).st_dev
+                partial = a.partial_dir if a.partial_dir.exists() or not check_only else a.partial_dir.parent
+                partial_dev = os.stat(partial).st_dev
             except OSError as e:
                 raise SetupError(f"intake user '{a.user}': {e.filename}: {e.strerror or e} "
                                  "(create the drop directory, writable by odbackupd-intake)") from None
@@ -109,6 +113,8 @@ class Store:
                     f"intake user '{a.user}': partial_dir {a.partial_dir} is not on the file "
                     f"system of drop_dir {a.drop_dir}; set intake.user.{a.user}.partial_dir to a "
                     "directory on it (finished uploads are renamed into the drop directory)")
+        if check_only:
+            return
         for meta in sorted(self.uploads_dir.glob("*.json")):
             self._reload(meta)
         for a in self.areas.values():
