@@ -18,6 +18,7 @@ from aiohttp import ClientPayloadError
 
 BLOCK = 1 << 20
 IN_FLIGHT = 4  # blocks queued for the writer thread, per upload
+IOV_LIMIT = 512  # pieces per pwritev (the kernel takes at most IOV_MAX = 1024)
 
 __all__ = ["BLOCK", "BodyCut", "BodyTooLarge", "DiskFull", "Sink", "stream_body"]
 
@@ -60,24 +61,32 @@ class Sink:
         self._worker: ThreadPoolExecutor | None = None
         self._inflight: list[Future] = []
 
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
+    def _write(self, chunks: list[bytes]) -> None:
+        """Write *chunks* at the offset (one pwritev, no joining copy) and hash them."""
+        if len(chunks) > IOV_LIMIT:
+            chunks = [b"".join(chunks)]
+        total = sum(map(len, chunks))
         try:
-            while view:
-                n = os.pwrite(self.fd, view, self.offset)
-                self.offset += n
-                view = view[n:]
+            n = os.pwritev(self.fd, chunks, self.offset)
+            self.offset += n
+            if n < total:  # a short write: the rest piece by piece
+                rest = memoryview(b"".join(chunks))[n:]
+                while rest:
+                    m = os.pwrite(self.fd, rest, self.offset)
+                    self.offset += m
+                    rest = rest[m:]
         except OSError as e:
             if _full(e):
                 raise DiskFull(e.errno, e.strerror) from None
             raise
         for h in self.hashers:
-            h.update(data)
+            for c in chunks:
+                h.update(c)
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, chunks: list[bytes]) -> None:
         if self._worker is None:
             self._worker = ThreadPoolExecutor(1, thread_name_prefix="intake-write")
-        self._inflight.append(self._worker.submit(self._write, data))
+        self._inflight.append(self._worker.submit(self._write, chunks))
         while len(self._inflight) > IN_FLIGHT:
             await asyncio.wrap_future(self._inflight[0])
             self._inflight.pop(0)
@@ -88,10 +97,10 @@ class Sink:
             await asyncio.wrap_future(self._inflight[0])
             self._inflight.pop(0)
 
-    def write_now(self, data: bytes) -> None:
+    def write_now(self, chunks: list[bytes]) -> None:
         """On the loop's thread, after the worker: for the cleanup of a cancelled request."""
         self.wait_now()
-        self._write(data)
+        self._write(chunks)
 
     def wait_now(self) -> None:
         """Block until the worker is idle; failures are the caller's to notice (offset)."""
@@ -146,13 +155,13 @@ async def stream_body(request: Any, sink: Sink, check: Callable[[int], None],
         pending.append(chunk)
         buffered += len(chunk)
         if buffered >= BLOCK:
-            data = b"".join(pending)  # the one copy between the socket and the writer
+            chunks = pending[:]  # handed over as they came: no copy before the kernel's
             pending.clear()
             buffered = 0
-            await sink.write(data)
+            await sink.write(chunks)
     if pending:
-        data = b"".join(pending)
+        chunks = pending[:]
         pending.clear()
-        await sink.write(data)
+        await sink.write(chunks)
     await sink.drain()
     return received

@@ -253,7 +253,7 @@ class Tus:
                 sink.truncate(up.offset)
                 return
             if pending:
-                sink.write_now(b"".join(pending))
+                sink.write_now(pending)
             sink.sync()
         except OSError:
             sink.truncate(up.offset)
