@@ -14,6 +14,8 @@ _odctl() {
             "intake") path="intake" ;;
             "intake add-user") path="intake add-user" ;;
             "jobs") path="jobs" ;;
+            "key") path="key" ;;
+            "key export") path="key export" ;;
             "login") path="login" ;;
             "logout") path="logout" ;;
             "prune") path="prune" ;;
@@ -25,7 +27,7 @@ _odctl() {
         esac
     done
     case "$path" in
-        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore verify prune intake" ;;
+        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore verify prune key intake" ;;
         "backup-now") words="-h --help --config --json -q --quiet --wait -w" ;;
         "cancel") words="-h --help --config --json -q --quiet" ;;
         "config") words="-h --help --config --json -q --quiet check sample" ;;
@@ -34,14 +36,16 @@ _odctl() {
         "intake") words="-h --help --config --json -q --quiet add-user" ;;
         "intake add-user") words="-h --help --config --json -q --quiet --replace --token-dir" ;;
         "jobs") words="-h --help --config --json -q --quiet" ;;
+        "key") words="-h --help --config --json -q --quiet export" ;;
+        "key export") words="-h --help --config --json -q --quiet" ;;
         "login") words="-h --help --config --json -q --quiet --device-code --browser" ;;
         "logout") words="-h --help --config --json -q --quiet" ;;
         "prune") words="-h --help --config --json -q --quiet --dry-run -n" ;;
         "reload") words="-h --help --config --json -q --quiet" ;;
-        "restore") words="-h --help --config --json -q --quiet --to --path --identity -i --destination -d --host" ;;
+        "restore") words="-h --help --config --json -q --quiet --to --path --identity -i --destination -d --host --trusted-key --any-encryption" ;;
         "snapshots") words="-h --help --config --json -q --quiet --destination -d --host" ;;
         "status") words="-h --help --config --json -q --quiet" ;;
-        "verify") words="-h --help --config --json -q --quiet --download --identity -i --destination -d --host" ;;
+        "verify") words="-h --help --config --json -q --quiet --download --identity -i --destination -d --host --trusted-key --any-encryption" ;;
     esac
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$(printf '%s\n' $words | grep -- '^-')" -- "$cur"))
