@@ -111,8 +111,9 @@ class IntakeConfig:
     )
     upload_expiry: float = key(
         86400.0,
-        kind=Duration(60),
-        doc="An unfinished resumable upload that received nothing for this long is deleted.",
+        kind=Duration(1),
+        doc="An unfinished resumable upload that received nothing for this long is deleted "
+        "(checked every tenth of it, at most every minute).",
         example="1d",
     )
     users: dict[str, IntakeUserConfig] = field(default_factory=dict)

@@ -40,7 +40,7 @@ def wait_until(pred, what: str, timeout: float = 30.0) -> None:
 
 class Intake:
     def __init__(self, tmp: Path, *, quota: str | None = None, max_file_size: str = "8MiB",
-                 drop_root: Path | None = None) -> None:
+                 drop_root: Path | None = None, upload_expiry: str = "1d") -> None:
         self.tmp = tmp
         root = drop_root or tmp
         self.drop = {u: root / f"drop-{u}" for u in TOKENS}
@@ -67,6 +67,7 @@ class Intake:
             [intake]
             state_dir = "{self.state}"
             max_file_size = "{max_file_size}"
+            upload_expiry = "{upload_expiry}"
             """)
         for user, token in TOKENS.items():
             (tmp / f"{user}.sha256").write_text(hash_token(token) + "\n")

@@ -163,3 +163,16 @@ def test_every_stored_file_becomes_a_drop_snapshot_that_restores(intake: Intake)
             if p.is_file():
                 restored[p.name] = p.read_bytes()
     assert restored == {"db.sql.zst": put_data, "vm.vma": tus_data}
+
+
+def test_the_running_service_sweeps_expired_uploads(tmp_path: Path) -> None:
+    svc = Intake(tmp_path, upload_expiry="2s")
+    svc.start()
+    try:
+        loc = svc.create(1000, "abandoned.bin")
+        assert svc.patch(loc, 0, b"x" * 10)[0] == 204
+        svc.wait_log("expired (10 of 1000 bytes); deleted")
+        assert svc.offset(loc) is None and svc.partials() == []
+        assert list((svc.state / "uploads").iterdir()) == []
+    finally:
+        svc.close()
