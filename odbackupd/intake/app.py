@@ -107,7 +107,8 @@ class Intake:
         log.info("intake: refused a request without a valid token", extra={"journal_fields": {
             **client_fields(request), "INTAKE_METHOD": request.method}})
         return text(401, "a valid bearer token is needed (Authorization: Bearer TOKEN)",
-                    **{"WWW-Authenticate": 'Bearer realm="odbackupd-intake"'})
+                    **{"WWW-Authenticate": 'Bearer realm="odbackupd-intake"',
+                       "Tus-Resumable": "1.0.0"})  # tus clients want it on every answer
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         refused = self.refusal(request)

@@ -72,9 +72,7 @@ class Tus:
         """Authenticate and check Tus-Resumable: (user, None) or (None, refusal)."""
         user = self.intake.user(request)
         if user is None:
-            resp = self.intake.unauthorized(request)
-            resp.headers["Tus-Resumable"] = VERSION
-            return None, resp
+            return None, self.intake.unauthorized(request)
         if request.headers.get("Tus-Resumable") != VERSION:
             return None, self._reply(412, "Tus-Resumable: 1.0.0 is required", **{"Tus-Version": VERSION})
         return user, None

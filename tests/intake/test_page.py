@@ -114,3 +114,35 @@ def test_page_takes_dropped_files(tmp_path: Path, browser, intake: Intake) -> No
     WebDriverWait(browser, 60, poll_frequency=0.02).until(lambda d: _state(d, "file-1") == "failed")
     assert browser.find_element("css selector", "#file-1 .status").text == "the token was not accepted"
     assert intake.waiting("bob") == {"dropped.txt": b"dropped by drag and drop\n"}
+
+
+@pytest.mark.slow
+def test_page_resumes_a_file_chosen_again_after_a_reload(tmp_path: Path, browser) -> None:  # noqa: ANN001
+    """The upload URL is kept in localStorage: the same file chosen again on a reloaded page
+    continues the unfinished upload instead of starting another."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    svc = Intake(tmp_path, max_file_size="1GiB")
+    svc.start()
+    try:
+        data = os.urandom(48 * MiB)
+        path = tmp_path / "again.bin"
+        path.write_bytes(data)
+        wait = WebDriverWait(browser, 120, poll_frequency=0.02)
+        browser.get(svc.url + "/?chunk=1048576")
+        browser.find_element("id", "token").send_keys(TOKENS["alice"])
+        browser.find_element("id", "files").send_keys(str(path))
+        wait.until(lambda d: float(d.find_element("css selector", "#file-0 progress")
+                                   .get_attribute("value") or 0) > 0)
+        svc.stop()
+        svc.stop_socket()
+        assert list((svc.state / "uploads").glob("*.json")), "done before the stop"
+        browser.get("about:blank")  # the page is gone, and with it every request
+        svc.start()
+        browser.get(svc.url + "/?chunk=1048576")  # the token is kept for the tab
+        browser.find_element("id", "files").send_keys(str(path))
+        wait.until(lambda d: _state(d, "file-0") == "done")
+        assert svc.waiting() == {"again.bin": data}
+        assert svc.log().count("started a resumable upload") == 1
+    finally:
+        svc.close()
