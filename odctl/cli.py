@@ -819,6 +819,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prune)
 
     trust.add_key_parser(sub, common, lambda args: trust.key_export(_config(args), args))
+
+    from .intake import add_intake_parsers
+
+    add_intake_parsers(sub, common)
     return ap
 
 
