@@ -213,7 +213,10 @@ def _find(d, series: str, ref):  # noqa: ANN001, ANN202
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from odbackupd.destinations.base import DestinationError
-    from odbackupd.snapshot.restore import IntegrityError, RestoreError, WrongIdentity, restore_snapshot
+    from odbackupd.snapshot.restore import (BadTarget, IntegrityError, RestoreError, WrongIdentity,
+                                            restore_snapshot)
+
+    from .restore_report import report
 
     cfg = _config(args)
     job, series = _job(cfg, args.job)
@@ -228,41 +231,27 @@ def cmd_restore(args: argparse.Namespace) -> int:
         t0 = time.monotonic()
         try:
             stats = restore_snapshot(d, m, args.to, identities=ids, paths=args.path,
-                                     on_progress=bar.update if bar.enabled else None)
+                                     on_progress=bar.update if bar.enabled else None,
+                                     authentic=getattr(args, "authentic", False),
+                                     special_files=args.special_files)
         except KeyboardInterrupt as e:
             raise CliError(f"interrupted: {args.to} holds a partial restore of {m.snapshot}; run the same "
                            "command again to complete it (files are rewritten whole)", 130) from e
-        except IntegrityError as e:
-            raise CliError(f"restore of {m.snapshot} failed, the stored data is damaged: {e}",
-                           EXIT_INTEGRITY) from e
+        except BadTarget as e:
+            raise CliError(str(e), EXIT_USAGE) from e
         except WrongIdentity as e:
             raise CliError(str(e), EXIT_USAGE) from e
         except (RestoreError, DestinationError) as e:
-            raise CliError(f"restore of {m.snapshot} failed: {e}") from e
+            bar.close()
+            if getattr(e, "stats", None) is None:  # nothing written yet
+                code = EXIT_INTEGRITY if isinstance(e, IntegrityError) else EXIT_FAILED
+                raise CliError(f"restore of {m.snapshot} failed: {e}", code) from e
+            return report(args, m, e.stats, time.monotonic() - t0, stopped_damaged=isinstance(e, IntegrityError))
         finally:
             bar.close()
     finally:
         d.close()
-    took = time.monotonic() - t0
-    out = {"snapshot": m.snapshot, "to": str(args.to), "files": stats.files, "dirs": stats.dirs,
-           "links": stats.links, "others": stats.others, "bytes": stats.bytes,
-           "seconds": round(took, 3), "refused": stats.refused, "warnings": stats.warnings,
-           "unmatched": stats.unmatched}
-    if args.json:
-        render.out_json(out)
-    else:
-        for w in stats.warnings:
-            print(f"warning: {w}", file=sys.stderr)
-        if not args.quiet:
-            print(f"restored {m.snapshot} to {args.to}: {stats.files} files, {stats.dirs} directories, "
-                  f"{render.size(stats.bytes)} in {took:.1f}s")
-        for p in stats.unmatched:
-            example = str(m.sources[0]).strip("/") if m.sources else "etc/ssh"
-            print(f"odctl: --path {p}: nothing in snapshot {m.snapshot} is at that path (paths are as "
-                  f"archived, without the leading '/', e.g. {example})", file=sys.stderr)
-    if stats.refused:
-        return EXIT_INTEGRITY
-    return EXIT_NOT_FOUND if stats.unmatched else EXIT_OK
+    return report(args, m, stats, time.monotonic() - t0)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -720,6 +709,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="age identity file for encrypted snapshots; repeatable")
     p.add_argument("--destination", "-d", metavar="NAME",
                    help="restore from this destination (default: the job's first)")
+    sp = p.add_mutually_exclusive_group()
+    sp.add_argument("--special-files", dest="special_files", action="store_true", default=None,
+                    help="as root, restore setuid/setgid bits, file capabilities and device nodes even "
+                         "from a snapshot not verified authentic (default: only from an authentic one)")
+    sp.add_argument("--no-special-files", dest="special_files", action="store_false",
+                    help="leave setuid/setgid bits, file capabilities and device nodes out (counted)")
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("verify", parents=[common], help="check a snapshot's volumes against its manifest")
