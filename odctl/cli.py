@@ -202,13 +202,18 @@ def _offline_snapshots(args: argparse.Namespace) -> tuple[str, dict]:
     return series, result
 
 
-def _find(d, series: str, ref):  # noqa: ANN001, ANN202
-    from odbackupd.snapshot.catalog import SnapshotNotFound, find_snapshot
+def _find(d, series: str, ref, command: str = "restore"):  # noqa: ANN001, ANN202
+    from odbackupd.snapshot.catalog import DamagedLatest, SnapshotNotFound, find_snapshot
 
     try:
         return find_snapshot(d, series, ref)
     except SnapshotNotFound as e:
         raise CliError(str(e), EXIT_NOT_FOUND) from e
+    except DamagedLatest as e:
+        hint = (f"; the newest intact one is {e.intact.snapshot}: odctl {command} {series} {e.intact.snapshot}"
+                if e.intact else "; no intact snapshot is left")
+        raise CliError(f"{d.describe()}: {e} so 'latest' is not taken to mean an older snapshot{hint}",
+                       EXIT_INTEGRITY) from e
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -267,9 +272,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
         d = _destination(cfg, job, name)
         try:
             if args.snapshot == "all":
-                manifests = list_snapshots(d, series).complete
+                listing = list_snapshots(d, series)
+                manifests = listing.complete
+                reports.extend(_unreadable_reports(name, listing.unreadable))
             else:
-                manifests = [_find(d, series, args.snapshot)]
+                try:
+                    manifests = [_find(d, series, args.snapshot, "verify")]
+                except CliError as e:
+                    if e.code != EXIT_INTEGRITY:
+                        raise
+                    reports.append({"destination": name, "snapshot": args.snapshot, "ok": False, "volumes": 0,
+                                    "bytes": 0, "method": "manifest", "problems": [str(e)]})
+                    manifests = []
             for m in manifests:
                 try:
                     rep = verify_snapshot(d, m, download=args.download, identities=ids)
@@ -292,6 +306,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
             for p in r["problems"]:
                 print(f"  {p}", file=sys.stderr)
     return EXIT_OK if ok else EXIT_INTEGRITY
+
+
+def _unreadable_reports(dest: str, unreadable: list) -> list[dict]:
+    """A snapshot folder whose manifest does not read is damaged, not silently skipped."""
+    return [{"destination": dest, "snapshot": folder, "ok": False, "volumes": 0, "bytes": 0,
+             "method": "manifest", "problems": [f"manifest: {problem}"]} for folder, problem in unreadable]
 
 
 def cmd_prune(args: argparse.Namespace) -> int:

@@ -14,6 +14,15 @@ class SnapshotNotFound(LookupError):
     pass
 
 
+class DamagedLatest(Exception):
+    """``latest`` was asked for, but the newest snapshot folder has a manifest that does not
+    read: taking the newest intact one instead would quietly restore older data."""
+
+    def __init__(self, folder: str, problem: str, intact: "Manifest | None") -> None:
+        super().__init__(f"the newest snapshot, {folder}, has a damaged manifest ({problem})")
+        self.folder, self.problem, self.intact = folder, problem, intact
+
+
 @dataclass(frozen=True)
 class Listing:
     complete: list[Manifest]  # oldest first
@@ -45,7 +54,12 @@ def list_snapshots(dest: Destination, job: str) -> Listing:
 
 def find_snapshot(dest: Destination, job: str, ref: str | None) -> Manifest:
     """``ref``: a snapshot id, a unique prefix of one, or ``latest``/None."""
-    snaps = list_snapshots(dest, job).complete
+    listing = list_snapshots(dest, job)
+    snaps = listing.complete
+    if ref in (None, "", "latest"):
+        newer = [(f, p) for f, p in listing.unreadable if not snaps or f > snaps[-1].snapshot]
+        if newer:
+            raise DamagedLatest(*max(newer), snaps[-1] if snaps else None)
     if not snaps:
         raise SnapshotNotFound(f"{dest.describe()} holds no complete snapshot of job {job!r}")
     if ref in (None, "", "latest"):
