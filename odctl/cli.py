@@ -783,6 +783,7 @@ def main(argv: list[str] | None = None) -> int:
     from .client import DaemonError, DaemonNotRunning
 
     try:
+        _check_names(args)
         return args.func(args)
     except CliError as e:
         return _fail(args, str(e), e.code)
@@ -802,6 +803,19 @@ def main(argv: list[str] | None = None) -> int:
         # error when Python flushes stdout at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + 13  # as if killed by SIGPIPE, what a shell shows for `yes | head`
+
+
+def _check_names(args: argparse.Namespace) -> None:
+    """Job and account names come from the (UTF-8) configuration: one that is not UTF-8 names
+    nothing, and must not reach the bus (D-Bus strings are UTF-8) or a JSON encoder."""
+    for attr, table in (("job", "job"), ("account", "account")):
+        value = getattr(args, attr, None)
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise CliError(f"no {table} {value!r}: the name is not valid UTF-8, and every "
+                               f"[{table}.NAME] in the configuration is", EXIT_NOT_FOUND) from None
 
 
 def _fail(args: argparse.Namespace, message: str, code: int, name: str | None = None) -> int:

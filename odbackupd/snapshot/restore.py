@@ -30,7 +30,7 @@ from .extract import Extractor
 from .manifest import Manifest
 from .restore_result import RestoreStats, compare_with_manifest, special_policy
 from .restore_errors import BadTarget, IntegrityError, RestoreError, RestoreStopped, WrongIdentity
-from .target import open_target
+from .target import open_target, parse_paths
 from .tarread import open_tar, read_members
 
 __all__ = ["BadTarget", "IntegrityError", "RestoreError", "RestoreStats", "RestoreStopped", "WrongIdentity",
@@ -276,6 +276,7 @@ def restore_snapshot(
         )
     check_identities(manifest, identities)
     restore_special, why = special_policy(authentic, special_files)
+    parse_paths(paths)  # a bad --path is refused before the target is created
     tgt = open_target(target)
     total = manifest.tar_bytes
     stream = PlainStream(iter(VolumeFetcher(dest, manifest, scratch)), identities)

@@ -59,7 +59,8 @@ def _check_links(path: str, arg: str) -> None:
         except FileNotFoundError:
             return
         except NotADirectoryError:
-            raise BadTarget(f"--to {arg}: {os.path.dirname(cur)} is not a directory") from None
+            raise BadTarget(f"--to {arg} lies below {os.path.dirname(cur)}, which is not a directory; "
+                            "give a directory to restore into") from None
         if not stat.S_ISLNK(st.st_mode):
             continue
         dest = os.readlink(cur)
