@@ -126,6 +126,10 @@ def run_once(config, job: str) -> int:  # noqa: ANN001
         known = ", ".join(sorted(config.jobs)) or "none"
         print(f"odbackupd: no job {job!r} in the configuration (jobs: {known})", file=sys.stderr)
         return EXIT_CONFIG
+    from .ownership import give_back, service_dirs
+
+    dirs = service_dirs(config, job)
+    give_back(dirs)  # what an earlier root run, killed, left behind
     state = StateStore(config.daemon.state_dir / "state.db")
     cancel = _cancel_on_signals()
     try:
@@ -137,6 +141,7 @@ def run_once(config, job: str) -> int:  # noqa: ANN001
         return EXIT_INTERRUPTED
     finally:
         state.close()
+        give_back(dirs)  # root's --once in the service's directories: the service must use them next
     return _report_once(job, run, cancel)
 
 

@@ -28,6 +28,7 @@ import contextlib
 import inspect
 import logging
 import os
+import stat
 import threading
 import time
 import warnings
@@ -152,6 +153,18 @@ def resolve_credential(path: Path) -> Path:
     raise FileNotFoundError(
         f"systemd credential '{path}' is not in {where}; add LoadCredential={path}:/path/to/"
         f"file to the unit, put it in /etc/credstore/, or configure an absolute path")
+
+
+def readable_by_everyone(path: Path) -> str | None:
+    """Why every local user can read ``path`` (world-readable, and every directory above it
+    world-searchable), or None. A 0644 file in a 0700 directory is not exposed."""
+    st = os.stat(path)
+    if not st.st_mode & stat.S_IROTH:
+        return None
+    for d in Path(os.path.realpath(path)).parents:
+        if not os.stat(d).st_mode & stat.S_IXOTH:
+            return None
+    return f"mode {stat.S_IMODE(st.st_mode):04o}"
 
 
 def _first_line(text: str | None) -> str:
@@ -287,6 +300,12 @@ class Authenticator:
         assert configured is not None
         try:
             path = resolve_credential(configured)
+            exposed = readable_by_everyone(path)
+            if exposed:
+                raise CredentialUnavailable(
+                    f"account '{self.name}': {setting} {path} is readable by every user ({exposed}), so "
+                    f"anyone on this machine can act as the app: run chmod 600 {path} (or move it to "
+                    "/etc/odbackupd/credentials/, root only), and consider rotating the secret")
             data = path.read_bytes()
         except OSError as e:
             detail = str(e) if isinstance(e, FileNotFoundError) and not e.filename \

@@ -162,3 +162,11 @@ def test_damaged_newest_manifest_is_reported_not_skipped(setup, tmp_path):
     assert not (tmp_path / "out" / "a").exists(), "restore latest quietly took the older snapshot"
     r = odctl("--config", str(cfg), "restore", "t", old.snapshot, "--to", str(tmp_path / "out"))
     assert r.returncode == 0 and (tmp_path / "out" / "a").read_bytes() == b"old"
+
+
+def test_each_warning_is_printed_once(setup, tmp_path):
+    cfg = setup.write([tmp_path])
+    snapshot_of(setup.dest, _files(("../escape", b"x"), ("ok", b"ok")))
+    r = odctl("--config", str(cfg), "restore", "t", "--to", str(tmp_path / "out"))
+    assert r.returncode == 4, r.stderr
+    assert r.stderr.count("contains '..'") == 1, r.stderr

@@ -1,0 +1,79 @@
+"""Traps a careful operator still falls into: root's --once in the service's directories, a
+source that is a symlink to a directory."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.config.conftest import NOBODY
+
+from .test_cli import odbackupd
+
+
+def test_a_source_that_links_to_a_directory_fails_the_run_and_the_check(setup, tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "f").write_text("data")
+    link = tmp_path / "srv-data"
+    link.symlink_to(real)
+    cfg = setup.write([link])
+    r = odbackupd("--config", str(cfg), "--once", "t")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"source {link} is a symbolic link to the directory {real}" in r.stderr
+    assert f'sources = ["{real}"]' in r.stderr and "nothing was backed up" in r.stderr
+    assert not (setup.dest / "t").exists() or not any((setup.dest / "t").iterdir())
+    r = odbackupd("--config", str(cfg), "--check-config")
+    assert r.returncode == 2 and f"{link} is a symbolic link to the directory" in r.stderr, r.stderr
+    # a link to a file (/etc/localtime) is a source like any other: the link is what is meant
+    flink = tmp_path / "localtime"
+    flink.symlink_to(real / "f")
+    cfg = setup.write([real, flink])
+    r = odbackupd("--config", str(cfg), "--once", "t")
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root running --once in another user's directories")
+def test_root_once_leaves_the_service_user_able_to_run():
+    base = Path(tempfile.mkdtemp(prefix="odbackupd-svc-"))
+    try:
+        os.chmod(base, 0o755)
+        for d in ("state", "spool", "dest", "src"):
+            (base / d).mkdir()
+        (base / "src" / "f").write_text("data")
+        cfg = base / "odbackupd.toml"
+        cfg.write_text(textwrap.dedent(f"""\
+            [daemon]
+            state_dir = "{base}/state"
+            spool_dir = "{base}/spool"
+
+            [destination.usb]
+            type = "local"
+            path = "{base}/dest"
+
+            [job.t]
+            sources = ["{base}/src"]
+            destinations = ["usb"]
+            keep_last = 1
+            """))
+        for p in [base / d for d in ("state", "spool", "dest", "src")] + [base / "src" / "f"]:
+            os.chown(p, NOBODY, NOBODY)  # the service's user owns its directories
+        r = odbackupd("--config", str(cfg), "--once", "t")  # root, by hand or from root's crontab
+        assert r.returncode == 0, r.stderr
+        rootowned = [str(p) for d in ("state", "spool", "dest") for p in (base / d).rglob("*")
+                     if p.lstat().st_uid == 0]
+        assert rootowned == [], rootowned
+        # the service, as its own user: the state database, locks, resume and retention work
+        r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                            sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--once", "t"],
+                           capture_output=True, text=True, cwd="/", env=dict(os.environ, PYTHONPATH=os.getcwd()))
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert "pruned" in r.stdout  # it could delete root's earlier snapshot
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
