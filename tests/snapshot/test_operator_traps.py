@@ -7,13 +7,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from tests.config.conftest import NOBODY
 
+from .conftest import Setup
 from .test_cli import odbackupd
 
 
@@ -44,24 +44,11 @@ def test_root_once_leaves_the_service_user_able_to_run():
     base = Path(tempfile.mkdtemp(prefix="odbackupd-svc-"))
     try:
         os.chmod(base, 0o755)
-        for d in ("state", "spool", "dest", "src"):
+        svc = Setup(base)  # base/dest, base/state, base/spool as in any other test
+        for d in ("state", "spool", "src"):
             (base / d).mkdir()
         (base / "src" / "f").write_text("data")
-        cfg = base / "odbackupd.toml"
-        cfg.write_text(textwrap.dedent(f"""\
-            [daemon]
-            state_dir = "{base}/state"
-            spool_dir = "{base}/spool"
-
-            [destination.usb]
-            type = "local"
-            path = "{base}/dest"
-
-            [job.t]
-            sources = ["{base}/src"]
-            destinations = ["usb"]
-            keep_last = 1
-            """))
+        cfg = svc.write([base / "src"], extra="keep_last = 1\n")
         for p in [base / d for d in ("state", "spool", "dest", "src")] + [base / "src" / "f"]:
             os.chown(p, NOBODY, NOBODY)  # the service's user owns its directories
         r = odbackupd("--config", str(cfg), "--once", "t")  # root, by hand or from root's crontab
