@@ -127,7 +127,7 @@ class VolumeFetcher:
                         return
                     path = tmpdir / vol["name"]
                     try:
-                        src = self.dest.open_read(self.m.job, self.m.snapshot, vol["name"])
+                        src = self.dest.open_read(self.m.location, self.m.snapshot, vol["name"])
                     except ObjectNotFound as e:  # the manifest lists it: the snapshot is damaged
                         raise IntegrityError(f"{vol['name']} is missing ({e})") from e
                     with src, open(path, "wb") as out:
@@ -335,7 +335,7 @@ def verify_snapshot(
     an unencrypted snapshot) decrypted, decompressed and read through to the tar end.
     """
     rep = VerifyReport(manifest.snapshot)
-    objs = dest.list_objects(manifest.job, manifest.snapshot)
+    objs = dest.list_objects(manifest.location, manifest.snapshot)
     read_back = download or not dest.reports_hashes
     rep.method = "read back" if read_back else "destination hashes"
     for vol in manifest.volumes:
@@ -349,7 +349,7 @@ def verify_snapshot(
             continue
         if read_back:
             try:
-                with dest.open_read(manifest.job, manifest.snapshot, vol["name"]) as f:
+                with dest.open_read(manifest.location, manifest.snapshot, vol["name"]) as f:
                     size, sha, qx = _hash_stream(f, quickxor=bool(vol.get("quickxor")))
             except DestinationError as e:
                 rep.problems.append(f"{vol['name']}: {e}")

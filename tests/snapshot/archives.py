@@ -10,6 +10,7 @@ from pathlib import Path
 import zstandard
 
 from odbackupd.snapshot.manifest import Manifest
+from tests.layout import HOST, series_dir
 
 
 def tar_bytes(members) -> bytes:  # noqa: ANN001 - [(TarInfo, bytes | None)]
@@ -34,7 +35,7 @@ def snapshot_of(dest_root: Path, raw: bytes | list, *, snap: str = "20260101T000
         if data_bytes is None:
             data_bytes = sum(ti.size for ti, _ in members if ti.isreg())
     parts = volumes if volumes is not None else [raw]
-    d = dest_root / job / snap
+    d = series_dir(dest_root, job) / snap
     d.mkdir(parents=True)
     vols = []
     for i, part in enumerate(parts, 1):
@@ -42,11 +43,13 @@ def snapshot_of(dest_root: Path, raw: bytes | list, *, snap: str = "20260101T000
         name = f"vol.{i:06d}.zst"
         (d / name).write_bytes(vol)
         vols.append({"name": name, "size": len(vol), "sha256": hashlib.sha256(vol).hexdigest(), "quickxor": ""})
-    m = Manifest(job=job, snapshot=snap, host="h", started=0, finished=1, tool_version="x",
+    m = Manifest(job=job, snapshot=snap, host=HOST, started=0, finished=1, tool_version="x",
                  compression={"algorithm": "zstd"}, encryption=None, sources=["/"], files=files or 0, dirs=0,
                  others=0, data_bytes=data_bytes or 0, tar_bytes=sum(len(p) for p in parts), volumes=vols)
     (d / "manifest.json").write_bytes(m.dumps())
-    return Manifest.loads((d / "manifest.json").read_bytes())
+    out = Manifest.loads((d / "manifest.json").read_bytes())
+    out.folder = f"{HOST}/{job}"
+    return out
 
 
 def ti(name: str, type_: bytes = tarfile.REGTYPE, linkname: str = "", size: int = 0, mode: int = 0o644,

@@ -18,6 +18,8 @@ from odbackupd.destinations.local import LocalDestination
 from odbackupd.snapshot.restore import restore_snapshot
 from tests.config.conftest import NOBODY, as_unprivileged
 
+from tests.layout import series_dir
+
 from .archives import snapshot_of, tar_bytes, ti
 from .test_cli import odctl
 
@@ -141,7 +143,7 @@ def test_missing_volume_is_damage(setup, tmp_path):
     cfg = setup.write([tmp_path])
     raw = tar_bytes(_files(("a", b"a" * 5000), ("b", b"b" * 5000)))
     m = snapshot_of(setup.dest, raw, volumes=[raw[:4096], raw[4096:]], files=2, data_bytes=10000)
-    (setup.dest / "t" / m.snapshot / "vol.000002.zst").unlink()
+    (series_dir(setup.dest) / m.snapshot / "vol.000002.zst").unlink()
     r = odctl("--config", str(cfg), "restore", "t", "--to", str(tmp_path / "out"))
     assert r.returncode == 4, r.stderr
     assert "vol.000002.zst is missing" in r.stderr and "PARTIAL" in r.stderr
@@ -151,7 +153,7 @@ def test_damaged_newest_manifest_is_reported_not_skipped(setup, tmp_path):
     cfg = setup.write([tmp_path])
     old = snapshot_of(setup.dest, _files(("a", b"old")), snap="20260101T000000Z-aaaaaa")
     new = snapshot_of(setup.dest, _files(("a", b"new")), snap="20260102T000000Z-bbbbbb")
-    (setup.dest / "t" / new.snapshot / "manifest.json").write_text('{"format": "odbackupd-snapshot", "trunc')
+    (series_dir(setup.dest) / new.snapshot / "manifest.json").write_text('{"format": "odbackupd-snapshot", "trunc')
     for ref in ("all", "latest"):
         r = odctl("--config", str(cfg), "verify", "t", ref)
         assert r.returncode == 4, (ref, r.stdout, r.stderr)

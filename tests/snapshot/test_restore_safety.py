@@ -10,6 +10,8 @@ from odbackupd.destinations.local import LocalDestination
 from odbackupd.snapshot.manifest import Manifest
 from odbackupd.snapshot.restore import restore_snapshot
 
+from tests.layout import series_dir
+
 from .archives import snapshot_of, ti
 
 
@@ -61,5 +63,5 @@ def test_existing_symlink_in_target_is_replaced_not_followed(tmp_path):
 def test_manifest_json_is_plain_and_complete(tmp_path):
     dest = tmp_path / "dest"
     m = _evil_snapshot(dest, [(_ti("a", size=1), b"a")])
-    d = json.loads((dest / "t" / m.snapshot / "manifest.json").read_text())
+    d = json.loads((series_dir(dest) / m.snapshot / "manifest.json").read_text())
     assert d["format"] == "odbackupd-snapshot" and d["volumes"][0]["name"] == "vol.000001.zst"
