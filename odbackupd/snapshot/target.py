@@ -166,12 +166,31 @@ def writable_by_others(fd: int, path: str) -> list[str]:
         who.append(f"group {_group(st.st_gid)}")
     if st.st_mode & stat.S_IWOTH:
         who.append("every user" + (" (sticky: they cannot remove root's files)" if st.st_mode & stat.S_ISVTX else ""))
-    if not who:
-        return []
-    return [f"the restore target {path} is writable by {' and '.join(who)}: files are created through "
-            "directory descriptors, so nobody can redirect them, but those users can read, move or replace "
-            "what is restored before it is complete; for a restore you will trust, restore into a new "
-            f"directory only root can write (install -d -m 0700 {path.rstrip('/')}.restore) and move it into place"]
+    out = []
+    if who:
+        out.append(f"the restore target {path} is writable by {' and '.join(who)}: files are created through "
+                   "directory descriptors, so nobody can redirect them, but those users can read, move or "
+                   "replace what is restored before it is complete; for a restore you will trust, restore into "
+                   f"a new directory only root can write (install -d -m 0700 {path.rstrip('/')}.restore) and "
+                   "move it into place")
+    for parent in _parents(path):
+        st = os.stat(parent)
+        if st.st_uid != 0 or (st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX
+                              and (st.st_gid != 0 or st.st_mode & stat.S_IWOTH)):
+            out.append(f"{parent}, above the restore target, can be changed by users other than root "
+                       f"(owner {_user(st.st_uid)}, mode {stat.S_IMODE(st.st_mode):04o}): they can put another "
+                       f"directory where {path} is once the restore is done; check before using what is there")
+            break
+    return out
+
+
+def _parents(path: str) -> list[str]:
+    out = []
+    while True:
+        path = os.path.dirname(path)
+        out.append(path)
+        if path == "/":
+            return out
 
 
 def parse_paths(paths: Sequence[str]) -> list[tuple[bytes, ...]]:

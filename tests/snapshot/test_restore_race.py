@@ -105,6 +105,7 @@ def test_symlink_swaps_by_another_user_never_reach_outside(arena, tmp_path):
             assert _fingerprint(secret) == before, f"restore {k} changed the root-only directory"
             # the warning says who else can write there
             assert any("writable by its owner nobody" in w for w in stats.warnings)
+            assert any(f"{shared}, above the restore target, can be changed" in w for w in stats.warnings)
     finally:
         os.close(w)
         os.waitpid(pid, 0)
