@@ -84,7 +84,7 @@ def test_sigkill_mid_run_then_resume(setup, tmp_path):
         assert (p.stat().st_ino, p.stat().st_mtime_ns) == ident, f"{name} was written again"
     assert verify_snapshot(dest, m, download=True).ok
     restored = tmp_path / "restored"
-    restore_snapshot(dest, m, restored)
+    restore_snapshot(dest, m, restored, special_files=True)
     assert_same_tree(src, restored / str(src).lstrip("/"), dir_mtimes=False)
     # nothing left in the spool
     assert not any(p.is_file() for p in setup.spool.rglob("*"))
