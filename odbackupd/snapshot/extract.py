@@ -123,7 +123,11 @@ def open_dir(parent: int, name: bytes, create: bool, shown: Callable[[], str], m
 class Extractor:
     def __init__(self, root_fd: int, root_path: str, *, paths: Sequence[str] = (),
                  same_owner: bool | None = None, numeric_owner: bool = False,
-                 special_files: bool = True, special_reason: str = "") -> None:
+                 special_files: bool = True, special_reason: str = "",
+                 select: Callable[[tarfile.TarInfo], bool] | None = None) -> None:
+        """``select``: which members to write (a chain restore writes each file once); one
+        extractor may ``extract`` several streams in turn (a chain, oldest first)."""
+        self.select = select
         self.root_fd = root_fd
         self.root_path = os.fsencode(root_path)
         self.paths = list(paths)
@@ -184,6 +188,8 @@ class Extractor:
         return self.stats
 
     def _one(self, tf: tarfile.TarFile, ti: tarfile.TarInfo) -> None:
+        if self.select is not None and not self.select(ti):
+            return
         try:
             parts = _member_parts(ti.name)
             if not self._wanted(parts):
