@@ -775,7 +775,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "directory where the snapshot has a file is refused and reported. Restore into "
                        "an empty directory to compare before copying anything back. A restore that "
                        "did not put back everything says what is missing and exits non-zero; see "
-                       "SECURITY in odctl(1) for what a restore trusts.")
+                       "RESTORE SAFETY in odctl(1) for what a restore trusts.")
     p.add_argument("job", metavar="JOB", help=SERIES_HELP)
     p.add_argument("snapshot", nargs="?", default="latest", metavar="SNAPSHOT", help="snapshot id, unique prefix, or 'latest'")
     p.add_argument("--to", type=Path, required=True, metavar="DIR",
