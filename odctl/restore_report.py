@@ -75,8 +75,9 @@ def report(args: Any, m: Any, stats: Any, took: float, stopped_damaged: bool = F
         print(f"odctl: --path {p}: nothing in snapshot {m.snapshot} is at that path (paths are as "
               f"archived, without the leading '/', e.g. {example})", file=err)
     if stats.refused:  # each is named in its warning above
-        print(f"odctl: {len(stats.refused)} members refused (named above): the archive tried to write outside "
-              "the target or through a link, or its name is malformed", file=err)
+        print(f"odctl: {len(stats.refused)} members refused (named above): each would have been written outside "
+              "the target or through a symbolic link (the archive asks for it, or someone changed the target "
+              "during the restore), or its name is malformed", file=err)
     _listed("members with malformed metadata (the stored archive is damaged)", stats.damaged, err)
     _listed("members that could not be written here", stats.failed, err)
     if stats.stopped:

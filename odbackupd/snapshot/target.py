@@ -24,7 +24,7 @@ from .restore_errors import BadTarget
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # pseudo file systems: writing "files" there changes kernel settings, never restores anything
-_PSEUDO = ("/proc", "/sys", "/dev")
+_PSEUDO = ("/proc", "/sys")
 
 
 @dataclass
