@@ -19,6 +19,7 @@ not made) — what restore_snapshot decides for a snapshot not known to be authe
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import grp
 import logging
@@ -219,6 +220,8 @@ class Extractor:
             self._dirs.append((parts, st.st_dev, st.st_ino, ti))
             self.stats.dirs += 1
             return
+        if (ti.ischr() or ti.isblk()) and not self._device_wanted(ti):
+            return  # decided before anything of that name in the target is replaced
         self._clear(pfd, name)
         if ti.isreg():
             self._file(tf, ti, pfd, name)
@@ -238,13 +241,6 @@ class Extractor:
             os.symlink(link, name, dir_fd=pfd)
             self._other(ti, pfd, name, stat.S_IFLNK)
         elif ti.ischr() or ti.isblk():
-            if not self._special("device"):
-                self.stats.skipped += 1
-                return
-            if self.euid != 0:
-                self.stats.skipped += 1
-                self._warn(f"{ti.name}: device files are restored only as root; skipped")
-                return
             try:
                 dev = os.makedev(ti.devmajor, ti.devminor)
             except (OverflowError, ValueError):
@@ -258,6 +254,16 @@ class Extractor:
         else:
             self.stats.skipped += 1
             self._warn(f"{ti.name}: unsupported member type {ti.type!r}; skipped")
+
+    def _device_wanted(self, ti: tarfile.TarInfo) -> bool:
+        if not self._special("device"):
+            self.stats.skipped += 1
+            return False
+        if self.euid != 0:
+            self.stats.skipped += 1
+            self._warn(f"{ti.name}: device files are restored only as root; skipped")
+            return False
+        return True
 
     def _clear(self, pfd: int, name: bytes, keep_dir: bool = False) -> None:
         try:
@@ -292,7 +298,8 @@ class Extractor:
         except BaseException:
             os.close(fd)
             fd = -1
-            os.unlink(name, dir_fd=pfd)  # never a truncated file that looks restored
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=pfd)  # never a truncated file that looks restored
             raise
         finally:
             if fd >= 0:

@@ -45,7 +45,11 @@ def test_not_authentic_root_restore_leaves_special_files_out_and_counts_them(tmp
     m = _specials(tmp_path / "dest")
     dest = LocalDestination("usb", tmp_path / "dest")
     out = tmp_path / "untrusted"
+    (out / "dev").mkdir(parents=True)
+    (out / "dev" / "sda").write_text("was here")  # left alone: the device is left out, not this
     stats = restore_snapshot(dest, m, out)  # authentic defaults to False
+    assert (out / "dev" / "sda").read_text() == "was here"
+    (out / "dev" / "sda").unlink()
     assert _state(out) == {"su": 0o755, "wall": 0o755, "cap": False, "dev": False}
     assert stats.special == {"setuid": 2, "capability": 1, "device": 1}
     assert stats.special_left_out == stats.special and not stats.complete
