@@ -339,7 +339,7 @@ class Extractor:
                     gid = val
         return uid, gid
 
-    def _attrs(self, fd: int, ti: tarfile.TarInfo, via_proc: bool = False, is_dir: bool = False) -> None:
+    def _attrs(self, fd: int, ti: tarfile.TarInfo, via_proc: bool = False) -> None:
         """Owner, mode, xattrs, mtime, set on ``fd`` (an O_PATH one through /proc/self/fd)."""
         target: int | str = f"/proc/self/fd/{fd}" if via_proc else fd
         if via_proc and not _PROC_FD:
@@ -398,7 +398,7 @@ class Extractor:
                     st = os.fstat(fd)
                     if (st.st_dev, st.st_ino) != (dev, ino):
                         raise Unsafe("replaced while being restored")
-                    self._attrs(fd, ti, is_dir=True)
+                    self._attrs(fd, ti)
                 except (Unsafe, OSError, ValueError, OverflowError) as e:
                     self._warn(f"{ti.name}: owner, mode and times not set: {e}")
         finally:
