@@ -290,6 +290,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         try:
             stats = restore_snapshot(d, m, args.to, identities=ids, paths=args.path,
                                      on_progress=bar.update if bar.enabled else None,
+                                     # True only once a signature check (--trusted-key) passed
                                      authentic=getattr(args, "authentic", False),
                                      special_files=args.special_files)
         except KeyboardInterrupt as e:
