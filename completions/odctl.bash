@@ -12,6 +12,8 @@ _odctl() {
             "config check") path="config check" ;;
             "config sample") path="config sample" ;;
             "jobs") path="jobs" ;;
+            "key") path="key" ;;
+            "key export") path="key export" ;;
             "login") path="login" ;;
             "logout") path="logout" ;;
             "prune") path="prune" ;;
@@ -23,21 +25,23 @@ _odctl() {
         esac
     done
     case "$path" in
-        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore verify prune" ;;
+        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore verify prune key" ;;
         "backup-now") words="-h --help --config --json -q --quiet --wait -w" ;;
         "cancel") words="-h --help --config --json -q --quiet" ;;
         "config") words="-h --help --config --json -q --quiet check sample" ;;
         "config check") words="-h --help --config --json -q --quiet" ;;
         "config sample") words="-h --help --config --json -q --quiet" ;;
         "jobs") words="-h --help --config --json -q --quiet" ;;
+        "key") words="-h --help --config --json -q --quiet export" ;;
+        "key export") words="-h --help --config --json -q --quiet" ;;
         "login") words="-h --help --config --json -q --quiet --device-code --browser" ;;
         "logout") words="-h --help --config --json -q --quiet" ;;
         "prune") words="-h --help --config --json -q --quiet --dry-run -n" ;;
         "reload") words="-h --help --config --json -q --quiet" ;;
-        "restore") words="-h --help --config --json -q --quiet --to --path --identity -i --destination -d --special-files --no-special-files --host" ;;
+        "restore") words="-h --help --config --json -q --quiet --to --path --identity -i --destination -d --special-files --no-special-files --host --trusted-key --any-encryption" ;;
         "snapshots") words="-h --help --config --json -q --quiet --destination -d --host" ;;
         "status") words="-h --help --config --json -q --quiet" ;;
-        "verify") words="-h --help --config --json -q --quiet --download --identity -i --destination -d --host" ;;
+        "verify") words="-h --help --config --json -q --quiet --download --identity -i --destination -d --host --trusted-key --any-encryption" ;;
     esac
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$(printf '%s\n' $words | grep -- '^-')" -- "$cur"))

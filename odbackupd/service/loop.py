@@ -55,7 +55,13 @@ class Service:
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         ctl = self.controller
         ctl.subscribe(self._on_event)
-        await ctl.start()
+        from ..statefile import StateUnavailable
+
+        try:
+            await ctl.start()
+        except StateUnavailable as e:  # read-only or full state directory: one line, exit 1
+            log.error("%s", e)
+            return 1
         transport = None
         if self.make_transport is not None:
             transport = self.make_transport(ctl)

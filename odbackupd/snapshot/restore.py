@@ -17,6 +17,7 @@ import shutil
 import tarfile
 import tempfile
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty, Full, Queue
@@ -26,6 +27,7 @@ import zstandard
 
 from ..destinations.base import Destination, DestinationError, ObjectNotFound
 from ..hashes import QuickXorHash
+from .chain import ChainChecker, ChainError, FirstBytes, kind_problem
 from .extract import Extractor
 from .manifest import Manifest
 from .restore_result import RestoreStats, compare_with_manifest, special_policy
@@ -178,7 +180,11 @@ class PlainStream(io.RawIOBase):
     """The snapshot's tar stream: each volume decrypted and decompressed, concatenated."""
 
     def __init__(self, volumes: Iterator[tuple[dict, Path]], identities: Sequence[object] | None,
-                 on_volume: Callable[[dict], None] | None = None) -> None:
+                 on_volume: Callable[[dict], None] | None = None, manifest: Manifest | None = None) -> None:
+        """``manifest``: check the volumes against it as they are read (their chain headers
+        and end marker, snapshot/chain.py; encrypted exactly when the manifest says so)."""
+        self._chain = ChainChecker(manifest) if manifest is not None else None
+        self._encrypted = manifest.encrypted if manifest is not None else None
         self._vols = iter(volumes)
         self._ids = identities
         self._cur: BinaryIO | None = None
@@ -195,21 +201,34 @@ class PlainStream(io.RawIOBase):
         try:
             vol, path = next(self._vols)
         except StopIteration:
+            if self._chain is not None:
+                with _chain_errors():
+                    self._chain.finish(self.tar_bytes)
             return False
         f: BinaryIO = open(path, "rb")
         self._files.append(f)
-        if vol["name"].endswith(".age"):
+        age = vol["name"].endswith(".age")
+        if self._encrypted is not None and age != self._encrypted:
+            raise IntegrityError(f"{vol['name']}: " + (
+                "is not an age file, but the manifest says the snapshot is encrypted (plain volumes "
+                "under an encrypted manifest)" if self._encrypted else
+                "is an age file, but the manifest says the snapshot is not encrypted"))
+        if age:
             if not self._ids:
                 raise RestoreError("this snapshot is encrypted: give the identity file with --identity")
-            from ..crypto.age import AgeReader
-
-            from ..crypto.age import AgeNoMatchError
+            from ..crypto.age import AgeError, AgeNoMatchError, AgeReader
 
             try:
                 f = AgeReader(f, list(self._ids))  # type: ignore[assignment]
             except AgeNoMatchError as e:
                 raise WrongIdentity(f"{vol['name']}: none of the --identity keys opens it ({e})") from e
+            except AgeError as e:
+                raise IntegrityError(f"{vol['name']}: not a readable age file, though the manifest says the "
+                                     f"snapshot is encrypted: {e}") from e
             self._files.append(f)
+        if self._chain is not None:
+            with _chain_errors():
+                f = self._chain.open(vol, f)
         self._cur = self._dctx.stream_reader(f, read_across_frames=True, closefd=False)
         if self._on_volume:
             self._on_volume(vol)
@@ -238,6 +257,9 @@ class PlainStream(io.RawIOBase):
                 b[:n] = data
                 self.tar_bytes += n
                 return n
+            if self._chain is not None:
+                with _chain_errors():
+                    self._chain.close_volume()
             self._cur = None
 
     def close(self) -> None:
@@ -246,6 +268,14 @@ class PlainStream(io.RawIOBase):
         if close is not None:  # a VolumeFetcher generator: stop its fetch and clean its scratch
             close()
         super().close()
+
+
+@contextmanager
+def _chain_errors() -> Iterator[None]:
+    try:
+        yield
+    except ChainError as e:
+        raise IntegrityError(str(e)) from None
 
 
 # -- entry points --------------------------------------------------------------------------------
@@ -264,9 +294,9 @@ def restore_snapshot(
 ) -> RestoreStats:
     """Restore ``manifest``'s snapshot below ``target``.
 
-    ``authentic``: the caller verified the manifest's signature, so the snapshot is what
-    this host's daemon wrote. Unless it is, or ``special_files`` says otherwise, a root
-    restore leaves out setuid/setgid bits, capabilities and device nodes (counted in the
+    ``authentic``: the manifest's signature was verified against a trusted key
+    (snapshot/trust.py), so the snapshot is what that host's daemon wrote. Unless it is,
+    or ``special_files`` says otherwise, a root restore leaves out setuid/setgid bits, capabilities and device nodes (counted in the
     stats, which then are not ``complete``). Damage raises IntegrityError, a full or
     read-only target RestoreStopped; either carries ``.stats`` of what was written.
     """
@@ -279,7 +309,7 @@ def restore_snapshot(
     parse_paths(paths)  # a bad --path is refused before the target is created
     tgt = open_target(target)
     total = manifest.tar_bytes
-    stream = PlainStream(iter(VolumeFetcher(dest, manifest, scratch)), identities)
+    stream = PlainStream(iter(VolumeFetcher(dest, manifest, scratch)), identities, manifest=manifest)
     reader: BinaryIO = io.BufferedReader(stream, 1 << 20)  # type: ignore[arg-type]
     if on_progress is not None:
         reader = _ProgressReader(reader, lambda n: on_progress(n, total))  # type: ignore[assignment]
@@ -288,6 +318,8 @@ def restore_snapshot(
                        special_files=restore_special, special_reason=why)
         ex.stats.warnings[:0] = tgt.warnings
         stats = ex.extract(reader)
+        while reader.read(1 << 20):  # on to the snapshot's end, where its end marker is checked
+            pass
     finally:
         stream.close()
         os.close(tgt.fd)
@@ -350,7 +382,8 @@ def verify_snapshot(
         if read_back:
             try:
                 with dest.open_read(manifest.location, manifest.snapshot, vol["name"]) as f:
-                    size, sha, qx = _hash_stream(f, quickxor=bool(vol.get("quickxor")))
+                    f = FirstBytes(f)  # type: ignore[assignment]
+                    size, sha, qx = _hash_stream(f, quickxor=bool(vol.get("quickxor")))  # type: ignore[arg-type]
             except DestinationError as e:
                 rep.problems.append(f"{vol['name']}: {e}")
                 continue
@@ -359,6 +392,8 @@ def verify_snapshot(
                 rep.problems.append(f"{vol['name']}: SHA-256 mismatch (stored data is damaged)")
             elif vol.get("quickxor") and qx != vol["quickxor"]:
                 rep.problems.append(f"{vol['name']}: quickXorHash mismatch")
+            elif (kind := kind_problem(vol["name"], f.head, manifest.encrypted)) is not None:
+                rep.problems.append(kind)
         else:
             if obj.quickxor is None and obj.sha256 is None:
                 rep.problems.append(f"{vol['name']}: the destination reports no hash; use --download")
@@ -372,7 +407,7 @@ def verify_snapshot(
     if download and not rep.problems and (identities or not manifest.encrypted):
         check_identities(manifest, identities)
         rep.method = "read back, decrypted and decompressed"
-        stream = PlainStream(iter(VolumeFetcher(dest, manifest)), identities)
+        stream = PlainStream(iter(VolumeFetcher(dest, manifest)), identities, manifest=manifest)
         files = data = 0
         try:
             with open_tar(io.BufferedReader(stream, 1 << 20)) as tf:  # type: ignore[arg-type]

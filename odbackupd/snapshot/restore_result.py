@@ -40,7 +40,7 @@ def special_policy(authentic: bool, special_files: bool | None) -> tuple[bool, s
         return special_files, "" if special_files else "--no-special-files was given"
     if authentic or os.geteuid() != 0:
         return True, ""
-    return False, "the snapshot is not verified authentic"
+    return False, "the snapshot is not verified authentic (no --trusted-key or trusted_key checked its signature)"
 
 
 def compare_with_manifest(stats: RestoreStats, manifest: Any, tar_bytes: int, *, selective: bool) -> None:
