@@ -64,3 +64,31 @@ def test_root_once_leaves_the_service_user_able_to_run():
         assert "pruned" in r.stdout  # it could delete root's earlier snapshot
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs a file owned by root and a run as another user")
+def test_the_service_names_a_root_owned_state_file_and_the_chown():
+    """State left by a root run before it could hand it back (killed): the service's run says
+    which file and which chown, in one line."""
+    from odbackupd.state import StateStore
+
+    base = Path(tempfile.mkdtemp(prefix="odbackupd-svc-"))
+    try:
+        os.chmod(base, 0o755)
+        svc = Setup(base)
+        for d in ("state", "spool", "src"):
+            (base / d).mkdir()
+        (base / "src" / "f").write_text("data")
+        cfg = svc.write([base / "src"])
+        for p in (base / "state", base / "spool", base / "dest", base / "src", base / "src" / "f"):
+            os.chown(p, NOBODY, NOBODY)
+        StateStore(base / "state" / "state.db").close()  # root's, as a killed root run leaves it
+        os.chmod(base / "state" / "state.db", 0o644)
+        r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                            sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--once", "t"],
+                           capture_output=True, text=True, cwd="/", env=dict(os.environ, PYTHONPATH=os.getcwd()))
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert f"{base}/state/state.db is owned by root, not by nobody" in r.stderr, r.stderr
+        assert f"chown -R nobody: {base}/state" in r.stderr
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
