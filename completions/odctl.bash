@@ -11,6 +11,8 @@ _odctl() {
             "config") path="config" ;;
             "config check") path="config check" ;;
             "config sample") path="config sample" ;;
+            "intake") path="intake" ;;
+            "intake add-user") path="intake add-user" ;;
             "jobs") path="jobs" ;;
             "key") path="key" ;;
             "key export") path="key export" ;;
@@ -25,12 +27,14 @@ _odctl() {
         esac
     done
     case "$path" in
-        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore verify prune key" ;;
+        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore verify prune key intake" ;;
         "backup-now") words="-h --help --config --json -q --quiet --wait -w" ;;
         "cancel") words="-h --help --config --json -q --quiet" ;;
         "config") words="-h --help --config --json -q --quiet check sample" ;;
         "config check") words="-h --help --config --json -q --quiet" ;;
         "config sample") words="-h --help --config --json -q --quiet" ;;
+        "intake") words="-h --help --config --json -q --quiet add-user" ;;
+        "intake add-user") words="-h --help --config --json -q --quiet --replace --token-dir" ;;
         "jobs") words="-h --help --config --json -q --quiet" ;;
         "key") words="-h --help --config --json -q --quiet export" ;;
         "key export") words="-h --help --config --json -q --quiet" ;;
