@@ -126,12 +126,15 @@ def run_once(config, job: str) -> int:  # noqa: ANN001
         known = ", ".join(sorted(config.jobs)) or "none"
         print(f"odbackupd: no job {job!r} in the configuration (jobs: {known})", file=sys.stderr)
         return EXIT_CONFIG
+    from .notify.deliver import OnceDelivery
+
     state = StateStore(config.daemon.state_dir / "state.db")
     cancel = _cancel_on_signals()
     try:
-        if not config.jobs[job].sources:
-            return run_drop_dir_once(config, job, state, cancel)
-        run = run_job(config, job, state, trigger="once", cancel=cancel)
+        with OnceDelivery(config, state):  # cron users are notified too
+            if not config.jobs[job].sources:
+                return run_drop_dir_once(config, job, state, cancel)
+            run = run_job(config, job, state, trigger="once", cancel=cancel)
     except KeyboardInterrupt:  # the second Ctrl-C: stop at once; the checkpoints stay
         print(f"odbackupd: {job}: interrupted; the next run resumes from the last volume", file=sys.stderr)
         return EXIT_INTERRUPTED

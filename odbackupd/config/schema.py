@@ -35,6 +35,8 @@ from .kinds import (
     check_name,
     toml_literal,
 )
+from .fields import key
+from .notify_schema import NOTIFY_SECTION, NotifyConfig, notify_list
 from .units import KiB, MiB
 
 __all__ = [
@@ -53,22 +55,6 @@ SAMPLE_RECIPIENT = "age1ad0jxaw65u4plmvqnhru9vmjr5tlrtjkyz652yh722ycqk570y5qkpds
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _DOMAIN = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
-
-
-def key(
-    default: Any = MISSING,
-    *,
-    kind: Kind,
-    doc: str,
-    example: Any,
-    default_factory: Any = MISSING,
-    default_doc: str | None = None,
-) -> Any:
-    """Declare a configuration key: a dataclass field carrying its schema."""
-    meta = {"kind": kind, "doc": doc, "example": example, "default_doc": default_doc}
-    if default_factory is not MISSING:
-        return field(default_factory=default_factory, metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 # ---- string checks (each returns the normalised value, or raises ValueError) ----------
@@ -215,6 +201,17 @@ class DaemonConfig:
         kind=Choice("debug", "info", "notice", "warning", "error"),
         doc="The least important messages that are logged.",
         example="info",
+    )
+    metrics_file: Path | None = key(  # noqa: RUF009 - key() returns a Field
+        None,
+        kind=PathKind(),
+        doc="Write Prometheus metrics to this file (node_exporter's textfile collector: "
+        "/var/lib/prometheus/node-exporter/odbackupd.prom), rewritten atomically after every "
+        "run, prune, verify and login change. Must end in .prom. Unset: no metrics.",
+        example="/var/lib/prometheus/node-exporter/odbackupd.prom",
+    )
+    notify: tuple[str, ...] = notify_list(
+        "The [notify.NAME]s of every job that does not set notify itself.", ()
     )
 
 
@@ -483,6 +480,9 @@ class JobConfig:
         "unit it also needs ReadWritePaths= (systemctl edit odbackupd) so files can be removed.",
         example="/srv/drop/etc",
     )
+    notify: tuple[str, ...] | None = notify_list(
+        "The [notify.NAME]s told about this job's runs; [] for none.", None
+    )
 
 
 @dataclass(frozen=True)
@@ -495,6 +495,7 @@ class Config:
     accounts: dict[str, AccountConfig]
     jobs: dict[str, JobConfig]
     warnings: tuple[str, ...] = ()
+    notify: dict[str, NotifyConfig] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -549,8 +550,10 @@ SECTIONS: tuple[Section, ...] = (
         True,
         "Jobs: what to back up, where, when, and for how long to keep it, one [job.NAME] "
         "each. The name is the job's folder name on every destination.",
-        (("etc", {"sources": ["/etc", "/srv/git"], "destinations": ["usb", "onedrive"]}, ""),),
+        (("etc", {"sources": ["/etc", "/srv/git"], "destinations": ["usb", "onedrive"], "notify": ["ops"]},
+          ""),),
     ),
+    Section(**NOTIFY_SECTION),
 )
 
 
@@ -567,7 +570,7 @@ def is_required(f: dataclasses.Field) -> bool:
 class KeyDoc:
     """One key, as documentation: what the man page and the sample say about it."""
 
-    section: str  # "daemon", "destination", "account" or "job"
+    section: str  # "daemon", "destination", "account", "job" or "notify"
     name: str
     type: str
     default: str | None  # TOML spelling or prose; None: required, or unset by default

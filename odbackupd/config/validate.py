@@ -13,6 +13,7 @@ from .checks import Table, cross_check
 from .errors import ConfigError, KeyPath, Problem, format_key
 from .kinds import Invalid, check_name, describe_type, suggest, toml_literal
 from .load import Document, read_config_files, read_files
+from .notify_schema import NotifyConfig, check_monitoring
 from .schema import (
     BUILTIN_LOCAL_PATH,
     SECTIONS,
@@ -156,6 +157,7 @@ def validate_document(doc: Document, path: Path | None, *, check_sources: bool) 
         named["job"],
         check_sources=check_sources,
     )
+    check_monitoring(r, daemon, named["notify"], named["job"])
     if r.problems:
         raise ConfigError(r.sorted(r.problems))
 
@@ -172,6 +174,7 @@ def validate_document(doc: Document, path: Path | None, *, check_sources: bool) 
         accounts={n: _build(t, AccountConfig, n) for n, t in named["account"].items()},
         jobs={n: _build(t, JobConfig, n) for n, t in named["job"].items()},
         warnings=tuple(str(w) for w in r.sorted(r.warnings)),
+        notify={n: _build(t, NotifyConfig, n) for n, t in named["notify"].items()},
     )
 
 

@@ -105,6 +105,11 @@ class Destination(ABC):
         with self.open_read(job, snapshot, name) as f:
             return f.read()
 
+    def free_bytes(self) -> int | None:
+        """Space left for snapshots as last seen, without asking anyone (metrics); None:
+        unknown."""
+        return None
+
     def close(self) -> None:
         """Release sessions and connections."""
 

@@ -167,3 +167,9 @@ class LocalDestination(Destination):
         except FileNotFoundError:
             return
         shutil.rmtree(d, ignore_errors=True)
+
+    def free_bytes(self) -> int | None:
+        try:
+            return shutil.disk_usage(self.root).free
+        except OSError:
+            return None

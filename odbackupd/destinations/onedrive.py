@@ -239,6 +239,11 @@ class OneDriveDestination(Destination):
                         self.uploader().discard(path, rec)
         self._folders.discard(folder)
 
+    def free_bytes(self) -> int | None:
+        """The drive's remaining quota when prepare() last read it (no request here)."""
+        q = self._drive.quota if self._drive is not None else {}
+        return int(q["remaining"]) if q.get("total") and q.get("remaining") is not None else None
+
     def close(self) -> None:
         self.session.close()
 

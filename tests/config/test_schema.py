@@ -23,13 +23,13 @@ from odbackupd.config.schema import SECTIONS, schema_fields
 # The public field names others code against: a rename here must be deliberate.
 PUBLIC_FIELDS = {
     DaemonConfig: "state_dir spool_dir hostname max_parallel_runs max_parallel_uploads "
-    "bandwidth_limit log_level",
+    "bandwidth_limit log_level metrics_file notify",
     DestinationConfig: "name type path account folder chunk_size",
     AccountConfig: "name client_id tenant drive drive_id site client_secret_file "
     "certificate_file authority_url graph_url ca_bundle",
     JobConfig: "name sources destinations exclude recipients volume_size compression_level "
     "compression_threads one_file_system allow_empty_sources keep_last keep_daily keep_weekly keep_monthly "
-    "max_size schedule random_delay persistent watch quiet_period max_delay drop_dir",
+    "max_size schedule random_delay persistent watch quiet_period max_delay drop_dir notify",
 }
 
 
@@ -47,7 +47,7 @@ def test_public_api():
     ]:  # fmt: skip
         assert hasattr(config_pkg, name), name
     assert [f.name for f in dataclasses.fields(config_pkg.Config)] == [
-        "path", "daemon", "destinations", "accounts", "jobs", "warnings",
+        "path", "daemon", "destinations", "accounts", "jobs", "warnings", "notify",
     ]  # fmt: skip
 
 
@@ -66,7 +66,7 @@ def test_reference_documents_every_key():
 def test_required_keys():
     required = {(d.section, d.name) for d in schema_reference() if d.required}
     # a job's sources are required unless it has a drop_dir: checked with the other keys
-    assert required == {("destination", "type"), ("account", "client_id")}
+    assert required == {("destination", "type"), ("account", "client_id"), ("notify", "type")}
 
 
 @pytest.mark.parametrize("section", SECTIONS, ids=lambda s: s.name)
