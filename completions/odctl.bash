@@ -14,6 +14,8 @@ _odctl() {
             "jobs") path="jobs" ;;
             "login") path="login" ;;
             "logout") path="logout" ;;
+            "notify") path="notify" ;;
+            "notify test") path="notify test" ;;
             "prune") path="prune" ;;
             "reload") path="reload" ;;
             "restore") path="restore" ;;
@@ -23,7 +25,7 @@ _odctl() {
         esac
     done
     case "$path" in
-        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore verify prune" ;;
+        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore verify notify prune" ;;
         "backup-now") words="-h --help --config --json -q --quiet --wait -w" ;;
         "cancel") words="-h --help --config --json -q --quiet" ;;
         "config") words="-h --help --config --json -q --quiet check sample" ;;
@@ -32,6 +34,8 @@ _odctl() {
         "jobs") words="-h --help --config --json -q --quiet" ;;
         "login") words="-h --help --config --json -q --quiet --device-code --browser" ;;
         "logout") words="-h --help --config --json -q --quiet" ;;
+        "notify") words="-h --help --config --json -q --quiet test" ;;
+        "notify test") words="-h --help --config --json -q --quiet" ;;
         "prune") words="-h --help --config --json -q --quiet --dry-run -n" ;;
         "reload") words="-h --help --config --json -q --quiet" ;;
         "restore") words="-h --help --config --json -q --quiet --to --path --identity -i --destination -d" ;;

@@ -157,6 +157,13 @@ def record_account(state: Any, account: str, *, throttled: int = 0, login_ok: bo
         set_value(state, "odbackupd_account_login_ok", 1 if login_ok else 0, account=account)
 
 
+def note_login(config: Any, state: Any, account: str, ok: bool) -> None:
+    """A login or logout (odctl login/logout, through the daemon or not)."""
+    if state is not None:
+        record_account(state, account, login_ok=ok)
+        publish(config, state)
+
+
 def record_verify(state: Any, series: str, destination: str, ok: bool, when: float | None = None) -> None:
     ensure(state)
     labels = {"series": series, "destination": destination}

@@ -24,7 +24,7 @@ from odbackupd.bus.names import (  # noqa: F401 - re-exported: odctl(1)'s exit c
     EXIT_ACCESS_DENIED, EXIT_BUSY, EXIT_FAILED, EXIT_INTEGRITY, EXIT_NOT_FOUND,
     EXIT_NOT_LOGGED_IN, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE, exit_codes_epilog)
 
-from . import render
+from . import monitoring, render
 
 
 class CliError(Exception):
@@ -292,6 +292,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         finally:
             d.close()
     ok = all(r["ok"] for r in reports)
+    monitoring.after_verify(cfg, _state(cfg), job, series, reports)
     if args.json:
         render.out_json({"ok": ok, "reports": reports})
     else:
@@ -311,6 +312,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     cfg = _config(args)
     job, series = _job(cfg, args.job)
     plans = prune_job(cfg, job.name, None, dry_run=args.dry_run, series=series)
+    if not args.dry_run:
+        monitoring.after_prune(cfg, _state(cfg), series, plans)
     if args.json:
         render.out_json({"dry_run": args.dry_run, "destinations": {
             n: {"keep": [m.snapshot for m in p.keep], "delete": [m.snapshot for m in p.delete],
@@ -325,6 +328,22 @@ def cmd_prune(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"{n}:")
         render.table(["SNAPSHOT", "TIME", "STORED", "ACTION", "WHY"], rows)
+    return EXIT_OK
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    from odbackupd.notify.senders import DeliveryError
+
+    try:
+        kind = monitoring.notify_test(_config(args), args.name)
+    except LookupError as e:
+        raise CliError(str(e.args[0]), EXIT_NOT_FOUND) from e
+    except DeliveryError as e:
+        raise CliError(f"notifier {args.name}: {e}", EXIT_FAILED) from e
+    if args.json:
+        render.out_json({"notifier": args.name, "delivered": True})
+    elif not args.quiet:
+        print(f"{args.name}: test message delivered ({kind})")
     return EXIT_OK
 
 
@@ -603,7 +622,11 @@ def _login_offline(args: argparse.Namespace, why: Exception, fn: str) -> int:
         raise CliError(f"{why} (and this odctl has no in-process login)", EXIT_NOT_RUNNING)
     if not args.quiet:
         print("odctl: the daemon is not running; logging in from this process", file=sys.stderr)
-    return getattr(mod, fn)(args, _config(args), sys.stdout, sys.stderr)
+    cfg = _config(args)
+    rc = getattr(mod, fn)(args, cfg, sys.stdout, sys.stderr)
+    if rc == EXIT_OK:
+        monitoring.after_login(cfg, _state(cfg), args.account, fn == "run_login")
+    return rc
 
 
 async def _login_via_daemon(c, args: argparse.Namespace) -> int:  # noqa: ANN001
@@ -730,6 +753,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="age identity file, to decrypt with --download; repeatable")
     p.add_argument("--destination", "-d", metavar="NAME", help="only this destination (default: all of the job's)")
     p.set_defaults(func=cmd_verify)
+
+    monitoring.add_parsers(sub, common, cmd_notify_test)
 
     p = sub.add_parser("prune", parents=[common], help="apply the job's retention rules now")
     p.add_argument("job", metavar="JOB", help=SERIES_HELP)

@@ -14,6 +14,10 @@ APT_PACKAGES="$APT_PACKAGES zsh"
 # packages: scripts/build-packages.sh; man pages: mandoc -Tlint
 APT_PACKAGES="$APT_PACKAGES dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all
     python3-setuptools python3-build python3-installer fakeroot lintian rpm rpmlint mandoc"
+# tests/prometheus: promtool (check metrics/rules, test rules) and a real node_exporter
+APT_PACKAGES="$APT_PACKAGES prometheus prometheus-node-exporter"
+# tests/odctl/test_ansible.py: ansible-playbook --syntax-check on contrib/ansible
+APT_PACKAGES="$APT_PACKAGES ansible"
 # tests/system: a Debian 12 container booted with systemd
 APT_PACKAGES="$APT_PACKAGES debootstrap systemd-container"
 missing=""

@@ -28,11 +28,12 @@ def backoff(attempts: int) -> float:
 
 
 def deliver_due(config: Any, state: Any, *, now: float | None = None, stop: threading.Event | None = None,
-                deadline: float | None = None) -> int:
-    """Send every due message once; returns how many got through. ``deadline``
-    (time.monotonic()) and ``stop`` end the pass early; the rest stays queued."""
+                deadline: float | None = None, everything: bool = False) -> int:
+    """Send every due message once (``everything``: also those waiting for a retry, as a
+    daemon start does); returns how many got through. ``deadline`` (time.monotonic()) and
+    ``stop`` end the pass early; the rest stays queued."""
     sent = 0
-    for item in queue.due(state, now):
+    for item in queue.due(state, float("inf") if everything else now):
         if (stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() >= deadline):
             break
         fields = {"NOTIFIER": item.notifier, "EVENT": item.event, "SERIES": item.series,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS notify_queue (
@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS notify_sent (
     PRIMARY KEY (notifier, series, event)
 );
 """
+
+#: Called (from any thread) after something was queued: the daemon's delivery wakes up.
+listeners: list[Callable[[], None]] = []
 
 #: Events that remind (``repeat``) instead of repeating at every failed run.
 REMINDING = ("failure", "login_expired")
@@ -81,6 +84,8 @@ def enqueue(state: Any, notifier: str, event: str, series: str, message: dict,
     ensure(state)
     state.query("INSERT INTO notify_queue (notifier, event, series, message, created, next_attempt)"
                 " VALUES (?,?,?,?,?,?)", (notifier, event, series, json.dumps(message), now, now))
+    for fn in list(listeners):
+        fn()
 
 
 def queue_event(config: Any, state: Any, job: Any, series: str, candidates: Sequence[str],

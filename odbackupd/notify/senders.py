@@ -104,8 +104,10 @@ def mail(cfg: Any, doc: dict) -> None:
             smtp.send_message(msg)
     except smtplib.SMTPAuthenticationError as e:
         raise DeliveryError(f"{where} refused the login of {cfg.username} ({e.smtp_code})") from None
-    except smtplib.SMTPNotSupportedError:
-        raise DeliveryError(f"{where} does not offer STARTTLS; refusing to send in clear") from None
+    except smtplib.SMTPNotSupportedError as e:
+        if "STARTTLS" in str(e):
+            raise DeliveryError(f"{where} does not offer STARTTLS; refusing to send in clear") from None
+        raise DeliveryError(f"{where}: {e}") from None
     except ssl.SSLError as e:
         raise DeliveryError(f"{where}: TLS failed ({e.reason or e}); see ca_bundle") from None
     except smtplib.SMTPResponseException as e:

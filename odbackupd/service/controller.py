@@ -27,6 +27,7 @@ from typing import Any, Awaitable, Callable
 
 from .. import __version__
 from ..config import Config, ConfigError, load_config
+from ..metrics import note_login
 from ..runner import JobRun, drop_series, open_destinations, run_job, series_config
 from ..snapshot.builder import COMPLETED, COMPLETED_WITH_WARNINGS, Progress
 from ..state import StateStore
@@ -781,6 +782,7 @@ class Controller:
             try:
                 user = await _in_thread(lambda: auth.complete_device_login(login, cancel), f"login-{account}")
                 entry.update(state="logged_in", username=user, message=f"logged in as {user}")
+                note_login(self.config, self.state, account, True)
             except Exception as e:  # noqa: BLE001 - reported through login_status
                 entry.update(state="failed", message=str(e))
             self._changed_daemon()
@@ -805,6 +807,7 @@ class Controller:
             entry.update(state="failed", message=str(e))
             raise ControllerError(f"account {account!r}: login failed: {e}") from e
         entry.update(state="logged_in", username=user, message=f"logged in as {user}")
+        note_login(self.config, self.state, account, True)
         return self.login_status(account)
 
     def login_status(self, account: str) -> dict:
@@ -826,6 +829,7 @@ class Controller:
         auth = self._authenticator(account)
         self._cancel_login(account)
         await _in_thread(auth.logout, f"logout-{account}")
+        note_login(self.config, self.state, account, False)
 
     def _cancel_login(self, account: str) -> None:
         entry = self._logins.pop(account, None)
