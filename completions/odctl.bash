@@ -38,10 +38,10 @@ _odctl() {
         "notify test") words="-h --help --config --json -q --quiet" ;;
         "prune") words="-h --help --config --json -q --quiet --dry-run -n" ;;
         "reload") words="-h --help --config --json -q --quiet" ;;
-        "restore") words="-h --help --config --json -q --quiet --to --path --identity -i --destination -d" ;;
-        "snapshots") words="-h --help --config --json -q --quiet --destination -d" ;;
+        "restore") words="-h --help --config --json -q --quiet --to --path --identity -i --destination -d --host" ;;
+        "snapshots") words="-h --help --config --json -q --quiet --destination -d --host" ;;
         "status") words="-h --help --config --json -q --quiet" ;;
-        "verify") words="-h --help --config --json -q --quiet --download --identity -i --destination -d" ;;
+        "verify") words="-h --help --config --json -q --quiet --download --identity -i --destination -d --host" ;;
     esac
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$(printf '%s\n' $words | grep -- '^-')" -- "$cur"))

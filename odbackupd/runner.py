@@ -142,7 +142,7 @@ def run_job(
                 login_error = result.error
             run = JobRun(result, run_id)
             if result.ok:
-                _prune(job, dests, result.snapshot, run, series)
+                _prune(job, dests, daemon.hostname, result.snapshot, run, series)
     except JobBusy as e:
         result = RunResult(job_name, None, FAILED, str(e))
         run = JobRun(result, run_id, busy=True)
@@ -194,16 +194,18 @@ def _log_login_needed(config: object, job: object, err: NotLoggedIn, fields: dic
 
 
 def apply_retention(
-    job: object, dest: Destination, protect: Sequence[str] = (), dry_run: bool = False,
+    job: object, dest: Destination, host: str, protect: Sequence[str] = (), dry_run: bool = False,
     series: str | None = None,
 ) -> retention.RetentionPlan:
-    """Plan the job's retention on one destination and, unless ``dry_run``, delete."""
+    """Plan the job's retention on one destination and, unless ``dry_run``, delete. Only
+    ``host``'s snapshots are looked at: servers sharing a destination and a job name never
+    prune each other's."""
     policy = retention.RetentionPolicy.from_job(job)
     series = series or job.name  # type: ignore[attr-defined]
-    plan = retention.plan(list_snapshots(dest, series).complete, policy, protect=protect)
+    plan = retention.plan(list_snapshots(dest, series, host).complete, policy, protect=protect)
     if not dry_run:
         for m in plan.delete:
-            dest.delete_snapshot(m.job, m.snapshot)
+            dest.delete_snapshot(m.location, m.snapshot)
             log.info("job %s: pruned snapshot %s from %s (%s)", m.job, m.snapshot, dest.describe(),
                      ", ".join(plan.reasons[m.snapshot]),
                      extra={"journal_fields": {"JOB": m.job, "SNAPSHOT": m.snapshot,
@@ -211,11 +213,11 @@ def apply_retention(
     return plan
 
 
-def _prune(job: object, dests: list[Destination], keep: str | None, run: JobRun, series: str) -> None:
+def _prune(job: object, dests: list[Destination], host: str, keep: str | None, run: JobRun, series: str) -> None:
     """Retention after a successful run: a failure is reported, never fails the run."""
     for d in dests:
         try:
-            plan = apply_retention(job, d, protect=[keep] if keep else [], series=series)
+            plan = apply_retention(job, d, host, protect=[keep] if keep else [], series=series)
             run.pruned[d.name] = [m.snapshot for m in plan.delete]
             run.kept[d.name] = plan.keep
         except DestinationError as e:
@@ -230,7 +232,8 @@ def prune_job(
     plans = {}
     for d in open_destinations(config, job, state):
         try:
-            plans[d.name] = apply_retention(job, d, dry_run=dry_run, series=series)
+            plans[d.name] = apply_retention(job, d, config.daemon.hostname,  # type: ignore[attr-defined]
+                                            dry_run=dry_run, series=series)
         finally:
             d.close()
     return plans

@@ -50,6 +50,13 @@ CREATE TABLE IF NOT EXISTS upload_sessions (
     updated REAL NOT NULL,
     PRIMARY KEY (destination, path)
 );
+-- every snapshot this host started: only these may be cleaned up as leftovers when they
+-- have no manifest (a folder without one names no host: it may be another server's upload)
+CREATE TABLE IF NOT EXISTS made (
+    series TEXT NOT NULL,
+    snapshot TEXT NOT NULL,
+    PRIMARY KEY (series, snapshot)
+);
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -118,6 +125,15 @@ class StateStore:
                 "INSERT OR REPLACE INTO inprogress (job, snapshot, started, params, resumes) VALUES (?,?,?,?,0)",
                 (job, snapshot, started, json.dumps(params)),
             )
+            db.execute("INSERT OR IGNORE INTO made (series, snapshot) VALUES (?,?)", (job, snapshot))
+
+    def made_here(self, series: str, snapshot: str) -> bool:
+        """Whether this host started ``snapshot`` of ``series`` (runs recorded before the
+        ``made`` table existed count through the run history)."""
+        return bool(self._q(
+            "SELECT 1 FROM made WHERE series=? AND snapshot=? UNION ALL "
+            "SELECT 1 FROM runs WHERE snapshot=? UNION ALL SELECT 1 FROM inprogress WHERE snapshot=? LIMIT 1",
+            (series, snapshot, snapshot, snapshot)))
 
     def note_resume(self, job: str) -> None:
         self._q("UPDATE inprogress SET resumes = resumes + 1 WHERE job=?", (job,))

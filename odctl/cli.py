@@ -76,6 +76,20 @@ def _state(config):  # noqa: ANN001, ANN202
     return None
 
 
+def _host(args: argparse.Namespace, config) -> str:  # noqa: ANN001
+    """Whose snapshots to read: ``--host H`` (another server's, e.g. a dead one's on its
+    replacement), else this machine's ``[daemon] hostname``."""
+    host = getattr(args, "host", None)
+    if host is None:
+        return config.daemon.hostname
+    from odbackupd.config.schema import _hostname
+
+    try:
+        return _hostname(host)
+    except ValueError as e:
+        raise CliError(f"--host: {e}", EXIT_USAGE) from e
+
+
 def _identities(paths: Sequence[Path]) -> list:
     from odbackupd.crypto.age import AgeError, load_identities
 
@@ -141,21 +155,33 @@ def cmd_config_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshots(args: argparse.Namespace) -> int:
-    if args.config is None and _daemon_available():
+    if args.config is None and args.host is None and _daemon_available():
         job_name, result = _daemon_snapshots(args)
     else:
         job_name, result = _offline_snapshots(args)
+    for name, space in _space(args, list(result)).items():
+        result[name]["space"] = space
     if args.json:
         render.out_json({"job": job_name, "destinations": result})
         return EXIT_OK
     for name, r in result.items():
         if len(result) > 1 and not args.quiet:
             print(f"{name}:")
+        sp = r.get("space")
+        if sp and not args.quiet:
+            line = f"{name}: {render.size(sp['remaining'])} free of {render.size(sp['total'])}"
+            if "deleted" in sp:
+                line += f", {render.size(sp['deleted'])} of it held by the recycle bin"
+            print(line, file=sys.stderr)
         rows = [[s["snapshot"], s["time"], s.get("host", "-"), str(s["files"]), render.size(s["data_bytes"]),
                  render.size(s["stored_bytes"]), str(s["volumes"]), s["status"]] for s in r["snapshots"]]
         render.table(["SNAPSHOT", "TIME", "HOST", "FILES", "SIZE", "STORED", "VOLUMES", "STATUS"], rows)
         if r["incomplete"] and not args.quiet:
             print(f"incomplete (not restorable; the next run resumes or removes it): {', '.join(r['incomplete'])}",
+                  file=sys.stderr)
+        if r.get("unowned_incomplete") and not args.quiet:
+            print("incomplete in the shared layout before 0.2 (no host on record, left alone; delete by "
+                  f"hand once no server is uploading there): {', '.join(r['unowned_incomplete'])}",
                   file=sys.stderr)
         for u in r["unreadable"]:
             print(f"warning: {u['folder']}: {u['problem']}", file=sys.stderr)
@@ -191,22 +217,49 @@ def _offline_snapshots(args: argparse.Namespace) -> tuple[str, dict]:
     for name in names:
         d = _destination(cfg, job, name)
         try:
-            listing = list_snapshots(d, series)
+            listing = list_snapshots(d, series, _host(args, cfg))
         finally:
             d.close()
         result[name] = {
             "snapshots": [_manifest_row(m) for m in listing.complete],
             "incomplete": listing.incomplete,
+            "unowned_incomplete": listing.legacy_incomplete,
             "unreadable": [{"folder": f, "problem": p} for f, p in listing.unreadable],
         }
     return series, result
 
 
-def _find(d, series: str, ref):  # noqa: ANN001, ANN202
+def _space(args: argparse.Namespace, names: Sequence[str]) -> dict[str, dict | None]:
+    """Each destination's space (OneDrive: with its recycle bin), asked of the destination
+    itself; None where it does not say or this user cannot ask (no access to the tokens)."""
+    from odbackupd.destinations.base import DestinationError
+
+    try:
+        cfg = _config(args)
+        job, _ = _job(cfg, args.job)
+    except CliError:
+        return {}
+    out: dict[str, dict | None] = {}
+    for name in names:
+        try:
+            d = _destination(cfg, job, name)
+        except (CliError, DestinationError, OSError):
+            out[name] = None
+            continue
+        try:
+            out[name] = d.space()
+        except (DestinationError, OSError):
+            out[name] = None
+        finally:
+            d.close()
+    return out
+
+
+def _find(d, series: str, ref, host: str):  # noqa: ANN001, ANN202
     from odbackupd.snapshot.catalog import SnapshotNotFound, find_snapshot
 
     try:
-        return find_snapshot(d, series, ref)
+        return find_snapshot(d, series, ref, host)
     except SnapshotNotFound as e:
         raise CliError(str(e), EXIT_NOT_FOUND) from e
 
@@ -220,7 +273,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     ids = _identities(args.identity)
     d = _destination(cfg, job, args.destination)
     try:
-        m = _find(d, series, args.snapshot)
+        m = _find(d, series, args.snapshot, _host(args, cfg))
         if m.encrypted and not ids:
             raise CliError(f"snapshot {m.snapshot} is encrypted: give the age identity with --identity FILE",
                            EXIT_USAGE)
@@ -278,9 +331,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         d = _destination(cfg, job, name)
         try:
             if args.snapshot == "all":
-                manifests = list_snapshots(d, series).complete
+                manifests = list_snapshots(d, series, _host(args, cfg)).complete
             else:
-                manifests = [_find(d, series, args.snapshot)]
+                manifests = [_find(d, series, args.snapshot, _host(args, cfg))]
             for m in manifests:
                 try:
                     rep = verify_snapshot(d, m, download=args.download, identities=ids)
@@ -675,6 +728,8 @@ async def _login_via_daemon(c, args: argparse.Namespace) -> int:  # noqa: ANN001
 
 # -- parser ------------------------------------------------------------------------------------------
 SERIES_HELP = "the NAME of a [job.NAME] table, or NAME+drop for its drop-directory snapshots"
+HOST_HELP = ("read the snapshots another server made (its [daemon] hostname) on the same destination, "
+             "e.g. to restore a dead server's backup on its replacement; default: this host's")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -724,6 +779,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("snapshots", parents=[common], help="list a job's complete snapshots")
     p.add_argument("job", metavar="JOB", help=SERIES_HELP)
     p.add_argument("--destination", "-d", metavar="NAME", help="only this destination")
+    p.add_argument("--host", metavar="HOST", help=HOST_HELP)
     p.set_defaults(func=cmd_snapshots)
 
     p = sub.add_parser("restore", parents=[common], help="restore a snapshot into a directory",
@@ -743,6 +799,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="age identity file for encrypted snapshots; repeatable")
     p.add_argument("--destination", "-d", metavar="NAME",
                    help="restore from this destination (default: the job's first)")
+    p.add_argument("--host", metavar="HOST", help=HOST_HELP)
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("verify", parents=[common], help="check a snapshot's volumes against its manifest")
@@ -752,6 +809,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--identity", "-i", action="append", type=Path, default=[], metavar="FILE",
                    help="age identity file, to decrypt with --download; repeatable")
     p.add_argument("--destination", "-d", metavar="NAME", help="only this destination (default: all of the job's)")
+    p.add_argument("--host", metavar="HOST", help=HOST_HELP)
     p.set_defaults(func=cmd_verify)
 
     monitoring.add_parsers(sub, common, cmd_notify_test)

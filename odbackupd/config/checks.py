@@ -80,6 +80,11 @@ def cross_check(
     _check_jobs_together(r, jobs)
 
 
+def _personal_account(t: Table) -> bool:
+    """An account whose drive can only be a personal OneDrive (tenant consumers, "me")."""
+    return t.get("tenant", "consumers") == "consumers" and not t.get("drive_id") and not t.get("site")
+
+
 def _only_for(r: Reporter, t: Table, keys: tuple[str, ...], kind: str) -> None:
     for k in keys:
         if k in t.written:
@@ -93,7 +98,7 @@ def _check_destination(
     if kind == "local":
         if "path" not in t.written:
             r.error(t.path, "missing required key 'path' (needed for type = \"local\")")
-        _only_for(r, t, ("account", "folder", "chunk_size"), "onedrive")
+        _only_for(r, t, ("account", "folder", "chunk_size", "hard_delete"), "onedrive")
     elif kind == "onedrive":
         if "account" not in t.written:
             r.error(t.path, "missing required key 'account' (needed for type = \"onedrive\")")
@@ -105,6 +110,12 @@ def _check_destination(
                     f"; define it in [account.{account}]" if not accounts else ""
                 )
                 r.error((*t.path, "account"), f"unknown account '{account}'{hint}")
+            elif t.get("hard_delete") and _personal_account(accounts[account]):
+                r.warn((*t.path, "hard_delete"), (
+                    f"account '{account}' is a personal OneDrive (no drive_id or site, tenant "
+                    f"'{accounts[account].get('tenant', 'consumers')}'), which has no permanent "
+                    "delete: pruned snapshots go to the recycle bin and count against the quota "
+                    "until it is emptied"))
         _only_for(r, t, ("path",), "local")
 
 

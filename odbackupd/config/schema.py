@@ -228,7 +228,7 @@ class DestinationConfig:
         None,
         kind=PathKind(),
         doc='type = "local" only, and required there: the directory that receives '
-        "<job>/<snapshot>/ folders.",
+        "<host>/<job>/<snapshot>/ folders.",
         example="/mnt/usb/backups",
     )
     account: str | None = key(
@@ -240,8 +240,8 @@ class DestinationConfig:
     folder: str = key(
         "odbackupd",
         kind=Str("folder", check=_onedrive_folder),
-        doc='type = "onedrive" only: the folder in the drive that receives <job>/<snapshot>/ '
-        "folders; '/' separates subfolders.",
+        doc='type = "onedrive" only: the folder in the drive that receives '
+        "<host>/<job>/<snapshot>/ folders; '/' separates subfolders.",
         example="Backups/odbackupd",
     )
     chunk_size: int = key(
@@ -251,6 +251,16 @@ class DestinationConfig:
         "resumes from the last whole chunk. Microsoft Graph needs a multiple of 320KiB "
         "below 60MiB.",
         example="10MiB",
+    )
+    hard_delete: bool = key(
+        False,
+        kind=Bool(),
+        doc='type = "onedrive" only: delete pruned snapshots for good (Graph\'s permanentDelete) '
+        "instead of moving them to the recycle bin, where they keep counting against the "
+        "drive's quota (OneDrive for Business and SharePoint keep them up to 93 days). Work or "
+        "school drives only: personal OneDrive has no permanent delete, so there pruned "
+        "snapshots go to the recycle bin whatever this says.",
+        example=True,
     )
 
 

@@ -1,8 +1,10 @@
 """The small interface every destination meets.
 
-A destination stores snapshot folders: ``<job>/<snapshot-id>/`` holding volume files
-(``vol.000001.zst[.age]`` …) and ``manifest.json``, which is always written last. A
-folder without a manifest is an incomplete snapshot and is never listed as one.
+A destination stores snapshot folders: ``<host>/<series>/<snapshot-id>/`` holding volume
+files (``vol.000001.zst[.age]`` …) and ``manifest.json``, which is always written last. A
+folder without a manifest is an incomplete snapshot and is never listed as one. The
+methods' ``job`` argument is the series folder, ``HOST/SERIES`` (snapshot/catalog.py's
+``series_folder``), or ``SERIES`` for snapshots of the layout before 0.2.
 
 Destinations are used from worker threads; every method may block.
 """
@@ -100,6 +102,12 @@ class Destination(ABC):
     @abstractmethod
     def delete_snapshot(self, job: str, snapshot: str) -> None:
         """Remove a snapshot folder and everything in it."""
+
+    def space(self) -> dict[str, int] | None:
+        """What the destination holds and has left, in bytes: ``total``, ``used``,
+        ``remaining`` and, where deleted data still counts (OneDrive's recycle bin),
+        ``deleted``; None when unknown."""
+        return None
 
     def read_bytes(self, job: str, snapshot: str, name: str) -> bytes:
         with self.open_read(job, snapshot, name) as f:

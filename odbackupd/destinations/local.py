@@ -61,6 +61,13 @@ class LocalDestination(Destination):
                     f"{self.describe()}: {free} bytes free, about {needed_bytes} needed"
                 )
 
+    def space(self) -> dict[str, int] | None:
+        try:
+            u = shutil.disk_usage(self.root)
+        except OSError:
+            return None
+        return {"total": u.total, "used": u.used, "remaining": u.free}
+
     def _missing(self) -> DestinationError:
         return DestinationError(
             f"{self.describe()}: {self.root} does not exist or is not a directory: is the disk mounted?"
@@ -68,7 +75,8 @@ class LocalDestination(Destination):
         )
 
     def _dir(self, job: str, snapshot: str | None = None) -> Path:
-        p = self.root / _safe_component(job)
+        """``job`` is a series folder: ``HOST/SERIES`` (or ``SERIES``, the old layout)."""
+        p = self.root.joinpath(*(_safe_component(c) for c in job.split("/")))
         return p / _safe_component(snapshot) if snapshot is not None else p
 
     def list_snapshot_dirs(self, job: str) -> list[str]:

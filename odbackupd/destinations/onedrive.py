@@ -1,12 +1,13 @@
 """A OneDrive or SharePoint drive, through Microsoft Graph.
 
-Layout: ``<folder>/<job>/<snapshot>/<file>`` in the drive the ``[account.NAME]`` names.
+Layout: ``<folder>/<host>/<series>/<snapshot>/<file>`` in the drive the ``[account.NAME]`` names.
 Volumes go up in resumable upload sessions (graph/upload.py) and appear only once
 complete; the manifest goes last with one simple PUT, so a snapshot folder without a
 manifest is, as everywhere, incomplete. OneDrive reports each file's quickXorHash, which
 is what ``odctl verify`` without ``--download`` checks (``reports_hashes``).
 Downloads follow the 302 to the pre-authenticated URL and resume with ``Range`` after a
-reset. Deletes go to the recycle bin, as a user deleting by hand would.
+reset. Deletes go to the recycle bin, as a user deleting by hand would, or with
+``hard_delete`` on work or school drives for good (``permanentDelete``).
 """
 from __future__ import annotations
 
@@ -57,6 +58,8 @@ class OneDriveDestination(Destination):
         self.account = account
         self.folder = "/".join(p for p in str(dest.folder).split("/") if p)
         self.chunk_size = int(dest.chunk_size)
+        self.hard_delete = bool(getattr(dest, "hard_delete", False))
+        self._warned_soft = False
         self.state = state
         parallel = int(getattr(daemon, "max_parallel_uploads", 4) or 4)
         self.session = session or make_session(getattr(account, "ca_bundle", None), pool_size=parallel + 4)
@@ -122,7 +125,9 @@ class OneDriveDestination(Destination):
         assert self._uploader is not None
         return self._uploader
 
-    def _rel(self, *parts: str) -> str:
+    def _rel(self, folder: str, *parts: str) -> str:
+        """``folder`` is a series folder: ``HOST/SERIES`` (or ``SERIES``, the old layout)."""
+        parts = (*folder.split("/"), *parts)
         for p in parts:
             if not p or p in (".", "..") or "/" in p:
                 raise DestinationError(f"{self.describe()}: invalid name {p!r}")
@@ -171,6 +176,11 @@ class OneDriveDestination(Destination):
         total, remaining = int(q.get("total") or 0), int(q.get("remaining") or 0)
         if total == 0:
             return  # SharePoint libraries report all-zero quota: unknown, not full
+        deleted = int(q.get("deleted") or 0)
+        log.info("%s: %s free of %s, %s of it used by the recycle bin%s", self.describe(),
+                 human_size(remaining), human_size(total), human_size(deleted),
+                 "" if not deleted or self._permanent() else
+                 " (pruned snapshots wait there; hard_delete = true frees them at once on work or school drives)")
         need = needed_bytes or 1
         if q.get("state") == "exceeded" or remaining < need:
             raise DestinationError(
@@ -181,6 +191,13 @@ class OneDriveDestination(Destination):
                 + (f", about {human_size(needed_bytes)} needed" if needed_bytes else "")
                 + ". Free space (empty the recycle bin) or lower the job's max_size."
             )
+
+    def space(self) -> dict[str, int] | None:
+        with self._errors("reading the drive's quota"):
+            q = self.drive(refresh=True).quota
+        if not int(q.get("total") or 0):
+            return None  # SharePoint libraries may report all-zero quota: unknown
+        return {k: int(q.get(k) or 0) for k in ("total", "used", "remaining", "deleted")}
 
     def list_snapshot_dirs(self, job: str) -> list[str]:
         with self._errors(f"listing the snapshots of {job}"):
@@ -227,12 +244,33 @@ class OneDriveDestination(Destination):
             reader.open()
         return io.BufferedReader(reader, 1 << 20)  # type: ignore[return-value]
 
+    def _permanent(self) -> bool:
+        """Whether deletes bypass the recycle bin: hard_delete on a work or school drive
+        (personal OneDrive has no permanentDelete; said once per destination)."""
+        if not self.hard_delete:
+            return False
+        if self.drive().drive_type == "personal":
+            if not self._warned_soft:
+                self._warned_soft = True
+                log.warning("%s: hard_delete = true, but personal OneDrive has no permanent delete: "
+                            "pruned snapshots go to the recycle bin and count against the quota "
+                            "until it is emptied", self.describe())
+            return False
+        return True
+
     def delete_snapshot(self, job: str, snapshot: str) -> None:
-        """The manifest goes first: from then on the snapshot is incomplete, never half-listed."""
+        """The manifest goes first: from then on the snapshot is incomplete, never half-listed.
+        With ``hard_delete`` (work or school drives) both go for good, freeing the quota at
+        once; otherwise to the recycle bin, as a user deleting by hand."""
         folder = self._rel(job, snapshot)
         with self._errors(f"deleting {job}/{snapshot}"):
+            permanent = self._permanent()
             for rel in (self._rel(job, snapshot, MANIFEST_NAME), folder):
-                self.client.request("DELETE", self._item(rel), what=f"deleting {rel}", ok=(204, 404))
+                if permanent:
+                    self.client.request("POST", self._item(rel) + ":/permanentDelete",
+                                        what=f"deleting {rel} permanently", ok=(204, 404))
+                else:
+                    self.client.request("DELETE", self._item(rel), what=f"deleting {rel}", ok=(204, 404))
             if self.state is not None:  # upload sessions of an abandoned snapshot: cancel them
                 for path, rec in list(self.state.sessions(self.name)):
                     if path.startswith(folder + "/"):

@@ -426,7 +426,7 @@ class Controller:
             out = []
             for dest in open_destinations(config, job, state):
                 try:
-                    for m in list_snapshots(dest, name).complete:
+                    for m in list_snapshots(dest, name, config.daemon.hostname).complete:
                         out.append({
                             "id": m.snapshot, "destination": dest.name, "started": m.started,
                             "finished": m.finished, "files": m.files, "data_bytes": m.data_bytes,

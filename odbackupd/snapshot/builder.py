@@ -27,6 +27,7 @@ from .. import __version__
 from ..config.units import human_size, plural
 from ..destinations.base import MANIFEST_NAME, Destination, DestinationError, Expected, StoredObject
 from ..state import StateStore
+from .catalog import SNAPSHOT_ID_RE, series_folder
 from .manifest import Manifest, new_snapshot_id
 from .mounts import FSTAB, MOUNTINFO, unmounted_sources
 from .tarstream import TarCheckpoint, TarStream
@@ -197,6 +198,7 @@ class SnapshotBuilder:
         self.state = state
         self.spool_root = Path(spool_root)
         self.hostname = hostname
+        self.folder = series_folder(hostname, job.name)  # this host's folder of the series
         self.workers = max(1, upload_workers)
         self.progress_cb = progress
         self.cancel = cancel or threading.Event()
@@ -359,10 +361,11 @@ class SnapshotBuilder:
             warnings=dict(self._warning_counts),
             resumes=resumes,
         )
+        manifest.folder = self.folder
         data = manifest.dumps()
         try:
             for d in self.dests:
-                d.put_bytes(job, snapshot, MANIFEST_NAME, data)
+                d.put_bytes(self.folder, snapshot, MANIFEST_NAME, data)
         except BaseException as e:
             result.error = e
             result.status, result.message = FAILED, f"writing the manifest: {e}; the next run finishes this snapshot"
@@ -405,7 +408,7 @@ class SnapshotBuilder:
         records = self.state.volumes(job, snapshot)
         if not records:
             return [], None, 1, {}
-        stored = {d.name: d.list_objects(job, snapshot) for d in self.dests}
+        stored = {d.name: d.list_objects(self.folder, snapshot) for d in self.dests}
         pending: list[tuple[VolumeInfo, list[Destination]]] = []
         keep = len(records)
         for i, rec in enumerate(records):
@@ -447,15 +450,24 @@ class SnapshotBuilder:
                     shutil.rmtree(p, ignore_errors=True)
 
     def _remove_leftovers(self, job: str, keep: str) -> list[str]:
-        """Incomplete snapshot folders of earlier interrupted runs that cannot be resumed."""
+        """Incomplete snapshot folders of earlier interrupted runs of this host that cannot be
+        resumed: in this host's folder and in the old shared layout's, only those the state
+        database says this host made (a folder without a manifest names no host: it may be
+        another server's upload in progress)."""
         removed = []
         for d in self.dests:
-            for name in d.list_snapshot_dirs(job):
-                if name == keep:
-                    continue
-                if MANIFEST_NAME not in d.list_objects(job, name):
+            for folder in (self.folder, job):
+                for name in d.list_snapshot_dirs(folder):
+                    if name == keep or (folder == job and not SNAPSHOT_ID_RE.fullmatch(name)):
+                        continue
+                    if MANIFEST_NAME in d.list_objects(folder, name):
+                        continue
+                    if not self.state.made_here(job, name):
+                        log.info("job %s: leaving incomplete snapshot folder %s/%s on %s: this host's "
+                                 "state does not show it made it", job, folder, name, d.describe())
+                        continue
                     log.info("job %s: removing incomplete snapshot %s from %s", job, name, d.describe())
-                    d.delete_snapshot(job, name)
+                    d.delete_snapshot(folder, name)
                     removed.append(f"{d.name}:{name}")
         return removed
 
@@ -566,7 +578,7 @@ class SnapshotBuilder:
                     self.progress.stored_bytes += n
 
             for d in dests:
-                obj = d.put_file(job, snapshot, info.name, src, expected, progress, self._abort)
+                obj = d.put_file(self.folder, snapshot, info.name, src, expected, progress, self._abort)
                 _verify_stored(d, info, obj)
                 self.state.mark_stored(job, snapshot, info.index, d.name)
             with self._lock:

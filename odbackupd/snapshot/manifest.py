@@ -55,6 +55,14 @@ class Manifest:
     warnings: dict[str, int] = field(default_factory=dict)
     resumes: int = 0
     kind: str = "full"
+    # where the snapshot folder's parent is on the destination (``HOST/SERIES``, or ``SERIES``
+    # in the layout before 0.2): set by the catalog when it lists, never stored
+    folder: str = field(default="", compare=False, repr=False)
+
+    @property
+    def location(self) -> str:
+        """The folder (under the destination's root) holding this snapshot's folder."""
+        return self.folder or self.job
 
     @property
     def stored_bytes(self) -> int:

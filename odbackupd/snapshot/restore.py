@@ -147,7 +147,7 @@ class VolumeFetcher:
                     if stop.is_set():
                         return
                     path = tmpdir / vol["name"]
-                    with self.dest.open_read(self.m.job, self.m.snapshot, vol["name"]) as src, open(path, "wb") as out:
+                    with self.dest.open_read(self.m.location, self.m.snapshot, vol["name"]) as src, open(path, "wb") as out:
                         size, sha, _ = _hash_stream(src, out, stop=stop)
                     check_volume(vol, size, sha)
                     if not put((vol, path)):
@@ -549,7 +549,7 @@ def verify_snapshot(
     an unencrypted snapshot) decrypted, decompressed and read through to the tar end.
     """
     rep = VerifyReport(manifest.snapshot)
-    objs = dest.list_objects(manifest.job, manifest.snapshot)
+    objs = dest.list_objects(manifest.location, manifest.snapshot)
     read_back = download or not dest.reports_hashes
     rep.method = "read back" if read_back else "destination hashes"
     for vol in manifest.volumes:
@@ -563,7 +563,7 @@ def verify_snapshot(
             continue
         if read_back:
             try:
-                with dest.open_read(manifest.job, manifest.snapshot, vol["name"]) as f:
+                with dest.open_read(manifest.location, manifest.snapshot, vol["name"]) as f:
                     size, sha, qx = _hash_stream(f, quickxor=bool(vol.get("quickxor")))
             except DestinationError as e:
                 rep.problems.append(f"{vol['name']}: {e}")

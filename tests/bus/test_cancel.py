@@ -23,6 +23,7 @@ from tests.onedrive.conftest import OneDriveSetup, wait_until
 from tests.snapshot.treegen import assert_same_tree
 
 from .conftest import Daemon, PrivateBus, busctl, odctl
+from tests.layout import HOST
 
 LIMIT = 'bandwidth_limit = "1MiB"\n'  # the run's volumes take about six seconds to store
 
@@ -82,7 +83,7 @@ def test_cancel_a_live_run_then_the_next_run_resumes_it(slow_onedrive, graph_emu
     first = out["result"]
     assert first["status"] == "cancelled" and "resumes" in first["message"], out
     assert rc == names.EXIT_FAILED and "cancelled" in names.EXIT_CODES[rc]  # as odctl --help documents
-    assert first["snapshot"] and not emu.exists(f"{od.folder}/t/{first['snapshot']}/manifest.json")
+    assert first["snapshot"] and not emu.exists(f"{od.folder}/{HOST}/t/{first['snapshot']}/manifest.json")
     assert job_property(private_bus, "State") == 's "idle"'  # RunFinished comes once the job is idle
     assert job_property(private_bus, "LastResult") == 's "cancelled"'
     assert job_property(private_bus, "RunId") == "t 0"
@@ -109,7 +110,7 @@ def test_cancel_a_live_run_then_the_next_run_resumes_it(slow_onedrive, graph_emu
     third = json.loads(r.stdout)["result"]
     assert third["status"] == "completed" and third["snapshot"] == first["snapshot"]
     assert third["resumed"] is True and third["reused_volumes"] >= 2
-    volumes = [n for n in emu.list_dir(f"{od.folder}/t/{first['snapshot']}") if n.startswith("vol.")]
+    volumes = [n for n in emu.list_dir(f"{od.folder}/{HOST}/t/{first['snapshot']}") if n.startswith("vol.")]
     # only the volumes not stored before were sent again (and a session left half-way resumed)
     assert emu.counters["sessions_created"] - sessions_before <= len(volumes) - third["reused_volumes"]
 

@@ -24,6 +24,7 @@ from tests.graph.test_auth_odctl import Odctl
 from tests.onedrive.conftest import OneDriveSetup
 
 from .conftest import Daemon, PrivateBus, busctl, odctl
+from tests.layout import HOST
 
 
 class OdctlProcess(Odctl):
@@ -103,7 +104,7 @@ def test_device_login_backup_logout_through_the_daemon(onedrive_daemon, graph_em
     assert r.returncode == 0, r.stdout + r.stderr
     result = json.loads(r.stdout)["result"]
     assert result["status"] == "completed" and result["files"] == 12
-    assert emu.exists(f"{od.folder}/t/{result['snapshot']}/manifest.json")
+    assert emu.exists(f"{od.folder}/{HOST}/t/{result['snapshot']}/manifest.json")
 
     r = odctl(private_bus, "logout", "a")
     assert r.returncode == 0 and r.stdout == "a: logged out\n", r.stderr

@@ -24,7 +24,7 @@ from odbackupd.config.schema import SECTIONS, schema_fields
 PUBLIC_FIELDS = {
     DaemonConfig: "state_dir spool_dir hostname max_parallel_runs max_parallel_uploads "
     "bandwidth_limit log_level metrics_file notify",
-    DestinationConfig: "name type path account folder chunk_size",
+    DestinationConfig: "name type path account folder chunk_size hard_delete",
     AccountConfig: "name client_id tenant drive drive_id site client_secret_file "
     "certificate_file authority_url graph_url ca_bundle",
     JobConfig: "name sources destinations exclude recipients volume_size compression_level "

@@ -9,6 +9,7 @@ import pytest
 from odbackupd.snapshot.catalog import find_snapshot
 from odbackupd.snapshot.restore import restore_snapshot, verify_snapshot
 from tests.snapshot.treegen import assert_same_tree, make_awkward_tree
+from tests.layout import HOST
 
 APP_ID = str(uuid.UUID(int=0xA11AB5E, version=4))
 SECRET = "app~only~s3cret~value"
@@ -38,7 +39,7 @@ def test_app_only_backup_to_a_site_with_the_secret_as_a_credential(od, tmp_path,
     dest = od.destination()
     m = find_snapshot(dest, "t", "latest")
     # it went to the site's document library, not to any user's drive
-    assert emu.item(f"{od.folder}/t/{m.snapshot}/manifest.json", drive_id=emu.site_drive_id)
+    assert emu.item(f"{od.folder}/{HOST}/t/{m.snapshot}/manifest.json", drive_id=emu.site_drive_id)
     assert verify_snapshot(dest, m).ok
     restore_snapshot(dest, m, tmp_path / "out")
     dest.close()

@@ -14,6 +14,7 @@ from odbackupd.snapshot.restore import restore_snapshot, verify_snapshot
 from tests.snapshot.treegen import assert_same_tree, make_awkward_tree
 
 from .conftest import CHUNK
+from tests.layout import HOST
 
 BUSINESS = pytest.mark.graphemu(mode="business")
 
@@ -54,7 +55,7 @@ def test_backup_list_verify_restore_prune(od, age_key, tmp_path, how, encrypted)
     assert emu.counters["sessions_completed"] == len(big)
     assert emu.counters["fragments_committed"] == sum(-(-v["size"] // CHUNK) for v in big)
     assert emu.counters["simple_uploads"] == len(vols) - len(big) + 1
-    folder = f"/{od.folder}/t/{first.result.snapshot}"
+    folder = f"/{od.folder}/{HOST}/t/{first.result.snapshot}"
     for v in vols:  # what OneDrive reports is what we made
         item = emu.item(f"{folder}/{v['name']}", drive_id)
         assert item["size"] == v["size"]
@@ -110,7 +111,7 @@ def test_damaged_copy_is_caught_by_hash_verify(od, tmp_path):
     assert run.result.ok, run.result.message
     m = run.result.manifest
     vol = m.volumes[0]["name"]
-    path = f"/{od.folder}/t/{m.snapshot}/{vol}"
+    path = f"/{od.folder}/{HOST}/t/{m.snapshot}/{vol}"
     data = bytearray(emu.read_file(path))
     data[1000] ^= 0xFF
     emu.put_file(path, bytes(data))  # same size, other bytes

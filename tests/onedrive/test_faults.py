@@ -64,6 +64,7 @@ def test_backup_and_restore_through_faults(od, age_key, tmp_path):
     # restore through broken downloads as well
     f.clear()
     f.set(truncate_rate=0.3, reset_rate=0.05)
+    f.add("truncate", "download.get", nth=1)  # at least one, whatever the seeded draws give
     f.add("ignore_range", "download.get", every=2, times=None)
     f.add("throttle", "download.get", nth=2, retry_after=1)
     out = tmp_path / "out"

@@ -10,6 +10,7 @@ from odbackupd.snapshot.restore import restore_snapshot
 from tests.snapshot.treegen import assert_same_tree
 
 from .conftest import CHUNK, wait_until
+from tests.layout import HOST
 
 
 def test_sigkill_mid_volume_then_the_next_run_resends_at_most_one_chunk(od, tmp_path):
@@ -47,7 +48,7 @@ def test_sigkill_mid_volume_then_the_next_run_resends_at_most_one_chunk(od, tmp_
     assert emu.counters["sessions_resumed"] == 1
     big = [v for v in m.volumes if v["size"] > CHUNK]
     assert emu.counters["sessions_created"] == sessions_before + len(big) - 1, "the killed session was reused"
-    stored = sum(v["size"] for v in m.volumes) + emu.item(f"/{od.folder}/t/{m.snapshot}/manifest.json")["size"]
+    stored = sum(v["size"] for v in m.volumes) + emu.item(f"/{od.folder}/{HOST}/t/{m.snapshot}/manifest.json")["size"]
     assert stored <= emu.counters["bytes_uploaded"] <= stored + CHUNK, "more than one chunk was sent again"
 
     out_dir = tmp_path / "out"

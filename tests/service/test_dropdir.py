@@ -21,6 +21,7 @@ from odbackupd.service.dropdir import DropDir, is_temporary_name, open_for_writi
 from odbackupd.snapshot.catalog import list_snapshots
 from odbackupd.snapshot.restore import restore_snapshot
 from odbackupd.state import StateStore
+from tests.layout import series_dir
 
 SETTLE = 0.2
 
@@ -374,7 +375,7 @@ def test_drop_file_becomes_a_restorable_encrypted_snapshot(tmp_path):
     assert len(snaps) == 1 and snaps[0].files == 1 and len(snaps[0].volumes) == 2
     assert list_snapshots(d, "intake").complete == []
     # the manifest is plain text beside encrypted volumes: it names the directory, not the file
-    manifest = next((dest / "intake+drop").glob("*/manifest.json")).read_text()
+    manifest = next(series_dir(dest, "intake+drop").glob("*/manifest.json")).read_text()
     assert "vm.vma" not in manifest and snaps[0].sources == [str(drop)]
     out = tmp_path / "out"
     restore_snapshot(d, snaps[0], out, identities=load_identities(key))

@@ -33,7 +33,7 @@ def test_empty_mount_point_of_an_unmounted_disk_fails_the_run(tmp_path):
     r = SnapshotBuilder(spec, [dest], state, tmp_path / "spool", "h", fstab=fstab, mountinfo=mountinfo).run()
     assert r.status == FAILED
     assert f"source {disk / 'data'} is on {disk}, which /etc/fstab lists but is not mounted" in r.message
-    assert list_snapshots(dest, "t").complete == [] and list_snapshots(dest, "t").incomplete == []
+    assert list_snapshots(dest, "t", "h").complete == [] and list_snapshots(dest, "t", "h").incomplete == []
 
     # mounted: the same run goes ahead
     mountinfo.write_text(f"40 27 8:17 / {str(disk).replace(' ', chr(92) + '040')} rw - ext4 /dev/sdb1 rw\n")
@@ -74,7 +74,7 @@ def test_a_source_that_became_empty_fails_the_run(tmp_path):
     state = StateStore(tmp_path / "state.db")
     spec = JobSpec("t", [disk, other])
     assert _run(tmp_path, spec, dest, state).ok
-    good = [m.snapshot for m in list_snapshots(dest, "t").complete]
+    good = [m.snapshot for m in list_snapshots(dest, "t", "h").complete]
 
     shutil.rmtree(disk / "sub")  # the disk is gone: its mount point is an empty directory
     r = _run(tmp_path, spec, dest, state)
@@ -82,13 +82,13 @@ def test_a_source_that_became_empty_fails_the_run(tmp_path):
     assert r.message.startswith(f"source {disk} is empty but had files at the last snapshot (is its disk mounted?)")
     assert str(other) not in r.message
     assert "set allow_empty_sources = true in [job.t]" in r.message
-    assert [m.snapshot for m in list_snapshots(dest, "t").complete] == good
-    assert list_snapshots(dest, "t").incomplete == []
+    assert [m.snapshot for m in list_snapshots(dest, "t", "h").complete] == good
+    assert list_snapshots(dest, "t", "h").incomplete == []
 
     # emptied on purpose: the job allows it once, and from then on empty is what was last seen
     assert _run(tmp_path, replace(spec, allow_empty_sources=True), dest, state).ok
     assert _run(tmp_path, spec, dest, state).ok
-    assert len(list_snapshots(dest, "t").complete) == 3
+    assert len(list_snapshots(dest, "t", "h").complete) == 3
     state.close()
 
 

@@ -14,6 +14,7 @@ from odbackupd.snapshot.catalog import list_snapshots
 from odbackupd.snapshot.restore import restore_snapshot, verify_snapshot
 
 from .treegen import assert_same_tree
+from tests.layout import series_dir
 
 
 def _once(cfg: Path) -> subprocess.Popen:
@@ -48,7 +49,7 @@ def test_sigkill_mid_run_then_resume(setup, tmp_path):
 
     (src / "f000.bin").write_bytes(rnd.randbytes(1 << 20))  # something new to back up
     proc = _once(cfg)
-    jobdir = setup.dest / "t"
+    jobdir = series_dir(setup.dest)
     new_dirs = lambda: [d for d in jobdir.iterdir() if d.name != before[0].snapshot]  # noqa: E731
     deadline = time.monotonic() + 60
     while not new_dirs():

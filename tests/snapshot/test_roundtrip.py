@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import threading
 
 import pytest
 
@@ -18,6 +19,7 @@ from odbackupd.snapshot.restore import IntegrityError, restore_snapshot, verify_
 from odbackupd.state import StateStore
 
 from .treegen import IS_ROOT, assert_same_tree, make_awkward_tree
+from tests.layout import series_dir
 
 
 def _backup(setup, sources, **kw):
@@ -42,7 +44,7 @@ def test_backup_restore_roundtrip(setup, tmp_path, age_key, encrypted):
     assert run.result.status == "completed"
 
     dest = LocalDestination("usb", setup.dest)
-    snapdir = setup.dest / "t" / m.snapshot
+    snapdir = series_dir(setup.dest) / m.snapshot
     names = sorted(os.listdir(snapdir))
     assert names[0] == "manifest.json"
     vols = names[1:]
@@ -87,7 +89,7 @@ def test_backup_restore_roundtrip(setup, tmp_path, age_key, encrypted):
 def test_every_volume_is_a_standalone_zstd_file(setup, tmp_path):
     src = make_awkward_tree(tmp_path)
     _, run = _backup(setup, [src])
-    snapdir = setup.dest / "t" / run.result.manifest.snapshot
+    snapdir = series_dir(setup.dest) / run.result.manifest.snapshot
     for v in sorted(snapdir.glob("vol.*")):
         r = subprocess.run(["zstd", "-t", "-q", str(v)], capture_output=True, text=True)
         assert r.returncode == 0, f"{v.name}: {r.stderr}"
@@ -98,7 +100,7 @@ def test_damaged_volume_is_detected_by_verify_and_restore(setup, tmp_path):
     _, run = _backup(setup, [src])
     m = run.result.manifest
     dest = LocalDestination("usb", setup.dest)
-    vol = setup.dest / "t" / m.snapshot / m.volumes[1]["name"]
+    vol = series_dir(setup.dest) / m.snapshot / m.volumes[1]["name"]
     data = bytearray(vol.read_bytes())
     data[len(data) // 2] ^= 0x40
     vol.write_bytes(bytes(data))
@@ -144,25 +146,52 @@ def test_incomplete_snapshot_is_never_listed(setup, tmp_path):
     src = make_awkward_tree(tmp_path)
     _, run = _backup(setup, [src])
     dest = LocalDestination("usb", setup.dest)
-    # a folder with volumes but no manifest, as an interrupted run leaves it
-    half = setup.dest / "t" / "20990101T000000Z-abcdef"
+    # a folder with volumes but no manifest that this host's state does not know: another
+    # server of the same name (a misconfiguration) or a copy; it is listed as incomplete and
+    # never removed, since nothing shows this host made it
+    half = series_dir(setup.dest) / "20990101T000000Z-abcdef"
     half.mkdir()
     (half / "vol.000001.zst").write_bytes(b"partial")
     listing = list_snapshots(dest, "t")
     assert [m.snapshot for m in listing.complete] == [run.result.manifest.snapshot]
     assert listing.incomplete == [half.name]
     assert find_snapshot(dest, "t", "latest").snapshot == run.result.manifest.snapshot
-    # the next run removes the leftover
     _, run2 = _backup(setup, [src])
-    assert run2.result.removed_leftovers == [f"usb:{half.name}"]
-    assert not half.exists()
+    assert run2.result.removed_leftovers == [] and half.is_dir()
     assert len(list_snapshots(dest, "t").complete) == 2
+
+
+def test_an_interrupted_snapshot_that_cannot_be_resumed_is_removed(setup, tmp_path):
+    """This host's own leftover (a run cancelled after a volume was stored, whose settings
+    then changed so it cannot be resumed) is removed by the next run."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big").write_bytes(os.urandom(3 << 20))
+    setup.write([src])
+    cfg = setup.config()
+    state = StateStore(cfg.daemon.state_dir / "state.db")
+    cancel = threading.Event()
+
+    def stop_after_a_volume(p):  # noqa: ANN001
+        if p.volumes_stored >= 1:
+            cancel.set()
+
+    try:
+        run = run_job(cfg, "t", state, progress=stop_after_a_volume, cancel=cancel)
+    finally:
+        state.close()
+    assert run.result.status == "cancelled", run.result.message
+    left = series_dir(setup.dest) / run.result.snapshot
+    assert any(left.glob("vol.*")) and not (left / "manifest.json").exists()
+    _, run2 = _backup(setup, [src], volume_size="2MiB")  # other settings: a new snapshot
+    assert run2.result.removed_leftovers == [f"usb:{left.name}"]
+    assert not left.exists()
 
 
 def test_stored_files_are_private(setup, tmp_path):
     """Volumes of an unencrypted job hold whatever the sources hold: never world-readable."""
     src = make_awkward_tree(tmp_path)
     _, run = _backup(setup, [src])
-    snapdir = setup.dest / "t" / run.result.manifest.snapshot
+    snapdir = series_dir(setup.dest) / run.result.manifest.snapshot
     for p in [snapdir, *snapdir.iterdir()]:
         assert p.stat().st_mode & 0o077 == 0, f"{p} is mode {oct(p.stat().st_mode)}"

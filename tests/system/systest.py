@@ -260,7 +260,7 @@ volume_size = "1MiB"
         log = self.journal("-u odbackupd-once.service -o cat")
         check(p.returncode == 0, f"--check-config/--once under the unit's sandbox failed:\n{p.stderr}\n{log[-3000:]}")
         check("OK (1 job," in log, f"--check-config did not pass:\n{log[-2000:]}")
-        manifests = self.sh("ls /var/backups/odbackupd/data/*/manifest.json").stdout.split()
+        manifests = self.sh(f"ls /var/backups/odbackupd/{self.ct.name}/data/*/manifest.json").stdout.split()
         check(len(manifests) == 1, f"expected one snapshot, found {manifests}")
         owner = self.sh(f"stat -c %U {manifests[0]}").stdout.strip()
         check(owner == "odbackupd", f"the snapshot is owned by {owner}, not the service user")
@@ -421,11 +421,13 @@ compression_level = 1
         self.sh("systemctl restart odbackupd", timeout=120)
         drive = emu.site_drive_id
 
+        series = f"/systest/{self.ct.name}/cloud"  # FOLDER/HOST/JOB: the container's host name
+
         def manifest() -> bool:
-            if not emu.exists("/systest/cloud", drive_id=drive):
+            if not emu.exists(series, drive_id=drive):
                 return False
-            return any(emu.exists(f"/systest/cloud/{s}/manifest.json", drive_id=drive)
-                       for s in emu.list_dir("/systest/cloud", drive_id=drive))
+            return any(emu.exists(f"{series}/{s}/manifest.json", drive_id=drive)
+                       for s in emu.list_dir(series, drive_id=drive))
         self.ct.wait_until("the snapshot's manifest on OneDrive after the restart", manifest, 180)
         sent = emu.counters["bytes_uploaded"]
         check(sent < total * 1.3, f"{sent} bytes uploaded for ~{total}: the upload started over after the restart"
