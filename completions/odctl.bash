@@ -11,6 +11,7 @@ _odctl() {
             "config") path="config" ;;
             "config check") path="config check" ;;
             "config sample") path="config sample" ;;
+            "fleet-status") path="fleet-status" ;;
             "jobs") path="jobs" ;;
             "login") path="login" ;;
             "logout") path="logout" ;;
@@ -25,12 +26,13 @@ _odctl() {
         esac
     done
     case "$path" in
-        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore verify notify prune" ;;
+        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore verify notify fleet-status prune" ;;
         "backup-now") words="-h --help --config --json -q --quiet --wait -w" ;;
         "cancel") words="-h --help --config --json -q --quiet" ;;
         "config") words="-h --help --config --json -q --quiet check sample" ;;
         "config check") words="-h --help --config --json -q --quiet" ;;
         "config sample") words="-h --help --config --json -q --quiet" ;;
+        "fleet-status") words="-h --help --config --json -q --quiet --destination -d --max-age" ;;
         "jobs") words="-h --help --config --json -q --quiet" ;;
         "login") words="-h --help --config --json -q --quiet --device-code --browser" ;;
         "logout") words="-h --help --config --json -q --quiet" ;;

@@ -24,7 +24,7 @@ from odbackupd.bus.names import (  # noqa: F401 - re-exported: odctl(1)'s exit c
     EXIT_ACCESS_DENIED, EXIT_BUSY, EXIT_FAILED, EXIT_INTEGRITY, EXIT_NOT_FOUND,
     EXIT_NOT_LOGGED_IN, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE, exit_codes_epilog)
 
-from . import monitoring, render
+from . import fleet, monitoring, render
 
 
 class CliError(Exception):
@@ -382,6 +382,39 @@ def cmd_prune(args: argparse.Namespace) -> int:
             print(f"{n}:")
         render.table(["SNAPSHOT", "TIME", "STORED", "ACTION", "WHY"], rows)
     return EXIT_OK
+
+
+def cmd_fleet_status(args: argparse.Namespace) -> int:
+    from odbackupd.config import parse_duration
+    from odbackupd.destinations.factory import open_destination
+
+    cfg = _config(args)
+    try:
+        max_age = parse_duration(args.max_age) if args.max_age is not None else None
+    except ValueError as e:
+        raise CliError(f"--max-age {args.max_age}: {e}", EXIT_USAGE) from e
+    try:
+        names = fleet.destinations(cfg, args.destination)
+    except LookupError as e:
+        raise CliError(str(e.args[0]), EXIT_NOT_FOUND) from e
+    now, rows = time.time(), []
+    for name in names:
+        d = open_destination(cfg, name, _state(cfg))
+        try:
+            rows += [s.row(name, now) for s in fleet.scan(d, fleet.allowed_age(cfg, max_age))]
+        finally:
+            d.close()
+    if args.json:
+        render.out_json({"destinations": names, "series": rows})
+    else:
+        table = [[r["destination"], r["host"], r["series"], r.get("snapshot", "-"),
+                  render.age(r["age_seconds"]) if "age_seconds" in r else "-",
+                  render.size(r["stored_bytes"]) if "stored_bytes" in r else "-", r.get("kind", "-"),
+                  str(r["snapshots"]), "STALE" if r["stale"] else ("ok" if "max_age_seconds" in r else "-")]
+                 for r in rows if not args.quiet or r["stale"]]
+        render.table(["DESTINATION", "HOST", "SERIES", "LAST SNAPSHOT", "AGE", "SIZE", "KIND", "SNAPSHOTS",
+                      "STATUS"], table)
+    return EXIT_FAILED if any(r["stale"] for r in rows) else EXIT_OK
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
@@ -813,6 +846,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verify)
 
     monitoring.add_parsers(sub, common, cmd_notify_test)
+    fleet.add_parser(sub, common, cmd_fleet_status)
 
     p = sub.add_parser("prune", parents=[common], help="apply the job's retention rules now")
     p.add_argument("job", metavar="JOB", help=SERIES_HELP)

@@ -336,6 +336,14 @@ class AccountConfig:
         "system's (for a TLS-inspecting proxy).",
         example="/etc/ssl/certs/corporate-proxy.pem",
     )
+    read_only: bool = key(
+        False,
+        kind=Bool(),
+        doc="Log in with read permission only (Files.Read.All): for a monitoring or restore "
+        "machine running odctl fleet-status, snapshots, verify and restore. Backups and "
+        "pruning through this account fail.",
+        example=False,
+    )
 
 
 @dataclass(frozen=True)

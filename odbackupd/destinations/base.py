@@ -113,6 +113,11 @@ class Destination(ABC):
         with self.open_read(job, snapshot, name) as f:
             return f.read()
 
+    def list_root(self) -> list[str]:
+        """Folders at the destination's top: one per host (and the series folders of the
+        layout before 0.2). For ``odctl fleet-status``, which reads every host's snapshots."""
+        raise DestinationError(f"{self.describe()}: cannot list its hosts")
+
     def free_bytes(self) -> int | None:
         """Space left for snapshots as last seen, without asking anyone (metrics); None:
         unknown."""

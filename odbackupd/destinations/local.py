@@ -176,6 +176,15 @@ class LocalDestination(Destination):
             return
         shutil.rmtree(d, ignore_errors=True)
 
+    def list_root(self) -> list[str]:
+        try:
+            with os.scandir(self.root) as it:
+                return sorted(e.name for e in it if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+        except FileNotFoundError:
+            raise self._missing() from None
+        except OSError as e:
+            raise DestinationError(f"{self.describe()}: cannot list {self.root}: {e.strerror}") from e
+
     def free_bytes(self) -> int | None:
         try:
             return shutil.disk_usage(self.root).free

@@ -277,6 +277,10 @@ class OneDriveDestination(Destination):
                         self.uploader().discard(path, rec)
         self._folders.discard(folder)
 
+    def list_root(self) -> list[str]:
+        with self._errors(f"listing {self.folder}"):
+            return sorted(i["name"] for i in self._children(self.folder) if "folder" in i)
+
     def free_bytes(self) -> int | None:
         """The drive's remaining quota when prepare() last read it (no request here)."""
         q = self._drive.quota if self._drive is not None else {}
