@@ -188,3 +188,30 @@ def test_node_exporter_serves_them_after_a_success_and_after_a_failure(setup, tm
     assert value(m, "odbackupd_last_run_success", series="t") == 0
     assert value(m, "odbackupd_runs_total", series="t", result="failure") == 1
     assert value(m, "odbackupd_runs_total", series="t", result="success") == 1
+
+
+def test_the_daemon_rewrites_the_file_at_start_with_the_counters_kept(setup, tmp_path, textfile_dir):
+    import signal
+
+    from tests.onedrive.conftest import wait_until
+    from tests.service.test_daemon import Daemon, Notify
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_text("x")
+    cfg = write_config(setup, src, textfile_dir)
+    assert once(cfg).returncode == 0
+    prom = textfile_dir / "odbackupd.prom"
+    os.utime(prom, (1_000_000, 1_000_000))  # as if written long ago: the alert's view
+    notify = Notify(tmp_path / "notify.sock")
+    d = Daemon(cfg, tmp_path, notify)
+    try:
+        notify.expect(lambda msg: msg.get("READY") == "1", "READY=1")
+        wait_until(lambda: prom.stat().st_mtime > 1_000_000, "the daemon's metrics file", proc=d.proc)
+        m = parse(prom.read_text())
+        assert value(m, "odbackupd_runs_total", series="t", result="success") == 1
+        assert value(m, "odbackupd_last_run_success", series="t") == 1
+    finally:
+        d.signal(signal.SIGTERM)
+        assert d.wait(60) == 0
+        notify.close()
