@@ -74,6 +74,8 @@ METRICS: tuple[Metric, ...] = (
            "1 while the account's login works, 0 once it needs odctl login.", _A),
     Metric("odbackupd_destination_free_bytes", "gauge",
            "Free space on the destination (OneDrive: remaining quota) at the last run.", _D),
+    Metric("odbackupd_destination_deleted_bytes", "gauge",
+           "Bytes in the destination's recycle bin that still count against its quota (OneDrive).", _D),
     Metric("odbackupd_notifications_pending", "gauge", "Notifications waiting to be delivered.", ()),
     Metric("odbackupd_notifications_failed_total", "counter",
            "Notifications given up after retrying for a day, by notifier.", ("notifier",)),
@@ -143,11 +145,13 @@ def record_snapshots(state: Any, series: str, destination: str, kept: Sequence[A
         set_value(state, "odbackupd_chain_length", len(kept) - fulls[-1], **labels)
 
 
-def record_destination(state: Any, destination: str, uploaded: int, free: int | None) -> None:
+def record_destination(state: Any, destination: str, uploaded: int, space: dict[str, int] | None) -> None:
     ensure(state)
     add_value(state, "odbackupd_uploaded_bytes_total", uploaded, destination=destination)
-    if free is not None:
-        set_value(state, "odbackupd_destination_free_bytes", free, destination=destination)
+    if space and "remaining" in space:
+        set_value(state, "odbackupd_destination_free_bytes", space["remaining"], destination=destination)
+    if space and "deleted" in space:
+        set_value(state, "odbackupd_destination_deleted_bytes", space["deleted"], destination=destination)
 
 
 def record_account(state: Any, account: str, *, throttled: int = 0, login_ok: bool | None = None) -> None:

@@ -97,7 +97,7 @@ class RunObserver:
             metrics.record_snapshots(self.state, self.series, name, kept)
         throttled: collections.Counter[str] = collections.Counter()
         for d in self.dests:
-            metrics.record_destination(self.state, d.name, self.uploaded[d.name], d.free_bytes())
+            metrics.record_destination(self.state, d.name, self.uploaded[d.name], d.last_space())
             account = getattr(getattr(d, "account", None), "name", None)
             if account:
                 throttled[account] += int(getattr(getattr(d, "client", None), "throttled", 0) or 0)

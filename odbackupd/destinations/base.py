@@ -118,9 +118,8 @@ class Destination(ABC):
         layout before 0.2). For ``odctl fleet-status``, which reads every host's snapshots."""
         raise DestinationError(f"{self.describe()}: cannot list its hosts")
 
-    def free_bytes(self) -> int | None:
-        """Space left for snapshots as last seen, without asking anyone (metrics); None:
-        unknown."""
+    def last_space(self) -> dict[str, int] | None:
+        """``space()`` as last seen, without a request (for the metrics after a run)."""
         return None
 
     def close(self) -> None:

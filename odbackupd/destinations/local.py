@@ -185,8 +185,5 @@ class LocalDestination(Destination):
         except OSError as e:
             raise DestinationError(f"{self.describe()}: cannot list {self.root}: {e.strerror}") from e
 
-    def free_bytes(self) -> int | None:
-        try:
-            return shutil.disk_usage(self.root).free
-        except OSError:
-            return None
+    def last_space(self) -> dict[str, int] | None:
+        return self.space()  # a statvfs: as cheap as remembering

@@ -281,10 +281,12 @@ class OneDriveDestination(Destination):
         with self._errors(f"listing {self.folder}"):
             return sorted(i["name"] for i in self._children(self.folder) if "folder" in i)
 
-    def free_bytes(self) -> int | None:
-        """The drive's remaining quota when prepare() last read it (no request here)."""
+    def last_space(self) -> dict[str, int] | None:
+        """The quota as prepare() (or space()) last read it."""
         q = self._drive.quota if self._drive is not None else {}
-        return int(q["remaining"]) if q.get("total") and q.get("remaining") is not None else None
+        if not int(q.get("total") or 0):
+            return None
+        return {k: int(q.get(k) or 0) for k in ("total", "used", "remaining", "deleted")}
 
     def close(self) -> None:
         self.session.close()

@@ -52,6 +52,10 @@ def test_login_expired_metric_and_notification(tmp_path, graph_emulator):
         od.login()
         assert once().returncode == 0
         assert json.loads(receiver.wait_for(2)[1].body)["event"] == "recovery"
-        assert value(parse(prom.read_text()), "odbackupd_account_login_ok", account="a") == 1
+        m = parse(prom.read_text())
+        assert value(m, "odbackupd_account_login_ok", account="a") == 1
+        # the drive's quota as the run's pre-check read it: no extra request for metrics
+        assert value(m, "odbackupd_destination_free_bytes", destination="od") > 0
+        assert value(m, "odbackupd_destination_deleted_bytes", destination="od") is not None
     finally:
         receiver.stop()
