@@ -15,6 +15,18 @@ import pytest
 from tests.snapshot.conftest import age_key, setup  # noqa: F401 - the same config-writing fixtures
 
 
+def _wait_for(cond: threading.Condition, items: list, n: int, timeout: float, what: str) -> list:
+    """The first ``n`` of ``items`` once they have arrived (appended under ``cond``)."""
+    deadline = time.monotonic() + timeout
+    with cond:
+        while len(items) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"expected {n} {what}, got {items}")
+            cond.wait(left)
+        return list(items[:n])
+
+
 @dataclass
 class Request:
     method: str
@@ -67,15 +79,7 @@ class Receiver:
             self._server = None
 
     def wait_for(self, n: int, timeout: float = 60.0) -> list[Request]:
-        """The first ``n`` requests, once they have arrived."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self.requests) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"expected {n} requests, got {self.requests}")
-                self._cond.wait(left)
-            return list(self.requests[:n])
+        return _wait_for(self._cond, self.requests, n, timeout, "requests")
 
 
 @pytest.fixture
@@ -95,14 +99,7 @@ class Mailbox:
     cond: threading.Condition = field(default_factory=threading.Condition)
 
     def wait_for(self, n: int, timeout: float = 60.0) -> list:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while len(self.messages) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"expected {n} mails, got {len(self.messages)}")
-                self.cond.wait(left)
-            return list(self.messages[:n])
+        return _wait_for(self.cond, self.messages, n, timeout, "mails")
 
 
 PASSWORD = "s3cret-smtp-password"

@@ -55,6 +55,13 @@ def write_config(setup: Setup, src: Path, textfile_dir: Path, extra: str = "") -
     return cfg
 
 
+def small_source(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_text("x")
+    return src
+
+
 def promtool_check(path: Path) -> None:
     r = subprocess.run(["promtool", "check", "metrics"], stdin=path.open("rb"), capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -93,9 +100,7 @@ def test_once_writes_the_metrics_the_issue_lists(setup, tmp_path, textfile_dir):
 
 
 def test_a_failed_run_shows_and_the_last_success_stays(setup, tmp_path, textfile_dir):
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a").write_text("x")
+    src = small_source(tmp_path)
     cfg = write_config(setup, src, textfile_dir)
     assert once(cfg).returncode == 0
     before = parse((textfile_dir / "odbackupd.prom").read_text())
@@ -113,10 +118,7 @@ def test_a_failed_run_shows_and_the_last_success_stays(setup, tmp_path, textfile
 
 
 def test_an_unwritable_metrics_file_never_fails_the_backup(setup, tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a").write_text("x")
-    cfg = write_config(setup, src, tmp_path / "no-such-dir")
+    cfg = write_config(setup, small_source(tmp_path), tmp_path / "no-such-dir")
     r = once(cfg)
     assert r.returncode == 0, r.stderr
     assert "cannot write metrics_file" in r.stderr and "ReadWritePaths" in r.stderr
@@ -196,9 +198,7 @@ def test_the_daemon_rewrites_the_file_at_start_with_the_counters_kept(setup, tmp
     from tests.onedrive.conftest import wait_until
     from tests.service.test_daemon import Daemon, Notify
 
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a").write_text("x")
+    src = small_source(tmp_path)
     cfg = write_config(setup, src, textfile_dir)
     assert once(cfg).returncode == 0
     prom = textfile_dir / "odbackupd.prom"
