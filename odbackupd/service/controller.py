@@ -676,16 +676,30 @@ class Controller:
                     log.exception("job %s: stopping a trigger failed", name)
 
     def _make_watcher(self, name: str, job: Any) -> Any:
+        """A job's watcher, whose walk of the trees then runs in the background: the loop
+        (D-Bus, timers, the watchdog) is served in between batches of directories."""
+        from .watcher import JobWatcher
+
         try:
-            from .watcher import JobWatcher
-        except ImportError:
-            log.warning("job %s: watch = true but inotify watching is not available in this build", name)
+            w = JobWatcher(
+                asyncio.get_running_loop(), name, list(job.sources), quiet_period=job.quiet_period,
+                max_delay=job.max_delay, exclude=list(job.exclude), one_file_system=job.one_file_system,
+                skip_paths=[self.config.daemon.state_dir, self.config.daemon.spool_dir],
+                on_trigger=self.on_watch_trigger)
+        except Exception as e:  # noqa: BLE001
+            _trigger_failed(name, "watch", e)
             return None
-        return _start_trigger(name, "watch", lambda: JobWatcher(
-            asyncio.get_running_loop(), name, list(job.sources), quiet_period=job.quiet_period,
-            max_delay=job.max_delay, exclude=list(job.exclude), one_file_system=job.one_file_system,
-            skip_paths=[self.config.daemon.state_dir, self.config.daemon.spool_dir],
-            on_trigger=self.on_watch_trigger))
+        self._spawn(self._start_watcher(name, w))
+        return w
+
+    async def _start_watcher(self, name: str, w: Any) -> None:
+        try:
+            await w.start_async()
+        except Exception as e:  # noqa: BLE001 - e.g. inotify limits: say so, keep the schedule
+            _trigger_failed(name, "watch", e)
+            started = self._triggers.get(name, [])
+            if w in started:
+                started.remove(w)
 
     def _make_dropdir(self, name: str, job: Any) -> Any:
         try:
@@ -861,12 +875,16 @@ def _volume_label(name: str) -> str:
 
 
 def _start_trigger(name: str, what: str, make: Callable[[], Any]) -> Any:
-    """Build and start a watcher or drop directory; a failure falls back to the schedule."""
+    """Build and start a drop directory; a failure falls back to the schedule."""
     try:
         t = make()
         t.start()
         return t
     except Exception as e:  # noqa: BLE001 - e.g. inotify limits: say so, keep the schedule
-        tail = "" if "schedule" in str(e) else "; the job still runs by schedule and backup-now"
-        log.error("job %s: %s not started: %s%s", name, what, e, tail, extra={"journal_fields": {"JOB": name}})
+        _trigger_failed(name, what, e)
         return None
+
+
+def _trigger_failed(name: str, what: str, e: Exception) -> None:
+    tail = "" if "schedule" in str(e) else "; the job still runs by schedule and backup-now"
+    log.error("job %s: %s not started: %s%s", name, what, e, tail, extra={"journal_fields": {"JOB": name}})

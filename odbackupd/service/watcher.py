@@ -63,7 +63,7 @@ import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import pyinotify
 
@@ -383,22 +383,58 @@ class JobWatcher:
     # ---- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> WatchReport:
-        """Walk the trees and add the watches; blocks the loop for the walk (about a
-        second per 50,000 directories, see bench/bench_watch.py). Raises WatchLimitError
-        (having released what it added) when an inotify limit is used up."""
+        """Walk the trees and add the watches in one go, blocking the caller (about a
+        second per 50,000 directories, see bench/bench_watch.py; the daemon uses
+        :meth:`start_async`). Raises WatchLimitError (having released what it added) when an
+        inotify limit is used up."""
         t0 = time.monotonic()
+        steps = self._begin()
+        try:
+            for _ in steps:
+                pass
+        except WatchLimitError as e:
+            self._limit_hit(e)
+        return self._report(t0)
+
+    async def start_async(self, batch: int = 500) -> WatchReport | None:
+        """:meth:`start` for the daemon: the walk gives the event loop back every ``batch``
+        directories, so D-Bus calls, timers and the watchdog keep being served while a big
+        tree is set up (adding a watch must stay on the loop's thread, where pyinotify reads
+        its events; a walk done in another thread would race the descriptor table). None
+        when :meth:`stop` ended the walk first (a reload)."""
+        t0 = time.monotonic()
+        steps = self._begin()
+        try:
+            for i, _ in enumerate(steps, 1):
+                if i % batch == 0:
+                    await asyncio.sleep(0)
+                    if not self.running:  # stopped meanwhile: drop what this batch added
+                        assert self._hub is not None
+                        self._hub.release(self)
+                        return None
+        except WatchLimitError as e:
+            self._limit_hit(e)
+        return self._report(t0)
+
+    def _begin(self) -> Iterator[None]:
         hub = self._hub = self._hub if self._hub and not self._hub.closed else InotifyHub.for_loop(self.loop)
         self.running = True
-        try:
-            for d in sorted(self._file_dirs):
-                if hub.add(self, d) is None:
-                    self._unreadable.append(d)
-            for top in self._trees:
-                self._watch_tree(top)
-        except WatchLimitError as e:
-            self.stop()
-            raise WatchLimitError(e.errno, f"job {self.job}: {e.strerror}") from None
-        report = WatchReport(self.job, hub.held_by(self), time.monotonic() - t0,
+        return self._walk_steps(hub)
+
+    def _walk_steps(self, hub: "InotifyHub") -> Iterator[None]:
+        for d in sorted(self._file_dirs):
+            if hub.add(self, d) is None:
+                self._unreadable.append(d)
+        for top in self._trees:
+            yield from self._watch_tree(top)
+
+    def _limit_hit(self, e: WatchLimitError) -> None:
+        self.stop()
+        raise WatchLimitError(e.errno, f"job {self.job}: {e.strerror}") from None
+
+    def _report(self, t0: float) -> WatchReport:
+        assert self._hub is not None
+        report = WatchReport(self.job, self._hub.held_by(self), time.monotonic() - t0,
                              list(self._unreadable), list(self._missing))
         log.info("job %s: watching %d directories (%.2fs)%s", self.job, report.watches,
                  report.seconds,
@@ -421,8 +457,9 @@ class JobWatcher:
     def _pruned(self, path: str) -> bool:
         return _inside(path, self._skip) or self._exclude.excluded(os.fsencode(path))
 
-    def _watch_tree(self, top: str) -> None:
-        """Watch ``top`` and every directory below it that the job would archive."""
+    def _watch_tree(self, top: str) -> Iterator[None]:
+        """Watch ``top`` and every directory below it that the job would archive; yields
+        after each directory (the caller decides when to give the loop back)."""
         assert self._hub is not None
         try:
             dev = os.lstat(top).st_dev
@@ -430,6 +467,7 @@ class JobWatcher:
             return
         stack = [top]
         while stack:
+            yield
             d = stack.pop()
             if self._hub.add(self, d) is None:
                 if os.path.lexists(d):
@@ -479,13 +517,17 @@ class JobWatcher:
         self._changed()
         try:
             for top in self._trees:
-                self._watch_tree(top)
+                self._watch_now(top)
         except WatchLimitError as e:
             log.error("job %s: %s", self.job, e.strerror, extra={"journal_fields": {"JOB": self.job}})
 
+    def _watch_now(self, top: str) -> None:
+        for _ in self._watch_tree(top):
+            pass
+
     def _follow(self, path: str) -> None:
         try:
-            self._watch_tree(path)
+            self._watch_now(path)
         except WatchLimitError as e:
             # The running daemon cannot fall back by itself here: the trees stay watched
             # except below this directory, and the message says how to fix it.

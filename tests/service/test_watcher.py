@@ -351,3 +351,41 @@ def test_watch_limit_is_reported_and_rolled_back(tmp_path):
 def test_watch_limit_error_is_an_oserror_with_a_plain_message():
     e = WatchLimitError(28, "cannot watch '/x': raise fs.inotify.max_user_watches")
     assert isinstance(e, OSError) and str(e) == "cannot watch '/x': raise fs.inotify.max_user_watches"
+
+
+def _many_dirs(root: Path, n: int) -> None:
+    for i in range(n):
+        (root / f"d{i // 100:03d}" / f"e{i % 100:02d}").mkdir(parents=True)
+
+
+def test_the_daemons_walk_gives_the_loop_back_and_watches_everything(tmp_path):
+    """start_async (what the daemon uses) serves the loop between batches — a callback
+    queued before the walk runs while watches are still being added — and ends with the
+    same watches as the blocking start(); a change in the tree then triggers as usual."""
+    src = tmp_path / "src"
+    _many_dirs(src, 3000)
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        trig = Triggers(loop)
+        w = JobWatcher(loop, "t", [src], on_trigger=trig, quiet_period=QUIET, max_delay=30.0)
+        seen: list[int] = []
+        task = loop.create_task(w.start_async(batch=200))
+        loop.call_soon(lambda: seen.append(w._hub.held_by(w) if w._hub else 0))
+        report = await task
+        try:
+            assert seen and 0 < seen[0] < report.watches, seen  # ran in the middle of the walk
+            assert report.watches == 1 + 30 + 3000
+            fired = trig.next()
+            (src / "d007" / "e42" / "new.txt").write_text("x")
+            await asyncio.wait_for(fired, 10)
+        finally:
+            w.stop()
+        # a watcher stopped during its walk (a reload) leaves no watches behind
+        w2 = JobWatcher(loop, "t", [src], on_trigger=trig, quiet_period=QUIET, max_delay=30.0)
+        task = loop.create_task(w2.start_async(batch=200))
+        loop.call_soon(w2.stop)
+        assert await task is None
+        assert w2._hub.held_by(w2) == 0
+
+    asyncio.run(body())
