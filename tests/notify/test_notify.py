@@ -69,6 +69,7 @@ def test_webhook_failure_reminder_and_recovery_signed(setup, tmp_path, receiver)
     break_source(src)
     r = once(cfg)
     assert r.returncode == 1
+    assert "hmac-key-123" not in r.stdout + r.stderr and "T0PSECRET" not in r.stdout + r.stderr
     [req] = receiver.wait_for(1)
     doc = json.loads(req.body)
     assert req.path == "/hook/T0PSECRET" and req.headers["Content-Type"] == "application/json"
