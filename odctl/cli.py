@@ -385,36 +385,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_fleet_status(args: argparse.Namespace) -> int:
-    from odbackupd.config import parse_duration
-    from odbackupd.destinations.factory import open_destination
-
-    cfg = _config(args)
     try:
-        max_age = parse_duration(args.max_age) if args.max_age is not None else None
+        return fleet.command(args, _config(args), _state)
     except ValueError as e:
-        raise CliError(f"--max-age {args.max_age}: {e}", EXIT_USAGE) from e
-    try:
-        names = fleet.destinations(cfg, args.destination)
+        raise CliError(str(e), EXIT_USAGE) from e
     except LookupError as e:
         raise CliError(str(e.args[0]), EXIT_NOT_FOUND) from e
-    now, rows = time.time(), []
-    for name in names:
-        d = open_destination(cfg, name, _state(cfg))
-        try:
-            rows += [s.row(name, now) for s in fleet.scan(d, fleet.allowed_age(cfg, max_age))]
-        finally:
-            d.close()
-    if args.json:
-        render.out_json({"destinations": names, "series": rows})
-    else:
-        table = [[r["destination"], r["host"], r["series"], r.get("snapshot", "-"),
-                  render.age(r["age_seconds"]) if "age_seconds" in r else "-",
-                  render.size(r["stored_bytes"]) if "stored_bytes" in r else "-", r.get("kind", "-"),
-                  str(r["snapshots"]), "STALE" if r["stale"] else ("ok" if "max_age_seconds" in r else "-")]
-                 for r in rows if not args.quiet or r["stale"]]
-        render.table(["DESTINATION", "HOST", "SERIES", "LAST SNAPSHOT", "AGE", "SIZE", "KIND", "SNAPSHOTS",
-                      "STATUS"], table)
-    return EXIT_FAILED if any(r["stale"] for r in rows) else EXIT_OK
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:

@@ -103,6 +103,44 @@ def destinations(config: Any, name: str | None) -> list[str]:
     return used or sorted(config.destinations)
 
 
+def command(args: argparse.Namespace, cfg: Any, open_state: Callable[[Any], Any]) -> int:
+    """``odctl fleet-status``; raises ValueError (a bad --max-age) or LookupError."""
+    from odbackupd.bus.names import EXIT_FAILED, EXIT_OK
+    from odbackupd.config import parse_duration
+    from odbackupd.destinations.factory import open_destination
+
+    from . import render
+
+    try:
+        limit = parse_duration(args.max_age) if args.max_age is not None else None
+    except ValueError as e:
+        raise ValueError(f"--max-age {args.max_age}: {e}") from e
+    names = destinations(cfg, args.destination)
+    now, rows = time.time(), []
+    for name in names:
+        d = open_destination(cfg, name, open_state(cfg))
+        try:
+            rows += [s.row(name, now) for s in scan(d, allowed_age(cfg, limit))]
+        finally:
+            d.close()
+    if args.json:
+        render.out_json({"destinations": names, "series": rows})
+    else:
+        render.table(["DESTINATION", "HOST", "SERIES", "LAST SNAPSHOT", "AGE", "SIZE", "KIND", "SNAPSHOTS",
+                      "STATUS"], [_cells(r) for r in rows if not args.quiet or r["stale"]])
+    return EXIT_FAILED if any(r["stale"] for r in rows) else EXIT_OK
+
+
+def _cells(r: dict[str, Any]) -> list[str]:
+    from . import render
+
+    status = "STALE" if r["stale"] else ("ok" if "max_age_seconds" in r else "-")
+    return [r["destination"], r["host"], r["series"], r.get("snapshot", "-"),
+            render.age(r["age_seconds"]) if "age_seconds" in r else "-",
+            render.size(r["stored_bytes"]) if "stored_bytes" in r else "-", r.get("kind", "-"),
+            str(r["snapshots"]), status]
+
+
 def add_parser(sub: Any, common: argparse.ArgumentParser, func: Callable) -> None:
     p = sub.add_parser("fleet-status", parents=[common],
                        help="every host's newest snapshots on a destination, and which are overdue",
