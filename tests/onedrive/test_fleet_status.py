@@ -24,9 +24,15 @@ def test_fleet_status_with_a_read_only_login(tmp_path, graph_emulator):
     token = json.loads((mon.state_dir / "tokens" / "a.json").read_text())
     assert "files.read.all" in json.dumps(token).lower() and "files.readwrite" not in json.dumps(token).lower()
 
+    before = len(emu.requests)
     r = subprocess.run([sys.executable, "-m", "odctl.cli", "--config", str(mon.config_path), "fleet-status",
                         "--json"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+    sent = emu.requests[before:]
+    assert {q["method"] for q in sent} == {"GET"}  # read-only
+    # a few requests per host (its folder, its series, the newest snapshot, its manifest):
+    # 13 here, 3 + 5 per host and series; never one per snapshot
+    assert len(sent) <= 3 + 5 * len(snaps), [(q["method"], q["path"]) for q in sent]
     rows = {x["host"]: x for x in json.loads(r.stdout)["series"]}
     assert {h: rows[h]["snapshot"] for h in rows} == snaps
     assert all(rows[h]["stored_bytes"] > 600_000 and rows[h]["max_age_seconds"] == 2 * 86400 for h in rows)
