@@ -12,7 +12,9 @@ from .test_hosts import _host, _run
 
 def test_fleet_status_with_a_read_only_login(tmp_path, graph_emulator):
     emu = graph_emulator
-    snaps = {h: _run(_host(tmp_path, emu, h)).result.snapshot for h in ("alpha", "beta")}
+    alpha = _host(tmp_path, emu, "alpha", keep=3)
+    snaps = {"alpha": [_run(alpha).result.snapshot for _ in range(3)][-1],
+             "beta": _run(_host(tmp_path, emu, "beta")).result.snapshot}
     mon = OneDriveSetup(tmp_path / "monitor", emu)
     src = tmp_path / "monitor" / "src"
     src.mkdir(parents=True)
@@ -31,12 +33,13 @@ def test_fleet_status_with_a_read_only_login(tmp_path, graph_emulator):
     sent = emu.requests[before:]
     assert {q["method"] for q in sent} == {"GET"}  # read-only
     # a few requests per host (its folder, its series, the newest snapshot, its manifest):
-    # 13 here, 3 + 5 per host and series; never one per snapshot
+    # 13 here, 3 + 5 per host and series, though alpha has three snapshots
     assert len(sent) <= 3 + 5 * len(snaps), [(q["method"], q["path"]) for q in sent]
     rows = {x["host"]: x for x in json.loads(r.stdout)["series"]}
     assert {h: rows[h]["snapshot"] for h in rows} == snaps
     assert all(rows[h]["stored_bytes"] > 600_000 and rows[h]["max_age_seconds"] == 2 * 86400 for h in rows)
     assert not any(x["stale"] for x in rows.values())
+    assert (rows["alpha"]["snapshots"], rows["beta"]["snapshots"]) == (3, 1)
 
     # the login really is read-only: a backup through it is refused by the service
     r = subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(mon.config_path), "--once", "t"],
