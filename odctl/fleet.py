@@ -43,14 +43,25 @@ class SeriesStatus:
 
 
 def _newest(dest: Any, folder: str, names: list[str]) -> Manifest | None:
-    for name in sorted(names, reverse=True):  # snapshot ids sort by start time
-        if MANIFEST_NAME not in dest.list_objects(folder, name):
-            continue  # in progress or interrupted
-        try:
-            return Manifest.loads(dest.read_bytes(folder, name, MANIFEST_NAME))
-        except (ManifestError, DestinationError):
-            continue
+    """The newest complete snapshot among ``names``: ids sort by their start second
+    (``20261204T023000Z-…``), so only the newest second that has one is read."""
+    by_second: dict[str, list[str]] = {}
+    for name in names:
+        by_second.setdefault(name[:16], []).append(name)
+    for second in sorted(by_second, reverse=True):
+        found = [m for name in by_second[second] if (m := _manifest(dest, folder, name)) is not None]
+        if found:
+            return max(found, key=lambda m: (m.started, m.snapshot))
     return None
+
+
+def _manifest(dest: Any, folder: str, name: str) -> Manifest | None:
+    if MANIFEST_NAME not in dest.list_objects(folder, name):
+        return None  # in progress or interrupted
+    try:
+        return Manifest.loads(dest.read_bytes(folder, name, MANIFEST_NAME))
+    except (ManifestError, DestinationError):
+        return None
 
 
 def scan(dest: Any, max_age: Callable[[str], float | None]) -> list[SeriesStatus]:
@@ -67,7 +78,7 @@ def scan(dest: Any, max_age: Callable[[str], float | None]) -> list[SeriesStatus
         children = dest.list_snapshot_dirs(top)
         legacy = [c for c in children if SNAPSHOT_ID_RE.fullmatch(c)]
         for name in legacy:  # the layout before 0.2: the manifest says whose it is
-            m = _newest(dest, top, [name])
+            m = _manifest(dest, top, name)
             if m is not None:
                 note(m.host, top, 1, m)
         for series in (c for c in children if not SNAPSHOT_ID_RE.fullmatch(c)):
