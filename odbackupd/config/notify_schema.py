@@ -209,12 +209,17 @@ _ONLY = {
 }
 
 
-def check_monitoring(r: Any, daemon: Any, notifiers: dict[str, Any], jobs: dict[str, Any]) -> None:
-    """[daemon] metrics_file, the type-specific keys of each notifier, the names jobs use."""
+def check_monitoring(r: Any, daemon: Any, notifiers: dict[str, Any], jobs: dict[str, Any], *,
+                     check_files: bool = False) -> None:
+    """[daemon] metrics_file, the type-specific keys of each notifier, the names jobs use;
+    ``check_files`` (--check-config): also that the files named are there."""
     metrics = daemon.get("metrics_file")
     if metrics is not None and not str(metrics).endswith(".prom"):
         r.error((*daemon.path, "metrics_file"), f"'{metrics}' must end in .prom (node_exporter's "
                 "textfile collector reads only *.prom files)")
+    elif check_files and metrics is not None and not Path(metrics).parent.is_dir():
+        r.warn((*daemon.path, "metrics_file"), f"directory {Path(metrics).parent} does not exist "
+               "(is prometheus-node-exporter installed?); no metrics are written until it does")
     for t in notifiers.values():
         kind = t.get("type")
         if kind not in _NEEDS:
@@ -228,6 +233,9 @@ def check_monitoring(r: Any, daemon: Any, notifiers: dict[str, Any], jobs: dict[
                 r.error((*t.path, k), f"'{k}' does not apply to type = \"{kind}\"")
         if t.get("password_file") is not None and t.get("username") is None:
             r.error((*t.path, "password_file"), "needs username")
+        for k in ("ca_bundle",) if check_files else ():
+            if t.get(k) is not None and not Path(t.get(k)).is_file():
+                r.error((*t.path, k), f"{t.get(k)} does not exist or is not a file")
     used: set[str] = set()
     for t in [daemon, *jobs.values()]:
         for i, name in enumerate(t.get("notify") or ()):

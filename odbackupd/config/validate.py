@@ -157,7 +157,7 @@ def validate_document(doc: Document, path: Path | None, *, check_sources: bool) 
         named["job"],
         check_sources=check_sources,
     )
-    check_monitoring(r, daemon, named["notify"], named["job"])
+    check_monitoring(r, daemon, named["notify"], named["job"], check_files=check_sources)
     if r.problems:
         raise ConfigError(r.sorted(r.problems))
 

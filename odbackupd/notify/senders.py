@@ -55,6 +55,8 @@ def _post(cfg: Any, url: str, body: bytes, headers: dict[str, str]) -> None:
         raise DeliveryError(f"TLS to {_host(url)} failed (certificate not trusted? see ca_bundle)") from None
     except requests.RequestException as e:
         raise DeliveryError(f"{type(e).__name__}: could not reach {_host(url)}") from None
+    except OSError as e:  # e.g. ca_bundle missing
+        raise DeliveryError(f"cannot connect to {_host(url)}: {e.strerror or type(e).__name__}") from None
     with resp:
         if not 200 <= resp.status_code < 300:
             raise DeliveryError(f"{_host(url)} answered HTTP {resp.status_code}")
@@ -86,11 +88,11 @@ def mail(cfg: Any, doc: dict) -> None:
     msg["Message-ID"] = email.utils.make_msgid(domain=cfg.mail_from.rpartition("@")[2])
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(text(doc))
-    ctx = ssl.create_default_context(cafile=str(cfg.ca_bundle) if cfg.ca_bundle else None)
     tls = cfg.smtp_security == "tls"
     port = cfg.smtp_port or (465 if tls else 587)
     where = f"SMTP server {cfg.smtp_host}:{port}"
     try:
+        ctx = ssl.create_default_context(cafile=str(cfg.ca_bundle) if cfg.ca_bundle else None)
         if tls:
             smtp = smtplib.SMTP_SSL(cfg.smtp_host, port, timeout=cfg.timeout, context=ctx)
         else:

@@ -215,3 +215,11 @@ def test_the_daemon_rewrites_the_file_at_start_with_the_counters_kept(setup, tmp
         d.signal(signal.SIGTERM)
         assert d.wait(60) == 0
         notify.close()
+
+
+def test_check_config_warns_of_a_missing_textfile_directory(setup, tmp_path):
+    cfg = write_config(setup, small_source(tmp_path), tmp_path / "no-node-exporter")
+    r = subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--check-config"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "daemon.metrics_file" in r.stderr
+    assert f"directory {tmp_path / 'no-node-exporter'} does not exist" in r.stderr
