@@ -217,6 +217,9 @@ def _report_once(job: str, run, cancel: threading.Event | None = None) -> int:  
         for dest, names in run.pruned.items():
             if names:
                 print(f"{job}: pruned from {dest}: {', '.join(names)}")
+        for problem in run.prune_errors:
+            print(f"odbackupd: {job}: warning: retention failed on {problem}; the snapshot is complete "
+                  "and the next run prunes again", file=sys.stderr)
         return EXIT_OK
     if cancel is not None and cancel.is_set() and not run.busy:
         print(f"odbackupd: {job}: interrupted; the next run resumes snapshot {r.snapshot}", file=sys.stderr)

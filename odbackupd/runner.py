@@ -95,7 +95,6 @@ def run_job(
     trigger: str = "manual",
     progress: Callable[[Progress], None] | None = None,
     cancel: threading.Event | None = None,
-    run_id_cb: Callable[[int], None] | None = None,
     run_id: int | None = None,
     sources: Sequence[Path] | None = None,
     series: str | None = None,
@@ -116,8 +115,6 @@ def run_job(
         fields["SERIES"] = series
     if run_id is None:
         run_id = state.run_started(job_name, trigger)
-    if run_id_cb:
-        run_id_cb(run_id)
     fields["RUN_ID"] = str(run_id)
     log.info("job %s: run %d started (%s)", job_name, run_id, trigger,
              extra={"journal_fields": {**fields, "MESSAGE_ID": MSG_RUN_STARTED, "TRIGGER": trigger}})
@@ -158,6 +155,7 @@ def run_job(
     stats = {
         "warnings": result.warning_counts, "resumed": result.resumed,
         "reused_volumes": result.reused_volumes, "pruned": run.pruned,
+        "prune_errors": run.prune_errors,
     }
     if m is not None:
         stats.update(files=m.files, data_bytes=m.data_bytes, stored_bytes=m.stored_bytes,
@@ -220,9 +218,11 @@ def _prune(job: object, dests: list[Destination], host: str, keep: str | None, r
             plan = apply_retention(job, d, host, protect=[keep] if keep else [], series=series)
             run.pruned[d.name] = [m.snapshot for m in plan.delete]
             run.kept[d.name] = plan.keep
-        except DestinationError as e:
+        except (DestinationError, OSError) as e:
             run.prune_errors.append(f"{d.name}: {e}")
-            log.warning("job %s: retention on %s failed: %s", job.name, d.describe(), e)  # type: ignore[attr-defined]
+            log.warning("job %s: retention on %s failed (the snapshot is complete; the next run prunes "
+                        "again): %s", job.name, d.describe(), e,  # type: ignore[attr-defined]
+                        extra={"journal_fields": {"JOB": job.name, "DESTINATION": d.name}})  # type: ignore[attr-defined]
 
 
 def prune_job(

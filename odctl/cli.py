@@ -621,6 +621,9 @@ def cmd_backup_now(args: argparse.Namespace) -> int:
         line = (f"{args.job}: run {run_id}{snap} {render.coloured_state(result.get('status', '?'))}{took}"
                 + (f": {result['message']}" if result.get("message") else ""))
         print(line, file=sys.stdout if code == EXIT_OK else sys.stderr)
+        for problem in result.get("prune_errors") or []:
+            print(f"odctl: warning: retention failed on {problem}; the snapshot is complete and the "
+                  "next run prunes again", file=sys.stderr)
     return code
 
 
@@ -647,11 +650,9 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 
 def _login_module():  # noqa: ANN202
-    """odctl/login.py (the in-process login), when it is installed."""
-    try:
-        from . import login
-    except ImportError:
-        return None
+    """odctl/login.py, the in-process login (imported only when a login is asked for)."""
+    from . import login
+
     return login
 
 
@@ -680,8 +681,6 @@ def cmd_logout(args: argparse.Namespace) -> int:
 
 def _login_offline(args: argparse.Namespace, why: Exception, fn: str) -> int:
     mod = _login_module()
-    if mod is None:
-        raise CliError(f"{why} (and this odctl has no in-process login)", EXIT_NOT_RUNNING)
     if not args.quiet:
         print("odctl: the daemon is not running; logging in from this process", file=sys.stderr)
     cfg = _config(args)
@@ -835,7 +834,7 @@ def _add_login_parsers(sub, common: argparse.ArgumentParser) -> None:  # noqa: A
     """login/logout: parsers from odctl/login.py when it is installed; either way the command
     goes through the daemon when it runs and falls back to the in-process login."""
     mod = _login_module()
-    if mod is not None and hasattr(mod, "add_login_parsers"):
+    if hasattr(mod, "add_login_parsers"):
         mod.add_login_parsers(sub, parents=[common])
     if "login" not in sub.choices:
         p = sub.add_parser("login", parents=[common], help="log an account in to OneDrive")

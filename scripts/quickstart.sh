@@ -36,7 +36,7 @@ odctl --config "$DEMO/odbackupd.toml" snapshots demo
 odctl --config "$DEMO/odbackupd.toml" verify demo --download --identity "$DEMO/key.txt"
 odctl --config "$DEMO/odbackupd.toml" restore demo latest --to "$DEMO/restored" --identity "$DEMO/key.txt"
 diff -r --no-dereference "$DEMO/src" "$DEMO/restored$DEMO/src"
-SNAP=$(ls -d /var/backups/odbackupd/demo/*/ | tail -1)
+SNAP=$(ls -d "/var/backups/odbackupd/$(hostname)/demo/"*/ | tail -1)   # HOST/JOB/SNAPSHOT
 mkdir -p "$DEMO/with-standard-tools"
 ( cd "$SNAP" && for v in vol.*; do age -d -i "$DEMO/key.txt" "$v"; done | zstd -d | tar -x -C "$DEMO/with-standard-tools" )
 diff -r --no-dereference "$DEMO/src" "$DEMO/with-standard-tools$DEMO/src"

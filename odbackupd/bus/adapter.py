@@ -222,7 +222,8 @@ class ManagerInterface(ServiceInterface):
             raise DBusError(names.ERRORS["InvalidArgs"].name,
                             f"StartLogin: option 'flow' must be \"device\" or \"browser\", not {flow!r}")
         info = await self.controller.start_login(account, flow)
-        self.adapter.watch_login(account)
+        # a device login completes in the background; daemon_changed then re-reads it
+        self.adapter.login_changed(account)
         return to_asv(info)
 
     @method()
@@ -497,9 +498,6 @@ class BusAdapter:
                 data = dict(ev.data)
                 data.setdefault("path", names.run_path(int(data.get("run_id", 0))))
                 self.manager.RunFinished(ev.job, int(data.get("run_id", 0)), to_asv(data))
-            elif ev.kind == "login_changed":
-                self.login_changed(ev.data.get("account", ev.job or ""))
-                return
             elif ev.kind == "daemon_changed":
                 self.sync_jobs()
                 self._pending_logins_changed()
@@ -527,11 +525,6 @@ class BusAdapter:
         if self._login_seen.get(account) != status:
             self._login_seen[account] = status
             self.manager.LoginStatusChanged(account, to_asv(status))
-
-    def watch_login(self, account: str) -> None:
-        """Remember a login started over D-Bus: the controller completes device logins in the
-        background and then sends daemon_changed, where the pending ones are looked at again."""
-        self.login_changed(account)
 
     def _pending_logins_changed(self) -> None:
         for account, status in list(self._login_seen.items()):

@@ -19,10 +19,8 @@ def open_destination(config: object, name: str, state: StateStore | None = None)
         create = bool(getattr(d, "create", False)) or name == BUILTIN_LOCAL
         return LocalDestination(name, d.path, create=create)
     if d.type == "onedrive":
-        try:
-            from .onedrive import OneDriveDestination
-        except ImportError as e:  # pragma: no cover - arrives with the OneDrive issue
-            raise DestinationError(f"destination {name!r}: OneDrive support is not available: {e}") from e
+        from .onedrive import OneDriveDestination
+
         account = config.accounts[d.account]  # type: ignore[attr-defined]
         return OneDriveDestination(name, d, account, state=state, daemon=config.daemon)  # type: ignore[attr-defined]
     raise DestinationError(f"destination {name!r}: unknown type {d.type!r}")

@@ -64,10 +64,8 @@ class OneDriveDestination(Destination):
         parallel = int(getattr(daemon, "max_parallel_uploads", 4) or 4)
         self.session = session or make_session(getattr(account, "ca_bundle", None), pool_size=parallel + 4)
         if tokens is None:
-            try:
-                from ..graph.auth import Authenticator
-            except ImportError as e:  # pragma: no cover - graph/auth.py is part of the package
-                raise DestinationError(f"{self.describe()}: OneDrive login is not available: {e}") from e
+            from ..graph.auth import Authenticator
+
             state_dir = Path(getattr(daemon, "state_dir", "/var/lib/odbackupd"))
             tokens = Authenticator(account.name, account, state_dir, session=self.session)
         self.tokens = tokens

@@ -159,6 +159,7 @@ def finished_dict(run_id: int, trigger: str, started: float, run: JobRun) -> dic
         "warnings": sum(r.warning_counts.values()),
         "resumed": r.resumed, "reused_volumes": r.reused_volumes,
         "login_needed": True if run.login_needed else None,
+        "prune_errors": list(run.prune_errors) or None,  # retention failed: the snapshot is fine
     })
 
 
@@ -702,11 +703,8 @@ class Controller:
                 started.remove(w)
 
     def _make_dropdir(self, name: str, job: Any) -> Any:
-        try:
-            from .dropdir import DropDir
-        except ImportError:
-            log.warning("job %s: drop_dir is set but drop directories are not available in this build", name)
-            return None
+        from .dropdir import DropDir
+
         return _start_trigger(name, "drop_dir", lambda: DropDir(
             asyncio.get_running_loop(), name, Path(job.drop_dir),
             on_file=lambda p, _n=name: self.run_drop_file(_n, p), settle=job.quiet_period))

@@ -103,9 +103,6 @@ class Progress:
     current_volume: str = ""
     started: float = field(default_factory=time.time)
 
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
 
 @dataclass
 class RunResult:

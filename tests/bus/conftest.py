@@ -4,12 +4,10 @@ real daemon on that bus.
 Why a private ``dbus-daemon``: the API's authorization lives partly in the bus policy, so
 the tests must run under a bus that enforces it, with the very file the packages install.
 The daemon is ``odbackupd --config X`` as a subprocess (READY=1 on a NOTIFY_SOCKET we bind
-says when it serves) when service mode exists; otherwise the real Controller and BusAdapter
-in a thread of this process.
+says when it serves).
 """
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import pwd
@@ -20,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -151,28 +148,17 @@ def write_config(tmp: Path, *, extra_jobs: str = "") -> Path:
     return cfg
 
 
-def service_mode_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("odbackupd.service.loop") is not None
-
-
 _notify_serial = itertools.count(1)
 
 
 class Daemon:
-    """The daemon serving ``config`` on ``bus``: a subprocess when service mode exists,
-    else the real Controller + BusAdapter in a thread of this process."""
+    """The daemon serving ``config`` on ``bus``: ``odbackupd --config`` as a subprocess."""
 
     def __init__(self, config: Path, bus: PrivateBus) -> None:
         self.config = config
         self.bus = bus
         self.proc: subprocess.Popen | None = None
-        self._thread: threading.Thread | None = None
-        if service_mode_available():
-            self._start_process()
-        else:
-            self._start_thread()
+        self._start_process()
 
     def _start_process(self) -> None:
         # A fresh name per daemon: id(self) of a collected Daemon comes back, and a stopped
@@ -198,58 +184,14 @@ class Daemon:
             sock.close()
             sock_path.unlink(missing_ok=True)
 
-    def _start_thread(self) -> None:
-        from odbackupd.bus.adapter import BusAdapter
-        from odbackupd.config import load_config
-        from odbackupd.service.controller import Controller
-
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        self._loop = asyncio.new_event_loop()
-
-        async def main() -> None:
-            self._stop = asyncio.Event()
-            controller = Controller(load_config(self.config), self.config)
-            await controller.start()
-            adapter = BusAdapter(controller, bus_address=self.bus.address)
-            try:
-                await adapter.start()
-            except BaseException as e:
-                failure.append(e)
-                ready.set()
-                await controller.stop()
-                return
-            ready.set()
-            await self._stop.wait()
-            await adapter.stop()
-            await controller.stop(timeout=20)
-
-        def body() -> None:
-            try:
-                self._loop.run_until_complete(main())
-            except BaseException as e:  # noqa: BLE001 - reported to the test
-                failure.append(e)
-                ready.set()
-
-        self._thread = threading.Thread(target=body, name="odbackupd-under-test", daemon=True)
-        self._thread.start()
-        if not ready.wait(30) or failure:
-            raise RuntimeError(f"the daemon did not start: {failure}")
-
     @property
     def alive(self) -> bool:
-        if self.proc is not None:
-            return self.proc.poll() is None
-        return self._thread is not None and self._thread.is_alive()
+        return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(60)
-        elif self._thread is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(60)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(60)
 
 
 @pytest.fixture(scope="module")
