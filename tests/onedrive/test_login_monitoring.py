@@ -1,6 +1,6 @@
 """An expired OneDrive login, as monitoring sees it: odbackupd_account_login_ok drops to 0
 (at odctl logout and at the failed run), the login_expired notification names the
-command to run, and the next good run is a recovery."""
+command to run, and the next good run is a recovery; Graph's throttling is counted."""
 from __future__ import annotations
 
 import json
@@ -31,8 +31,11 @@ def test_login_expired_metric_and_notification(tmp_path, graph_emulator):
             return subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(od.config_path),
                                    "--once", "t"], capture_output=True, text=True, timeout=120)
 
+        graph_emulator.faults.add("throttle", "graph.*", nth=2, retry_after=1)  # one 429 for the app
         assert once().returncode == 0
-        assert value(parse(prom.read_text()), "odbackupd_account_login_ok", account="a") == 1
+        m = parse(prom.read_text())
+        assert value(m, "odbackupd_account_login_ok", account="a") == 1
+        assert value(m, "odbackupd_throttled_total", account="a") == 1
 
         r = subprocess.run([sys.executable, "-m", "odctl.cli", "--config", str(od.config_path), "logout", "a"],
                            capture_output=True, text=True, timeout=120)
@@ -57,5 +60,6 @@ def test_login_expired_metric_and_notification(tmp_path, graph_emulator):
         # the drive's quota as the run's pre-check read it: no extra request for metrics
         assert value(m, "odbackupd_destination_free_bytes", destination="od") > 0
         assert value(m, "odbackupd_destination_deleted_bytes", destination="od") is not None
+        assert value(m, "odbackupd_throttled_total", account="a") == 1  # a counter: kept across runs
     finally:
         receiver.stop()
