@@ -223,3 +223,31 @@ def test_check_config_warns_of_a_missing_textfile_directory(setup, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0 and "daemon.metrics_file" in r.stderr
     assert f"directory {tmp_path / 'no-node-exporter'} does not exist" in r.stderr
+
+
+def test_every_declared_metric_passes_promtool_lint(tmp_path):
+    """Names, units, counter suffixes and HELP texts of every metric odbackupd can write."""
+    from odbackupd import metrics
+    from odbackupd.config import load_config_text
+    from odbackupd.state import StateStore
+
+    config = load_config_text('[job.etc]\nsources = ["/etc"]\nschedule = "@daily"\n'
+                              '[account.a]\nclient_id = "00000000-0000-0000-0000-000000000000"\n'
+                              '[destination.od]\ntype = "onedrive"\naccount = "a"\n'
+                              '[notify.n]\ntype = "webhook"\nurl = "https://h.example/x"\n[daemon]\nnotify = ["n"]\n')
+    labels = {"series": "etc", "destination": "od", "account": "a", "notifier": "n", "result": "success"}
+    st = StateStore(tmp_path / "state.db")
+    try:
+        metrics.ensure(st)
+        for m in metrics.METRICS:
+            if m.name not in ("odbackupd_build_info", "odbackupd_schedule_interval_seconds",
+                              "odbackupd_notifications_pending"):
+                metrics.set_value(st, m.name, 1, **{k: labels[k] for k in m.labels})
+        text = metrics.render(config, st, pending=0)
+    finally:
+        st.close()
+    assert all(f"# TYPE {m.name} " in text for m in metrics.METRICS)
+    path = tmp_path / "all.prom"
+    path.write_text(text)
+    r = subprocess.run(["promtool", "check", "metrics"], stdin=path.open("rb"), capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), r.stdout + r.stderr
