@@ -30,6 +30,7 @@ class _LogTail(logging.Handler):
         super().__init__(logging.INFO)
         self.job = job
         self.thread = threading.get_ident()
+        self.owner = threading.current_thread()
         self.lines: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
 
@@ -50,7 +51,10 @@ class RunObserver:
         self.uploaded: collections.Counter[str] = collections.Counter()
         self.dests: list[Any] = []
         self._tail = _LogTail(job)
-        logging.getLogger("odbackupd").addHandler(self._tail)
+        top = logging.getLogger("odbackupd")
+        for h in [h for h in top.handlers if isinstance(h, _LogTail) and not h.owner.is_alive()]:
+            top.removeHandler(h)  # left by a run that crashed before finished()
+        top.addHandler(self._tail)
         self._guard("queueing the start notification", lambda: queue.queue_event(
             config, state, config.jobs[job], series, ["start"], lambda ev: self._doc(ev)))
 
