@@ -394,18 +394,28 @@ def cmd_fleet_status(args: argparse.Namespace) -> int:
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
-    from odbackupd.notify.senders import DeliveryError
+    """Through the daemon when it runs and no --config is given (its credentials, its
+    network), else from here."""
+    from odbackupd.notify.senders import DeliveryError, test_message
+
+    from .client import DaemonNotRunning
 
     try:
-        kind = monitoring.notify_test(_config(args), args.name)
-    except LookupError as e:
-        raise CliError(str(e.args[0]), EXIT_NOT_FOUND) from e
-    except DeliveryError as e:
-        raise CliError(f"notifier {args.name}: {e}", EXIT_FAILED) from e
+        if args.config is not None:
+            raise DaemonNotRunning("--config given: sending from odctl")
+        result = _daemon(lambda c: c.call("NotifyTest", "s", args.name))
+        kind, where = result.get("type", "?"), "by the daemon"
+    except DaemonNotRunning:
+        try:
+            kind, where = test_message(_config(args), args.name), "from odctl"
+        except LookupError as e:
+            raise CliError(str(e.args[0]), EXIT_NOT_FOUND) from e
+        except DeliveryError as e:
+            raise CliError(f"notifier {args.name}: {e}", EXIT_FAILED) from e
     if args.json:
-        render.out_json({"notifier": args.name, "delivered": True})
+        render.out_json({"notifier": args.name, "type": kind, "delivered": True})
     elif not args.quiet:
-        print(f"{args.name}: test message delivered ({kind})")
+        print(f"{args.name}: test message delivered ({kind}, sent {where})")
     return EXIT_OK
 
 

@@ -66,22 +66,6 @@ def after_verify(cfg: Any, state: Any, job: Any, series: str, reports: list[dict
     _with_state(cfg, state, record)
 
 
-def notify_test(cfg: Any, name: str) -> str:
-    """Send a test message through notifier ``name``; returns its type. Raises LookupError
-    (no such notifier) or DeliveryError."""
-    from odbackupd.notify import message
-    from odbackupd.notify.senders import send
-
-    notifier = cfg.notify.get(name)
-    if notifier is None:
-        known = ", ".join(sorted(cfg.notify)) or "none configured"
-        raise LookupError(f"no notifier {name!r} (notifiers: {known})")
-    doc = message.document("test", host=cfg.daemon.hostname, series="test", job="test", result="test",
-                           finished=time.time(), log="A test message sent by odctl notify test.")
-    send(notifier, doc)
-    return notifier.type
-
-
 def add_parsers(sub: Any, common: argparse.ArgumentParser, cmd_notify_test: Callable) -> None:
     p = sub.add_parser("notify", parents=[common], help="notifiers ([notify.NAME])")
     nsub = p.add_subparsers(dest="notify_command", metavar="SUBCOMMAND", required=True)

@@ -123,3 +123,19 @@ SENDERS = {"webhook": webhook, "healthchecks": healthchecks, "email": mail}
 
 def send(cfg: Any, doc: dict) -> None:
     SENDERS[cfg.type](cfg, doc)
+
+
+def test_message(config: Any, name: str) -> str:
+    """Send a test message through notifier ``name`` (``odctl notify test``); returns its
+    type. Raises LookupError (no such notifier) or DeliveryError."""
+    import time
+
+    from .message import document
+
+    notifier = config.notify.get(name)
+    if notifier is None:
+        known = ", ".join(sorted(config.notify)) or "none configured"
+        raise LookupError(f"no notifier {name!r} (notifiers: {known})")
+    send(notifier, document("test", host=config.daemon.hostname, series="test", job="test", result="test",
+                            finished=time.time(), log="A test message sent by odctl notify test."))
+    return notifier.type

@@ -32,7 +32,7 @@ from ..runner import JobRun, drop_series, open_destinations, run_job, series_con
 from ..snapshot.builder import COMPLETED, COMPLETED_WITH_WARNINGS, Progress
 from ..state import StateStore
 from .clock import Clock, SystemClock
-from .errors import ControllerError, InvalidArgs, InvalidConfig, NoSuchAccount, NoSuchJob
+from .errors import ControllerError, InvalidArgs, InvalidConfig, NoSuchAccount, NoSuchJob, NoSuchNotifier
 from .errors import NotLoggedIn as NotLoggedInError
 from .scheduler import Scheduler
 
@@ -759,6 +759,21 @@ class Controller:
                 self._emit("job_changed", name, self.job_info(name))
             self._changed_daemon()
             return warnings
+
+    # ---- notifiers -------------------------------------------------------------------------
+    async def notify_test(self, name: str) -> dict:
+        """Send a test message through ``[notify.NAME]`` as the daemon would: with its
+        credentials ($CREDENTIALS_DIRECTORY) and from its network namespace."""
+        from ..notify.senders import DeliveryError, test_message
+
+        config = self.config
+        try:
+            kind = await _in_thread(lambda: test_message(config, name), f"notify-{name}")
+        except LookupError as e:
+            raise NoSuchNotifier(str(e.args[0])) from None
+        except DeliveryError as e:
+            raise ControllerError(f"notifier {name}: {e}") from None
+        return {"notifier": name, "type": kind, "delivered": True}
 
     # ---- accounts and login ------------------------------------------------------------
     def _account(self, account: str) -> Any:
