@@ -106,9 +106,11 @@ class OnceDelivery:
             self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
         if not getattr(self.config, "notify", None):
             return
         self._stop.set()
+        if exc_type is KeyboardInterrupt:
+            return  # the second Ctrl-C: stop at once; the queue keeps what is left
         self._thread.join()
         self._pass(deadline=time.monotonic() + self.final)
