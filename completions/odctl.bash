@@ -13,6 +13,8 @@ _odctl() {
             "config sample") path="config sample" ;;
             "fleet-status") path="fleet-status" ;;
             "jobs") path="jobs" ;;
+            "key") path="key" ;;
+            "key export") path="key export" ;;
             "login") path="login" ;;
             "logout") path="logout" ;;
             "notify") path="notify" ;;
@@ -26,7 +28,7 @@ _odctl() {
         esac
     done
     case "$path" in
-        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore verify notify fleet-status prune" ;;
+        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore verify notify fleet-status prune key" ;;
         "backup-now") words="-h --help --config --json -q --quiet --wait -w" ;;
         "cancel") words="-h --help --config --json -q --quiet" ;;
         "config") words="-h --help --config --json -q --quiet check sample" ;;
@@ -34,16 +36,18 @@ _odctl() {
         "config sample") words="-h --help --config --json -q --quiet" ;;
         "fleet-status") words="-h --help --config --json -q --quiet --destination -d --max-age" ;;
         "jobs") words="-h --help --config --json -q --quiet" ;;
+        "key") words="-h --help --config --json -q --quiet export" ;;
+        "key export") words="-h --help --config --json -q --quiet" ;;
         "login") words="-h --help --config --json -q --quiet --device-code --browser" ;;
         "logout") words="-h --help --config --json -q --quiet" ;;
         "notify") words="-h --help --config --json -q --quiet test" ;;
         "notify test") words="-h --help --config --json -q --quiet" ;;
         "prune") words="-h --help --config --json -q --quiet --dry-run -n" ;;
         "reload") words="-h --help --config --json -q --quiet" ;;
-        "restore") words="-h --help --config --json -q --quiet --to --path --identity -i --destination -d --host" ;;
+        "restore") words="-h --help --config --json -q --quiet --to --path --identity -i --destination -d --host --trusted-key --any-encryption" ;;
         "snapshots") words="-h --help --config --json -q --quiet --destination -d --host" ;;
         "status") words="-h --help --config --json -q --quiet" ;;
-        "verify") words="-h --help --config --json -q --quiet --download --identity -i --destination -d --host" ;;
+        "verify") words="-h --help --config --json -q --quiet --download --identity -i --destination -d --host --trusted-key --any-encryption" ;;
     esac
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$(printf '%s\n' $words | grep -- '^-')" -- "$cur"))

@@ -120,15 +120,22 @@ def run_service(config, args: argparse.Namespace) -> int:  # noqa: ANN001
 
 def run_once(config, job: str) -> int:  # noqa: ANN001
     from .runner import run_job
-    from .state import StateStore
 
     if job not in config.jobs:
         known = ", ".join(sorted(config.jobs)) or "none"
         print(f"odbackupd: no job {job!r} in the configuration (jobs: {known})", file=sys.stderr)
         return EXIT_CONFIG
-    from .notify.deliver import OnceDelivery
+    import sqlite3
 
-    state = StateStore(config.daemon.state_dir / "state.db")
+    from .notify.deliver import OnceDelivery
+    from .statefile import StateUnavailable, explain, open_state
+
+    db = config.daemon.state_dir / "state.db"
+    try:
+        state = open_state(db)
+    except StateUnavailable as e:
+        print(f"odbackupd: {job}: {e}", file=sys.stderr)
+        return EXIT_FAILED
     cancel = _cancel_on_signals()
     try:
         with OnceDelivery(config, state):  # cron users are notified too
@@ -138,6 +145,9 @@ def run_once(config, job: str) -> int:  # noqa: ANN001
     except KeyboardInterrupt:  # the second Ctrl-C: stop at once; the checkpoints stay
         print(f"odbackupd: {job}: interrupted; the next run resumes from the last volume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except sqlite3.Error as e:  # the state directory filled up or went read-only during the run
+        print(f"odbackupd: {job}: {explain(db, e)}; the earlier snapshots are untouched", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         state.close()
     return _report_once(job, run, cancel)
@@ -217,6 +227,8 @@ def _report_once(job: str, run, cancel: threading.Event | None = None) -> int:  
         for dest, names in run.pruned.items():
             if names:
                 print(f"{job}: pruned from {dest}: {', '.join(names)}")
+        for dest, names in run.deferred.items():
+            print(f"{job}: not pruned from {dest} while a restore or verify reads it (next run): {', '.join(names)}")
         for problem in run.prune_errors:
             print(f"odbackupd: {job}: warning: retention failed on {problem}; the snapshot is complete "
                   "and the next run prunes again", file=sys.stderr)

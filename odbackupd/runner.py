@@ -17,11 +17,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from . import signing
 from .destinations.base import Destination, DestinationError, NotLoggedIn
 from .destinations.factory import open_destination
 from .journal import MSG_LOGIN_NEEDED, MSG_RUN_FAILED, MSG_RUN_FINISHED, MSG_RUN_STARTED, MSG_SNAPSHOT_PRUNED
 from .observe import RunObserver
-from .snapshot import retention
+from .snapshot import leases, retention
 from .snapshot.builder import FAILED, JobSpec, Progress, RunResult, SnapshotBuilder
 from .snapshot.catalog import list_snapshots
 from .state import StateStore
@@ -77,6 +78,7 @@ class JobRun:
     result: RunResult
     run_id: int
     pruned: dict[str, list[str]] = field(default_factory=dict)
+    deferred: dict[str, list[str]] = field(default_factory=dict)  # due for pruning but being read
     prune_errors: list[str] = field(default_factory=list)
     busy: bool = False  # another process was running this job: nothing was done
     login_needed: bool = False  # a destination's account needs `odctl login`
@@ -130,6 +132,7 @@ def run_job(
                 spec = replace(spec, sources=tuple(Path(p) for p in sources))
             builder = SnapshotBuilder(
                 spec, dests, state, daemon.spool_dir / "jobs", daemon.hostname,
+                signing_key=signing.load_or_create(daemon.state_dir),
                 upload_workers=1 if all(d.kind == "local" for d in dests) else daemon.max_parallel_uploads,
                 progress=progress, cancel=cancel,
                 skip_paths=[daemon.state_dir, daemon.spool_dir],
@@ -139,11 +142,11 @@ def run_job(
                 login_error = result.error
             run = JobRun(result, run_id)
             if result.ok:
-                _prune(job, dests, daemon.hostname, result.snapshot, run, series)
+                _prune(job, dests, daemon.hostname, result.snapshot, run, series, daemon.state_dir)
     except JobBusy as e:
         result = RunResult(job_name, None, FAILED, str(e))
         run = JobRun(result, run_id, busy=True)
-    except (DestinationError, OSError) as e:
+    except (DestinationError, OSError, signing.SigningError) as e:
         if isinstance(e, NotLoggedIn):
             login_error = e
         result = RunResult(job_name, None, FAILED, str(e))
@@ -156,6 +159,7 @@ def run_job(
         "warnings": result.warning_counts, "resumed": result.resumed,
         "reused_volumes": result.reused_volumes, "pruned": run.pruned,
         "prune_errors": run.prune_errors,
+        **({"deferred": run.deferred} if run.deferred else {}),
     }
     if m is not None:
         stats.update(files=m.files, data_bytes=m.data_bytes, stored_bytes=m.stored_bytes,
@@ -193,17 +197,26 @@ def _log_login_needed(config: object, job: object, err: NotLoggedIn, fields: dic
 
 def apply_retention(
     job: object, dest: Destination, host: str, protect: Sequence[str] = (), dry_run: bool = False,
-    series: str | None = None,
+    series: str | None = None, state_dir: Path | None = None,
 ) -> retention.RetentionPlan:
     """Plan the job's retention on one destination and, unless ``dry_run``, delete. Only
     ``host``'s snapshots are looked at: servers sharing a destination and a job name never
-    prune each other's."""
+    prune each other's. ``state_dir``: where readers' leases are (snapshot/leases.py); a
+    snapshot a restore or verify is reading is deferred (``plan.deferred``), not deleted."""
     policy = retention.RetentionPolicy.from_job(job)
     series = series or job.name  # type: ignore[attr-defined]
     plan = retention.plan(list_snapshots(dest, series, host).complete, policy, protect=protect)
     if not dry_run:
-        for m in plan.delete:
-            dest.delete_snapshot(m.location, m.snapshot)
+        for m in list(plan.delete):
+            with leases.deleting(state_dir, series, m.snapshot) as free:
+                if not free:
+                    plan.delete.remove(m)
+                    plan.deferred.append(m)
+                    log.info("job %s: snapshot %s on %s is being read (restore or verify); its deletion "
+                             "is deferred to the next run", m.job, m.snapshot, dest.describe(),
+                             extra={"journal_fields": {"JOB": m.job, "SNAPSHOT": m.snapshot}})
+                    continue
+                dest.delete_snapshot(m.location, m.snapshot)
             log.info("job %s: pruned snapshot %s from %s (%s)", m.job, m.snapshot, dest.describe(),
                      ", ".join(plan.reasons[m.snapshot]),
                      extra={"journal_fields": {"JOB": m.job, "SNAPSHOT": m.snapshot,
@@ -211,13 +224,17 @@ def apply_retention(
     return plan
 
 
-def _prune(job: object, dests: list[Destination], host: str, keep: str | None, run: JobRun, series: str) -> None:
+def _prune(job: object, dests: list[Destination], host: str, keep: str | None, run: JobRun, series: str,
+           state_dir: Path | None = None) -> None:
     """Retention after a successful run: a failure is reported, never fails the run."""
     for d in dests:
         try:
-            plan = apply_retention(job, d, host, protect=[keep] if keep else [], series=series)
+            plan = apply_retention(job, d, host, protect=[keep] if keep else [], series=series,
+                                   state_dir=state_dir)
             run.pruned[d.name] = [m.snapshot for m in plan.delete]
             run.kept[d.name] = plan.keep
+            if plan.deferred:
+                run.deferred[d.name] = [m.snapshot for m in plan.deferred]
         except (DestinationError, OSError) as e:
             run.prune_errors.append(f"{d.name}: {e}")
             log.warning("job %s: retention on %s failed (the snapshot is complete; the next run prunes "
@@ -233,7 +250,8 @@ def prune_job(
     for d in open_destinations(config, job, state):
         try:
             plans[d.name] = apply_retention(job, d, config.daemon.hostname,  # type: ignore[attr-defined]
-                                            dry_run=dry_run, series=series)
+                                            dry_run=dry_run, series=series,
+                                            state_dir=config.daemon.state_dir)  # type: ignore[attr-defined]
         finally:
             d.close()
     return plans

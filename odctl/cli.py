@@ -24,13 +24,10 @@ from odbackupd.bus.names import (  # noqa: F401 - re-exported: odctl(1)'s exit c
     EXIT_ACCESS_DENIED, EXIT_BUSY, EXIT_FAILED, EXIT_INTEGRITY, EXIT_NOT_FOUND,
     EXIT_NOT_LOGGED_IN, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE, exit_codes_epilog)
 
-from . import fleet, monitoring, render
+from . import fleet, lease, monitoring, render, trust
+from .errors import CliError
 
 
-class CliError(Exception):
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _config(args: argparse.Namespace):  # noqa: ANN202
@@ -55,7 +52,9 @@ def _job(config, name: str):  # noqa: ANN001, ANN202
     return job, name
 
 
-def _destination(config, job, name: str | None):  # noqa: ANN001, ANN202
+def _destination(config, job, name: str | None, state: bool = False):  # noqa: ANN001, ANN202
+    """``state``: give the destination the state database (only prune needs it: it cancels
+    the upload sessions of what it deletes); listing, restore and verify never open it."""
     from odbackupd.destinations.factory import open_destination
 
     if name is None:
@@ -63,16 +62,22 @@ def _destination(config, job, name: str | None):  # noqa: ANN001, ANN202
     elif name not in job.destinations:
         raise CliError(f"job {job.name!r} does not go to destination {name!r} "
                        f"(it goes to: {', '.join(job.destinations)})", EXIT_USAGE)
-    return open_destination(config, name, _state(config))
+    return open_destination(config, name, _state(config) if state else None)
 
 
 def _state(config):  # noqa: ANN001, ANN202
-    """The state database, when this user may read it (tokens live there for OneDrive)."""
+    """The state database, when this user may read it and it opens (a damaged one is the
+    daemon's to move aside; odctl goes on without it)."""
+    import sqlite3
+
     from odbackupd.state import StateStore
 
     p = config.daemon.state_dir / "state.db"
     if p.exists() and os.access(p, os.R_OK | os.W_OK):
-        return StateStore(p)
+        try:
+            return StateStore(p)
+        except sqlite3.Error:
+            return None
     return None
 
 
@@ -103,6 +108,8 @@ def _identities(paths: Sequence[Path]) -> list:
 
 
 def _manifest_row(m) -> dict[str, Any]:  # noqa: ANN001
+    from odbackupd.signing import signed_by
+
     return {
         "snapshot": m.snapshot,
         "time": render.iso(m.started),
@@ -113,6 +120,8 @@ def _manifest_row(m) -> dict[str, Any]:  # noqa: ANN001
         "stored_bytes": m.stored_bytes,
         "volumes": len(m.volumes),
         "encrypted": m.encrypted,
+        "sequence": m.sequence,
+        "signed_by": signed_by(m.raw or {}) or "",  # the key's fingerprint, unchecked ("" unsigned)
         "status": "completed with warnings" if m.warnings else "completed",
         "warnings": m.warnings,
     }
@@ -202,7 +211,7 @@ def _daemon_snapshots(args: argparse.Namespace) -> tuple[str, dict]:
                "volumes": r.get("volumes", 0),
                # the words the offline listing and the run results use (the daemon says "complete")
                "status": "completed with warnings" if r.get("warnings") else "completed"}
-        row.update({k: r[k] for k in ("host", "kind", "encrypted", "warnings") if k in r})
+        row.update({k: r[k] for k in ("host", "kind", "encrypted", "warnings", "sequence", "signed_by") if k in r})
         dest["snapshots"].append(row)
     return args.job, result
 
@@ -271,17 +280,20 @@ def cmd_restore(args: argparse.Namespace) -> int:
     cfg = _config(args)
     job, series = _job(cfg, args.job)
     ids = _identities(args.identity)
+    policy = trust.policy(args, job)
     d = _destination(cfg, job, args.destination)
     try:
         m = _find(d, series, args.snapshot, _host(args, cfg))
+        authentic = trust.check(m, policy)
         if m.encrypted and not ids:
             raise CliError(f"snapshot {m.snapshot} is encrypted: give the age identity with --identity FILE",
                            EXIT_USAGE)
         bar = render.Progress(f"restore {m.snapshot}", enabled=not args.quiet and not args.json)
         t0 = time.monotonic()
         try:
-            stats = restore_snapshot(d, m, args.to, identities=ids, paths=args.path,
-                                     on_progress=bar.update if bar.enabled else None)
+            with lease.reading(cfg, d, series, m, args.quiet):
+                stats = restore_snapshot(d, m, args.to, identities=ids, paths=args.path,
+                                         on_progress=bar.update if bar.enabled else None, authentic=authentic)
         except KeyboardInterrupt as e:
             raise CliError(f"interrupted: {args.to} holds a partial restore of {m.snapshot}; run the same "
                            "command again to complete it (files are rewritten whole)", 130) from e
@@ -325,6 +337,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     cfg = _config(args)
     job, series = _job(cfg, args.job)
     ids = _identities(args.identity)
+    policy = trust.policy(args, job)
     names = [args.destination] if args.destination else list(job.destinations)
     reports = []
     for name in names:
@@ -336,11 +349,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 manifests = [_find(d, series, args.snapshot, _host(args, cfg))]
             for m in manifests:
                 try:
-                    rep = verify_snapshot(d, m, download=args.download, identities=ids)
+                    authentic = trust.check(m, policy)
+                except CliError as e:  # untrusted: reported like a damaged snapshot, exit 4
+                    reports.append({"destination": name, "snapshot": m.snapshot, "ok": False, "volumes": 0,
+                                    "bytes": 0, "method": "manifest checked", "problems": [str(e)]})
+                    continue
+                try:
+                    with lease.reading(cfg, d, series, m, args.quiet):
+                        rep = verify_snapshot(d, m, download=args.download, identities=ids)
                 except WrongIdentity as e:
                     raise CliError(str(e), EXIT_USAGE) from e
                 reports.append({"destination": name, "snapshot": m.snapshot, "ok": rep.ok,
-                                "volumes": rep.volumes, "bytes": rep.bytes, "method": rep.method,
+                                "volumes": rep.volumes, "bytes": rep.bytes,
+                                "method": rep.method + ("; signed by the trusted key" if authentic else ""),
                                 "problems": rep.problems})
         finally:
             d.close()
@@ -370,14 +391,16 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if args.json:
         render.out_json({"dry_run": args.dry_run, "destinations": {
             n: {"keep": [m.snapshot for m in p.keep], "delete": [m.snapshot for m in p.delete],
-                "reasons": p.reasons} for n, p in plans.items()}})
+                "deferred": [m.snapshot for m in p.deferred], "reasons": p.reasons} for n, p in plans.items()}})
         return EXIT_OK
+    from odbackupd.snapshot.manifest import order_key
+
     verb = "would delete" if args.dry_run else "deleted"
     for n, p in plans.items():
         rows = [[m.snapshot, render.iso(m.started), render.size(m.stored_bytes),
-                 "keep" if m in p.keep else verb, ", ".join(p.reasons.get(m.snapshot, []))]
-                for m in p.keep + p.delete]
-        rows.sort()
+                 "keep" if m in p.keep else "deferred (being read)" if m in p.deferred else verb,
+                 ", ".join(p.reasons.get(m.snapshot, []))]
+                for m in sorted(p.keep + p.delete + p.deferred, key=order_key)]  # the series' order
         if not args.quiet:
             print(f"{n}:")
         render.table(["SNAPSHOT", "TIME", "STORED", "ACTION", "WHY"], rows)
@@ -818,6 +841,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--destination", "-d", metavar="NAME",
                    help="restore from this destination (default: the job's first)")
     p.add_argument("--host", metavar="HOST", help=HOST_HELP)
+    trust.add_arguments(p)
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("verify", parents=[common], help="check a snapshot's volumes against its manifest")
@@ -828,6 +852,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="age identity file, to decrypt with --download; repeatable")
     p.add_argument("--destination", "-d", metavar="NAME", help="only this destination (default: all of the job's)")
     p.add_argument("--host", metavar="HOST", help=HOST_HELP)
+    trust.add_arguments(p)
     p.set_defaults(func=cmd_verify)
 
     monitoring.add_parsers(sub, common, cmd_notify_test)
@@ -837,6 +862,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job", metavar="JOB", help=SERIES_HELP)
     p.add_argument("--dry-run", "-n", action="store_true", help="show what would be deleted")
     p.set_defaults(func=cmd_prune)
+
+    trust.add_key_parser(sub, common, lambda args: trust.key_export(_config(args), args))
     return ap
 
 

@@ -256,6 +256,14 @@ def _check_job(
             problem = _source_problem(s)
             if problem:
                 r.error((*path, "sources", i), problem)
+        key = t.get("trusted_key")
+        if key is not None:
+            from ..signing import SigningError, load_public_key
+
+            try:
+                load_public_key(key)
+            except SigningError as e:
+                r.error((*path, "trusted_key"), str(e))
 
 
 def _check_triggers(

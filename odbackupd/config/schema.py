@@ -380,6 +380,15 @@ class JobConfig:
         "keep the identities offline. Unset or empty: the job is not encrypted.",
         example=[SAMPLE_RECIPIENT],
     )
+    trusted_key: Path | None = key(  # noqa: RUF009 - key() returns a Field
+        None,
+        kind=PathKind(),
+        doc="The public key that signs this job's snapshots (what `odctl key export` prints on "
+        "the host that makes them). odctl verify and restore then refuse a snapshot that is "
+        "unsigned or signed by another key. Set it where snapshots are restored, e.g. on "
+        "another machine; --trusted-key FILE does the same for one command.",
+        example="/etc/odbackupd/web1-signing.pub",
+    )
     volume_size: int = key(
         64 * MiB,
         kind=Size(MiB, maximum=250 * 1024**3),

@@ -71,7 +71,8 @@ class OneDriveDestination(Destination):
         self.tokens = tokens
         self.client = GraphClient(
             tokens, account.graph_url, self.session,
-            gate_for(f"{account.authority_url}|{account.client_id}"), account=account.name,
+            gate_for(f"{account.authority_url}|{account.client_id}", getattr(daemon, "state_dir", None)),
+            account=account.name,
         )
         self.slots = upload_slots(parallel)
         self.limiter = bandwidth_limiter(getattr(daemon, "bandwidth_limit", None))

@@ -11,13 +11,18 @@ uploads of the daemon, whatever job or destination they belong to.
 from __future__ import annotations
 
 import email.utils
+import fcntl
+import hashlib
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 __all__ = [
     "Cancelled",
     "RetryAfterGate",
+    "SharedDeadline",
     "TokenBucket",
     "UploadSlots",
     "bandwidth_limiter",
@@ -63,12 +68,15 @@ class RetryAfterGate:
     """A time before which no request of one app may be sent.
 
     ``block(seconds)`` only ever moves the gate later; ``wait()`` sleeps until it has
-    passed. Monotonic time, so a clock step does not open or stall the gate.
+    passed. Monotonic time, so a clock step does not open or stall the gate. With a
+    ``shared`` file (:class:`SharedDeadline`) the gate is also every other process's on
+    this host: a run or odctl started right after another one was throttled waits too.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, shared: "SharedDeadline | None" = None) -> None:
         self._until = 0.0
         self._lock = threading.Lock()
+        self._shared = shared
         self.waits = 0  # how often a request had to wait (for tests and status)
 
     def block(self, seconds: float) -> None:
@@ -76,10 +84,15 @@ class RetryAfterGate:
         with self._lock:
             if until > self._until:
                 self._until = until
+        if self._shared is not None:
+            self._shared.extend(until)
 
     def remaining(self) -> float:
         with self._lock:
-            return max(0.0, self._until - time.monotonic())
+            until = self._until
+        if self._shared is not None:
+            until = max(until, self._shared.read())
+        return max(0.0, until - time.monotonic())
 
     def wait(self, cancel: threading.Event | None = None) -> None:
         while True:
@@ -91,17 +104,92 @@ class RetryAfterGate:
             _sleep(left, cancel)
 
 
-_gates: dict[str, RetryAfterGate] = {}
+_gates: dict[tuple[str, str], RetryAfterGate] = {}
 _gates_lock = threading.Lock()
 
 
-def gate_for(app_key: str) -> RetryAfterGate:
-    """The one gate of an app (e.g. ``authority|client_id``) in this process."""
+def gate_for(app_key: str, state_dir: Path | None = None) -> RetryAfterGate:
+    """The one gate of an app (e.g. ``authority|client_id``) in this process; with a
+    ``state_dir``, shared with the host's other processes through a file there."""
     with _gates_lock:
-        gate = _gates.get(app_key)
+        key = (app_key, str(state_dir or ""))
+        gate = _gates.get(key)
         if gate is None:
-            gate = _gates[app_key] = RetryAfterGate()
+            shared = SharedDeadline(state_dir, app_key) if state_dir is not None else None
+            gate = _gates[key] = RetryAfterGate(shared)
         return gate
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+class SharedDeadline:
+    """``STATE_DIR/throttle/APP``: the gate's deadline as ``BOOT_ID MONOTONIC``, which every
+    process of the host reads before it sends (CLOCK_MONOTONIC is one clock for the whole
+    host until reboot; a deadline from another boot is void). Best effort: a state
+    directory this user cannot read or write leaves the gate per process."""
+
+    def __init__(self, state_dir: Path, app_key: str) -> None:
+        name = hashlib.sha256(app_key.encode()).hexdigest()[:16]
+        self.path = Path(state_dir) / "throttle" / name
+        self.boot = _boot_id()
+        self._seen: tuple[int, int] | None = None  # (inode, mtime_ns) of the file last read
+        self._value = 0.0
+
+    def _own(self, path: Path, fd: int | None = None) -> None:
+        """What root makes here belongs to the state directory's owner (the service's user)."""
+        if os.geteuid() == 0:
+            st = self.path.parent.parent.stat()
+            if fd is None:
+                os.chown(path, st.st_uid, st.st_gid)
+            else:
+                os.fchown(fd, st.st_uid, st.st_gid)
+
+    def _parse(self, text: str) -> float:
+        boot, _, until = text.strip().partition(" ")
+        try:
+            return float(until) if boot == self.boot else 0.0
+        except ValueError:
+            return 0.0
+
+    def read(self) -> float:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return 0.0
+        if self._seen != (st.st_ino, st.st_mtime_ns):
+            try:
+                self._value = self._parse(self.path.read_text())
+            except OSError:
+                return 0.0
+            self._seen = (st.st_ino, st.st_mtime_ns)
+        return self._value
+
+    def extend(self, until: float) -> None:
+        try:
+            if not self.path.parent.is_dir():
+                self.path.parent.mkdir(mode=0o700)
+                self._own(self.path.parent)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            self._own(self.path, fd)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            current = self._parse(os.read(fd, 200).decode(errors="replace"))
+            if until > current:
+                data = f"{self.boot} {until:.3f}\n".encode()
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.ftruncate(fd, 0)
+                os.write(fd, data)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 class TokenBucket:

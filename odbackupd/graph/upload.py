@@ -21,6 +21,7 @@ A file that fits in one chunk (including an empty one) goes up with one simple `
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from datetime import datetime
@@ -141,8 +142,10 @@ class Uploader:
         offset: int | None = None
         if rec is not None:
             offset = self._resume(item_path, remote, rec, size, quickxor, cancel)
-            if isinstance(offset, dict):
-                return offset  # it was complete already
+            if isinstance(offset, dict):  # it was complete already (renamed, if it had to be)
+                item = self._finish(rec, item_path, remote, offset, cancel)
+                self._forget(remote)
+                return item
             if offset is None:
                 rec = None
         reported = offset or 0
@@ -158,8 +161,9 @@ class Uploader:
                 if offset >= size:
                     # every byte is there but no answer said the file was made: look at it;
                     # a session stuck holding everything uncommitted is started over
-                    item = self._item_if_matches(item_path, size, quickxor)
+                    item = self._item_if_matches(self._where(rec, item_path), size, quickxor)
                     if item is not None:
+                        item = self._finish(rec, item_path, remote, item, cancel)
                         self._forget(remote)
                         return item
                     failures += 1
@@ -212,7 +216,7 @@ class Uploader:
                     else:
                         raise error_from(resp, f"uploading {remote}")
                 except _SessionGone:
-                    item = self._item_if_matches(item_path, size, quickxor)
+                    item = self._item_if_matches(self._where(rec, item_path), size, quickxor)
                     if item is not None:
                         done = item
                     else:
@@ -227,6 +231,7 @@ class Uploader:
                     if resp is not None:
                         resp.close()
                 if done is not None:
+                    done = self._finish(rec, item_path, remote, done, cancel)
                     self._forget(remote)
                     if progress and size > reported:
                         progress(size - reported)
@@ -243,14 +248,49 @@ class Uploader:
         item: dict = {"@microsoft.graph.conflictBehavior": "replace"}
         if self.send_file_size:
             item["fileSize"] = size
-        body = self.client.request(
-            "POST", item_path + ":/createUploadSession", what=f"starting the upload of {remote}",
-            ok=(200,), json={"item": item}, cancel=cancel,
-        ).json()
+
+        def create(path: str) -> dict:
+            return self.client.request(
+                "POST", path + ":/createUploadSession", what=f"starting the upload of {remote}",
+                ok=(200,), json={"item": item}, cancel=cancel,
+            ).json()
+
+        alt = None
+        try:
+            body = create(item_path)
+        except GraphError as e:
+            if e.status != 409:
+                raise
+            # A session for this name is pending that no one knows the URL of (a process
+            # killed between createUploadSession and saving it, or its answer lost): it
+            # cannot be cancelled and blocks the name until it expires. Upload under a
+            # name of our own and rename the file when it is complete.
+            alt = f"{item_path}.{secrets.token_hex(4)}.upload"
+            log.info("uploading %s: OneDrive holds an upload session for it that was lost; uploading "
+                     "as %s and renaming it when complete", remote, alt.rsplit("/", 1)[-1])
+            body = create(alt)
         rec = {"uploadUrl": body["uploadUrl"], "expiry": body.get("expirationDateTime"),
                "offset": 0, "size": size, "sha256": sha256}
+        if alt is not None:
+            rec["as"] = alt
         self._save(remote, rec)
         return rec
+
+    @staticmethod
+    def _where(rec: dict | None, item_path: str) -> str:
+        """Where a session's file appears: its own name when it had to take another one."""
+        return (rec or {}).get("as") or item_path
+
+    def _finish(self, rec: dict | None, item_path: str, remote: str, item: dict,
+                cancel: threading.Event | None = None) -> dict:
+        """The complete file, renamed to its name when it was uploaded under another."""
+        alt = (rec or {}).get("as")
+        if not alt:
+            return item
+        return self.client.request(
+            "PATCH", alt, what=f"renaming the upload of {remote}", ok=(200,), cancel=cancel,
+            json={"name": item_path.rsplit("/", 1)[-1], "@microsoft.graph.conflictBehavior": "replace"},
+        ).json()
 
     def _resume(self, item_path: str, remote: str, rec: dict, size: int, quickxor: str,
                 cancel: threading.Event | None) -> int | dict | None:
@@ -261,8 +301,9 @@ class Uploader:
                 raise _SessionGone()
             offset = self._status(rec, cancel)
         except _SessionGone:
-            item = self._item_if_matches(item_path, size, quickxor)
-            self._forget(remote)
+            item = self._item_if_matches(self._where(rec, item_path), size, quickxor)
+            if item is None:
+                self._forget(remote)
             return item
         log.info("uploading %s: resuming the upload session at byte %d of %d", remote, offset, size)
         return offset

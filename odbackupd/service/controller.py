@@ -29,6 +29,7 @@ from .. import __version__
 from ..config import Config, ConfigError, load_config
 from ..metrics import note_login
 from ..runner import JobRun, drop_series, open_destinations, run_job, series_config
+from ..signing import signed_by
 from ..snapshot.builder import COMPLETED, COMPLETED_WITH_WARNINGS, Progress
 from ..state import StateStore
 from .clock import Clock, SystemClock
@@ -242,7 +243,9 @@ class Controller:
         self._changed_daemon()
 
     def _open_state(self) -> StateStore:
-        return StateStore(self.config.daemon.state_dir / "state.db")
+        from ..statefile import open_state
+
+        return open_state(self.config.daemon.state_dir / "state.db")
 
     async def stop(self, timeout: float = 60) -> None:
         """Cancel everything (uploads checkpoint), wait up to ``timeout``, close the state."""
@@ -433,6 +436,7 @@ class Controller:
                             "finished": m.finished, "files": m.files, "data_bytes": m.data_bytes,
                             "stored_bytes": m.stored_bytes, "volumes": len(m.volumes), "status": "complete",
                             "host": m.host, "kind": m.kind, "encrypted": m.encrypted,
+                            "sequence": m.sequence, "signed_by": signed_by(m.raw or {}) or "",
                             "warnings": dict(m.warnings),  # counts per kind, as offline
                         })
                 except DestNotLoggedIn as e:

@@ -56,7 +56,13 @@ class Service:
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         ctl = self.controller
         ctl.subscribe(self._on_event)
-        await ctl.start()
+        from ..statefile import StateUnavailable
+
+        try:
+            await ctl.start()
+        except StateUnavailable as e:  # read-only or full state directory: one line, exit 1
+            log.error("%s", e)
+            return 1
         delivery = Delivery(lambda: ctl.config, ctl.state)  # notifications, metrics file
         delivery.start()
         transport = None

@@ -27,7 +27,9 @@ from .. import __version__
 from ..config.units import human_size, plural
 from ..destinations.base import MANIFEST_NAME, Destination, DestinationError, Expected, StoredObject
 from ..state import StateStore
-from .catalog import SNAPSHOT_ID_RE, series_folder
+from . import chain
+from .catalog import SNAPSHOT_ID_RE, next_in_series, series_folder
+from .completed import finish_if_stored
 from .manifest import Manifest, new_snapshot_id
 from .mounts import FSTAB, MOUNTINFO, unmounted_sources
 from .tarstream import TarCheckpoint, TarStream
@@ -185,8 +187,11 @@ class SnapshotBuilder:
         clock: Callable[[], float] = time.time,
         fstab: Path = FSTAB,
         mountinfo: Path = MOUNTINFO,
+        signing_key: object | None = None,
     ) -> None:
-        """``fstab``/``mountinfo``: where the unmounted-source check reads (tests pass files)."""
+        """``fstab``/``mountinfo``: where the unmounted-source check reads (tests pass files).
+        ``signing_key``: the Ed25519 key that signs the manifest (odbackupd/signing.py)."""
+        self.signing_key = signing_key
         self.fstab, self.mountinfo = fstab, mountinfo
         if not destinations:
             raise ValueError("a snapshot needs at least one destination")
@@ -260,6 +265,9 @@ class SnapshotBuilder:
 
             recipients = [parse_recipient(r) for r in self.job.recipients]
         inprog = self.state.inprogress(job)
+        if inprog is not None and finish_if_stored(self.dests, self.folder, inprog.snapshot):
+            self.state.forget(job)  # its manifest is stored: done, not to be "resumed"
+            inprog = None
         resuming = inprog is not None and inprog.params == params
         # a new snapshot needs about what the last one took: a drive without that much
         # room is a clear error now, not a 507 after an hour of uploading
@@ -343,6 +351,7 @@ class SnapshotBuilder:
         self._emit_progress(force=True)
         records = self.state.volumes(job, snapshot)
         last_cp = TarCheckpoint.from_json(records[-1].checkpoint["tar"])
+        sequence, previous = next_in_series(self.dests, job, snapshot, self.hostname)
         manifest = Manifest(
             job=job, snapshot=snapshot, host=self.hostname, started=started, finished=self.clock(),
             tool_version=__version__,
@@ -356,10 +365,11 @@ class SnapshotBuilder:
             data_bytes=last_cp.stats.data_bytes, tar_bytes=last_cp.offset,
             volumes=[{k: v for k, v in r.info.items() if k != "index"} for r in records],
             warnings=dict(self._warning_counts),
-            resumes=resumes,
+            resumes=resumes, sequence=sequence, previous=previous,
+            chain=chain.manifest_field() if all("chain" in r.checkpoint for r in records) else None,
         )
         manifest.folder = self.folder
-        data = manifest.dumps()
+        data = manifest.dumps(sign_with=self.signing_key)
         try:
             for d in self.dests:
                 d.put_bytes(self.folder, snapshot, MANIFEST_NAME, data)
@@ -493,48 +503,72 @@ class SnapshotBuilder:
         # destination) can still be checked against OneDrive's own hashes.
         quickxor = True
         vol: VolumeWriter | None = None
+        # A volume cut at the size limit is sealed once the next chunk shows another volume
+        # follows; the last one gets the snapshot's end marker first (chain.py).
+        ended: _Ended | None = None
+        prev = self._chain_prev(job, snapshot, index)
         limit = self.job.volume_size
         try:
             for chunk in stream:
+                if ended is not None:
+                    seals.append(sealer.submit(self._seal, job, snapshot, spool, ended, pool, futures, slots))
+                    ended = None
                 if vol is None:
                     self._acquire(slots)
-                    vol = VolumeWriter(spool, index, stream.cp.offset - len(chunk), cctx, recipients, quickxor)
+                    start = stream.cp.offset - len(chunk)
+                    header = b"" if prev is None else chain.volume_header(job, snapshot, index, start, prev)
+                    vol = VolumeWriter(spool, index, start, cctx, recipients, quickxor, header)
                     self.progress.current_volume = vol.name
                 vol.write(chunk)
                 cp = stream.cp
                 self.progress.files, self.progress.data_bytes = cp.stats.files, cp.stats.data_bytes
                 self.progress.tar_bytes = cp.offset
                 if vol.estimated_size() >= limit:
-                    seals.append(self._cut(job, snapshot, spool, vol, stream, sealer, pool, futures, slots))
-                    vol, index = None, index + 1
+                    ended, vol, index = self._end(vol, stream, prev is not None), None, index + 1
+                    prev = ended.digest
                 self._check()
                 self._emit_progress()
             if vol is not None:
-                seals.append(self._cut(job, snapshot, spool, vol, stream, sealer, pool, futures, slots))
-                vol = None
+                ended, vol = self._end(vol, stream, prev is not None), None
+            if ended is not None:
+                ended.cp = stream.checkpoint()  # the stream's end: a finished checkpoint
+                if ended.digest is not None:
+                    ended.vol.append(chain.end_marker(job, snapshot, ended.vol.index, ended.cp.offset))
+                seals.append(sealer.submit(self._seal, job, snapshot, spool, ended, pool, futures, slots))
+                ended = None
             for f in seals:
                 f.result()  # every volume recorded (and its upload queued) before we go on
         finally:
-            if vol is not None:
-                vol.abort()
-                slots.release()
+            for v in (vol, ended.vol if ended is not None else None):
+                if v is not None:
+                    v.abort()
+                    slots.release()
             sealer.shutdown(wait=True)
 
-    def _cut(
-        self, job: str, snapshot: str, spool: Path, vol: VolumeWriter, stream: TarStream,
-        sealer: ThreadPoolExecutor, pool: ThreadPoolExecutor, futures: list[Future], slots: threading.Semaphore,
-    ) -> Future:
-        """End ``vol`` at the current checkpoint and hand it to the sealer."""
+    def _chain_prev(self, job: str, snapshot: str, index: int) -> str | None:
+        """What the chain header of volume ``index`` names as the volume before it; None
+        when the volumes before it carry no chain (a snapshot begun by an older version)."""
+        if index == 1:
+            return chain.ZERO
+        records = self.state.volumes(job, snapshot)
+        return records[-1].checkpoint.get("chain") if records else None
+
+    def _end(self, vol: VolumeWriter, stream: TarStream, chained: bool) -> "_Ended":
+        """End ``vol``'s zstd frame at the current checkpoint."""
         vol.end_frame()
         cp = stream.checkpoint()
         with self._lock:
             warnings = dict(self._warning_counts)
-        return sealer.submit(self._seal, job, snapshot, spool, vol, cp, warnings, pool, futures, slots)
+        return _Ended(vol, cp, warnings, vol.plain_digest() if chained else None)
 
     def _seal(
-        self, job: str, snapshot: str, spool: Path, vol: VolumeWriter, cp: TarCheckpoint, warnings: dict,
+        self, job: str, snapshot: str, spool: Path, ended: "_Ended",
         pool: ThreadPoolExecutor, futures: list[Future], slots: threading.Semaphore,
     ) -> None:
+        vol, cp = ended.vol, ended.cp
+        checkpoint = {"tar": cp.to_json(), "warnings": ended.warnings}
+        if ended.digest is not None:
+            checkpoint["chain"] = ended.digest
         try:
             info = vol.finish()
         except BaseException as e:
@@ -543,9 +577,7 @@ class SnapshotBuilder:
             self._fail(e)
             raise
         try:
-            self.state.add_volume(
-                job, snapshot, info.index, info.to_json(), {"tar": cp.to_json(), "warnings": warnings}
-            )
+            self.state.add_volume(job, snapshot, info.index, info.to_json(), checkpoint)
         except BaseException as e:
             slots.release()
             self._fail(e)
@@ -586,6 +618,16 @@ class SnapshotBuilder:
             raise
         finally:
             slots.release()
+
+
+@dataclass
+class _Ended:
+    """A volume whose zstd frame has ended, waiting to be sealed."""
+
+    vol: VolumeWriter
+    cp: TarCheckpoint
+    warnings: dict
+    digest: str | None  # SHA-256 of its plaintext, for the next volume's chain header
 
 
 def _fingerprint(recipient: str) -> str:

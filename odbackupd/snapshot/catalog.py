@@ -17,7 +17,7 @@ import socket
 from dataclasses import dataclass, field
 
 from ..destinations.base import MANIFEST_NAME, Destination, DestinationError
-from .manifest import Manifest, ManifestError
+from .manifest import Manifest, ManifestError, order_key
 
 log = logging.getLogger("odbackupd.snapshot")
 
@@ -92,7 +92,7 @@ def list_snapshots(dest: Destination, series: str, host: str | None = None) -> L
             bad.append((f"{series}/{name}", f"manifest names {m.job}/{m.snapshot}"))
         else:
             complete.append(m)
-    complete.sort(key=lambda m: (m.started, m.snapshot))
+    complete.sort(key=order_key)
     return Listing(complete, incomplete, bad, legacy_incomplete)
 
 
@@ -118,3 +118,22 @@ def find_snapshot(dest: Destination, series: str, ref: str | None, host: str | N
         f"{ref!r} matches {len(matches)} snapshots of job {series!r}: "
         + ", ".join(m.snapshot for m in matches[:5])
     )
+
+
+def next_in_series(dests: list[Destination], job: str, snapshot: str, host: str | None = None) -> tuple[int, str | None]:
+    """The sequence number and predecessor of a new snapshot of ``job``: one after the
+    highest any destination holds (a counter the snapshots carry, so a clock set back
+    cannot make the newest snapshot sort oldest)."""
+    best: Manifest | None = None
+    for d in dests:
+        for m in list_snapshots(d, job, host).complete:
+            if m.snapshot != snapshot and (best is None or order_key(m) > order_key(best)):
+                best = m
+    if best is None:
+        return 1, None
+    return (best.sequence or _legacy_count(dests, job, host)) + 1, best.snapshot
+
+
+def _legacy_count(dests: list[Destination], job: str, host: str | None) -> int:
+    """Snapshots made before there were sequence numbers are numbered by their count."""
+    return max((len(list_snapshots(d, job, host).complete) for d in dests), default=0)

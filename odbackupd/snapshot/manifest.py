@@ -35,6 +35,12 @@ def parse_iso(s: str) -> float:
     return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 
 
+def order_key(m: "Manifest") -> tuple:
+    """Oldest first: by the sequence the snapshots carry; start time only breaks ties
+    among snapshots made before there was one."""
+    return (m.sequence, m.started, m.snapshot)
+
+
 @dataclass
 class Manifest:
     job: str
@@ -55,6 +61,12 @@ class Manifest:
     warnings: dict[str, int] = field(default_factory=dict)
     resumes: int = 0
     kind: str = "full"
+    # the series' order (1, 2, ...; 0: made before snapshots carried one) and the snapshot
+    # before this one: what "latest" and keep_last go by, never the wall clock
+    sequence: int = 0
+    previous: str | None = None
+    chain: dict[str, Any] | None = None  # the volumes carry chain headers (snapshot/chain.py)
+    raw: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # as loaded (signing.py)
     # where the snapshot folder's parent is on the destination (``HOST/SERIES``, or ``SERIES``
     # in the layout before 0.2): set by the catalog when it lists, never stored
     folder: str = field(default="", compare=False, repr=False)
@@ -93,11 +105,20 @@ class Manifest:
             },
             "warnings": self.warnings,
             "resumes": self.resumes,
+            "sequence": self.sequence,
+            "previous": self.previous,
+            **({"chain": self.chain} if self.chain else {}),
             "volumes": self.volumes,
         }
 
-    def dumps(self) -> bytes:
-        return (json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n").encode()
+    def dumps(self, sign_with: Any = None) -> bytes:
+        """The manifest file; signed with ``sign_with`` (an Ed25519 key, signing.py)."""
+        doc = self.to_json()
+        if sign_with is not None:
+            from ..signing import sign
+
+            doc = sign(doc, sign_with)
+        return (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode()
 
     @classmethod
     def loads(cls, data: bytes) -> "Manifest":
@@ -124,6 +145,8 @@ class Manifest:
                 data_bytes=c["data_bytes"], tar_bytes=c["tar_bytes"], volumes=vols,
                 warnings=d.get("warnings", {}), resumes=d.get("resumes", 0),
                 kind=d.get("kind", "full"),
+                sequence=int(d.get("sequence") or 0), previous=d.get("previous"),
+                chain=d.get("chain"), raw=d,
             )
         except ManifestError:
             raise

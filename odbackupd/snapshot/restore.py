@@ -21,6 +21,7 @@ import stat
 import tarfile
 import tempfile
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty, Full, Queue
@@ -30,6 +31,7 @@ import zstandard
 
 from ..destinations.base import Destination, DestinationError
 from ..hashes import QuickXorHash
+from .chain import ChainChecker, ChainError, FirstBytes, kind_problem
 from .manifest import Manifest
 from .tarstream import parse_ns
 
@@ -195,7 +197,11 @@ class PlainStream(io.RawIOBase):
     """The snapshot's tar stream: each volume decrypted and decompressed, concatenated."""
 
     def __init__(self, volumes: Iterator[tuple[dict, Path]], identities: Sequence[object] | None,
-                 on_volume: Callable[[dict], None] | None = None) -> None:
+                 on_volume: Callable[[dict], None] | None = None, manifest: Manifest | None = None) -> None:
+        """``manifest``: check the volumes against it as they are read (their chain headers
+        and end marker, snapshot/chain.py; encrypted exactly when the manifest says so)."""
+        self._chain = ChainChecker(manifest) if manifest is not None else None
+        self._encrypted = manifest.encrypted if manifest is not None else None
         self._vols = iter(volumes)
         self._ids = identities
         self._cur: BinaryIO | None = None
@@ -212,21 +218,34 @@ class PlainStream(io.RawIOBase):
         try:
             vol, path = next(self._vols)
         except StopIteration:
+            if self._chain is not None:
+                with _chain_errors():
+                    self._chain.finish(self.tar_bytes)
             return False
         f: BinaryIO = open(path, "rb")
         self._files.append(f)
-        if vol["name"].endswith(".age"):
+        age = vol["name"].endswith(".age")
+        if self._encrypted is not None and age != self._encrypted:
+            raise IntegrityError(f"{vol['name']}: " + (
+                "is not an age file, but the manifest says the snapshot is encrypted (plain volumes "
+                "under an encrypted manifest)" if self._encrypted else
+                "is an age file, but the manifest says the snapshot is not encrypted"))
+        if age:
             if not self._ids:
                 raise RestoreError("this snapshot is encrypted: give the identity file with --identity")
-            from ..crypto.age import AgeReader
-
-            from ..crypto.age import AgeNoMatchError
+            from ..crypto.age import AgeError, AgeNoMatchError, AgeReader
 
             try:
                 f = AgeReader(f, list(self._ids))  # type: ignore[assignment]
             except AgeNoMatchError as e:
                 raise WrongIdentity(f"{vol['name']}: none of the --identity keys opens it ({e})") from e
+            except AgeError as e:
+                raise IntegrityError(f"{vol['name']}: not a readable age file, though the manifest says the "
+                                     f"snapshot is encrypted: {e}") from e
             self._files.append(f)
+        if self._chain is not None:
+            with _chain_errors():
+                f = self._chain.open(vol, f)
         self._cur = self._dctx.stream_reader(f, read_across_frames=True, closefd=False)
         if self._on_volume:
             self._on_volume(vol)
@@ -255,6 +274,9 @@ class PlainStream(io.RawIOBase):
                 b[:n] = data
                 self.tar_bytes += n
                 return n
+            if self._chain is not None:
+                with _chain_errors():
+                    self._chain.close_volume()
             self._cur = None
 
     def close(self) -> None:
@@ -263,6 +285,14 @@ class PlainStream(io.RawIOBase):
         if close is not None:  # a VolumeFetcher generator: stop its fetch and clean its scratch
             close()
         super().close()
+
+
+@contextmanager
+def _chain_errors() -> Iterator[None]:
+    try:
+        yield
+    except ChainError as e:
+        raise IntegrityError(str(e)) from None
 
 
 # -- extraction -----------------------------------------------------------------------------------
@@ -489,7 +519,10 @@ def restore_snapshot(
     scratch: Path | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     same_owner: bool | None = None,
+    authentic: bool = False,
 ) -> RestoreStats:
+    """``authentic``: the manifest's signature was verified against a trusted key
+    (snapshot/trust.py)."""
     if manifest.encrypted and not identities:
         raise RestoreError(
             f"snapshot {manifest.snapshot} is encrypted: give the age identity file with --identity"
@@ -498,12 +531,14 @@ def restore_snapshot(
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
     total = manifest.tar_bytes
-    stream = PlainStream(iter(VolumeFetcher(dest, manifest, scratch)), identities)
+    stream = PlainStream(iter(VolumeFetcher(dest, manifest, scratch)), identities, manifest=manifest)
     reader: BinaryIO = io.BufferedReader(stream, 1 << 20)  # type: ignore[arg-type]
     if on_progress is not None:
         reader = _ProgressReader(reader, lambda n: on_progress(n, total))  # type: ignore[assignment]
     try:
         stats = Extractor(target, paths=paths, same_owner=same_owner).extract(reader)
+        while reader.read(1 << 20):  # on to the snapshot's end, where its end marker is checked
+            pass
     finally:
         stream.close()
     return stats
@@ -564,7 +599,8 @@ def verify_snapshot(
         if read_back:
             try:
                 with dest.open_read(manifest.location, manifest.snapshot, vol["name"]) as f:
-                    size, sha, qx = _hash_stream(f, quickxor=bool(vol.get("quickxor")))
+                    f = FirstBytes(f)  # type: ignore[assignment]
+                    size, sha, qx = _hash_stream(f, quickxor=bool(vol.get("quickxor")))  # type: ignore[arg-type]
             except DestinationError as e:
                 rep.problems.append(f"{vol['name']}: {e}")
                 continue
@@ -573,6 +609,8 @@ def verify_snapshot(
                 rep.problems.append(f"{vol['name']}: SHA-256 mismatch (stored data is damaged)")
             elif vol.get("quickxor") and qx != vol["quickxor"]:
                 rep.problems.append(f"{vol['name']}: quickXorHash mismatch")
+            elif (kind := kind_problem(vol["name"], f.head, manifest.encrypted)) is not None:
+                rep.problems.append(kind)
         else:
             if obj.quickxor is None and obj.sha256 is None:
                 rep.problems.append(f"{vol['name']}: the destination reports no hash; use --download")
@@ -586,7 +624,7 @@ def verify_snapshot(
     if download and not rep.problems and (identities or not manifest.encrypted):
         check_identities(manifest, identities)
         rep.method = "read back, decrypted and decompressed"
-        stream = PlainStream(iter(VolumeFetcher(dest, manifest)), identities)
+        stream = PlainStream(iter(VolumeFetcher(dest, manifest)), identities, manifest=manifest)
         try:
             with tarfile.open(fileobj=io.BufferedReader(stream, 1 << 20), mode="r|",  # type: ignore[arg-type]
                               encoding="utf-8", errors="surrogateescape") as tf:

@@ -12,7 +12,7 @@ from datetime import date
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .manifest import Manifest
+from .manifest import Manifest, order_key
 
 
 @dataclass
@@ -36,6 +36,7 @@ class RetentionPolicy:
 class RetentionPlan:
     keep: list[Manifest] = field(default_factory=list)
     delete: list[Manifest] = field(default_factory=list)
+    deferred: list[Manifest] = field(default_factory=list)  # due, but being read (snapshot/leases.py)
     reasons: dict[str, list[str]] = field(default_factory=dict)  # snapshot -> why kept / why deleted
 
 
@@ -51,7 +52,7 @@ _BUCKETS = {
 
 
 def plan(snapshots: Sequence[Manifest], policy: RetentionPolicy, protect: Sequence[str] = ()) -> RetentionPlan:
-    newest_first = sorted(snapshots, key=lambda m: (m.started, m.snapshot), reverse=True)
+    newest_first = sorted(snapshots, key=order_key, reverse=True)
     reasons: dict[str, list[str]] = {m.snapshot: [] for m in newest_first}
     kept: set[str] = set()
     for s in protect:
@@ -91,7 +92,7 @@ def plan(snapshots: Sequence[Manifest], policy: RetentionPolicy, protect: Sequen
                 total -= m.stored_bytes
                 reasons[m.snapshot].append("over max_size")
     out = RetentionPlan(reasons=reasons)
-    for m in sorted(snapshots, key=lambda m: (m.started, m.snapshot)):
+    for m in sorted(snapshots, key=order_key):
         (out.keep if m.snapshot in kept else out.delete).append(m)
         if m.snapshot not in kept and not reasons[m.snapshot]:
             reasons[m.snapshot].append("not kept by any rule")

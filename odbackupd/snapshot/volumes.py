@@ -87,10 +87,12 @@ class HashingSink:
     def __init__(self, f: BinaryIO, recipients: Sequence[object] = (), quickxor: bool = True) -> None:
         self._out = _FileHasher(f, quickxor)
         self._enc = None
+        self._plain = None  # SHA-256 of the plaintext, when it is not the file's (encrypted)
         if recipients:
             from ..crypto.age import AgeWriter
 
             self._enc = AgeWriter(self._out, list(recipients))
+            self._plain = hashlib.sha256()
         self.size = 0  # compressed bytes taken (the volume's size before encryption)
         self._items: deque = deque()
         self._inflight = 0
@@ -125,6 +127,8 @@ class HashingSink:
                 return
             try:
                 if self._err is None:
+                    if self._plain is not None:
+                        self._plain.update(b)
                     target.write(b)
             except BaseException as e:  # noqa: BLE001 - re-raised in the builder thread
                 self._err = e
@@ -152,6 +156,16 @@ class HashingSink:
 
     def flush(self) -> None:
         pass
+
+    def plain_digest(self) -> str:
+        """SHA-256 of the plaintext taken so far (what age encrypts), once the writer
+        thread has caught up: the next volume's chain header names it."""
+        with self._cond:
+            while self._inflight > 0 and self._err is None:
+                self._cond.wait()
+            if self._err is not None:
+                raise self._err
+            return (self._plain or self._out.sha).copy().hexdigest()
 
     def close(self) -> None:
         """Wait until everything written so far is encrypted (final chunk too), hashed
@@ -197,8 +211,10 @@ class VolumeWriter:
         cctx: zstandard.ZstdCompressor,
         recipients: Sequence[object] = (),
         quickxor: bool = True,
+        header: bytes = b"",
     ) -> None:
-        """``quickxor``: compute the volume's quickXorHash, which only OneDrive reports
+        """``header``: bytes put before the compressed data (a skippable frame, chain.py).
+        ``quickxor``: compute the volume's quickXorHash, which only OneDrive reports
         (``Destination.reports_hashes``); in pure Python it costs about as much CPU as
         SHA-256, so a job whose destinations cannot compare it skips it."""
         self.index = index
@@ -211,6 +227,8 @@ class VolumeWriter:
         # 0600: an unencrypted volume holds whatever the sources hold (/etc/shadow, keys)
         self._f = os.fdopen(os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb")
         self._sink = HashingSink(self._f, recipients, quickxor)
+        if header:
+            self._sink.write(header)
         self._zw = cctx.stream_writer(self._sink, closefd=False, write_return_read=True, write_size=WRITE_SIZE)
 
     def write(self, data: bytes) -> None:
@@ -241,6 +259,13 @@ class VolumeWriter:
         if not self._zw.closed:
             with self._naming_errors():
                 self._zw.close()  # closefd=False keeps the sink open
+
+    def append(self, frame: bytes) -> None:
+        """Bytes after the compressed data (the end marker); call after :meth:`end_frame`."""
+        self._sink.write(frame)
+
+    def plain_digest(self) -> str:
+        return self._sink.plain_digest()
 
     def finish(self) -> VolumeInfo:
         with self._naming_errors():

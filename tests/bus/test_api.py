@@ -103,8 +103,9 @@ def test_backup_now_wait_follows_the_run_and_snapshots_come_from_the_daemon(daem
     off = json.loads(offline.stdout)["destinations"]["usb"]["snapshots"]
     assert [s["snapshot"] for s in off] == [s["snapshot"] for s in snaps]
     for a, b in zip(off, snaps):  # the same shape and values, whoever lists
-        assert {k: a[k] for k in ("host", "files", "volumes", "encrypted", "warnings", "status")} == \
-            {k: b[k] for k in ("host", "files", "volumes", "encrypted", "warnings", "status")}
+        keys = ("host", "files", "volumes", "encrypted", "warnings", "status", "sequence", "signed_by")
+        assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
+        assert a["sequence"] >= 1 and a["signed_by"].startswith("SHA256:")
 
     r = busctl(private_bus, "get-property", names.BUS_NAME, names.job_path("t"), names.JOB_IFACE,
                "LastResult", "LastRunTime", "State")

@@ -630,3 +630,19 @@ def test_config_error_lists_every_problem_one_per_line():
         "f.toml:2: at 'daemon.log_level': expected a string, got an integer\n"
         "f.toml:3: at 'daemon.max_parallel_runs': -1 is out of range: must be between 1 and 64"
     )
+
+
+def test_trusted_key_is_checked_with_the_sources(tmp_path):
+    (tmp_path / "dir").mkdir()
+    bad = tmp_path / "web1.pub"
+    bad.write_text("age1notakey\n")
+    text = _job(tmp_path / "dir") + f'trusted_key = "{bad}"\n'
+    [p] = problems_of(text, check_sources=True)
+    assert (p.line, p.key) == (5, "job.etc.trusted_key")
+    assert str(bad) in p.message and "odctl key export" in p.message
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from odbackupd.signing import public_line
+
+    bad.write_text(public_line(Ed25519PrivateKey.generate().public_key()) + "\n")
+    load_config_text(text, check_sources=True)

@@ -62,7 +62,7 @@ class EmulatorConfig:
     unaligned_fragment: str = "reject"  # "reject" | "allow" (still recorded as violation)
     session_lifetime: float | None = None  # None: 7 d personal, 15 min business (sliding)
     session_hard_cap: float | None = None  # None: none personal, 24 h business (tempauth)
-    single_session_per_item: bool = True  # 2nd session on an existing item -> 409 [obs]
+    single_session_per_item: bool = True  # 2nd session on an item or a new path -> 409 [obs]
     reject_auth_on_upload_url: bool = True  # 401 on PUT/DELETE with Authorization [doc]
 
     # throttling bookkeeping

@@ -183,10 +183,19 @@ class Files:
         if file_size and drive["driveType"] == "personal" and \
                 model.size_delta(drive, target, file_size) > model.remaining(drive):
             raise GraphError(507, "quotaLimitReached", "Insufficient Space Available")
-        if target is not None and cfg.single_session_per_item:
+        if cfg.single_session_per_item:
+            # one pending session per file: on an existing item [obs], and on a new path
+            # too, which is what wedges a client that lost its session's URL (issue 9 #8)
             now = emu.clock.now()
+            here = (drive["id"], base_id, tuple(x.lower() for x in parent_segs), name.lower())
             for other in emu.sessions.values():
-                if other.get("target") == target["id"] and now < other["expires"]:
+                if now >= other["expires"]:
+                    continue
+                same = (other.get("target") == target["id"]) if target is not None else (
+                    other.get("target") is None and here == (
+                        other["drive"], other["base"], tuple(x.lower() for x in other["segments"]),
+                        other["name"].lower()))
+                if same:
                     raise GraphError(409, "nameAlreadyExists",
                                      "An upload session already exists for this file")
         now = emu.clock.now()

@@ -795,6 +795,12 @@ def test_session_creation_rules(graph_emulator):
     assert c.delete(first, auth=False).status_code == 204
     second = c.session("/exists.bin")
     assert c.fragment(second, b"new!", 0, 4).status_code == 200
+    # a new path is held by its pending session as well, until it is cancelled or expires
+    pending = c.session("/new.bin", {"item": {"fileSize": 8}})
+    r = c.post("/me/drive/root:/NEW.bin:/createUploadSession", json={"item": {"fileSize": 8}})
+    assert err(r)[:2] == (409, "nameAlreadyExists")
+    assert c.delete(pending, auth=False).status_code == 204
+    assert c.fragment(c.session("/new.bin"), b"12345678", 0, 8).status_code == 201
     # a name taken while the session was open: 409 at the last byte, session kept
     url = c.session("/race.bin", {"item": {"@microsoft.graph.conflictBehavior": "fail"}})
     emu.put_file("/race.bin", b"someone else")

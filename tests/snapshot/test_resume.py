@@ -79,6 +79,7 @@ def test_sigkill_mid_run_then_resume(setup, tmp_path):
     assert [m.snapshot for m in listing.complete] == [before[0].snapshot, snapdir.name]
     m = listing.complete[-1]
     assert m.resumes == 1
+    assert m.chain, "the volumes made after the resume go on with the chain"
     for name, ident in stored.items():
         p = snapdir / name
         assert (p.stat().st_ino, p.stat().st_mtime_ns) == ident, f"{name} was written again"

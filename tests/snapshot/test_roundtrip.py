@@ -51,6 +51,10 @@ def test_backup_restore_roundtrip(setup, tmp_path, age_key, encrypted):
     assert vols == [f"vol.{i:06d}.zst" + (".age" if encrypted else "") for i in range(1, len(vols) + 1)]
     manifest = json.loads((snapdir / "manifest.json").read_text())
     assert manifest["counts"]["files"] == m.files
+    # the volumes carry the chain's skippable frames, which the stock tools below must skip
+    assert manifest["chain"] == {"format": "odbackupd-chain-v1"}
+    if not encrypted:
+        assert all((snapdir / v).read_bytes()[:4] == b"\x5b\x2a\x4d\x18" for v in vols)
     # every volume's SHA-256 and OneDrive quickXorHash, even on a local destination
     for v in m.volumes:
         assert v["sha256"] == hashlib.sha256((snapdir / v["name"]).read_bytes()).hexdigest()
