@@ -12,6 +12,8 @@ _odctl() {
             "config check") path="config check" ;;
             "config sample") path="config sample" ;;
             "fleet-status") path="fleet-status" ;;
+            "intake") path="intake" ;;
+            "intake add-user") path="intake add-user" ;;
             "jobs") path="jobs" ;;
             "key") path="key" ;;
             "key export") path="key export" ;;
@@ -28,13 +30,15 @@ _odctl() {
         esac
     done
     case "$path" in
-        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore verify notify fleet-status prune key" ;;
+        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore verify notify fleet-status prune key intake" ;;
         "backup-now") words="-h --help --config --json -q --quiet --wait -w" ;;
         "cancel") words="-h --help --config --json -q --quiet" ;;
         "config") words="-h --help --config --json -q --quiet check sample" ;;
         "config check") words="-h --help --config --json -q --quiet" ;;
         "config sample") words="-h --help --config --json -q --quiet" ;;
         "fleet-status") words="-h --help --config --json -q --quiet --destination -d --max-age" ;;
+        "intake") words="-h --help --config --json -q --quiet add-user" ;;
+        "intake add-user") words="-h --help --config --json -q --quiet --replace --token-dir" ;;
         "jobs") words="-h --help --config --json -q --quiet" ;;
         "key") words="-h --help --config --json -q --quiet export" ;;
         "key export") words="-h --help --config --json -q --quiet" ;;

@@ -21,13 +21,15 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-PAGES = ["odbackupd.8", "odctl.1", "odbackupd.toml.5", "odbackupd-dbus.5"]
+PAGES = ["odbackupd.8", "odctl.1", "odbackupd.toml.5", "odbackupd-dbus.5", "odbackupd-intake.8"]
 SECTION_TITLES = {
     "daemon": "[daemon]",
     "destination": "[destination.NAME]",
     "account": "[account.NAME]",
     "job": "[job.NAME]",
     "notify": "[notify.NAME]",
+    "intake": "[intake]",
+    "intake.user": "[intake.user.NAME]",
 }
 
 

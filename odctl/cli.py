@@ -864,24 +864,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prune)
 
     trust.add_key_parser(sub, common, lambda args: trust.key_export(_config(args), args))
+
+    from .intake import add_intake_parsers
+
+    add_intake_parsers(sub, common)
     return ap
 
 
 def _add_login_parsers(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
-    """login/logout: parsers from odctl/login.py when it is installed; either way the command
-    goes through the daemon when it runs and falls back to the in-process login."""
-    mod = _login_module()
-    if hasattr(mod, "add_login_parsers"):
-        mod.add_login_parsers(sub, parents=[common])
-    if "login" not in sub.choices:
-        p = sub.add_parser("login", parents=[common], help="log an account in to OneDrive")
-        p.add_argument("account", metavar="ACCOUNT", help="the NAME of an [account.NAME] table")
-        flow = p.add_mutually_exclusive_group()
-        flow.add_argument("--device-code", action="store_true", help="device-code flow (default)")
-        flow.add_argument("--browser", action="store_true", help="browser flow: paste the redirected URL")
-    if "logout" not in sub.choices:
-        p = sub.add_parser("logout", parents=[common], help="forget an account's tokens")
-        p.add_argument("account", metavar="ACCOUNT", help="the NAME of an [account.NAME] table")
+    """login/logout: parsers from odctl/login.py (which needs msal only when a login runs);
+    the command goes through the daemon when it runs and falls back to the in-process login."""
+    _login_module().add_login_parsers(sub, parents=[common])
     sub.choices["login"].set_defaults(func=cmd_login)
     sub.choices["logout"].set_defaults(func=cmd_logout)
 

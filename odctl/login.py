@@ -26,14 +26,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from odbackupd.graph.auth import (
-    Authenticator,
-    CredentialUnavailable,
-    DeviceCodeRefused,
-)
 from odbackupd.graph.errors import GraphError
+
+if TYPE_CHECKING:  # graph.auth imports msal: only when a login is run, not to build odctl's parser
+    from odbackupd.graph.auth import Authenticator
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -115,11 +113,15 @@ def _authenticator(args: argparse.Namespace, config: Any, reply: _Reply) -> Auth
         known = ", ".join(sorted(config.accounts)) or "none configured"
         return reply.fail(f"no account '{name}' in {config.path} (accounts: {known})",
                           EXIT_NOT_FOUND)
+    from odbackupd.graph.auth import Authenticator
+
     return Authenticator(name, config.accounts[name], config.daemon.state_dir)
 
 
 def run_login(args: argparse.Namespace, config: Any, out: IO[str], err: IO[str]) -> int:
     """``odctl login ACCOUNT [--device-code | --browser] [--json]`` in this process."""
+    from odbackupd.graph.auth import CredentialUnavailable, DeviceCodeRefused
+
     reply = _Reply(args, out, err)
     auth = _authenticator(args, config, reply)
     if isinstance(auth, int):

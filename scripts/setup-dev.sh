@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what odbackupd's tests need on Debian 12: the real command-line tools the tests
 # compare against (age, zstd, GNU tar, dbus-daemon, gdbus), what builds and lints the
-# packages (dpkg-buildpackage with dh-python, rpmbuild, lintian, rpmlint, mandoc), what the
+# packages (dpkg-buildpackage with dh-python, rpmbuild, lintian, rpmlint, mandoc), nginx and
+# chromium for odbackupd-intake's tests, what the
 # system test boots a Debian container with (debootstrap, systemd-nspawn), and a
 # virtualenv with the Python dependencies. Idempotent; safe to run again.
 set -euo pipefail
@@ -18,6 +19,9 @@ APT_PACKAGES="$APT_PACKAGES dpkg-dev debhelper dh-python pybuild-plugin-pyprojec
 APT_PACKAGES="$APT_PACKAGES prometheus prometheus-node-exporter"
 # tests/odctl/test_ansible.py: ansible-playbook --syntax-check on contrib/ansible
 APT_PACKAGES="$APT_PACKAGES ansible"
+# tests/intake: odbackupd-intake behind Debian's nginx, its upload page in a headless
+# chromium driven by chromedriver (selenium comes from pyproject's test extra)
+APT_PACKAGES="$APT_PACKAGES nginx chromium chromium-driver"
 # tests/system: a Debian 12 container booted with systemd
 APT_PACKAGES="$APT_PACKAGES debootstrap systemd-container"
 missing=""

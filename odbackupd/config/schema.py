@@ -41,7 +41,8 @@ from .units import KiB, MiB
 
 __all__ = [
     "BUILTIN_LOCAL_PATH", "CHUNK_LIMIT", "CHUNK_UNIT", "SAMPLE_RECIPIENT", "SECTIONS",
-    "AccountConfig", "Config", "DaemonConfig", "DestinationConfig", "JobConfig", "KeyDoc",
+    "AccountConfig", "Config", "DaemonConfig", "DestinationConfig", "IntakeConfig",
+    "IntakeUserConfig", "JobConfig", "KeyDoc",
     "Section", "schema_fields", "schema_reference",
 ]  # fmt: skip
 
@@ -512,6 +513,10 @@ class JobConfig:
     )
 
 
+# The intake's sections are declared with key() in their own module (it imports key from here).
+from .intake import IntakeConfig, IntakeUserConfig  # noqa: E402
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole, validated configuration; ``warnings`` are worth logging, not fatal."""
@@ -523,6 +528,7 @@ class Config:
     jobs: dict[str, JobConfig]
     warnings: tuple[str, ...] = ()
     notify: dict[str, NotifyConfig] = field(default_factory=dict)
+    intake: IntakeConfig = field(default_factory=lambda: IntakeConfig())
 
 
 @dataclass(frozen=True)
@@ -536,6 +542,11 @@ class Section:
     #: Example tables for the sample: (table name, keys set in it, comment). The first
     #: table documents every key; the others show only what they set.
     samples: tuple[tuple[str, dict[str, Any], str], ...] = ()
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        """Where its tables are: ("job",), or ("intake", "user") for [intake.user.NAME]."""
+        return tuple(self.name.split("."))
 
 
 SECTIONS: tuple[Section, ...] = (
@@ -577,10 +588,35 @@ SECTIONS: tuple[Section, ...] = (
         True,
         "Jobs: what to back up, where, when, and for how long to keep it, one [job.NAME] "
         "each. The name is the job's folder name on every destination.",
-        (("etc", {"sources": ["/etc", "/srv/git"], "destinations": ["usb", "onedrive"], "notify": ["ops"]},
-          ""),),
+        (
+            ("etc", {"sources": ["/etc", "/srv/git"], "destinations": ["usb", "onedrive"], "notify": ["ops"]},
+             ""),
+            (
+                "pve1-dumps",
+                {"drop_dir": "/srv/intake/pve1", "destinations": ["onedrive"]},
+                "A drop-directory job: here, what odbackupd-intake user pve1 sends.",
+            ),
+        ),
     ),
     Section(**NOTIFY_SECTION),
+    Section(
+        "intake",
+        IntakeConfig,
+        False,
+        "The write-only intake, odbackupd-intake: other machines and a browser upload files "
+        "over HTTP(S) behind a reverse proxy into per-user drop directories they cannot list, "
+        "read back or delete.",
+        (("", {}, ""),),
+    ),
+    Section(
+        "intake.user",
+        IntakeUserConfig,
+        True,
+        "Intake users, one [intake.user.NAME] each: a bearer token (stored as its SHA-256 "
+        "only) and the job whose drop_dir receives the files. `odctl intake add-user NAME` "
+        "makes the token.",
+        (("pve1", {"token_file": "intake_pve1", "drop_job": "pve1-dumps"}, ""),),
+    ),
 )
 
 
@@ -597,7 +633,7 @@ def is_required(f: dataclasses.Field) -> bool:
 class KeyDoc:
     """One key, as documentation: what the man page and the sample say about it."""
 
-    section: str  # "daemon", "destination", "account", "job" or "notify"
+    section: str  # "daemon", "destination", "account", "job", "notify", "intake" or "intake.user"
     name: str
     type: str
     default: str | None  # TOML spelling or prose; None: required, or unset by default

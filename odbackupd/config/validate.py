@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .checks import Table, cross_check
+from .intake import check_intake
 from .errors import ConfigError, KeyPath, Problem, format_key
 from .kinds import Invalid, check_name, describe_type, suggest, toml_literal
 from .load import Document, read_config_files, read_files
@@ -21,6 +22,8 @@ from .schema import (
     Config,
     DaemonConfig,
     DestinationConfig,
+    IntakeConfig,
+    IntakeUserConfig,
     JobConfig,
     Section,
     is_required,
@@ -30,6 +33,20 @@ from .schema import (
 __all__ = ["default_config", "load_config", "load_config_text"]
 
 _SECTIONS = {s.name: s for s in SECTIONS}
+_TOP = {s.path[0]: s for s in SECTIONS if len(s.path) == 1}  # [intake.user.*] is in [intake]
+
+
+def _raw(doc: Document, section: Section) -> Any:
+    """The raw value at a section's path ({} when absent or when a parent is not a table)."""
+    raw: Any = doc.data
+    for part in section.path:
+        raw = raw.get(part, {}) if isinstance(raw, dict) else {}
+    return raw
+
+
+def _subsections(section: Section) -> set[str]:
+    """Keys of *section* that are sections of their own ("user" in [intake])."""
+    return {s.path[-1] for s in SECTIONS if s.path[:-1] == section.path}
 
 
 class _Reporter:
@@ -76,6 +93,7 @@ def _convert_table(r: _Reporter, section: Section, body: dict, path: KeyPath) ->
     """Check each key on its own: known, of the right type, in range."""
     fields = schema_fields(section.cls)
     values: dict[str, Any] = {}
+    body = {k: v for k, v in body.items() if k not in _subsections(section)}
     for key, raw in body.items():
         f = fields.get(key)
         if f is None:
@@ -94,7 +112,7 @@ def _convert_table(r: _Reporter, section: Section, body: dict, path: KeyPath) ->
 
 def _section_tables(r: _Reporter, section: Section, raw: Any) -> dict[str, Table]:
     """The named tables of one section ([job.NAME], …), each checked on its own."""
-    path = (section.name,)
+    path = section.path
     if not isinstance(raw, dict):
         if isinstance(raw, list):
             r.error(path, f"write each as a table [{section.name}.NAME], not [[{section.name}]]")
@@ -104,7 +122,7 @@ def _section_tables(r: _Reporter, section: Section, raw: Any) -> dict[str, Table
     tables = {}
     fields = schema_fields(section.cls)
     for name, body in raw.items():
-        p = (section.name, name)
+        p = (*path, name)
         if not isinstance(body, dict):
             if name in fields:
                 r.error(
@@ -136,9 +154,9 @@ def validate_document(doc: Document, path: Path | None, *, check_sources: bool) 
     """Check a merged document and build the Config, or raise ConfigError with everything."""
     r = _Reporter(doc)
     for top in doc.data:
-        if top not in _SECTIONS:
-            hint = suggest(top, list(_SECTIONS)) or (
-                " (sections are " + ", ".join(f"[{s}]" for s in _SECTIONS) + ")"
+        if top not in _TOP:
+            hint = suggest(top, list(_TOP)) or (
+                " (sections are " + ", ".join(f"[{s}]" for s in _TOP) + ")"
             )
             r.error((top,), f"unknown section '{top}'{hint}")
 
@@ -148,7 +166,14 @@ def validate_document(doc: Document, path: Path | None, *, check_sources: bool) 
     else:
         r.error(("daemon",), f"expected a table [daemon], got {describe_type(raw_daemon)}")
         daemon = Table(("daemon",), {}, set())
-    named = {s.name: _section_tables(r, s, doc.data.get(s.name, {})) for s in SECTIONS if s.named}
+    named = {s.name: _section_tables(r, s, _raw(doc, s)) for s in SECTIONS if s.named}
+    raw_intake = doc.data.get("intake", {})
+    if isinstance(raw_intake, dict):
+        intake = _convert_table(r, _SECTIONS["intake"], raw_intake, ("intake",))
+    else:
+        r.error(("intake",), f"expected a table [intake], got {describe_type(raw_intake)}")
+        intake = Table(("intake",), {}, set())
+    check_intake(r, named["intake.user"], named["job"])
     cross_check(
         r,
         daemon,
@@ -173,6 +198,8 @@ def validate_document(doc: Document, path: Path | None, *, check_sources: bool) 
         destinations=destinations,
         accounts={n: _build(t, AccountConfig, n) for n, t in named["account"].items()},
         jobs={n: _build(t, JobConfig, n) for n, t in named["job"].items()},
+        intake=IntakeConfig(**intake.values, users={
+            n: _build(t, IntakeUserConfig, n) for n, t in named["intake.user"].items()}),
         warnings=tuple(str(w) for w in r.sorted(r.warnings)),
         notify={n: _build(t, NotifyConfig, n) for n, t in named["notify"].items()},
     )

@@ -43,6 +43,7 @@ import msal.exceptions
 import requests
 
 from ..config import AccountConfig
+from ..credentials import resolve_credential as _resolve_credential
 from .errors import GraphError, NotLoggedIn
 from .http import GraphSession, make_session
 from .tokencache import TokenCacheFile, search_cache, token_cache_path
@@ -76,7 +77,6 @@ HTTP_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds for every login-service r
 REFRESH_MARGIN = 300.0  # msal refreshes an access token with less than 5 minutes left
 MIN_POLL_WAIT = 0.05  # a device-code poll loop never spins, even if the server says 0
 MAX_POLL_HICCUPS = 3  # consecutive failed polls before a device login gives up
-CREDSTORE_DIRS = ("/etc/credstore", "/run/credstore", "/usr/lib/credstore")
 #: The packaged unit's ``LoadCredential=odbackupd:/etc/odbackupd/credentials`` passes each
 #: file there as the credential ``odbackupd_<file>``; odctl outside the service reads the file.
 UNIT_CREDENTIALS = ("odbackupd_", Path("/etc/odbackupd/credentials"))
@@ -130,29 +130,9 @@ def app_only_scopes(account: AccountConfig) -> list[str]:
 
 
 def resolve_credential(path: Path) -> Path:
-    """The file behind a ``client_secret_file``/``certificate_file`` setting.
-
-    A bare name is a systemd credential: ``$CREDENTIALS_DIRECTORY/NAME`` inside the
-    service (``LoadCredential=NAME``); outside it (``odctl login`` from a shell) the places
-    systemd itself loads credentials from, ``/etc/credstore`` and friends.
-    """
-    if path.is_absolute():
-        return path
-    creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    dirs = [creds] if creds else list(CREDSTORE_DIRS)
-    for d in dirs:
-        candidate = Path(d) / path
-        if candidate.exists():
-            return candidate
-    prefix, unit_dir = UNIT_CREDENTIALS
-    if not creds and path.name.startswith(prefix) and (unit_dir / path.name[len(prefix):]).exists():
-        return unit_dir / path.name[len(prefix):]
-    where = f"$CREDENTIALS_DIRECTORY ({creds})" if creds else \
-        "$CREDENTIALS_DIRECTORY (not set: not running under systemd) nor " + \
-        ", ".join(CREDSTORE_DIRS)
-    raise FileNotFoundError(
-        f"systemd credential '{path}' is not in {where}; add LoadCredential={path}:/path/to/"
-        f"file to the unit, put it in /etc/credstore/, or configure an absolute path")
+    """The file behind a ``client_secret_file``/``certificate_file`` setting (see
+    :func:`odbackupd.credentials.resolve_credential`)."""
+    return _resolve_credential(path, UNIT_CREDENTIALS)
 
 
 def _first_line(text: str | None) -> str:

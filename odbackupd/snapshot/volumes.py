@@ -228,7 +228,8 @@ class VolumeWriter:
         self._f = os.fdopen(os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb")
         self._sink = HashingSink(self._f, recipients, quickxor)
         if header:
-            self._sink.write(header)
+            with self._naming_errors():
+                self._sink.write(header)
         self._zw = cctx.stream_writer(self._sink, closefd=False, write_return_read=True, write_size=WRITE_SIZE)
 
     def write(self, data: bytes) -> None:
@@ -262,10 +263,12 @@ class VolumeWriter:
 
     def append(self, frame: bytes) -> None:
         """Bytes after the compressed data (the end marker); call after :meth:`end_frame`."""
-        self._sink.write(frame)
+        with self._naming_errors():
+            self._sink.write(frame)
 
     def plain_digest(self) -> str:
-        return self._sink.plain_digest()
+        with self._naming_errors():
+            return self._sink.plain_digest()
 
     def finish(self) -> VolumeInfo:
         with self._naming_errors():
@@ -281,8 +284,12 @@ class VolumeWriter:
         )
 
     def abort(self) -> None:
+        """Discard the half-built volume. Closing flushes what is buffered, which fails on
+        a full disk: that error is not the one to report (the write error before it is)."""
         self._sink.abort()
         try:
             self._f.close()
+        except OSError:
+            pass
         finally:
             self.tmp.unlink(missing_ok=True)

@@ -90,7 +90,8 @@ def test_generated_sample_loads_without_problems():
     text = sample_config()
     config = load_config_text(text, "sample.toml")
     assert config.warnings == ()
-    assert set(config.jobs) == {"etc"}
+    assert set(config.jobs) == {"etc", "pve1-dumps"}
+    assert config.intake.users["pve1"].drop_job == "pve1-dumps"
     assert config.destinations["onedrive"].account == "personal"
     assert config.accounts["personal"].tenant == "consumers"
 

@@ -12,6 +12,8 @@ from odbackupd.config import (
     AccountConfig,
     DaemonConfig,
     DestinationConfig,
+    IntakeConfig,
+    IntakeUserConfig,
     JobConfig,
     KeyDoc,
     load_config_text,
@@ -30,6 +32,8 @@ PUBLIC_FIELDS = {
     JobConfig: "name sources destinations exclude recipients trusted_key volume_size compression_level "
     "compression_threads one_file_system allow_empty_sources keep_last keep_daily keep_weekly keep_monthly "
     "max_size schedule random_delay persistent watch quiet_period max_delay drop_dir notify",
+    IntakeConfig: "listen max_file_size state_dir upload_expiry users",
+    IntakeUserConfig: "name token_file drop_job quota partial_dir",
 }
 
 
@@ -47,7 +51,7 @@ def test_public_api():
     ]:  # fmt: skip
         assert hasattr(config_pkg, name), name
     assert [f.name for f in dataclasses.fields(config_pkg.Config)] == [
-        "path", "daemon", "destinations", "accounts", "jobs", "warnings", "notify",
+        "path", "daemon", "destinations", "accounts", "jobs", "warnings", "notify", "intake",
     ]  # fmt: skip
 
 
@@ -56,17 +60,21 @@ def test_reference_documents_every_key():
     assert all(isinstance(d, KeyDoc) for d in reference)
     for section in SECTIONS:
         documented = [d.name for d in reference if d.section == section.name]
-        assert documented == [f.name for f in dataclasses.fields(section.cls) if f.name != "name"]
+        keys = [f.name for f in dataclasses.fields(section.cls) if f.name not in ("name", "users")]
+        assert documented == keys
     for d in reference:
         assert d.description.endswith((".", ")")), d
         assert d.type and d.example, d
-        assert d.required == (d.default is None and d.name in ("type", "client_id"))
+        assert d.required == (
+            d.default is None and d.name in ("type", "client_id", "token_file", "drop_job")
+        )
 
 
 def test_required_keys():
     required = {(d.section, d.name) for d in schema_reference() if d.required}
     # a job's sources are required unless it has a drop_dir: checked with the other keys
-    assert required == {("destination", "type"), ("account", "client_id"), ("notify", "type")}
+    assert required == {("destination", "type"), ("account", "client_id"), ("notify", "type"),
+                        ("intake.user", "token_file"), ("intake.user", "drop_job")}
 
 
 @pytest.mark.parametrize("section", SECTIONS, ids=lambda s: s.name)

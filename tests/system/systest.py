@@ -191,14 +191,14 @@ class SystemTest:
         conff = self.sh("dpkg-query -W -f='${Conffiles}' odbackupd").stdout
         check(CONFIG in conff, f"{CONFIG} is not a conffile: {conff!r}")
         self.sh("test -f /usr/share/dbus-1/system.d/org.odbackupd.ODBackup1.conf")
-        for page in ("odbackupd.8", "odctl.1", "odbackupd.toml.5", "odbackupd-dbus.5"):
+        for page in ("odbackupd.8", "odctl.1", "odbackupd.toml.5", "odbackupd-dbus.5", "odbackupd-intake.8"):
             name, sect = page.rsplit(".", 1)
             self.sh(f"man -w {sect} {name} >/dev/null")
         catalog = self.sh("journalctl --update-catalog && journalctl --list-catalog").stdout
         from odbackupd import journal
 
         for mid in (journal.MSG_RUN_STARTED, journal.MSG_RUN_FINISHED, journal.MSG_RUN_FAILED,
-                    journal.MSG_LOGIN_NEEDED, journal.MSG_SNAPSHOT_PRUNED):
+                    journal.MSG_LOGIN_NEEDED, journal.MSG_SNAPSHOT_PRUNED, journal.MSG_INTAKE_STORED):
             check(mid.hex in catalog, f"MESSAGE_ID {mid.hex} is not in the journal catalog")
 
     def packaged_config_idles(self) -> str:
@@ -362,6 +362,11 @@ volume_size = "1MiB"
         check(got == "BEGIN;\nCOMMIT;\n", f"the restored drop file is {got!r}")
         return f"held open: not taken; closed: snapshot {snaps.pop()}, restored whole, removed"
 
+    def intake(self) -> str:
+        from .intake_step import intake_step  # its own module (it imports this one)
+
+        return intake_step(self)
+
     def start_emulator(self) -> None:
         """The Graph emulator on this host's 127.0.0.1 (shared with the container), once, and
         its CA inside the container for the accounts' ca_bundle."""
@@ -503,7 +508,7 @@ destinations = ["mine"]
     def purge(self) -> str:
         self.sh("DEBIAN_FRONTEND=noninteractive apt-get purge -y -q odbackupd", timeout=300)
         left = self.sh("systemctl list-unit-files 'odbackupd*' --no-legend; "
-                       "ls -d /etc/odbackupd /var/lib/odbackupd /var/cache/odbackupd "
+                       "ls -d /etc/odbackupd /var/lib/odbackupd /var/cache/odbackupd /var/lib/odbackupd-intake "
                        "/lib/systemd/system/odbackupd.service "
                        "/etc/systemd/system/multi-user.target.wants/odbackupd.service 2>/dev/null",
                        check=False).stdout.strip()
@@ -532,6 +537,7 @@ destinations = ["mine"]
             self.step("journalctl JOB=... shows the run with fields", self.journal_fields)
             self.step("reload with a broken config keeps the daemon", self.reload_broken)
             self.step("drop dir: a file open for writing waits (CAP_LEASE)", self.drop_dir_under_unit)
+            self.step("odbackupd-intake: socket, PUT with a token, stored and restored", self.intake)
             self.step("restart during a OneDrive upload resumes it", self.restart_during_upload)
             self.step("odctl login/logout with Debian's python3-msal", self.login_with_distro_msal)
             self.step("watchdog restarts a hung (SIGSTOPped) daemon", self.watchdog)

@@ -27,7 +27,8 @@ def test_man_pages_are_lint_clean(pages: Path) -> None:
     mandoc = shutil.which("mandoc")
     assert mandoc, "mandoc is missing: scripts/setup-dev.sh installs it"
     files = sorted(pages.iterdir())
-    assert [f.name for f in files] == ["odbackupd-dbus.5", "odbackupd.8", "odbackupd.toml.5", "odctl.1"]
+    assert [f.name for f in files] == ["odbackupd-dbus.5", "odbackupd-intake.8", "odbackupd.8",
+                                       "odbackupd.toml.5", "odctl.1"]
     p = subprocess.run([mandoc, "-Tlint", "-Wwarning", *map(str, files)], capture_output=True, text=True)
     assert p.returncode == 0 and not p.stdout.strip(), p.stdout + p.stderr
 
