@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import MISSING, field
 from typing import Any
 
-from .kinds import Kind
+from .kinds import Kind, check_name
 
-__all__ = ["key"]
+__all__ = ["key", "name_ref"]
 
 
 def key(
@@ -28,3 +28,11 @@ def key(
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def name_ref(value: str) -> str:
+    """A ``Str`` check for a key naming another table (a destination, account, notifier)."""
+    problem = check_name(value)
+    if problem:
+        raise ValueError(problem)
+    return value

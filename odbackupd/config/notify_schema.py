@@ -13,8 +13,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import KeyPath
-from .fields import key
-from .kinds import Choice, Duration, Int, ListOf, PathKind, Str, check_name, suggest
+from .fields import key, name_ref
+from .kinds import Choice, Duration, Int, ListOf, PathKind, Str, suggest
 
 __all__ = ["EVENTS", "NOTIFY_SECTION", "NotifyConfig", "check_monitoring", "notify_list"]
 
@@ -52,18 +52,11 @@ def _list(item: Any, doc: str, **kw: Any) -> ListOf:
     return kind
 
 
-def _name_ref(value: str) -> str:
-    problem = check_name(value)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
 def notify_list(doc: str, default: tuple[str, ...] | None) -> Any:
     """The ``notify = [...]`` key of ``[daemon]`` (the default) and of each job."""
     return key(
         default,
-        kind=ListOf(Str("notifier name", check=_name_ref), unique=True),
+        kind=ListOf(Str("notifier name", check=name_ref), unique=True),
         doc=doc,
         example=["ops"],
         default_doc=None if default is not None else "[daemon] notify",

@@ -32,10 +32,10 @@ from .kinds import (
     PathKind,
     Size,
     Str,
-    check_name,
     toml_literal,
 )
-from .fields import key
+from .fields import key, name_ref
+from .intake import IntakeConfig, IntakeUserConfig
 from .notify_schema import NOTIFY_SECTION, NotifyConfig, notify_list
 from .units import KiB, MiB
 
@@ -145,13 +145,6 @@ def _pattern(value: str) -> str:
     return value
 
 
-def _name_ref(value: str) -> str:
-    problem = check_name(value)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
 # ---- the sections -------------------------------------------------------------------
 
 
@@ -234,7 +227,7 @@ class DestinationConfig:
     )
     account: str | None = key(
         None,
-        kind=Str("account name", check=_name_ref),
+        kind=Str("account name", check=name_ref),
         doc='type = "onedrive" only, and required there: the [account.NAME] to log in with.',
         example="personal",
     )
@@ -360,7 +353,7 @@ class JobConfig:
     )
     destinations: tuple[str, ...] = key(
         ("local",),
-        kind=ListOf(Str("destination name", check=_name_ref), nonempty=True, unique=True),
+        kind=ListOf(Str("destination name", check=name_ref), nonempty=True, unique=True),
         doc="The [destination.NAME]s that receive every snapshot of this job. "
         '"local" is built in (/var/backups/odbackupd) unless you define your own.',
         example=["usb"],
@@ -511,10 +504,6 @@ class JobConfig:
     notify: tuple[str, ...] | None = notify_list(
         "The [notify.NAME]s told about this job's runs; [] for none.", None
     )
-
-
-# The intake's sections are declared with key() in their own module (it imports key from here).
-from .intake import IntakeConfig, IntakeUserConfig  # noqa: E402
 
 
 @dataclass(frozen=True)
