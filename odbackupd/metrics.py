@@ -178,7 +178,7 @@ def record_verify(state: Any, series: str, destination: str, ok: bool, when: flo
 # ---- rendering and writing ----------------------------------------------------------------------
 def configured_series(config: Any) -> dict[str, Any]:
     """Every snapshot series of the configuration: ``JOB`` (with sources), ``JOB+drop``."""
-    from .runner import drop_series
+    from .runner import drop_series  # the runner owns the series rule (and imports us: late)
 
     out = {}
     for name, job in config.jobs.items():
