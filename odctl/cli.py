@@ -24,7 +24,7 @@ from odbackupd.bus.names import (  # noqa: F401 - re-exported: odctl(1)'s exit c
     EXIT_ACCESS_DENIED, EXIT_BUSY, EXIT_FAILED, EXIT_INTEGRITY, EXIT_NOT_FOUND,
     EXIT_NOT_LOGGED_IN, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE, exit_codes_epilog)
 
-from . import lease, render, trust
+from . import fleet, lease, monitoring, render, trust
 from .errors import CliError
 
 
@@ -368,6 +368,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         finally:
             d.close()
     ok = all(r["ok"] for r in reports)
+    monitoring.after_verify(cfg, _state(cfg), job, series, reports)
     if args.json:
         render.out_json({"ok": ok, "reports": reports})
     else:
@@ -393,6 +394,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     cfg = _config(args)
     job, series = _job(cfg, args.job)
     plans = prune_job(cfg, job.name, None, dry_run=args.dry_run, series=series)
+    if not args.dry_run:
+        monitoring.after_prune(cfg, _state(cfg), series, plans)
     if args.json:
         render.out_json({"dry_run": args.dry_run, "destinations": {
             n: {"keep": [m.snapshot for m in p.keep], "delete": [m.snapshot for m in p.delete],
@@ -409,6 +412,41 @@ def cmd_prune(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"{n}:")
         render.table(["SNAPSHOT", "TIME", "STORED", "ACTION", "WHY"], rows)
+    return EXIT_OK
+
+
+def cmd_fleet_status(args: argparse.Namespace) -> int:
+    try:
+        return fleet.command(args, _config(args), _state)
+    except ValueError as e:
+        raise CliError(str(e), EXIT_USAGE) from e
+    except LookupError as e:
+        raise CliError(str(e.args[0]), EXIT_NOT_FOUND) from e
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    """Through the daemon when it runs and no --config is given (its credentials, its
+    network), else from here."""
+    from odbackupd.notify.senders import DeliveryError, test_message
+
+    from .client import DaemonNotRunning
+
+    try:
+        if args.config is not None:
+            raise DaemonNotRunning("--config given: sending from odctl")
+        result = _daemon(lambda c: c.call("NotifyTest", "s", args.name))
+        kind, where = result.get("type", "?"), "by the daemon"
+    except DaemonNotRunning:
+        try:
+            kind, where = test_message(_config(args), args.name), "from odctl"
+        except LookupError as e:
+            raise CliError(str(e.args[0]), EXIT_NOT_FOUND) from e
+        except DeliveryError as e:
+            raise CliError(f"notifier {args.name}: {e}", EXIT_FAILED) from e
+    if args.json:
+        render.out_json({"notifier": args.name, "type": kind, "delivered": True})
+    elif not args.quiet:
+        print(f"{args.name}: test message delivered ({kind}, sent {where})")
     return EXIT_OK
 
 
@@ -686,7 +724,11 @@ def _login_offline(args: argparse.Namespace, why: Exception, fn: str) -> int:
     mod = _login_module()
     if not args.quiet:
         print("odctl: the daemon is not running; logging in from this process", file=sys.stderr)
-    return getattr(mod, fn)(args, _config(args), sys.stdout, sys.stderr)
+    cfg = _config(args)
+    rc = getattr(mod, fn)(args, cfg, sys.stdout, sys.stderr)
+    if rc == EXIT_OK:
+        monitoring.after_login(cfg, _state(cfg), args.account, fn == "run_login")
+    return rc
 
 
 async def _login_via_daemon(c, args: argparse.Namespace) -> int:  # noqa: ANN001
@@ -828,6 +870,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", metavar="HOST", help=HOST_HELP)
     trust.add_arguments(p)
     p.set_defaults(func=cmd_verify)
+
+    monitoring.add_parsers(sub, common, cmd_notify_test)
+    fleet.add_parser(sub, common, cmd_fleet_status)
 
     p = sub.add_parser("prune", parents=[common], help="apply the job's retention rules now")
     p.add_argument("job", metavar="JOB", help=SERIES_HELP)

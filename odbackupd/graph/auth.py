@@ -120,7 +120,8 @@ class CredentialUnavailable(NotLoggedIn):
 # ---------------------------------------------------------------------------- helpers
 def delegated_scopes(account: AccountConfig) -> list[str]:
     """Scopes of a user login for ``account`` (see the module docstring)."""
-    return SCOPES_DELEGATED + (["Sites.Read.All"] if account.site else [])
+    base = ["Files.Read.All"] if getattr(account, "read_only", False) else SCOPES_DELEGATED
+    return base + (["Sites.Read.All"] if account.site else [])
 
 
 def app_only_scopes(account: AccountConfig) -> list[str]:
