@@ -11,6 +11,7 @@ _odctl() {
             "config") path="config" ;;
             "config check") path="config check" ;;
             "config sample") path="config sample" ;;
+            "fleet-status") path="fleet-status" ;;
             "intake") path="intake" ;;
             "intake add-user") path="intake add-user" ;;
             "jobs") path="jobs" ;;
@@ -18,6 +19,8 @@ _odctl() {
             "key export") path="key export" ;;
             "login") path="login" ;;
             "logout") path="logout" ;;
+            "notify") path="notify" ;;
+            "notify test") path="notify test" ;;
             "prune") path="prune" ;;
             "reload") path="reload" ;;
             "restore") path="restore" ;;
@@ -27,12 +30,13 @@ _odctl() {
         esac
     done
     case "$path" in
-        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore verify prune key intake" ;;
+        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore verify notify fleet-status prune key intake" ;;
         "backup-now") words="-h --help --config --json -q --quiet --wait -w" ;;
         "cancel") words="-h --help --config --json -q --quiet" ;;
         "config") words="-h --help --config --json -q --quiet check sample" ;;
         "config check") words="-h --help --config --json -q --quiet" ;;
         "config sample") words="-h --help --config --json -q --quiet" ;;
+        "fleet-status") words="-h --help --config --json -q --quiet --destination -d --max-age" ;;
         "intake") words="-h --help --config --json -q --quiet add-user" ;;
         "intake add-user") words="-h --help --config --json -q --quiet --replace --token-dir" ;;
         "jobs") words="-h --help --config --json -q --quiet" ;;
@@ -40,9 +44,11 @@ _odctl() {
         "key export") words="-h --help --config --json -q --quiet" ;;
         "login") words="-h --help --config --json -q --quiet --device-code --browser" ;;
         "logout") words="-h --help --config --json -q --quiet" ;;
+        "notify") words="-h --help --config --json -q --quiet test" ;;
+        "notify test") words="-h --help --config --json -q --quiet" ;;
         "prune") words="-h --help --config --json -q --quiet --dry-run -n" ;;
         "reload") words="-h --help --config --json -q --quiet" ;;
-        "restore") words="-h --help --config --json -q --quiet --to --path --identity -i --destination -d --host --trusted-key --any-encryption --allow-nonempty" ;;
+        "restore") words="-h --help --config --json -q --quiet --to --path --identity -i --destination -d --special-files --no-special-files --host --trusted-key --any-encryption --allow-nonempty" ;;
         "snapshots") words="-h --help --config --json -q --quiet --destination -d --host" ;;
         "status") words="-h --help --config --json -q --quiet" ;;
         "verify") words="-h --help --config --json -q --quiet --download --identity -i --destination -d --host --trusted-key --any-encryption" ;;

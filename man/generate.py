@@ -27,6 +27,7 @@ SECTION_TITLES = {
     "destination": "[destination.NAME]",
     "account": "[account.NAME]",
     "job": "[job.NAME]",
+    "notify": "[notify.NAME]",
     "intake": "[intake]",
     "intake.user": "[intake.user.NAME]",
 }

@@ -127,8 +127,12 @@ def run_once(config, job: str) -> int:  # noqa: ANN001
         return EXIT_CONFIG
     import sqlite3
 
+    from .ownership import give_back, service_dirs
+    from .notify.deliver import OnceDelivery
     from .statefile import StateUnavailable, explain, open_state
 
+    dirs = service_dirs(config, job)
+    give_back(dirs)  # what an earlier root run, killed, left behind
     db = config.daemon.state_dir / "state.db"
     try:
         state = open_state(db)
@@ -137,9 +141,10 @@ def run_once(config, job: str) -> int:  # noqa: ANN001
         return EXIT_FAILED
     cancel = _cancel_on_signals()
     try:
-        if not config.jobs[job].sources:
-            return run_drop_dir_once(config, job, state, cancel)
-        run = run_job(config, job, state, trigger="once", cancel=cancel)
+        with OnceDelivery(config, state):  # cron users are notified too
+            if not config.jobs[job].sources:
+                return run_drop_dir_once(config, job, state, cancel)
+            run = run_job(config, job, state, trigger="once", cancel=cancel)
     except KeyboardInterrupt:  # the second Ctrl-C: stop at once; the checkpoints stay
         print(f"odbackupd: {job}: interrupted; the next run resumes from the last volume", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -148,6 +153,7 @@ def run_once(config, job: str) -> int:  # noqa: ANN001
         return EXIT_FAILED
     finally:
         state.close()
+        give_back(dirs)  # root's --once in the service's directories: the service must use them next
     return _report_once(job, run, cancel)
 
 

@@ -21,6 +21,7 @@ from . import signing
 from .destinations.base import Destination, DestinationError, NotLoggedIn
 from .destinations.factory import open_destination
 from .journal import MSG_LOGIN_NEEDED, MSG_RUN_FAILED, MSG_RUN_FINISHED, MSG_RUN_STARTED, MSG_SNAPSHOT_PRUNED
+from .observe import RunObserver
 from .snapshot import leases, retention
 from .snapshot.builder import FAILED, JobSpec, Progress, RunResult, SnapshotBuilder
 from .snapshot.catalog import list_snapshots
@@ -81,6 +82,7 @@ class JobRun:
     prune_errors: list[str] = field(default_factory=list)
     busy: bool = False  # another process was running this job: nothing was done
     login_needed: bool = False  # a destination's account needs `odctl login`
+    kept: dict[str, list] = field(default_factory=dict)  # destination -> manifests after retention
 
 
 def open_destinations(config: object, job: object, state: StateStore | None) -> list[Destination]:
@@ -120,11 +122,13 @@ def run_job(
     fields["RUN_ID"] = str(run_id)
     log.info("job %s: run %d started (%s)", job_name, run_id, trigger,
              extra={"journal_fields": {**fields, "MESSAGE_ID": MSG_RUN_STARTED, "TRIGGER": trigger}})
+    observer = RunObserver(config, state, job_name, series, run_id, trigger)  # metrics, notifications
     dests: list[Destination] = []
     login_error: NotLoggedIn | None = None
     try:
         with job_lock(daemon.state_dir, series):
             dests = open_destinations(config, job, state)
+            observer.attach(dests)
             spec = replace(JobSpec.from_config(job), name=series, incremental=series == job_name)
             if sources is not None:
                 spec = replace(spec, sources=tuple(Path(p) for p in sources))
@@ -185,6 +189,7 @@ def run_job(
     if login_error is not None and not result.ok:
         run.login_needed = True
         _log_login_needed(config, job, login_error, fields)
+    observer.finished(run)
     return run
 
 
@@ -237,6 +242,7 @@ def _prune(job: object, dests: list[Destination], host: str, keep: str | None, r
             plan = apply_retention(job, d, host, protect=[keep] if keep else [], series=series,
                                    state_dir=state_dir)
             run.pruned[d.name] = [m.snapshot for m in plan.delete]
+            run.kept[d.name] = plan.keep
             if plan.deferred:
                 run.deferred[d.name] = [m.snapshot for m in plan.deferred]
         except (DestinationError, OSError) as e:

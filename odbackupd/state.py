@@ -268,6 +268,19 @@ class StateStore:
     def set(self, key: str, value: str) -> None:
         self._q("INSERT OR REPLACE INTO kv (key, value) VALUES (?,?)", (key, value))
 
+    # -- tables other modules keep here (metrics counters, the notification queue) -----------
+    def ensure_tables(self, sql: str) -> None:
+        """Create a module's own tables (``CREATE TABLE IF NOT EXISTS …``)."""
+        with self._lock:
+            self._db.executescript(sql)
+
+    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        return self._q(sql, args)
+
+    def transaction(self) -> "_Tx":
+        """``with state.transaction() as db:`` several statements as one."""
+        return self._tx()
+
 
 class _Tx:
     def __init__(self, store: StateStore) -> None:

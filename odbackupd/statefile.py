@@ -30,8 +30,33 @@ class StateUnavailable(Exception):
 
 def explain(path: Path, e: BaseException) -> str:
     what = getattr(e, "strerror", None) or str(e)
+    foreign = _owned_by_another(path)
+    if foreign:
+        return f"state database {path}: {what}; {foreign}"
     return (f"state database {path}: {what}; the state directory {path.parent} must be writable by "
             "odbackupd and have free space (read-only, full, or owned by another user?)")
+
+
+def _owned_by_another(path: Path) -> str | None:
+    """The state file another user owns (``odbackupd --once`` run as root, before it handed
+    its files back), with the chown that fixes it."""
+    import pwd
+
+    me = os.geteuid()
+    for p in (path.parent, path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            uid = p.stat().st_uid
+        except OSError:
+            continue
+        if uid != me:
+            def name(u: int) -> str:
+                try:
+                    return pwd.getpwuid(u).pw_name
+                except KeyError:
+                    return str(u)
+            return (f"{p} is owned by {name(uid)}, not by {name(me)}, who runs this (was odbackupd --once run "
+                    f"as {name(uid)}?); as root, run: chown -R {name(me)}: {path.parent}")
+    return None
 
 
 def _damaged(e: sqlite3.Error) -> bool:

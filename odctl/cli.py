@@ -25,7 +25,7 @@ from odbackupd.bus.names import (  # noqa: F401 - re-exported: odctl(1)'s exit c
     EXIT_ACCESS_DENIED, EXIT_BUSY, EXIT_FAILED, EXIT_INTEGRITY, EXIT_NOT_FOUND,
     EXIT_NOT_LOGGED_IN, EXIT_NOT_RUNNING, EXIT_OK, EXIT_USAGE, exit_codes_epilog)
 
-from . import lease, render, trust
+from . import fleet, lease, monitoring, render, trust
 from .errors import CliError
 
 
@@ -276,19 +276,27 @@ def _space(args: argparse.Namespace, names: Sequence[str]) -> dict[str, dict | N
     return out
 
 
-def _find(d, series: str, ref, host: str):  # noqa: ANN001, ANN202
-    from odbackupd.snapshot.catalog import SnapshotNotFound, find_snapshot
+def _find(d, series: str, ref, host: str, command: str = "restore"):  # noqa: ANN001, ANN202
+    from odbackupd.snapshot.catalog import DamagedLatest, SnapshotNotFound, find_snapshot
 
     try:
         return find_snapshot(d, series, ref, host)
     except SnapshotNotFound as e:
         raise CliError(str(e), EXIT_NOT_FOUND) from e
+    except DamagedLatest as e:
+        hint = (f"; the newest intact one is {e.intact.snapshot}: odctl {command} {series} {e.intact.snapshot}"
+                if e.intact else "; no intact snapshot is left")
+        raise CliError(f"{d.describe()}: {e} so 'latest' is not taken to mean an older snapshot{hint}",
+                       EXIT_INTEGRITY) from e
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from odbackupd.destinations.base import DestinationError
     from odbackupd.snapshot.chainrestore import restore_chain
-    from odbackupd.snapshot.restore import IntegrityError, RestoreError, WrongIdentity, restore_snapshot
+    from odbackupd.snapshot.restore import (BadTarget, IntegrityError, RestoreError, WrongIdentity,
+                                            restore_snapshot)
+
+    from .restore_report import report
 
     from .chaincmd import restore_chain_of
 
@@ -314,45 +322,30 @@ def cmd_restore(args: argparse.Namespace) -> int:
                     held.enter_context(lease.reading(cfg, d, series, c, args.quiet))
                 if chain is not None:
                     stats = restore_chain(d, chain, args.to, identities=ids, paths=args.path,
-                                          on_progress=bar.update if bar.enabled else None, authentic=authentic)
+                                          on_progress=bar.update if bar.enabled else None, authentic=authentic,
+                                          special_files=args.special_files)
                 else:
                     stats = restore_snapshot(d, m, args.to, identities=ids, paths=args.path,
-                                             on_progress=bar.update if bar.enabled else None, authentic=authentic)
+                                             on_progress=bar.update if bar.enabled else None, authentic=authentic,
+                                             special_files=args.special_files)
         except KeyboardInterrupt as e:
             raise CliError(f"interrupted: {args.to} holds a partial restore of {m.snapshot}; run the same "
                            "command again to complete it (files are rewritten whole)", 130) from e
-        except IntegrityError as e:
-            raise CliError(f"restore of {m.snapshot} failed, the stored data is damaged: {e}",
-                           EXIT_INTEGRITY) from e
+        except BadTarget as e:
+            raise CliError(str(e), EXIT_USAGE) from e
         except WrongIdentity as e:
             raise CliError(str(e), EXIT_USAGE) from e
         except (RestoreError, DestinationError) as e:
-            raise CliError(f"restore of {m.snapshot} failed: {e}") from e
+            bar.close()
+            if getattr(e, "stats", None) is None:  # nothing written yet
+                code = EXIT_INTEGRITY if isinstance(e, IntegrityError) else EXIT_FAILED
+                raise CliError(f"restore of {m.snapshot} failed: {e}", code) from e
+            return report(args, m, e.stats, time.monotonic() - t0, stopped_damaged=isinstance(e, IntegrityError))
         finally:
             bar.close()
     finally:
         d.close()
-    took = time.monotonic() - t0
-    out = {"snapshot": m.snapshot, "chain": [c.snapshot for c in chain] if chain else [m.snapshot],
-           "to": str(args.to), "files": stats.files, "dirs": stats.dirs,
-           "links": stats.links, "others": stats.others, "bytes": stats.bytes,
-           "seconds": round(took, 3), "refused": stats.refused, "warnings": stats.warnings,
-           "unmatched": stats.unmatched}
-    if args.json:
-        render.out_json(out)
-    else:
-        for w in stats.warnings:
-            print(f"warning: {w}", file=sys.stderr)
-        if not args.quiet:
-            print(f"restored {m.snapshot} to {args.to}: {stats.files} files, {stats.dirs} directories, "
-                  f"{render.size(stats.bytes)} in {took:.1f}s")
-        for p in stats.unmatched:
-            example = str(m.sources[0]).strip("/") if m.sources else "etc/ssh"
-            print(f"odctl: --path {p}: nothing in snapshot {m.snapshot} is at that path (paths are as "
-                  f"archived, without the leading '/', e.g. {example})", file=sys.stderr)
-    if stats.refused:
-        return EXIT_INTEGRITY
-    return EXIT_NOT_FOUND if stats.unmatched else EXIT_OK
+    return report(args, m, stats, time.monotonic() - t0, chain=[c.snapshot for c in chain] if chain else None)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -369,11 +362,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for name in names:
         d = _destination(cfg, job, name)
         try:
-            listing = list_snapshots(d, series, _host(args, cfg)).complete
+            found = list_snapshots(d, series, _host(args, cfg))
+            listing, unreadable = found.complete, found.unreadable
             if args.snapshot == "all":
                 manifests = listing
+                reports.extend(_unreadable_reports(name, unreadable))
             else:
-                manifests = [_find(d, series, args.snapshot, _host(args, cfg))]
+                try:
+                    manifests = [_find(d, series, args.snapshot, _host(args, cfg), "verify")]
+                except CliError as e:
+                    if e.code != EXIT_INTEGRITY:
+                        raise
+                    reports.append({"destination": name, "snapshot": args.snapshot, "ok": False, "volumes": 0,
+                                    "bytes": 0, "method": "manifest", "problems": [str(e)]})
+                    manifests = []
             seen: set[str] = set()
             for m in manifests:
                 try:
@@ -399,6 +401,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         finally:
             d.close()
     ok = all(r["ok"] for r in reports)
+    monitoring.after_verify(cfg, _state(cfg), job, series, reports)
     if args.json:
         render.out_json({"ok": ok, "reports": reports})
     else:
@@ -412,12 +415,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_INTEGRITY
 
 
+def _unreadable_reports(dest: str, unreadable: list) -> list[dict]:
+    """A snapshot folder whose manifest does not read is damaged, not silently skipped."""
+    return [{"destination": dest, "snapshot": folder, "ok": False, "volumes": 0, "bytes": 0,
+             "method": "manifest", "problems": [f"manifest: {problem}"]} for folder, problem in unreadable]
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     from odbackupd.runner import prune_job
 
     cfg = _config(args)
     job, series = _job(cfg, args.job)
     plans = prune_job(cfg, job.name, None, dry_run=args.dry_run, series=series)
+    if not args.dry_run:
+        monitoring.after_prune(cfg, _state(cfg), series, plans)
     if args.json:
         render.out_json({"dry_run": args.dry_run, "destinations": {
             n: {"keep": [m.snapshot for m in p.keep], "delete": [m.snapshot for m in p.delete],
@@ -434,6 +445,41 @@ def cmd_prune(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"{n}:")
         render.table(["SNAPSHOT", "TIME", "STORED", "ACTION", "WHY"], rows)
+    return EXIT_OK
+
+
+def cmd_fleet_status(args: argparse.Namespace) -> int:
+    try:
+        return fleet.command(args, _config(args), _state)
+    except ValueError as e:
+        raise CliError(str(e), EXIT_USAGE) from e
+    except LookupError as e:
+        raise CliError(str(e.args[0]), EXIT_NOT_FOUND) from e
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    """Through the daemon when it runs and no --config is given (its credentials, its
+    network), else from here."""
+    from odbackupd.notify.senders import DeliveryError, test_message
+
+    from .client import DaemonNotRunning
+
+    try:
+        if args.config is not None:
+            raise DaemonNotRunning("--config given: sending from odctl")
+        result = _daemon(lambda c: c.call("NotifyTest", "s", args.name))
+        kind, where = result.get("type", "?"), "by the daemon"
+    except DaemonNotRunning:
+        try:
+            kind, where = test_message(_config(args), args.name), "from odctl"
+        except LookupError as e:
+            raise CliError(str(e.args[0]), EXIT_NOT_FOUND) from e
+        except DeliveryError as e:
+            raise CliError(f"notifier {args.name}: {e}", EXIT_FAILED) from e
+    if args.json:
+        render.out_json({"notifier": args.name, "type": kind, "delivered": True})
+    elif not args.quiet:
+        print(f"{args.name}: test message delivered ({kind}, sent {where})")
     return EXIT_OK
 
 
@@ -711,7 +757,11 @@ def _login_offline(args: argparse.Namespace, why: Exception, fn: str) -> int:
     mod = _login_module()
     if not args.quiet:
         print("odctl: the daemon is not running; logging in from this process", file=sys.stderr)
-    return getattr(mod, fn)(args, _config(args), sys.stdout, sys.stderr)
+    cfg = _config(args)
+    rc = getattr(mod, fn)(args, cfg, sys.stdout, sys.stderr)
+    if rc == EXIT_OK:
+        monitoring.after_login(cfg, _state(cfg), args.account, fn == "run_login")
+    return rc
 
 
 async def _login_via_daemon(c, args: argparse.Namespace) -> int:  # noqa: ANN001
@@ -821,7 +871,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "directory where the snapshot has a file is refused and reported. Restore into "
                        "an empty directory to compare before copying anything back. An incremental snapshot "
                        "restores its whole chain, each file written once, and needs an empty DIR "
-                       "(or --allow-nonempty).")
+                       "(or --allow-nonempty). A restore that "
+                       "did not put back everything says what is missing and exits non-zero; see "
+                       "RESTORE SAFETY in odctl(1) for what a restore trusts.")
     p.add_argument("job", metavar="JOB", help=SERIES_HELP)
     p.add_argument("snapshot", nargs="?", default="latest", metavar="SNAPSHOT", help="snapshot id, unique prefix, or 'latest'")
     p.add_argument("--to", type=Path, required=True, metavar="DIR",
@@ -833,6 +885,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="age identity file for encrypted snapshots; repeatable")
     p.add_argument("--destination", "-d", metavar="NAME",
                    help="restore from this destination (default: the job's first)")
+    sp = p.add_mutually_exclusive_group()
+    sp.add_argument("--special-files", dest="special_files", action="store_true", default=None,
+                    help="as root, restore setuid/setgid bits, file capabilities and device nodes even "
+                         "from a snapshot not verified authentic (default: only from an authentic one)")
+    sp.add_argument("--no-special-files", dest="special_files", action="store_false",
+                    help="leave setuid/setgid bits, file capabilities and device nodes out (counted)")
     p.add_argument("--host", metavar="HOST", help=HOST_HELP)
     trust.add_arguments(p)
     p.add_argument("--allow-nonempty", action="store_true",
@@ -851,6 +909,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", metavar="HOST", help=HOST_HELP)
     trust.add_arguments(p)
     p.set_defaults(func=cmd_verify)
+
+    monitoring.add_parsers(sub, common, cmd_notify_test)
+    fleet.add_parser(sub, common, cmd_fleet_status)
 
     p = sub.add_parser("prune", parents=[common], help="apply the job's retention rules now")
     p.add_argument("job", metavar="JOB", help=SERIES_HELP)
@@ -884,6 +945,7 @@ def main(argv: list[str] | None = None) -> int:
     from .client import DaemonError, DaemonNotRunning
 
     try:
+        _check_names(args)
         return args.func(args)
     except CliError as e:
         return _fail(args, str(e), e.code)
@@ -903,6 +965,19 @@ def main(argv: list[str] | None = None) -> int:
         # error when Python flushes stdout at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + 13  # as if killed by SIGPIPE, what a shell shows for `yes | head`
+
+
+def _check_names(args: argparse.Namespace) -> None:
+    """Job and account names come from the (UTF-8) configuration: one that is not UTF-8 names
+    nothing, and must not reach the bus (D-Bus strings are UTF-8) or a JSON encoder."""
+    for attr, table in (("job", "job"), ("account", "account")):
+        value = getattr(args, attr, None)
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise CliError(f"no {table} {value!r}: the name is not valid UTF-8, and every "
+                               f"[{table}.NAME] in the configuration is", EXIT_NOT_FOUND) from None
 
 
 def _fail(args: argparse.Namespace, message: str, code: int, name: str | None = None) -> int:

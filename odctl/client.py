@@ -29,6 +29,29 @@ DBUS = ("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus")
 PROPERTIES = "org.freedesktop.DBus.Properties"
 
 
+BUS_ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
+# what each method that needs privileges is, in odctl's words
+COMMANDS = {"BackupNow": "starting a backup (backup-now)", "Cancel": "cancelling a run (cancel)",
+            "Reload": "reloading the configuration (reload)", "StartLogin": "logging in (login)",
+            "CompleteLogin": "logging in (login)", "Logout": "logging out (logout)"}
+
+
+def refused_message(member: str) -> str:
+    what = COMMANDS.get(member, f"calling {member}")
+    return (f"the system bus refused {what}: it needs root or membership of group '{names.ADMIN_GROUP}' "
+            f"(run it with sudo, or have an admin run: usermod -aG {names.ADMIN_GROUP} {_me()}, "
+            "then log in again)")
+
+
+def _me() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
 class DaemonNotRunning(Exception):
     """The system bus is unreachable or nobody owns org.odbackupd.ODBackup1."""
 
@@ -97,6 +120,10 @@ class Client:
             if reply.error_name in ("org.freedesktop.DBus.Error.ServiceUnknown",
                                     "org.freedesktop.DBus.Error.NameHasNoOwner"):
                 raise DaemonNotRunning(f"odbackupd is not running: {message}")
+            if reply.error_name == BUS_ACCESS_DENIED and destination == names.BUS_NAME:
+                # the bus policy's own words ("Rejected send message, 1 matched rules; type=...")
+                # say nothing to the person who typed the command
+                message = refused_message(member)
             raise DaemonError(reply.error_name or "", message)
         return reply.body
 

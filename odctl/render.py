@@ -26,6 +26,17 @@ def size(n: int | None) -> str:
     return "-" if n is None else human_size(n)
 
 
+def age(seconds: float) -> str:
+    """A coarse age for a table: 45s, 12min, 5h10min, 3d4h."""
+    s = int(max(0, seconds))
+    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if d:
+        return f"{d}d{h}h" if h else f"{d}d"
+    if h:
+        return f"{h}h{m}min" if m else f"{h}h"
+    return f"{m}min" if m else f"{s}s"
+
+
 def use_colour(stream=sys.stdout) -> bool:  # noqa: ANN001
     return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 

@@ -15,6 +15,10 @@ APT_PACKAGES="$APT_PACKAGES zsh"
 # packages: scripts/build-packages.sh; man pages: mandoc -Tlint
 APT_PACKAGES="$APT_PACKAGES dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all
     python3-setuptools python3-build python3-installer fakeroot lintian rpm rpmlint mandoc"
+# tests/prometheus: promtool (check metrics/rules, test rules) and a real node_exporter
+APT_PACKAGES="$APT_PACKAGES prometheus prometheus-node-exporter"
+# tests/odctl/test_ansible.py: ansible-playbook --syntax-check on contrib/ansible
+APT_PACKAGES="$APT_PACKAGES ansible"
 # tests/intake: odbackupd-intake behind Debian's nginx, its upload page in a headless
 # chromium driven by chromedriver (selenium comes from pyproject's test extra)
 APT_PACKAGES="$APT_PACKAGES nginx chromium chromium-driver"

@@ -239,6 +239,11 @@ class ManagerInterface(ServiceInterface):
         await self.controller.logout(account)
         self.adapter.login_changed(account)
 
+    @method()
+    @_exported(mutating=True)
+    async def NotifyTest(self, notifier: "s") -> "a{sv}":
+        return to_asv(await self.controller.notify_test(notifier))
+
     # properties
     @dbus_property(access=PropertyAccess.READ)
     def InterfaceVersion(self) -> "u":
@@ -292,7 +297,7 @@ def _name_out_args(cls: type, out_names: dict[str, str]) -> None:
 _name_out_args(ManagerInterface, {
     "ListJobs": "jobs", "GetJob": "job", "ListSnapshots": "snapshots", "GetLoginStatus": "status",
     "BackupNow": "run", "Cancel": "cancelled", "Reload": "warnings", "StartLogin": "login",
-    "CompleteLogin": "status"})
+    "CompleteLogin": "status", "NotifyTest": "result"})
 
 
 class JobInterface(ServiceInterface):

@@ -23,7 +23,7 @@ ERROR_PREFIX = f"{BUS_NAME}.Error."
 POLICY_FILE = f"{BUS_NAME}.conf"
 INTROSPECTION_FILE = f"{BUS_NAME}.xml"
 ADMIN_GROUP = "odbackup"
-INTERFACE_VERSION = 2  # 2: RunFinished's resumed, reused_volumes, login_needed
+INTERFACE_VERSION = 3  # 2: RunFinished's resumed, reused_volumes, login_needed; 3: NotifyTest
 
 # Methods the bus policy lets anyone call (reading only); every other method of our
 # interfaces changes something and needs root or the admin group (policy + adapter check).
@@ -72,6 +72,7 @@ class ErrorName:
 ERRORS: dict[str, ErrorName] = {e.code: e for e in (
     ErrorName("NoSuchJob", EXIT_NOT_FOUND, "no job of that name in the configuration"),
     ErrorName("NoSuchAccount", EXIT_NOT_FOUND, "no account of that name in the configuration"),
+    ErrorName("NoSuchNotifier", EXIT_NOT_FOUND, "no [notify.NAME] of that name in the configuration"),
     ErrorName("Busy", EXIT_BUSY, "the job or daemon cannot take the request now"),
     ErrorName("AccessDenied", EXIT_ACCESS_DENIED,
               f"the caller is neither root nor a member of group '{ADMIN_GROUP}'"),

@@ -321,12 +321,28 @@ def _check_triggers(
             r.error(at, problem + " (create the drop directory, writable by the senders)")
 
 
+def symlinked_dir_source(path: Path) -> str | None:
+    """A source that is a symlink to a directory: the archive would hold the bare link and
+    0 files, a "successful" snapshot that retention counts. odbackupd stores links, never
+    what they point to (the archive would otherwise change meaning when the link is moved,
+    and a restore would put a directory where the system has a link), so this is an error
+    with its fix. A link to a file (/etc/localtime) is stored as the link, as intended."""
+    if not path.is_symlink() or not path.is_dir():
+        return None
+    return (f"source {path} is a symbolic link to the directory {os.path.realpath(path)}: only the link "
+            f"would be stored, with none of the files; name the directory itself in sources "
+            f'(sources = ["{os.path.realpath(path)}"])')
+
+
 def _source_problem(path: Path) -> str | None:
     """Why the daemon could not read *path*, trying it for real.
 
     Opening is the only honest test: ``access(2)`` answers for the real user id and
     ignores CAP_DAC_READ_SEARCH, ACLs and LSMs decide too.
     """
+    link = symlinked_dir_source(path)
+    if link:
+        return link
     try:
         st = path.stat()
     except FileNotFoundError:

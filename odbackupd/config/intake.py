@@ -14,10 +14,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .kinds import Duration, PathKind, Size, Str, check_name
-
-# schema.py imports this module after defining key(), so this import finds it
-from .schema import key
+from .fields import key, name_ref
+from .kinds import Duration, PathKind, Size, Str
 from .units import GiB
 
 __all__ = ["IntakeConfig", "IntakeUserConfig", "check_intake", "parse_listen"]
@@ -44,13 +42,6 @@ def _listen(value: str) -> str:
     return value
 
 
-def _job_name(value: str) -> str:
-    problem = check_name(value)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
 @dataclass(frozen=True)
 class IntakeUserConfig:
     name: str
@@ -63,7 +54,7 @@ class IntakeUserConfig:
         example="intake_pve1",
     )
     drop_job: str = key(
-        kind=Str("job name", check=_job_name),
+        kind=Str("job name", check=name_ref),
         doc="The [job.NAME] whose drop_dir receives this user's files; the daemon stores each "
         "as a snapshot of the series <job>+drop and removes it once verified.",
         example="pve1-dumps",

@@ -32,9 +32,11 @@ from .kinds import (
     PathKind,
     Size,
     Str,
-    check_name,
     toml_literal,
 )
+from .fields import key, name_ref
+from .intake import IntakeConfig, IntakeUserConfig
+from .notify_schema import NOTIFY_SECTION, NotifyConfig, notify_list
 from .units import KiB, MiB
 
 __all__ = [
@@ -54,22 +56,6 @@ SAMPLE_RECIPIENT = "age1ad0jxaw65u4plmvqnhru9vmjr5tlrtjkyz652yh722ycqk570y5qkpds
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _DOMAIN = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
-
-
-def key(
-    default: Any = MISSING,
-    *,
-    kind: Kind,
-    doc: str,
-    example: Any,
-    default_factory: Any = MISSING,
-    default_doc: str | None = None,
-) -> Any:
-    """Declare a configuration key: a dataclass field carrying its schema."""
-    meta = {"kind": kind, "doc": doc, "example": example, "default_doc": default_doc}
-    if default_factory is not MISSING:
-        return field(default_factory=default_factory, metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 # ---- string checks (each returns the normalised value, or raises ValueError) ----------
@@ -159,13 +145,6 @@ def _pattern(value: str) -> str:
     return value
 
 
-def _name_ref(value: str) -> str:
-    problem = check_name(value)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
 # ---- the sections -------------------------------------------------------------------
 
 
@@ -217,6 +196,17 @@ class DaemonConfig:
         doc="The least important messages that are logged.",
         example="info",
     )
+    metrics_file: Path | None = key(  # noqa: RUF009 - key() returns a Field
+        None,
+        kind=PathKind(),
+        doc="Write Prometheus metrics to this file (node_exporter's textfile collector: "
+        "/var/lib/prometheus/node-exporter/odbackupd.prom), rewritten atomically after every "
+        "run, prune, verify and login change. Must end in .prom. Unset: no metrics.",
+        example="/var/lib/prometheus/node-exporter/odbackupd.prom",
+    )
+    notify: tuple[str, ...] = notify_list(
+        "The [notify.NAME]s of every job that does not set notify itself.", ()
+    )
 
 
 @dataclass(frozen=True)
@@ -237,7 +227,7 @@ class DestinationConfig:
     )
     account: str | None = key(
         None,
-        kind=Str("account name", check=_name_ref),
+        kind=Str("account name", check=name_ref),
         doc='type = "onedrive" only, and required there: the [account.NAME] to log in with.',
         example="personal",
     )
@@ -340,6 +330,14 @@ class AccountConfig:
         "system's (for a TLS-inspecting proxy).",
         example="/etc/ssl/certs/corporate-proxy.pem",
     )
+    read_only: bool = key(
+        False,
+        kind=Bool(),
+        doc="Log in with read permission only (Files.Read.All): for a monitoring or restore "
+        "machine running odctl fleet-status, snapshots, verify and restore. Backups and "
+        "pruning through this account fail.",
+        example=False,
+    )
 
 
 @dataclass(frozen=True)
@@ -355,7 +353,7 @@ class JobConfig:
     )
     destinations: tuple[str, ...] = key(
         ("local",),
-        kind=ListOf(Str("destination name", check=_name_ref), nonempty=True, unique=True),
+        kind=ListOf(Str("destination name", check=name_ref), nonempty=True, unique=True),
         doc="The [destination.NAME]s that receive every snapshot of this job. "
         '"local" is built in (/var/backups/odbackupd) unless you define your own.',
         example=["usb"],
@@ -534,10 +532,9 @@ class JobConfig:
         "unit it also needs ReadWritePaths= (systemctl edit odbackupd) so files can be removed.",
         example="/srv/drop/etc",
     )
-
-
-# The intake's sections are declared with key() in their own module (it imports key from here).
-from .intake import IntakeConfig, IntakeUserConfig  # noqa: E402
+    notify: tuple[str, ...] | None = notify_list(
+        "The [notify.NAME]s told about this job's runs; [] for none.", None
+    )
 
 
 @dataclass(frozen=True)
@@ -550,6 +547,7 @@ class Config:
     accounts: dict[str, AccountConfig]
     jobs: dict[str, JobConfig]
     warnings: tuple[str, ...] = ()
+    notify: dict[str, NotifyConfig] = field(default_factory=dict)
     intake: IntakeConfig = field(default_factory=lambda: IntakeConfig())
 
 
@@ -611,7 +609,8 @@ SECTIONS: tuple[Section, ...] = (
         "Jobs: what to back up, where, when, and for how long to keep it, one [job.NAME] "
         "each. The name is the job's folder name on every destination.",
         (
-            ("etc", {"sources": ["/etc", "/srv/git"], "destinations": ["usb", "onedrive"]}, ""),
+            ("etc", {"sources": ["/etc", "/srv/git"], "destinations": ["usb", "onedrive"], "notify": ["ops"]},
+             ""),
             (
                 "pve1-dumps",
                 {"drop_dir": "/srv/intake/pve1", "destinations": ["onedrive"]},
@@ -619,6 +618,7 @@ SECTIONS: tuple[Section, ...] = (
             ),
         ),
     ),
+    Section(**NOTIFY_SECTION),
     Section(
         "intake",
         IntakeConfig,
@@ -653,7 +653,7 @@ def is_required(f: dataclasses.Field) -> bool:
 class KeyDoc:
     """One key, as documentation: what the man page and the sample say about it."""
 
-    section: str  # "daemon", "destination", "account", "job", "intake" or "intake.user"
+    section: str  # "daemon", "destination", "account", "job", "notify", "intake" or "intake.user"
     name: str
     type: str
     default: str | None  # TOML spelling or prose; None: required, or unset by default

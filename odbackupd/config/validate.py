@@ -14,6 +14,7 @@ from .intake import check_intake
 from .errors import ConfigError, KeyPath, Problem, format_key
 from .kinds import Invalid, check_name, describe_type, suggest, toml_literal
 from .load import Document, read_config_files, read_files
+from .notify_schema import NotifyConfig, check_monitoring
 from .schema import (
     BUILTIN_LOCAL_PATH,
     SECTIONS,
@@ -181,6 +182,7 @@ def validate_document(doc: Document, path: Path | None, *, check_sources: bool) 
         named["job"],
         check_sources=check_sources,
     )
+    check_monitoring(r, daemon, named["notify"], named["job"], check_files=check_sources)
     if r.problems:
         raise ConfigError(r.sorted(r.problems))
 
@@ -199,6 +201,7 @@ def validate_document(doc: Document, path: Path | None, *, check_sources: bool) 
         intake=IntakeConfig(**intake.values, users={
             n: _build(t, IntakeUserConfig, n) for n, t in named["intake.user"].items()}),
         warnings=tuple(str(w) for w in r.sorted(r.warnings)),
+        notify={n: _build(t, NotifyConfig, n) for n, t in named["notify"].items()},
     )
 
 

@@ -113,6 +113,15 @@ class Destination(ABC):
         with self.open_read(job, snapshot, name) as f:
             return f.read()
 
+    def list_root(self) -> list[str]:
+        """Folders at the destination's top: one per host (and the series folders of the
+        layout before 0.2). For ``odctl fleet-status``, which reads every host's snapshots."""
+        raise DestinationError(f"{self.describe()}: cannot list its hosts")
+
+    def last_space(self) -> dict[str, int] | None:
+        """``space()`` as last seen, without a request (for the metrics after a run)."""
+        return None
+
     def close(self) -> None:
         """Release sessions and connections."""
 

@@ -175,3 +175,15 @@ class LocalDestination(Destination):
         except FileNotFoundError:
             return
         shutil.rmtree(d, ignore_errors=True)
+
+    def list_root(self) -> list[str]:
+        try:
+            with os.scandir(self.root) as it:
+                return sorted(e.name for e in it if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+        except FileNotFoundError:
+            raise self._missing() from None
+        except OSError as e:
+            raise DestinationError(f"{self.describe()}: cannot list {self.root}: {e.strerror}") from e
+
+    def last_space(self) -> dict[str, int] | None:
+        return self.space()  # a statvfs: as cheap as remembering

@@ -276,6 +276,17 @@ class OneDriveDestination(Destination):
                         self.uploader().discard(path, rec)
         self._folders.discard(folder)
 
+    def list_root(self) -> list[str]:
+        with self._errors(f"listing {self.folder}"):
+            return sorted(i["name"] for i in self._children(self.folder) if "folder" in i)
+
+    def last_space(self) -> dict[str, int] | None:
+        """The quota as prepare() (or space()) last read it."""
+        q = self._drive.quota if self._drive is not None else {}
+        if not int(q.get("total") or 0):
+            return None
+        return {k: int(q.get(k) or 0) for k in ("total", "used", "remaining", "deleted")}
+
     def close(self) -> None:
         self.session.close()
 

@@ -28,6 +28,7 @@ import contextlib
 import inspect
 import logging
 import os
+import stat
 import threading
 import time
 import warnings
@@ -119,7 +120,8 @@ class CredentialUnavailable(NotLoggedIn):
 # ---------------------------------------------------------------------------- helpers
 def delegated_scopes(account: AccountConfig) -> list[str]:
     """Scopes of a user login for ``account`` (see the module docstring)."""
-    return SCOPES_DELEGATED + (["Sites.Read.All"] if account.site else [])
+    base = ["Files.Read.All"] if getattr(account, "read_only", False) else SCOPES_DELEGATED
+    return base + (["Sites.Read.All"] if account.site else [])
 
 
 def app_only_scopes(account: AccountConfig) -> list[str]:
@@ -132,6 +134,18 @@ def resolve_credential(path: Path) -> Path:
     """The file behind a ``client_secret_file``/``certificate_file`` setting (see
     :func:`odbackupd.credentials.resolve_credential`)."""
     return _resolve_credential(path, UNIT_CREDENTIALS)
+
+
+def readable_by_everyone(path: Path) -> str | None:
+    """Why every local user can read ``path`` (world-readable, and every directory above it
+    world-searchable), or None. A 0644 file in a 0700 directory is not exposed."""
+    st = os.stat(path)
+    if not st.st_mode & stat.S_IROTH:
+        return None
+    for d in Path(os.path.realpath(path)).parents:
+        if not os.stat(d).st_mode & stat.S_IXOTH:
+            return None
+    return f"mode {stat.S_IMODE(st.st_mode):04o}"
 
 
 def _first_line(text: str | None) -> str:
@@ -267,6 +281,12 @@ class Authenticator:
         assert configured is not None
         try:
             path = resolve_credential(configured)
+            exposed = readable_by_everyone(path)
+            if exposed:
+                raise CredentialUnavailable(
+                    f"account '{self.name}': {setting} {path} is readable by every user ({exposed}), so "
+                    f"anyone on this machine can act as the app: run chmod 600 {path} (or move it to "
+                    "/etc/odbackupd/credentials/, root only), and consider rotating the secret")
             data = path.read_bytes()
         except OSError as e:
             detail = str(e) if isinstance(e, FileNotFoundError) and not e.filename \

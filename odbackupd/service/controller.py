@@ -27,12 +27,13 @@ from typing import Any, Awaitable, Callable
 
 from .. import __version__
 from ..config import Config, ConfigError, load_config
+from ..metrics import note_login
 from ..runner import JobRun, drop_series, open_destinations, run_job, series_config
 from ..signing import signed_by
 from ..snapshot.builder import COMPLETED, COMPLETED_WITH_WARNINGS, Progress
 from ..state import StateStore
 from .clock import Clock, SystemClock
-from .errors import ControllerError, InvalidArgs, InvalidConfig, NoSuchAccount, NoSuchJob
+from .errors import ControllerError, InvalidArgs, InvalidConfig, NoSuchAccount, NoSuchJob, NoSuchNotifier
 from .errors import NotLoggedIn as NotLoggedInError
 from .scheduler import Scheduler
 
@@ -765,6 +766,21 @@ class Controller:
             self._changed_daemon()
             return warnings
 
+    # ---- notifiers -------------------------------------------------------------------------
+    async def notify_test(self, name: str) -> dict:
+        """Send a test message through ``[notify.NAME]`` as the daemon would: with its
+        credentials ($CREDENTIALS_DIRECTORY) and from its network namespace."""
+        from ..notify.senders import DeliveryError, test_message
+
+        config = self.config
+        try:
+            kind = await _in_thread(lambda: test_message(config, name), f"notify-{name}")
+        except LookupError as e:
+            raise NoSuchNotifier(str(e.args[0])) from None
+        except DeliveryError as e:
+            raise ControllerError(f"notifier {name}: {e}") from None
+        return {"notifier": name, "type": kind, "delivered": True}
+
     # ---- accounts and login ------------------------------------------------------------
     def _account(self, account: str) -> Any:
         return _lookup(self.config.accounts, "account", account, NoSuchAccount)
@@ -799,6 +815,7 @@ class Controller:
             try:
                 user = await _in_thread(lambda: auth.complete_device_login(login, cancel), f"login-{account}")
                 entry.update(state="logged_in", username=user, message=f"logged in as {user}")
+                note_login(self.config, self.state, account, True)
             except Exception as e:  # noqa: BLE001 - reported through login_status
                 entry.update(state="failed", message=str(e))
             self._changed_daemon()
@@ -823,6 +840,7 @@ class Controller:
             entry.update(state="failed", message=str(e))
             raise ControllerError(f"account {account!r}: login failed: {e}") from e
         entry.update(state="logged_in", username=user, message=f"logged in as {user}")
+        note_login(self.config, self.state, account, True)
         return self.login_status(account)
 
     def login_status(self, account: str) -> dict:
@@ -844,6 +862,7 @@ class Controller:
         auth = self._authenticator(account)
         self._cancel_login(account)
         await _in_thread(auth.logout, f"logout-{account}")
+        note_login(self.config, self.state, account, False)
 
     def _cancel_login(self, account: str) -> None:
         entry = self._logins.pop(account, None)

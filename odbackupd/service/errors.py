@@ -17,6 +17,10 @@ class NoSuchAccount(ControllerError):
     code = "NoSuchAccount"
 
 
+class NoSuchNotifier(ControllerError):
+    code = "NoSuchNotifier"
+
+
 class Busy(ControllerError):
     code = "Busy"
 

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from ..config import Config
 from ..journal import setup_logging
 from .controller import Controller, Event
+from .delivery import Delivery
 from .errors import InvalidConfig
 from .notify import Notifier
 
@@ -62,6 +63,8 @@ class Service:
         except StateUnavailable as e:  # read-only or full state directory: one line, exit 1
             log.error("%s", e)
             return 1
+        delivery = Delivery(lambda: ctl.config, ctl.state)  # notifications, metrics file
+        delivery.start()
         transport = None
         if self.make_transport is not None:
             transport = self.make_transport(ctl)
@@ -69,6 +72,7 @@ class Service:
                 await transport.start()
             except Exception as e:  # noqa: BLE001 - say why and exit non-zero
                 log.error("cannot serve on D-Bus: %s", e)
+                await delivery.stop()
                 await ctl.stop(self.stop_timeout)
                 return 1
         watchdog = None
@@ -83,6 +87,7 @@ class Service:
             log.info("stopping: cancelling runs (their uploads checkpoint; the next start resumes them)")
             if self._reloading is not None:
                 await asyncio.gather(self._reloading, return_exceptions=True)
+            await delivery.stop()
             await ctl.stop(self.stop_timeout)
             if transport is not None:
                 await transport.stop()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .. import __version__
+from ..config.checks import symlinked_dir_source
 from ..destinations.base import MANIFEST_NAME, Destination, DestinationError, Expected, StoredObject
 from ..state import StateStore
 from . import chain
@@ -261,6 +262,10 @@ class SnapshotBuilder:
             return RunResult(job, None, FAILED, (
                 f"source {', '.join(missing)} does not exist (not mounted? moved?); nothing was "
                 "backed up and the earlier snapshots are untouched"))
+        linked = [m for m in map(symlinked_dir_source, self.job.sources) if m]
+        if linked:
+            return RunResult(job, None, FAILED, "; ".join(linked) + "; nothing was backed up and the earlier "
+                             "snapshots are untouched")
         unmounted = unmounted_sources(self.job.sources, self.fstab, self.mountinfo)
         if unmounted:
             return RunResult(job, None, FAILED, "; ".join(

@@ -30,6 +30,15 @@ class SnapshotNotFound(LookupError):
     pass
 
 
+class DamagedLatest(Exception):
+    """``latest`` was asked for, but the newest snapshot folder has a manifest that does not
+    read: taking the newest intact one instead would quietly restore older data."""
+
+    def __init__(self, folder: str, problem: str, intact: "Manifest | None") -> None:
+        super().__init__(f"the newest snapshot, {folder}, has a damaged manifest ({problem})")
+        self.folder, self.problem, self.intact = folder, problem, intact
+
+
 def series_folder(host: str, series: str) -> str:
     """The folder holding the snapshot folders of ``host``'s series ``series``."""
     return f"{host}/{series}"
@@ -99,7 +108,14 @@ def list_snapshots(dest: Destination, series: str, host: str | None = None) -> L
 def find_snapshot(dest: Destination, series: str, ref: str | None, host: str | None = None) -> Manifest:
     """``ref``: a snapshot id, a unique prefix of one, or ``latest``/None."""
     host = host or socket.gethostname()
-    snaps = list_snapshots(dest, series, host).complete
+    listing = list_snapshots(dest, series, host)
+    snaps = listing.complete
+    if ref in (None, "", "latest"):
+        # this host's own folders only: a damaged manifest in the old shared layout may be
+        # another host's (verify all still reports it)
+        newer = [(f, p) for f, p in listing.unreadable if "/" not in f and (not snaps or f > snaps[-1].snapshot)]
+        if newer:
+            raise DamagedLatest(*max(newer), snaps[-1] if snaps else None)
     if not snaps:
         raise SnapshotNotFound(
             f"{dest.describe()} holds no complete snapshot of job {series!r} made by host {host!r}"

@@ -25,10 +25,13 @@ from ..destinations.base import Destination, DestinationError
 from .incchain import BrokenChain, chain_of
 from .incremental import NAME, ORIGIN, TYPE, open_tree
 from .manifest import Manifest
+from .extract import Extractor
 from .restore import (
-    Extractor, IntegrityError, PlainStream, RestoreError, RestoreStats, VerifyReport, VolumeFetcher,
-    _hash_stream, check_identities, verify_snapshot,
+    IntegrityError, PlainStream, RestoreError, RestoreStats, VerifyReport, VolumeFetcher, _hash_stream,
+    check_identities, verify_snapshot,
 )
+from .restore_result import special_policy
+from .target import open_target, parse_paths
 from .walk import Key, key_from_json
 
 
@@ -236,28 +239,32 @@ def restore_chain(
     on_progress: Callable[[int, int], None] | None = None,
     same_owner: bool | None = None,
     authentic: bool = False,
+    special_files: bool | None = None,
 ) -> RestoreStats:
     """Restore the state of ``chain[-1]`` (an incremental) by applying ``chain``.
 
-    ``authentic``: every manifest of the chain was verified against a trusted key (as for
-    restore_snapshot). An archive read whole has its volumes' chain headers and end marker
-    checked (snapshot/chain.py); of an older one read in parts, each volume is checked
-    against its manifest's SHA-256 (the headers link each volume to the one before it,
-    which a part skips)."""
-    del authentic  # what it unlocks is restore_snapshot's, where the extraction is
+    ``authentic``/``special_files``: as for restore_snapshot (``authentic``: every manifest
+    of the chain was verified against a trusted key). An archive read whole has its
+    volumes' chain headers and end marker checked (snapshot/chain.py); of an older one read
+    in parts, each volume is checked against its manifest's SHA-256 (the headers link each
+    volume to the one before it, which a part skips). The counts are not compared with a
+    manifest: no one manifest describes what a chain restore writes."""
     newest = chain[-1]
     for m in chain:
         if m.encrypted and not identities:
             raise RestoreError(f"snapshot {m.snapshot} is encrypted: give the age identity file with --identity")
         check_identities(m, identities)
-    target = Path(target)
-    target.mkdir(parents=True, exist_ok=True)
+    restore_special, why = special_policy(authentic, special_files)
+    parse_paths(paths)  # a bad --path is refused before the target is created
+    tgt = open_target(target)
     tmp = Path(tempfile.mkdtemp(prefix="odbackupd-chain-", dir=scratch))
     total = sum(m.tar_bytes for m in chain)
     done = 0
     try:
         index = fetch_index(dest, newest, identities, tmp)
-        ex = Extractor(target, paths=paths, same_owner=same_owner)
+        ex = Extractor(tgt.fd, tgt.path, paths=paths, same_owner=same_owner,
+                       special_files=restore_special, special_reason=why)
+        ex.stats.warnings[:0] = tgt.warnings
         stats = ex.stats
         for m in chain:
             parts: list[tuple[int, int, int, int | None]] = [(0, len(m.volumes) - 1, 0, None)]
@@ -292,6 +299,7 @@ def restore_chain(
             done += m.tar_bytes
         return stats
     finally:
+        os.close(tgt.fd)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -9,15 +9,11 @@ The extractor never trusts the archive: members that would land outside the targ
 """
 from __future__ import annotations
 
-import errno
-import grp
 import hashlib
 import io
 import logging
 import os
-import pwd
 import shutil
-import stat
 import tarfile
 import tempfile
 import threading
@@ -29,25 +25,20 @@ from typing import BinaryIO, Callable, Iterator, Sequence
 
 import zstandard
 
-from ..destinations.base import Destination, DestinationError
+from ..destinations.base import Destination, DestinationError, ObjectNotFound
 from ..hashes import QuickXorHash
 from .chain import ChainChecker, ChainError, FirstBytes, kind_problem
+from .extract import Extractor
 from .manifest import Manifest
-from .tarstream import parse_ns
+from .restore_result import RestoreStats, compare_with_manifest, special_policy
+from .restore_errors import BadTarget, IntegrityError, RestoreError, RestoreStopped, WrongIdentity
+from .target import open_target, parse_paths
+from .tarread import open_tar, read_members
+
+__all__ = ["BadTarget", "IntegrityError", "RestoreError", "RestoreStats", "RestoreStopped", "WrongIdentity",
+           "restore_snapshot", "verify_snapshot", "check_identities", "VolumeFetcher", "PlainStream"]
 
 log = logging.getLogger("odbackupd.restore")
-
-
-class RestoreError(Exception):
-    pass
-
-
-class IntegrityError(RestoreError):
-    pass
-
-
-class WrongIdentity(RestoreError):
-    """None of the --identity keys opens the snapshot: the caller's mistake, not damage."""
 
 
 def check_identities(manifest: Manifest, identities: Sequence[object] | None) -> None:
@@ -69,18 +60,6 @@ def check_identities(manifest: Manifest, identities: Sequence[object] | None) ->
             f"none of the --identity keys opens snapshot {manifest.snapshot}: it is encrypted to "
             f"recipient fingerprint {', '.join(sorted(wanted))}, the keys given have {', '.join(sorted(given))} "
             "(a fingerprint is the first 16 hex digits of the SHA-256 of the age1... public key)")
-
-
-@dataclass
-class RestoreStats:
-    files: int = 0
-    dirs: int = 0
-    links: int = 0
-    others: int = 0
-    bytes: int = 0
-    refused: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    unmatched: list[str] = field(default_factory=list)  # --path arguments no member matched
 
 
 # -- fetching volumes ---------------------------------------------------------------------------
@@ -149,7 +128,11 @@ class VolumeFetcher:
                     if stop.is_set():
                         return
                     path = tmpdir / vol["name"]
-                    with self.dest.open_read(self.m.location, self.m.snapshot, vol["name"]) as src, open(path, "wb") as out:
+                    try:
+                        src = self.dest.open_read(self.m.location, self.m.snapshot, vol["name"])
+                    except ObjectNotFound as e:  # the manifest lists it: the snapshot is damaged
+                        raise IntegrityError(f"{vol['name']} is missing ({e})") from e
+                    with src, open(path, "wb") as out:
                         size, sha, _ = _hash_stream(src, out, stop=stop)
                     check_volume(vol, size, sha)
                     if not put((vol, path)):
@@ -295,224 +278,6 @@ def _chain_errors() -> Iterator[None]:
         raise IntegrityError(str(e)) from None
 
 
-# -- extraction -----------------------------------------------------------------------------------
-class Unsafe(Exception):
-    pass
-
-
-def _member_parts(name: str) -> list[bytes]:
-    raw = os.fsencode(name)
-    parts = [p for p in raw.split(b"/") if p not in (b"", b".")]
-    if b".." in parts:
-        raise Unsafe("contains '..'")
-    if not parts:
-        raise Unsafe("empty name")
-    return parts
-
-
-class Extractor:
-    def __init__(
-        self,
-        target: Path,
-        *,
-        paths: Sequence[str] = (),
-        same_owner: bool | None = None,
-        numeric_owner: bool = False,
-        select: Callable[[tarfile.TarInfo], bool] | None = None,
-    ) -> None:
-        """``select``: which members to write (a chain restore writes each file once)."""
-        self.select = select
-        self.root = os.fsencode(str(Path(target).resolve()))
-        self.paths = [p for p in paths if p.strip("/")]
-        self.filters = [tuple(_member_parts(p.strip("/"))) for p in self.paths]
-        self._matched: set[int] = set()
-        self.same_owner = os.geteuid() == 0 if same_owner is None else same_owner
-        self.numeric_owner = numeric_owner
-        self.stats = RestoreStats()
-        self._verified: set[bytes] = {self.root}
-        self._dirs: list[tuple[bytes, tarfile.TarInfo]] = []
-        self._warned: set[str] = set()
-
-    def _warn(self, msg: str, once_key: str | None = None) -> None:
-        if once_key is not None:
-            if once_key in self._warned:
-                return
-            self._warned.add(once_key)
-        self.stats.warnings.append(msg)
-        log.warning("%s", msg)
-
-    def _wanted(self, parts: list[bytes]) -> bool:
-        if not self.filters:
-            return True
-        t = tuple(parts)
-        hits = {i for i, f in enumerate(self.filters) if t[: len(f)] == f}
-        self._matched |= hits
-        return bool(hits)
-
-    def _parent(self, parts: list[bytes]) -> bytes:
-        """The member's parent directory, created if missing; refuses any symlink on the way."""
-        cur = self.root
-        for comp in parts[:-1]:
-            cur = cur + b"/" + comp
-            if cur in self._verified:
-                continue
-            try:
-                st = os.lstat(cur)
-            except FileNotFoundError:
-                os.mkdir(cur)
-                self._verified.add(cur)
-                continue
-            if not stat.S_ISDIR(st.st_mode):
-                raise Unsafe(f"its parent {os.fsdecode(cur)} is not a directory (a symlink?)")
-            self._verified.add(cur)
-        return cur
-
-    def extract(self, stream: BinaryIO) -> RestoreStats:
-        try:
-            tf = tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape")
-        except tarfile.TarError as e:
-            raise IntegrityError(f"not a tar stream: {e}") from e
-        with tf:
-            while True:
-                try:
-                    ti = tf.next()
-                except tarfile.TarError as e:
-                    raise IntegrityError(f"corrupt tar stream: {e}") from e
-                if ti is None:
-                    break
-                tf.members.clear()  # stream mode: keep memory flat
-                if self.select is not None and not self.select(ti):
-                    continue
-                try:
-                    parts = _member_parts(ti.name)
-                    if not self._wanted(parts):
-                        continue
-                    self._member(tf, ti, parts)
-                except Unsafe as e:
-                    msg = f"refused {ti.name!r}: {e}"
-                    self.stats.refused.append(ti.name)
-                    self._warn(msg)
-                except OSError as e:
-                    self._warn(f"{ti.name}: {e.strerror or e}")
-        for path, ti in reversed(self._dirs):
-            self._attrs(path, ti, is_dir=True)
-        # a mistyped --path restores nothing: say so rather than report a restore of 0 files
-        self.stats.unmatched = [p for i, p in enumerate(self.paths) if i not in self._matched]
-        return self.stats
-
-    def _member(self, tf: tarfile.TarFile, ti: tarfile.TarInfo, parts: list[bytes]) -> None:
-        parent = self._parent(parts)
-        path = parent + b"/" + parts[-1]
-        if ti.isdir():
-            try:
-                st = os.lstat(path)
-                if not stat.S_ISDIR(st.st_mode):
-                    os.unlink(path)
-                    self._verified.discard(path)
-                    os.mkdir(path, 0o700)
-            except FileNotFoundError:
-                os.mkdir(path, 0o700)
-            self._verified.add(path)
-            self._dirs.append((path, ti))
-            self.stats.dirs += 1
-            return
-        self._clear(path)
-        if ti.isreg():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            try:
-                src = tf.extractfile(ti)
-                assert src is not None
-                remaining = ti.size
-                while remaining:
-                    b = src.read(min(remaining, 1 << 20))
-                    if not b:
-                        raise IntegrityError(f"{ti.name}: archive ends inside the file")
-                    _write_all(fd, b)
-                    remaining -= len(b)
-                self.stats.bytes += ti.size
-            finally:
-                os.close(fd)
-            self.stats.files += 1
-        elif ti.islnk():
-            lparts = _member_parts(ti.linkname)
-            source = self._parent(lparts) + b"/" + lparts[-1]
-            os.link(source, path, follow_symlinks=False)
-            self.stats.links += 1
-            return  # a hard link shares the attributes of what it links to
-        elif ti.issym():
-            os.symlink(os.fsencode(ti.linkname), path)
-            self.stats.others += 1
-        elif ti.ischr() or ti.isblk():
-            if os.geteuid() != 0:
-                self._warn(f"{ti.name}: device files are restored only as root; skipped")
-                return
-            kind = stat.S_IFCHR if ti.ischr() else stat.S_IFBLK
-            os.mknod(path, kind | 0o600, os.makedev(ti.devmajor, ti.devminor))
-            self.stats.others += 1
-        elif ti.isfifo():
-            os.mkfifo(path, 0o600)
-            self.stats.others += 1
-        else:
-            self._warn(f"{ti.name}: unsupported member type {ti.type!r}; skipped")
-            return
-        self._attrs(path, ti, is_dir=False)
-
-    def _clear(self, path: bytes) -> None:
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            return
-        if stat.S_ISDIR(st.st_mode):
-            raise Unsafe("a directory of that name is already there")
-        os.unlink(path)  # a file or a symlink: replaced, never followed
-
-    def _attrs(self, path: bytes, ti: tarfile.TarInfo, is_dir: bool) -> None:
-        link = ti.issym()
-        if self.same_owner:
-            uid, gid = ti.uid, ti.gid
-            if not self.numeric_owner:
-                try:
-                    uid = pwd.getpwnam(ti.uname).pw_uid if ti.uname else uid
-                except KeyError:
-                    pass
-                try:
-                    gid = grp.getgrnam(ti.gname).gr_gid if ti.gname else gid
-                except KeyError:
-                    pass
-            try:
-                os.lchown(path, uid, gid)
-            except OSError as e:
-                self._warn(f"{ti.name}: cannot set owner: {e.strerror}")
-        if not link:
-            os.chmod(path, ti.mode & 0o7777 if self.same_owner else ti.mode & 0o1777)
-        for key, value in ti.pax_headers.items():
-            if key.startswith("SCHILY.xattr."):
-                name = key[len("SCHILY.xattr."):]
-                try:
-                    os.setxattr(path, name, value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
-                except OSError as e:
-                    if e.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
-                        self._warn(
-                            f"extended attribute {name} not restored ({e.strerror}); further such warnings suppressed",
-                            once_key="xattr:" + name.split(".")[0],
-                        )
-                    else:
-                        self._warn(f"{ti.name}: extended attribute {name}: {e.strerror}")
-        mt = ti.pax_headers.get("mtime")
-        ns = parse_ns(mt) if mt else int(ti.mtime) * 1_000_000_000
-        try:
-            os.utime(path, ns=(ns, ns), follow_symlinks=False)
-        except OSError as e:
-            self._warn(f"{ti.name}: cannot set mtime: {e.strerror}")
-
-
-def _write_all(fd: int, b: bytes) -> None:
-    mv = memoryview(b)
-    while mv:
-        n = os.write(fd, mv)
-        mv = mv[n:]
-
-
 # -- entry points --------------------------------------------------------------------------------
 def restore_snapshot(
     dest: Destination,
@@ -525,27 +290,40 @@ def restore_snapshot(
     on_progress: Callable[[int, int], None] | None = None,
     same_owner: bool | None = None,
     authentic: bool = False,
+    special_files: bool | None = None,
 ) -> RestoreStats:
-    """``authentic``: the manifest's signature was verified against a trusted key
-    (snapshot/trust.py)."""
+    """Restore ``manifest``'s snapshot below ``target``.
+
+    ``authentic``: the manifest's signature was verified against a trusted key
+    (snapshot/trust.py), so the snapshot is what that host's daemon wrote. Unless it is,
+    or ``special_files`` says otherwise, a root restore leaves out setuid/setgid bits, capabilities and device nodes (counted in the
+    stats, which then are not ``complete``). Damage raises IntegrityError, a full or
+    read-only target RestoreStopped; either carries ``.stats`` of what was written.
+    """
     if manifest.encrypted and not identities:
         raise RestoreError(
             f"snapshot {manifest.snapshot} is encrypted: give the age identity file with --identity"
         )
     check_identities(manifest, identities)
-    target = Path(target)
-    target.mkdir(parents=True, exist_ok=True)
+    restore_special, why = special_policy(authentic, special_files)
+    parse_paths(paths)  # a bad --path is refused before the target is created
+    tgt = open_target(target)
     total = manifest.tar_bytes
     stream = PlainStream(iter(VolumeFetcher(dest, manifest, scratch)), identities, manifest=manifest)
     reader: BinaryIO = io.BufferedReader(stream, 1 << 20)  # type: ignore[arg-type]
     if on_progress is not None:
         reader = _ProgressReader(reader, lambda n: on_progress(n, total))  # type: ignore[assignment]
     try:
-        stats = Extractor(target, paths=paths, same_owner=same_owner).extract(reader)
+        ex = Extractor(tgt.fd, tgt.path, paths=paths, same_owner=same_owner,
+                       special_files=restore_special, special_reason=why)
+        ex.stats.warnings[:0] = tgt.warnings
+        stats = ex.extract(reader)
         while reader.read(1 << 20):  # on to the snapshot's end, where its end marker is checked
             pass
     finally:
         stream.close()
+        os.close(tgt.fd)
+    compare_with_manifest(stats, manifest, stream.tar_bytes, selective=bool(paths))
     return stats
 
 
@@ -630,13 +408,12 @@ def verify_snapshot(
         check_identities(manifest, identities)
         rep.method = "read back, decrypted and decompressed"
         stream = PlainStream(iter(VolumeFetcher(dest, manifest)), identities, manifest=manifest)
+        files = data = 0
         try:
-            with tarfile.open(fileobj=io.BufferedReader(stream, 1 << 20), mode="r|",  # type: ignore[arg-type]
-                              encoding="utf-8", errors="surrogateescape") as tf:
-                while tf.next() is not None:
-                    tf.members.clear()
-            while stream.read(1 << 20):
-                pass
+            with open_tar(io.BufferedReader(stream, 1 << 20)) as tf:  # type: ignore[arg-type]
+                for ti in read_members(tf):
+                    files += ti.isreg() or ti.islnk()
+                    data += ti.size if ti.isreg() else 0
         except WrongIdentity:
             raise
         except (RestoreError, tarfile.TarError, zstandard.ZstdError, ValueError) as e:
@@ -645,4 +422,7 @@ def verify_snapshot(
             stream.close()
         if not rep.problems and stream.tar_bytes != manifest.tar_bytes:
             rep.problems.append(f"archive has {stream.tar_bytes} bytes, the manifest says {manifest.tar_bytes}")
+        elif not rep.problems and (files, data) != (manifest.files, manifest.data_bytes):
+            rep.problems.append(f"archive holds {files} files with {data} bytes, the manifest says "
+                                f"{manifest.files} files with {manifest.data_bytes} bytes")
     return rep

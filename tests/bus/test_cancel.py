@@ -115,7 +115,8 @@ def test_cancel_a_live_run_then_the_next_run_resumes_it(slow_onedrive, graph_emu
     assert emu.counters["sessions_created"] - sessions_before <= len(volumes) - third["reused_volumes"]
 
     out_dir = tmp_path / "restored"
-    r = odctl(private_bus, "restore", "t", "--to", str(out_dir), "--config", str(od.config_path), "--json")
+    r = odctl(private_bus, "restore", "t", "--to", str(out_dir), "--config", str(od.config_path), "--json",
+              "--special-files")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["snapshot"] == first["snapshot"]
     assert_same_tree(src, out_dir / str(src).lstrip("/"))

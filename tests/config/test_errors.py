@@ -34,7 +34,7 @@ CASES = {
     "unknown section without a near name": (
         "[frobnicate]  # <--\n",
         "frobnicate",
-        "unknown section 'frobnicate' (sections are [daemon], [destination], [account], [job], [intake])",
+        "unknown section 'frobnicate' (sections are [daemon], [destination], [account], [job], [notify], [intake])",
     ),
     "unknown key with suggestion": (
         '[job.etc]\nsources = ["/etc"]\nkeep-last = 3  # <--\n',

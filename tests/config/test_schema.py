@@ -25,13 +25,13 @@ from odbackupd.config.schema import SECTIONS, schema_fields
 # The public field names others code against: a rename here must be deliberate.
 PUBLIC_FIELDS = {
     DaemonConfig: "state_dir spool_dir hostname max_parallel_runs max_parallel_uploads "
-    "bandwidth_limit log_level",
+    "bandwidth_limit log_level metrics_file notify",
     DestinationConfig: "name type path account folder chunk_size hard_delete",
     AccountConfig: "name client_id tenant drive drive_id site client_secret_file "
-    "certificate_file authority_url graph_url ca_bundle",
+    "certificate_file authority_url graph_url ca_bundle read_only",
     JobConfig: "name sources destinations exclude recipients trusted_key volume_size compression_level "
     "compression_threads one_file_system allow_empty_sources keep_last keep_daily keep_weekly keep_monthly "
-    "max_size full_every full_if_older_than ignore_inode ignore_ctime schedule random_delay persistent watch quiet_period max_delay drop_dir",
+    "max_size full_every full_if_older_than ignore_inode ignore_ctime schedule random_delay persistent watch quiet_period max_delay drop_dir notify",
     IntakeConfig: "listen max_file_size state_dir upload_expiry users",
     IntakeUserConfig: "name token_file drop_job quota partial_dir",
 }
@@ -51,7 +51,7 @@ def test_public_api():
     ]:  # fmt: skip
         assert hasattr(config_pkg, name), name
     assert [f.name for f in dataclasses.fields(config_pkg.Config)] == [
-        "path", "daemon", "destinations", "accounts", "jobs", "warnings", "intake",
+        "path", "daemon", "destinations", "accounts", "jobs", "warnings", "notify", "intake",
     ]  # fmt: skip
 
 
@@ -73,7 +73,7 @@ def test_reference_documents_every_key():
 def test_required_keys():
     required = {(d.section, d.name) for d in schema_reference() if d.required}
     # a job's sources are required unless it has a drop_dir: checked with the other keys
-    assert required == {("destination", "type"), ("account", "client_id"),
+    assert required == {("destination", "type"), ("account", "client_id"), ("notify", "type"),
                         ("intake.user", "token_file"), ("intake.user", "drop_job")}
 
 

@@ -41,7 +41,7 @@ def test_app_only_backup_to_a_site_with_the_secret_as_a_credential(od, tmp_path,
     # it went to the site's document library, not to any user's drive
     assert emu.item(f"{od.folder}/{HOST}/t/{m.snapshot}/manifest.json", drive_id=emu.site_drive_id)
     assert verify_snapshot(dest, m).ok
-    restore_snapshot(dest, m, tmp_path / "out")
+    restore_snapshot(dest, m, tmp_path / "out", special_files=True)
     dest.close()
     assert_same_tree(src, tmp_path / "out" / str(src).lstrip("/"))
     assert not (od.state_dir / "tokens").exists() or not any((od.state_dir / "tokens").iterdir())

@@ -88,7 +88,7 @@ def test_backup_list_verify_restore_prune(od, age_key, tmp_path, how, encrypted)
     assert emu.counters["bytes_downloaded"] >= m.stored_bytes
 
     out = tmp_path / "out"
-    restore_snapshot(dest, m, out, identities=ids)
+    restore_snapshot(dest, m, out, identities=ids, special_files=True)
     assert_same_tree(src, out / str(src).lstrip("/"))
     dest.close()
     state.close()

@@ -56,7 +56,7 @@ def test_login_revoked_mid_run_fails_clearly_then_resumes_after_login(od, src, t
     assert run.result.resumed
     dest = od.destination(state)
     out = tmp_path / "out"
-    restore_snapshot(dest, run.result.manifest, out)
+    restore_snapshot(dest, run.result.manifest, out, special_files=True)
     assert_same_tree(src, out / str(src).lstrip("/"))
     dest.close()
     state.close()

@@ -69,7 +69,7 @@ def test_backup_and_restore_through_faults(od, age_key, tmp_path):
     f.add("throttle", "download.get", nth=2, retry_after=1)
     out = tmp_path / "out"
     dest = od.destination(state)
-    restore_snapshot(dest, m, out, identities=load_identities(key))
+    restore_snapshot(dest, m, out, identities=load_identities(key), special_files=True)
     assert_same_tree(src, out / str(src).lstrip("/"))
     assert "truncate" in {action for _, _, action in f.history}
     dest.close()

@@ -34,7 +34,7 @@ def test_three_level_chain_round_trip(od, age_key, tmp_path):
         assert all(r.ok for r in verify_chain(dest, snaps[-1], snaps))  # OneDrive's quickXorHashes
         ids = load_identities(key)
         out = tmp_path / "od"
-        restore_chain(dest, chain, out, identities=ids)
+        restore_chain(dest, chain, out, identities=ids, special_files=True)  # our own snapshots
         assert_same_tree(src, out / str(src).lstrip("/"))
         # what a sysadmin does without odbackupd: download the chain's folders, run RESTORE.txt
         local = tmp_path / "download"

@@ -52,7 +52,7 @@ def test_sigkill_mid_volume_then_the_next_run_resends_at_most_one_chunk(od, tmp_
     assert stored <= emu.counters["bytes_uploaded"] <= stored + CHUNK, "more than one chunk was sent again"
 
     out_dir = tmp_path / "out"
-    restore_snapshot(dest, m, out_dir)
+    restore_snapshot(dest, m, out_dir, special_files=True)
     assert_same_tree(src, out_dir / str(src).lstrip("/"))
     dest.close()
     emu.assert_no_violations()

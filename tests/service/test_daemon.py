@@ -205,7 +205,7 @@ def test_sigterm_during_upload_then_restart_resumes(tmp_path, graph_emulator):
     dest = od.destination()
     try:
         out = tmp_path / "restored"
-        restore_snapshot(dest, find_snapshot(dest, "t", snapshot), out)
+        restore_snapshot(dest, find_snapshot(dest, "t", snapshot), out, special_files=True)
     finally:
         dest.close()
     assert_same_tree(src, out / str(src).lstrip("/"))

@@ -140,7 +140,7 @@ def test_snapshots_of_the_old_layout_stay_listed_restorable_and_pruned_by_their_
 
     # restorable where they are
     out = tmp_path / "restored"
-    restore_snapshot(dest, listing.complete[0], out)
+    restore_snapshot(dest, listing.complete[0], out, special_files=True)
     assert_same_tree(alpha.src, out / str(alpha.src).lstrip("/"), dir_mtimes=False)
 
     # counted by retention: alpha's next run keeps 2 (one old, one new), beta's does not touch alpha's
@@ -172,7 +172,8 @@ def test_odctl_host_reads_and_restores_another_servers_snapshots(tmp_path):
     r = _odctl("verify", "etc", "latest", "--config", str(new.config_path), "--host", "alpha", "--download")
     assert r.returncode == 0, r.stderr
     out = tmp_path / "restored"
-    r = _odctl("restore", "etc", "latest", "--config", str(new.config_path), "--host", "alpha", "--to", str(out))
+    r = _odctl("restore", "etc", "latest", "--config", str(new.config_path), "--host", "alpha", "--to", str(out),
+               "--special-files")
     assert r.returncode == 0, r.stderr
     assert_same_tree(dead.src, out / str(dead.src).lstrip("/"), dir_mtimes=False)
     # without --host, beta has nothing of its own to restore: exit 3 naming --host

@@ -61,9 +61,9 @@ def test_three_level_chain_restores_with_gnu_tar_and_odctl(setup, tmp_path, age_
         # odctl's own restore of the chain: each file once, from its newest copy
         out = tmp_path / f"od{level}"
         if len(chain) > 1:
-            restore_chain(dest, chain, out, identities=ids)
+            restore_chain(dest, chain, out, identities=ids, special_files=True)  # our own snapshots
         else:
-            restore_snapshot(dest, m, out, identities=ids)
+            restore_snapshot(dest, m, out, identities=ids, special_files=True)
         assert_same_tree(src, out / str(src).lstrip("/"))
     inc1, inc2 = made[1], made[2]
     assert len(inc1.volumes) >= 3  # the big new file spans volumes of the incremental

@@ -1,44 +1,25 @@
 """A hostile or damaged archive cannot write outside the restore directory."""
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
 import tarfile
 from pathlib import Path
 
-import zstandard
-
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.snapshot.manifest import Manifest
 from odbackupd.snapshot.restore import restore_snapshot
 
+from tests.layout import series_dir
+
+from .archives import snapshot_of, ti
+
 
 def _evil_snapshot(dest_root: Path, members) -> Manifest:  # noqa: ANN001
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for ti, data in members:
-            tf.addfile(ti, io.BytesIO(data) if data is not None else None)
-    raw = buf.getvalue()
-    vol = zstandard.ZstdCompressor().compress(raw)
-    snap = "20260101T000000Z-e71100"
-    d = dest_root / "t" / snap
-    d.mkdir(parents=True)
-    (d / "vol.000001.zst").write_bytes(vol)
-    m = Manifest(job="t", snapshot=snap, host="h", started=0, finished=1, tool_version="x",
-                 compression={"algorithm": "zstd"}, encryption=None, sources=["/"], files=1, dirs=0,
-                 others=0, data_bytes=0, tar_bytes=len(raw),
-                 volumes=[{"name": "vol.000001.zst", "size": len(vol),
-                           "sha256": hashlib.sha256(vol).hexdigest(), "quickxor": ""}])
-    (d / "manifest.json").write_bytes(m.dumps())
-    return Manifest.loads((d / "manifest.json").read_bytes())
+    return snapshot_of(dest_root, members)
 
 
-def _ti(name: str, type_=tarfile.REGTYPE, linkname: str = "", size: int = 0) -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(name)
-    ti.type, ti.linkname, ti.size, ti.mode = type_, linkname, size, 0o644
-    return ti
+_ti = ti
 
 
 def test_traversal_attempts_are_refused(tmp_path):
@@ -82,5 +63,5 @@ def test_existing_symlink_in_target_is_replaced_not_followed(tmp_path):
 def test_manifest_json_is_plain_and_complete(tmp_path):
     dest = tmp_path / "dest"
     m = _evil_snapshot(dest, [(_ti("a", size=1), b"a")])
-    d = json.loads((dest / "t" / m.snapshot / "manifest.json").read_text())
+    d = json.loads((series_dir(dest) / m.snapshot / "manifest.json").read_text())
     assert d["format"] == "odbackupd-snapshot" and d["volumes"][0]["name"] == "vol.000001.zst"

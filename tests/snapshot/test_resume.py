@@ -86,7 +86,8 @@ def test_sigkill_mid_run_then_resume(setup, tmp_path):
         assert (p.stat().st_ino, p.stat().st_mtime_ns) == ident, f"{name} was written again"
     assert verify_snapshot(dest, m, download=True).ok
     restored = tmp_path / "restored"
-    restore_snapshot(dest, m, restored)
+    stats = restore_snapshot(dest, m, restored, special_files=True)
+    assert stats.complete, stats  # a resumed snapshot's counts add up to its manifest's
     assert_same_tree(src, restored / str(src).lstrip("/"), dir_mtimes=False)
     # nothing left in the spool
     assert not any(p.is_file() for p in setup.spool.rglob("*"))

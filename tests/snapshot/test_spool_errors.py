@@ -42,7 +42,7 @@ def test_write_error_in_the_spool_fails_the_run_and_the_next_run_succeeds(setup,
     ok = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     [m] = list_snapshots(dest, "t").complete
-    restore_snapshot(dest, m, tmp_path / "restored")
+    restore_snapshot(dest, m, tmp_path / "restored", special_files=True)
     assert_same_tree(src, tmp_path / "restored" / str(src).lstrip("/"), dir_mtimes=False)
 
 
