@@ -42,7 +42,7 @@ def test_prune_by_hand_updates_the_snapshot_count(setup, tmp_path):
     src.mkdir()
     (src / "a").write_text("x")
     prom = tmp_path / "odbackupd.prom"
-    cfg = setup.write([src], extra="keep_last = 3\n")
+    cfg = setup.write([src], extra="keep_last = 3\nfull_every = 1\n")  # fulls: keep_last counts one for one
     cfg.write_text(cfg.read_text().replace("[daemon]\n", f'[daemon]\nmetrics_file = "{prom}"\n', 1))
     for _ in range(3):
         assert once(cfg).returncode == 0

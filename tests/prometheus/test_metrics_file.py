@@ -49,7 +49,7 @@ def textfile_dir(tmp_path: Path) -> Path:
 
 
 def write_config(setup: Setup, src: Path, textfile_dir: Path, extra: str = "") -> Path:
-    cfg = setup.write([src], extra='keep_last = 2\nschedule = "0 */6 * * *"\n' + extra)
+    cfg = setup.write([src], extra='keep_last = 2\nfull_every = 1\nschedule = "0 */6 * * *"\n' + extra)  # fulls
     text = cfg.read_text().replace("[daemon]\n", f'[daemon]\nmetrics_file = "{textfile_dir}/odbackupd.prom"\n', 1)
     cfg.write_text(text)
     return cfg

@@ -48,7 +48,7 @@ def test_root_once_leaves_the_service_user_able_to_run():
         for d in ("state", "spool", "src"):
             (base / d).mkdir()
         (base / "src" / "f").write_text("data")
-        cfg = svc.write([base / "src"], extra="keep_last = 1\n")
+        cfg = svc.write([base / "src"], extra="keep_last = 1\nfull_every = 1\n")  # fulls: the second run prunes
         for p in [base / d for d in ("state", "spool", "dest", "src")] + [base / "src" / "f"]:
             os.chown(p, NOBODY, NOBODY)  # the service's user owns its directories
         r = odbackupd("--config", str(cfg), "--once", "t")  # root, by hand or from root's crontab
