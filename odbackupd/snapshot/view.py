@@ -1,0 +1,568 @@
+"""Browsing a snapshot without restoring it: the state AT a snapshot, from indexes only.
+
+``open_view(dest, manifest, snapshots, identities)`` downloads the snapshot's index (the
+``index.zst[.age]`` object, checked against the manifest) and nothing else: an
+incremental's index already describes the whole state at that snapshot (every directory
+with all its children, each non-directory naming the snapshot of the chain whose archive
+holds its data, ``origin``). The indexes of the older snapshots of the chain are fetched
+only when a member's data is read (they say where in their archive each entry is).
+
+A snapshot made before indexes existed (manifest format 1) has no index: its volumes are
+streamed once, the tar headers read into the same tree, and ``view.streamed`` is True so
+the caller can say so.
+
+Reading a member (``open_member``/``read_member``) fetches only the volume(s) holding it,
+through a pluggable :class:`VolumeSource` (``Downloads`` by default; ``odctl mount`` puts an
+on-disk cache under it): each volume is checked against the manifest (size and SHA-256)
+before it is used, and its chain header (snapshot/chain.py) as it is decoded; decoding
+starts at the volume's boundary (volumes are whole zstd frames) and skips to the member's
+tar offset. The member found there must be the one the index names.
+
+The index is not trusted more than the archive: a path with ``..``, ``/`` or NUL in a
+name, a location outside its volume, an origin outside the chain are
+:class:`IntegrityError` (exit 4), before anything is read or written.
+
+Symlink targets: the index holds them (the optional 12th child field, incremental.py);
+for an older index ``readlink`` reads the member's tar header (one volume).
+"""
+from __future__ import annotations
+
+import bisect
+import io
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterator, Protocol, Sequence
+
+from ..destinations.base import Destination, ObjectNotFound
+from .incremental import GID, INO, LINK, MODE, MTIME, CTIME, NAME, ORIGIN, SIZE, TYPE, UID, open_tree
+from .manifest import Manifest
+from .restore_errors import IntegrityError, RestoreError
+from .tarread import open_tar, read_members
+from .tarstream import parse_ns
+
+TYPES = "fdlcbp"
+_S_IFMT = {"f": stat.S_IFREG, "d": stat.S_IFDIR, "l": stat.S_IFLNK, "c": stat.S_IFCHR, "b": stat.S_IFBLK,
+           "p": stat.S_IFIFO}
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    snapshot: str  # whose archive holds the entry
+    volume: int  # the volume's number (manifest "index", vol.NNNNNN)
+    offset: int  # tar offset of the entry's header (its PAX header first)
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: str  # os.fsdecode'd: any byte survives as a surrogate escape
+    path: str  # as archived, without a leading "/" ("etc/nginx/sites-available/shop"); "" the root
+    type: str  # f d l c b p
+    size: int
+    mtime_ns: int
+    mode: int  # st_mode (with the type bits)
+    uid: int
+    gid: int
+    inode: int = 0  # as on the source (0: not known, a snapshot without an index)
+    ctime_ns: int = 0
+    origin: str = ""  # the snapshot whose archive holds the data ("" for a directory made up)
+    location: Location | None = None  # None: a directory only implied by a source's path
+    link: str | None = None  # a symlink's target when the index holds it (else see readlink)
+    hardlink: str | None = None  # streamed views: the path this hard link's data is under
+
+
+class VolumeSource(Protocol):
+    """Where a view gets verified local copies of volumes (``odctl mount`` caches them)."""
+
+    def get(self, m: Manifest, vol: dict) -> Path:
+        """A local file holding volume ``vol`` of ``m``, its size and SHA-256 checked."""
+
+    def release(self, m: Manifest, vol: dict, path: Path) -> None:
+        """The reader is done with ``path`` (it may be deleted or kept)."""
+
+    def index(self, m: Manifest, identities: Sequence[object] | None) -> Path:
+        """``m``'s index as compressed plain text, checked against the manifest (and decrypted)."""
+
+
+class Downloads:
+    """Volumes downloaded into a scratch directory, verified, the last ``keep`` kept for
+    reuse; ``counts`` what was downloaded (``volumes``, ``volume_bytes``, ``indexes``,
+    ``index_bytes``)."""
+
+    def __init__(self, dest: Destination, scratch: Path | None = None, keep: int = 2) -> None:
+        self.dest, self.keep = dest, keep
+        self.dir = Path(tempfile.mkdtemp(prefix="odbackupd-view-", dir=scratch))
+        self._kept: OrderedDict[tuple[str, str], Path] = OrderedDict()
+        self._indexes: dict[str, Path] = {}
+        self.counts = {"volumes": 0, "volume_bytes": 0, "indexes": 0, "index_bytes": 0}
+
+    def get(self, m: Manifest, vol: dict) -> Path:
+        from .restore import _hash_stream, check_volume
+
+        key = (m.snapshot, vol["name"])
+        if key in self._kept:
+            self._kept.move_to_end(key)
+            return self._kept[key]
+        path = self.dir / f"{m.snapshot}.{vol['name']}"
+        try:
+            with self.dest.open_read(m.location, m.snapshot, vol["name"]) as src, open(path, "wb") as out:
+                size, sha, _ = _hash_stream(src, out)
+        except ObjectNotFound as e:
+            raise IntegrityError(f"{m.snapshot}/{vol['name']} is missing ({e})") from e
+        self.counts["volumes"] += 1
+        self.counts["volume_bytes"] += size
+        try:
+            check_volume(vol, size, sha)
+        except IntegrityError:
+            path.unlink(missing_ok=True)
+            raise
+        self._kept[key] = path
+        while len(self._kept) > self.keep:
+            _, old = self._kept.popitem(last=False)
+            old.unlink(missing_ok=True)
+        return path
+
+    def release(self, m: Manifest, vol: dict, path: Path) -> None:
+        pass  # kept until pushed out by newer ones, or close()
+
+    def index(self, m: Manifest, identities: Sequence[object] | None) -> Path:
+        from .chainrestore import fetch_index
+
+        if m.snapshot in self._indexes:
+            return self._indexes[m.snapshot]
+        p = self._indexes[m.snapshot] = fetch_index(self.dest, m, identities, self.dir, plain=f"{m.snapshot}.plain.zst")
+        self.counts["indexes"] += 1
+        self.counts["index_bytes"] += int(m.index["size"]) if m.index else 0
+        return p
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _name_ok(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and "/" not in name and "\0" not in name
+
+
+def _bad_index(m: Manifest, what: str) -> IntegrityError:
+    return IntegrityError(f"the index of snapshot {m.snapshot} {what}: refused (the index is damaged or was "
+                          "written by someone else)")
+
+
+def _mode(typ: str, mode: int) -> int:
+    return stat.S_IFMT(mode) and mode or (_S_IFMT.get(typ, 0) | stat.S_IMODE(mode))
+
+
+class SnapshotView:
+    """The tree of one snapshot: ``lookup``, ``children``, ``walk``, and member data."""
+
+    def __init__(self, manifest: Manifest, chain: Sequence[Manifest], source: VolumeSource,
+                 identities: Sequence[object] | None) -> None:
+        self.manifest = manifest
+        self.chain = list(chain)
+        self.source = source
+        self.identities = identities
+        self.streamed = False
+        self._by_id = {m.snapshot: m for m in self.chain}
+        self._nodes: dict[str, Node] = {}
+        self._kids: dict[str, list[str]] = {"": []}
+        self._nodes[""] = Node("", "", "d", 0, int(manifest.started * 1e9), stat.S_IFDIR | 0o755, 0, 0)
+        self._offsets: dict[str, list[int]] = {}  # per snapshot: every entry's tar offset, sorted
+
+    # -- building ---------------------------------------------------------------------------------
+    def _add(self, node: Node) -> None:
+        if node.path in self._nodes and node.path:
+            if self._nodes[node.path].location is None:  # a made-up directory, now known
+                self._nodes[node.path] = node
+            return
+        parent = node.path.rpartition("/")[0]
+        self._ensure_dir(parent)
+        self._nodes[node.path] = node
+        self._kids[parent].append(node.path)
+        if node.type == "d":
+            self._kids.setdefault(node.path, [])
+
+    def _ensure_dir(self, path: str) -> None:
+        if path in self._nodes:
+            return
+        parent = path.rpartition("/")[0]
+        self._ensure_dir(parent)
+        n = Node(path.rpartition("/")[2], path, "d", 0, 0, stat.S_IFDIR | 0o755, 0, 0)
+        self._nodes[path] = n
+        self._kids[parent].append(path)
+        self._kids.setdefault(path, [])
+
+    def _load_index(self, plain: Path) -> None:
+        m = self.manifest
+        f, tree = open_tree(plain)
+        roots = _roots(m, tree.header)
+        try:
+            dir_at: dict[str, Location] = {}
+            for key, rec in tree:
+                path = _path_of(m, roots, key)
+                if "r" in rec:  # a source that is a file
+                    self._add(self._child(m, path.rpartition("/")[0], rec["r"], name=path.rpartition("/")[2]))
+                    continue
+                dir_at[path] = self._loc(m, m.snapshot, int(rec["o"]))
+                for c in rec.get("c") or ():
+                    if not isinstance(c, list) or len(c) < 11 or not isinstance(c[NAME], str) or not _name_ok(c[NAME]):
+                        raise _bad_index(m, f"names an entry {c[NAME] if isinstance(c, list) and c else c!r} "
+                                         f"in {path or '/'} that cannot be a file name")
+                    self._add(self._child(m, path, c))
+            for path, loc in dir_at.items():  # directories: their own header, in this archive
+                n = self._nodes.get(path)
+                if n is not None and n.type == "d":
+                    self._nodes[path] = _replace(n, location=loc, origin=m.snapshot)
+                elif n is None:
+                    self._ensure_dir(path)
+                    self._nodes[path] = _replace(self._nodes[path], location=loc, origin=m.snapshot)
+        except (ValueError, TypeError, KeyError, IndexError) as e:
+            raise _bad_index(m, f"does not read ({e})") from None
+        finally:
+            f.close()
+
+    def _child(self, m: Manifest, parent: str, c: list, name: str | None = None) -> Node:
+        name = c[NAME] if name is None else name
+        typ = c[TYPE]
+        if typ not in TYPES:
+            raise _bad_index(m, f"gives {name!r} the unknown type {typ!r}")
+        origin = c[ORIGIN] or m.snapshot
+        if typ != "d" and origin not in self._by_id:
+            raise _bad_index(m, f"puts the data of {name!r} in snapshot {origin}, which is not in its chain")
+        return Node(name, f"{parent}/{name}" if parent else name, typ, int(c[SIZE]), int(c[MTIME]),
+                    _mode(typ, int(c[MODE])), int(c[UID]), int(c[GID]), int(c[INO]), int(c[CTIME]),
+                    origin=origin if typ != "d" else m.snapshot,
+                    link=c[LINK] if typ == "l" and len(c) > LINK and isinstance(c[LINK], str) else None)
+
+    def _loc(self, m: Manifest, snapshot: str, offset: int, volume: int | None = None) -> Location:
+        """A location in ``snapshot``'s archive, checked to lie inside its volume."""
+        owner = self._by_id[snapshot]
+        vols = owner.volumes
+        if not vols:
+            raise _bad_index(m, f"points into snapshot {snapshot}, which has no volumes")
+        starts = [int(v.get("tar_start", 0)) for v in vols]
+        pos = bisect.bisect_right(starts, offset) - 1
+        end = int(vols[pos].get("tar_end", owner.tar_bytes)) if pos >= 0 else 0
+        if offset < 0 or pos < 0 or offset >= min(end, owner.tar_bytes) or (
+                volume is not None and int(vols[pos].get("index", pos + 1)) != volume):
+            raise _bad_index(m, f"points at archive offset {offset}"
+                             + (f" in volume {volume}" if volume is not None else "")
+                             + f" of snapshot {snapshot}, outside the volume that holds it")
+        return Location(snapshot, int(vols[pos].get("index", pos + 1)), offset)
+
+    # -- the tree ---------------------------------------------------------------------------------
+    def lookup(self, path: str) -> Node | None:
+        return self._nodes.get(norm_path(path))
+
+    def children(self, path: str = "") -> list[Node]:
+        kids = self._kids.get(norm_path(path))
+        if kids is None:
+            return []
+        return sorted((self._nodes[k] for k in kids), key=lambda n: os.fsencode(n.name))
+
+    def walk(self, path: str = "") -> Iterator[Node]:
+        """``path`` and everything below it, depth first, names in byte order."""
+        top = self.lookup(path)
+        if top is None:
+            return
+        stack = [top]
+        while stack:
+            n = stack.pop()
+            yield n
+            if n.type == "d":
+                stack.extend(reversed(self.children(n.path)))
+
+    # -- where data is ----------------------------------------------------------------------------
+    def location(self, node: Node) -> Location:
+        """Where ``node``'s entry is (the origin snapshot's index is fetched the first time)."""
+        if node.location is not None:
+            return node.location
+        if node.type == "d":
+            raise RestoreError(f"{node.path or '/'} is implied by a source's path; it has no entry of its own")
+        self._locations(node.origin)
+        n = self._nodes.get(node.path)
+        if n is None or n.location is None:
+            raise _bad_index(self._by_id[node.origin], f"does not say where {node.path} is")
+        return n.location
+
+    def _locations(self, snapshot: str) -> None:
+        if snapshot in self._offsets:
+            return
+        m = self._by_id[snapshot]
+        roots: list[str] | None = None
+        if m.index is None:
+            raise RestoreError(f"snapshot {snapshot} has no index to read")
+        plain = self.source.index(m, self.identities)
+        offsets: list[int] = []
+        f, tree = open_tree(plain)
+        try:
+            roots = _roots(m, tree.header)
+            for key, rec in tree:
+                offsets.append(int(rec["o"]))
+            import json
+
+            from .walk import key_from_json
+
+            for line in tree._f:  # the locations section
+                d = json.loads(line)
+                key, o, v = key_from_json(d["k"]), int(d["o"]), int(d["v"])
+                offsets.append(o)
+                path = _path_of(m, roots, key)
+                loc = self._loc(self.manifest, snapshot, o, v)
+                n = self._nodes.get(path)
+                if n is not None and n.type != "d" and n.origin == snapshot:
+                    self._nodes[path] = _replace(n, location=loc)
+        except (ValueError, TypeError, KeyError) as e:
+            raise _bad_index(m, f"does not read ({e})") from None
+        finally:
+            f.close()
+        offsets.sort()
+        self._offsets[snapshot] = offsets
+
+    def entry_end(self, loc: Location) -> int | None:
+        """Where the entry after ``loc`` starts in its archive (None: the archive's end)."""
+        self._locations(loc.snapshot)
+        offs = self._offsets[loc.snapshot]
+        i = bisect.bisect_right(offs, loc.offset)
+        return offs[i] if i < len(offs) else None
+
+    # -- member data ------------------------------------------------------------------------------
+    def _stream(self, loc: Location) -> BinaryIO:
+        """The archive of ``loc.snapshot`` from ``loc.offset`` on (volumes fetched as read)."""
+        from .restore import PlainStream
+        from .chainrestore import _Window
+
+        m = self._by_id[loc.snapshot]
+        first = next(i for i, v in enumerate(m.volumes) if int(v.get("index", i + 1)) == loc.volume)
+
+        def volumes() -> Iterator[tuple[dict, Path]]:
+            for vol in m.volumes[first:]:
+                path = self.source.get(m, vol)
+                try:
+                    yield vol, path
+                finally:
+                    self.source.release(m, vol, path)
+
+        stream = PlainStream(volumes(), self.identities, manifest=m, first=first)
+        skip = loc.offset - int(m.volumes[first].get("tar_start", 0))
+        return io.BufferedReader(_Window(stream, skip, None), 1 << 16)  # type: ignore[arg-type]
+
+    def _member(self, node: Node, loc: Location) -> tuple[tarfile.TarFile, tarfile.TarInfo]:
+        tf = open_tar(self._stream(loc))
+        try:
+            ti = next(read_members(tf), None)
+        except BaseException:
+            tf.close()
+            raise
+        if ti is None or ti.name.rstrip("/") != node.path:
+            tf.close()
+            raise _bad_index(self._by_id[loc.snapshot], f"puts {node.path} at archive offset {loc.offset}, where "
+                             f"{'the archive ends' if ti is None else 'member ' + repr(ti.name) + ' is'}")
+        return tf, ti
+
+    def open_member(self, node: Node) -> BinaryIO:
+        """A regular file's data, read from the volume(s) holding it. Close it when done."""
+        if node.type != "f":
+            raise RestoreError(f"{node.path} is not a regular file")
+        if node.hardlink is not None:  # a streamed view knows the name the data is under
+            target = self.lookup(node.hardlink)
+            if target is None:
+                raise IntegrityError(f"{node.path} is a hard link to {node.hardlink}, which the snapshot lacks")
+            node = target
+        tf, ti = self._member(node, self.location(node))
+        if ti.islnk():
+            target = ti.linkname.rstrip("/")
+            tf.close()
+            self._locations(node.origin)
+            tnode = self._nodes.get(target)
+            if tnode is None or tnode.origin != node.origin or tnode.location is None:
+                raise IntegrityError(f"{node.path} is a hard link to {target}, which is not in the same archive")
+            tf, ti = self._member(tnode, tnode.location)
+        if not ti.isreg():
+            tf.close()
+            raise IntegrityError(f"{node.path}: the archive holds a {ti.type!r} member where the index has a file")
+        src = tf.extractfile(ti)
+        assert src is not None
+        return _Member(src, tf, ti.size)
+
+    def read_member(self, node: Node, offset: int, size: int) -> bytes:
+        with self.open_member(node) as f:
+            _skip(f, offset)
+            return f.read(size)
+
+    def readlink(self, node: Node) -> str:
+        """A symlink's target: from the index, else from its tar header (one volume)."""
+        if node.type != "l":
+            raise RestoreError(f"{node.path} is not a symbolic link")
+        if node.link is not None:
+            return node.link
+        tf, ti = self._member(node, self.location(node))
+        tf.close()
+        if not ti.issym():
+            raise IntegrityError(f"{node.path}: the archive holds a {ti.type!r} member where the index has a symlink")
+        return ti.linkname
+
+    def close(self) -> None:
+        close = getattr(self.source, "close", None)
+        if close is not None and getattr(self, "_owns_source", False):
+            close()
+
+    def __enter__(self) -> "SnapshotView":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Member(io.RawIOBase):
+    def __init__(self, src: BinaryIO, tf: tarfile.TarFile, size: int) -> None:
+        self._src, self._tf, self.size = src, tf, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # noqa: ANN001
+        data = self._src.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._tf.close()
+        super().close()
+
+
+def _skip(f: BinaryIO, n: int) -> None:
+    while n > 0:
+        b = f.read(min(n, 1 << 20))
+        if not b:
+            return
+        n -= len(b)
+
+
+def _replace(n: Node, **kw: object) -> Node:
+    import dataclasses
+
+    return dataclasses.replace(n, **kw)  # type: ignore[arg-type]
+
+
+def norm_path(path: str) -> str:
+    """An archived path as given by a user ("/etc/ssh/", "etc//ssh") in the view's form."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise RestoreError(f"{path}: '..' names nothing in a snapshot; give the path as archived, e.g. etc/ssh")
+    return "/".join(parts)
+
+
+def _roots(m: Manifest, header: dict) -> list[str]:
+    roots = header.get("roots")
+    if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
+        raise _bad_index(m, "has no list of source roots")
+    for r in roots:
+        if r != "." and not all(_name_ok(p) for p in r.split("/")):
+            raise _bad_index(m, f"names the source root {r!r}, which is not a relative path")
+    return roots
+
+
+def _path_of(m: Manifest, roots: list[str], key: tuple) -> str:
+    if not key or not isinstance(key[0], int) or not 0 <= key[0] < len(roots):
+        raise _bad_index(m, f"holds an entry of source {key[0] if key else '?'}, which it does not list")
+    parts = [os.fsdecode(c) for c in key[1:]]
+    if not all(_name_ok(p) for p in parts):
+        raise _bad_index(m, f"names the path {'/'.join(parts)!r}, with '..', '/' or an empty name in it")
+    root = roots[key[0]]
+    return "/".join(([] if root == "." else [root]) + parts)
+
+
+# -- snapshots without an index ---------------------------------------------------------------------
+def _load_streamed(view: SnapshotView, dest: Destination, scratch: Path | None) -> None:
+    """A format-1 snapshot: its volumes streamed once, the tree taken from the tar headers."""
+    from .restore import PlainStream, VolumeFetcher
+
+    m = view.manifest
+    starts = [int(v.get("tar_start", 0)) for v in m.volumes]
+    fetched = VolumeFetcher(dest, m, scratch)
+    counts = getattr(view.source, "counts", None)
+
+    def counted() -> Iterator[tuple[dict, Path]]:
+        for vol, path in fetched:
+            if counts is not None:
+                counts["volumes"] += 1
+                counts["volume_bytes"] += int(vol["size"])
+            yield vol, path
+
+    stream = PlainStream(counted(), view.identities, manifest=m)
+    offsets: list[int] = []
+    try:
+        with open_tar(io.BufferedReader(stream, 1 << 20)) as tf:  # type: ignore[arg-type]
+            for ti in read_members(tf):
+                path = norm_path(ti.name) if ".." not in ti.name.split("/") else None
+                if not path:
+                    continue  # "." (a source "/"), or a name the restore would refuse too
+                pos = max(0, bisect.bisect_right(starts, ti.offset) - 1)
+                loc = Location(m.snapshot, int(m.volumes[pos].get("index", pos + 1)), ti.offset)
+                offsets.append(ti.offset)
+                raw = ti.pax_headers.get("mtime")
+                mtime = parse_ns(raw) if raw else int(ti.mtime) * 1_000_000_000
+                typ, size, hard = "f", ti.size, None
+                if ti.isdir():
+                    typ, size = "d", 0
+                elif ti.issym():
+                    typ, size = "l", len(os.fsencode(ti.linkname))
+                elif ti.islnk():
+                    hard = norm_path(ti.linkname)
+                    t = view.lookup(hard)
+                    size = t.size if t is not None else 0
+                elif ti.ischr() or ti.isblk():
+                    typ, size = "c" if ti.ischr() else "b", 0
+                elif ti.isfifo():
+                    typ, size = "p", 0
+                view._add(Node(path.rpartition("/")[2], path, typ, size, mtime, _mode(typ, ti.mode), ti.uid, ti.gid,
+                               origin=m.snapshot, location=loc, link=ti.linkname if typ == "l" else None,
+                               hardlink=hard))
+    finally:
+        stream.close()
+    view._offsets[m.snapshot] = offsets
+    view.streamed = True
+
+
+# -- the entry point --------------------------------------------------------------------------------
+def open_view(dest: Destination, manifest: Manifest, snapshots: Sequence[Manifest] = (), *,
+              identities: Sequence[object] | None = None, source: VolumeSource | None = None,
+              scratch: Path | None = None) -> SnapshotView:
+    """The state at ``manifest`` (an incremental: its chain, resolved from ``snapshots``).
+
+    Downloads the snapshot's index only (a format-1 snapshot: its volumes, once; then
+    ``view.streamed``). ``source``: where volumes come from (default: ``Downloads``, closed
+    with the view). Raises BrokenChain, RestoreError (encrypted without ``identities``,
+    WrongIdentity), IntegrityError (a damaged or hostile index) and DestinationError."""
+    from .incchain import chain_of
+    from .restore import check_identities
+
+    chain = chain_of(manifest, snapshots) if manifest.kind == "incremental" else [manifest]
+    for m in chain:
+        if m.encrypted and not identities:
+            raise RestoreError(f"snapshot {m.snapshot} is encrypted (its index too): give the age identity "
+                               "file with --identity")
+        check_identities(m, identities)
+    owns = source is None
+    src: VolumeSource = source if source is not None else Downloads(dest, scratch)
+    view = SnapshotView(manifest, chain, src, identities)
+    view._owns_source = owns  # type: ignore[attr-defined]
+    try:
+        if manifest.index is None:
+            _load_streamed(view, dest, scratch)
+        else:
+            view._load_index(src.index(manifest, identities))
+    except BaseException:
+        view.close()
+        raise
+    return view
+
+
+__all__ = ["Downloads", "Location", "Node", "SnapshotView", "VolumeSource", "norm_path", "open_view"]
