@@ -920,6 +920,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     trust.add_key_parser(sub, common, lambda args: trust.key_export(_config(args), args))
 
+    from .mount import add_parser as add_mount_parser  # pyfuse3 is imported only when it runs
+
+    add_mount_parser(sub, common, SERIES_HELP, HOST_HELP)
+
     from .intake import add_intake_parsers
 
     add_intake_parsers(sub, common)

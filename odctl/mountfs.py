@@ -12,7 +12,7 @@ a read needs them.
 Everything that blocks (fetching, decrypting, decompressing) runs in a worker thread
 (``trio.to_thread``); the FUSE loop itself never waits on the network. Every request that
 would change something is refused with EROFS (the kernel refuses most of them itself: the
-file system is mounted ``ro``). ``nosuid`` and ``nodev``: a setuid file or a device node
+file system is mounted ``ro``). Extended attributes are not shown (see below). ``nosuid`` and ``nodev``: a setuid file or a device node
 in a snapshot is shown, never honoured.
 
 Reads: a file handle streams its member from the start (volumes in order) and serves
@@ -322,21 +322,10 @@ class SnapshotFS(pyfuse3.Operations):
             self.report(f"{what}: {e}" if what else str(e))
             raise pyfuse3.FUSEError(errno.EIO) from None
 
-    # -- extended attributes --------------------------------------------------------------------
-    async def listxattr(self, inode: int, ctx: Any = None) -> list[bytes]:
-        ino = self._get(inode)
-        if ino.kind != "node" or ino.node is None or ino.snap is None or ino.snap.adapter is None:
-            return []
-        return list(await self._blocking(ino.snap.adapter.xattrs, ino.node))
-
-    async def getxattr(self, inode: int, name: bytes, ctx: Any = None) -> bytes:
-        ino = self._get(inode)
-        if ino.kind != "node" or ino.node is None or ino.snap is None or ino.snap.adapter is None:
-            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-        values = await self._blocking(ino.snap.adapter.xattrs, ino.node)
-        if name not in values:
-            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-        return values[name]
+    # Extended attributes (and so ACLs) are not shown: the index does not record them, and
+    # reading them from the tar headers would fetch a volume for every file ``ls -l`` looks
+    # at. pyfuse3's default answers ENOSYS, after which the kernel stops asking (callers
+    # get EOPNOTSUPP); odctl restore puts them back.
 
     # -- the file system ------------------------------------------------------------------------
     async def statfs(self, ctx: Any = None) -> pyfuse3.StatvfsData:
@@ -389,6 +378,10 @@ class SnapshotFS(pyfuse3.Operations):
 
     async def removexattr(self, *a: Any) -> Any:
         raise _erofs()
+
+    def adapters(self) -> list[Adapter]:
+        """The snapshots opened so far."""
+        return [s.adapter for s in self.snaps.values() if s.adapter is not None]
 
     def close(self) -> None:
         for h in list(self._handles.values()):

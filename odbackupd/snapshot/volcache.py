@@ -20,12 +20,12 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Sequence
 
 from ..destinations.base import Destination, ObjectNotFound
+from .chainrestore import fetch_index
 from .manifest import Manifest
 from .restore import _hash_stream, check_volume
 from .restore_errors import IntegrityError
@@ -38,6 +38,7 @@ class CacheStats:
     fetched: int = 0  # volumes downloaded
     fetched_bytes: int = 0
     hits: int = 0  # served from the cache
+    indexes: int = 0  # indexes downloaded
     evicted: int = 0
 
 
@@ -75,7 +76,8 @@ def remove_stale(parent: Path) -> list[Path]:
 
 
 class VolumeCache:
-    """``with cache.volume(manifest, vol) as path:`` the verified local copy of ``vol``."""
+    """A :class:`~.view.VolumeSource`: ``get(manifest, vol)`` the verified local copy of
+    ``vol``, ``release(...)`` when read; ``index(manifest, identities)``."""
 
     def __init__(self, dest: Destination, parent: Path, limit: int) -> None:
         self.dest = dest
@@ -90,6 +92,8 @@ class VolumeCache:
         self._mu = threading.Lock()
         self._slots: OrderedDict[tuple[str, str], _Slot] = OrderedDict()  # least recently used first
         self.stats = CacheStats()
+        self._index_mu = threading.Lock()
+        self._indexes: dict[str, Path] = {}
         self._closed = False
 
     @property
@@ -97,8 +101,9 @@ class VolumeCache:
         with self._mu:
             return sum(s.size for s in self._slots.values() if s.path is not None)
 
-    @contextmanager
-    def volume(self, m: Manifest, vol: dict) -> Iterator[Path]:
+    def get(self, m: Manifest, vol: dict) -> Path:
+        """The verified local copy of ``vol`` (fetched if the cache lacks it); held, never
+        evicted, until :meth:`release`."""
         key = (m.snapshot, vol["name"])
         with self._mu:
             if self._closed:
@@ -120,14 +125,42 @@ class VolumeCache:
                         self.stats.hits += 1
             if slot.error is not None:
                 raise slot.error
-            assert slot.path is not None
-            yield slot.path
-        finally:
-            with self._mu:
-                slot.users -= 1
-                if slot.error is not None and slot.users == 0 and self._slots.get(key) is slot:
-                    del self._slots[key]  # the next reader tries again
-                self._evict()
+        except BaseException:
+            self._unpin(key, slot)
+            raise
+        assert slot.path is not None
+        return slot.path
+
+    def release(self, m: Manifest, vol: dict, path: Path) -> None:
+        key = (m.snapshot, vol["name"])
+        with self._mu:
+            slot = self._slots.get(key)
+        if slot is not None and slot.path == path:
+            self._unpin(key, slot)
+
+    def _unpin(self, key: tuple[str, str], slot: _Slot) -> None:
+        with self._mu:
+            slot.users -= 1
+            if slot.error is not None and slot.users == 0 and self._slots.get(key) is slot:
+                del self._slots[key]  # the next reader tries again
+            self._evict()
+
+    @property
+    def in_use(self) -> int:
+        """Volumes a reader holds now."""
+        with self._mu:
+            return sum(1 for s in self._slots.values() if s.users)
+
+    def index(self, m: Manifest, identities: Sequence[object] | None) -> Path:
+        """``m``'s index as compressed plain text (fetched once, checked against the manifest;
+        small, so never evicted)."""
+        with self._index_mu:
+            p = self._indexes.get(m.snapshot)
+            if p is None:
+                p = self._indexes[m.snapshot] = fetch_index(self.dest, m, identities, self.dir,
+                                                            plain=f"{m.snapshot}.plain.zst")
+                self.stats.indexes += 1
+            return p
 
     def _fetch(self, m: Manifest, vol: dict, slot: _Slot) -> None:
         path = self.dir / f"{m.snapshot}.{vol['name']}"
