@@ -157,6 +157,7 @@ def trusted_snapshots(args: argparse.Namespace, job, complete: list, ids: list) 
 def cmd_mount(args: argparse.Namespace) -> int:
     from . import cli
 
+    os.umask(0o077)  # the cache (volumes, the decrypted indexes) is this user's alone
     _pyfuse3()
     from .mountfs import fuse_problem
 

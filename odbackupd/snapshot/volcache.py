@@ -157,8 +157,10 @@ class VolumeCache:
         with self._index_mu:
             p = self._indexes.get(m.snapshot)
             if p is None:
-                p = self._indexes[m.snapshot] = fetch_index(self.dest, m, identities, self.dir,
-                                                            plain=f"{m.snapshot}.plain.zst")
+                p = fetch_index(self.dest, m, identities, self.dir, plain=f"{m.snapshot}.plain.zst")
+                for f in self.dir.glob(f"{m.snapshot}.*"):  # the raw object too; names are private
+                    f.chmod(0o600)
+                self._indexes[m.snapshot] = p
                 self.stats.indexes += 1
             return p
 

@@ -1,0 +1,261 @@
+"""odctl mount: a job's snapshots as a read-only FUSE file system, read with the tools a
+sysadmin uses (ls, cat, cmp, sha256sum, stat) against the source tree."""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import signal
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.layout import series_dir
+from tests.snapshot.treegen import IS_ROOT, make_awkward_tree, snapshot_tree
+
+from .conftest import Mount, odbackupd, odctl
+
+pytestmark = pytest.mark.usefixtures("fuse")
+
+
+def _backup(cfg: Path) -> dict:
+    r = odbackupd("--config", str(cfg), "--once", "t")
+    assert r.returncode == 0, r.stderr
+    snaps = json.loads(odctl("--config", str(cfg), "snapshots", "t", "--json").stdout)
+    return snaps["destinations"]["usb"]["snapshots"][-1]
+
+
+def _files(top: Path) -> list[Path]:
+    return sorted(p for p in top.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _no_xattrs(tree: dict) -> dict:
+    for d in tree.values():
+        d.pop("xattrs")
+        d.pop("rdev", None)  # the index records no device numbers (and nodev makes them unusable)
+    return tree
+
+
+def test_the_mounted_snapshot_is_the_source_tree(setup, tmp_path):
+    src = make_awkward_tree(tmp_path)  # a 3 MiB file in 1 MiB volumes: it spans volumes
+    cfg = setup.write([src], volume_size="1MiB")
+    snap = _backup(cfg)
+    assert snap["volumes"] >= 4
+    with Mount(cfg, tmp_path / "mnt") as mnt:
+        top = mnt.path
+        assert "1 snapshot mounted" in mnt.ready_line and snap["snapshot"] in mnt.ready_line
+        assert sorted(os.listdir(top)) == sorted([snap["snapshot"], "latest"])
+        assert os.readlink(top / "latest") == snap["snapshot"]
+        inside = top / "latest" / str(src).lstrip("/")
+
+        r = subprocess.run(["ls", "-lR", str(top) + "/"], capture_output=True)
+        assert r.returncode == 0, r.stderr
+        assert b"latin1-\xe9\xff" in r.stdout and b"random-hardlink.bin" in r.stdout
+        assert b"hosts-link -> ../etc/hosts" in r.stdout
+
+        # names (non-UTF-8 too), types, modes, owners, mtimes to the ns, symlinks, hard
+        # links and every byte of content, as stat/readlink/read see them on the mount
+        assert _no_xattrs(snapshot_tree(inside)) == _no_xattrs(snapshot_tree(src))
+        assert os.path.exists(os.fsencode(str(inside / "names")) + b"/latin1-\xe9\xff")
+
+        files = _files(src)
+        for f in files:
+            m = inside / f.relative_to(src)
+            assert subprocess.run(["cmp", str(f), str(m)]).returncode == 0, f
+            assert subprocess.run(["cat", str(m)], capture_output=True).stdout == f.read_bytes(), f
+        sums = subprocess.run(["sha256sum", *[str(inside / f.relative_to(src)) for f in files]],
+                              capture_output=True, check=True).stdout.splitlines()
+        # a name with a newline is escaped: its line starts with a backslash
+        assert [s.split()[0].lstrip(b"\\").decode() for s in sums] == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+
+        a, b = os.stat(inside / "data" / "random.bin"), os.stat(inside / "data" / "random-hardlink.bin")
+        assert a.st_ino == b.st_ino and a.st_nlink == b.st_nlink == 2
+        assert os.stat(inside / "etc" / "hosts").st_mtime_ns == 1_600_000_000_123_456_789
+        if IS_ROOT:
+            assert os.lstat(inside / "data" / "hosts-link")[4:6] == (4321, 8765)
+            assert stat.S_IMODE(os.stat(inside / "bin" / "tool").st_mode) == 0o4755  # shown; nosuid
+        st = os.stat(inside / "shared")
+        assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o1777
+        assert os.stat(inside / "empty" / "nested-empty").st_mtime_ns == 1_400_000_000_000_000_001
+        assert os.stat(inside / "data").st_nlink == 2 and os.stat(inside / "empty").st_nlink == 3
+        # stat(1) as a person reads it
+        out = subprocess.run(["stat", "-c", "%A %U %s %Y", str(inside / "etc" / "ssh" / "key")],
+                             capture_output=True, text=True, check=True).stdout.split()
+        src_out = subprocess.run(["stat", "-c", "%A %U %s %Y", str(src / "etc" / "ssh" / "key")],
+                                 capture_output=True, text=True, check=True).stdout.split()
+        assert out == src_out and out[0] == "-rw-------"
+        caches = list((setup.spool / "mount" / "t").iterdir())
+        assert len(caches) == 1 and stat.S_IMODE(caches[0].stat().st_mode) == 0o700
+        assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in caches[0].iterdir())
+        assert any(p.name.endswith(".zst") and "vol." in p.name for p in caches[0].iterdir())
+    assert mnt.returncode == 0, mnt.stderr
+    assert not os.path.ismount(mnt.path) and os.listdir(mnt.path) == []
+    assert list((setup.spool / "mount" / "t").iterdir()) == []  # the cache went with the mount
+    assert "unmounted" in mnt.stderr and "Traceback" not in mnt.stderr
+
+
+def test_writes_are_refused_with_erofs(setup, tmp_path):
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "f").write_text("keep me")
+    os.symlink("f", src / "d" / "l")
+    cfg = setup.write([src])
+    _backup(cfg)
+    with Mount(cfg, tmp_path / "mnt") as mnt:
+        d = mnt.path / "latest" / str(src).lstrip("/") / "d"
+        attempts = {
+            "open for writing": lambda: open(d / "f", "r+b"),
+            "append": lambda: open(d / "f", "ab"),
+            "truncate": lambda: os.truncate(d / "f", 0),
+            "create": lambda: open(d / "new", "xb"),
+            "mkdir": lambda: os.mkdir(d / "sub"),
+            "unlink": lambda: os.unlink(d / "f"),
+            "rmdir": lambda: os.rmdir(d),
+            "rename": lambda: os.rename(d / "f", d / "g"),
+            "hard link": lambda: os.link(d / "f", d / "g"),
+            "symlink": lambda: os.symlink("x", d / "s"),
+            "chmod": lambda: os.chmod(d / "f", 0o777),
+            "chown": lambda: os.chown(d / "f", 1, 1),
+            "utime": lambda: os.utime(d / "f", (0, 0)),
+            "setxattr": lambda: os.setxattr(d / "f", "user.x", b"1"),
+            "mkdir at the top": lambda: os.mkdir(mnt.path / "x"),
+            "remove latest": lambda: os.unlink(mnt.path / "latest"),
+        }
+        for what, act in attempts.items():
+            with pytest.raises(OSError) as e:
+                act()
+            assert e.value.errno == errno.EROFS, (what, e.value)
+        assert (d / "f").read_text() == "keep me" and os.readlink(d / "l") == "f"
+        assert not os.access(d / "f", os.W_OK)
+        r = subprocess.run(["touch", str(d / "f")], capture_output=True, text=True)
+        assert r.returncode != 0 and "Read-only file system" in r.stderr
+    assert mnt.returncode == 0
+
+
+def test_every_snapshot_of_a_chain_and_latest(setup, tmp_path):
+    """A full and two incrementals: each directory shows its own state (deleted files gone,
+    changed ones changed); the data of an unchanged file comes from the snapshot that holds it."""
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "a").write_text("a1")
+    (src / "d" / "gone").write_text("deleted later")
+    (src / "same").write_bytes(os.urandom(300_000))
+    cfg = setup.write([src])
+    s1 = _backup(cfg)
+    (src / "d" / "a").write_text("a2, longer")
+    os.unlink(src / "d" / "gone")
+    s2 = _backup(cfg)
+    (src / "d" / "new").write_text("new")
+    s3 = _backup(cfg)
+    assert (s1["kind"], s2["kind"], s3["kind"]) == ("full", "incremental", "incremental")
+    with Mount(cfg, tmp_path / "mnt") as mnt:
+        assert "3 snapshots mounted" in mnt.ready_line
+        rel = str(src).lstrip("/")
+        one, two, three = (mnt.path / s["snapshot"] / rel for s in (s1, s2, s3))
+        assert (one / "d" / "a").read_text() == "a1" and (one / "d" / "gone").read_text() == "deleted later"
+        assert (two / "d" / "a").read_text() == "a2, longer" and not (two / "d" / "gone").exists()
+        assert sorted(os.listdir(three / "d")) == ["a", "new"]
+        assert (three / "same").read_bytes() == (src / "same").read_bytes()  # stored in s1 only
+        assert os.readlink(mnt.path / "latest") == s3["snapshot"]
+        assert (mnt.path / "latest" / rel / "d" / "new").read_text() == "new"
+    assert mnt.returncode == 0
+
+
+def test_an_encrypted_job_needs_the_identity(setup, tmp_path, age_key):
+    key, recipient = age_key
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "secret").write_bytes(b"plain text no one may read from the spool\n" * 1000)
+    cfg = setup.write([src], recipients=[recipient])
+    _backup(cfg)
+    (tmp_path / "mnt").mkdir()
+    r = odctl("--config", str(cfg), "mount", "t", str(tmp_path / "mnt"))
+    assert r.returncode == 2 and "--identity" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not os.path.ismount(tmp_path / "mnt")
+    with Mount(cfg, tmp_path / "mnt", "--identity", str(key)) as mnt:
+        f = mnt.path / "latest" / str(src).lstrip("/") / "secret"
+        assert f.read_bytes() == (src / "secret").read_bytes()
+        cached = [p for p in (setup.spool / "mount" / "t").rglob("*") if p.is_file()]
+        assert any(p.name.endswith(".zst.age") and "vol." in p.name for p in cached)
+        assert not any(b"plain text no one" in p.read_bytes() for p in cached)  # volumes stay encrypted
+    assert mnt.returncode == 0
+
+
+def test_ctrl_c_unmounts(setup, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    cfg = setup.write([src])
+    _backup(cfg)
+    mnt = Mount(cfg, tmp_path / "mnt")
+    with mnt:
+        assert (mnt.path / "latest" / str(src).lstrip("/") / "f").read_text() == "x"
+        mnt.proc.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal sends
+        assert mnt.finish() == 0, mnt.stderr
+    assert not os.path.ismount(mnt.path)
+    assert "unmounted" in mnt.stderr and "SIGINT" in mnt.stderr and "Traceback" not in mnt.stderr
+
+
+def test_bad_mountpoints_are_one_line_errors(setup, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    cfg = setup.write([src])
+    _backup(cfg)
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "something").write_text("mine")
+    cases = {full: "is not empty", tmp_path / "missing": "does not exist", src / "f": "is not a directory"}
+    for where, says in cases.items():
+        r = odctl("--config", str(cfg), "mount", "t", str(where))
+        assert r.returncode == 2, (where, r.stderr)
+        assert says in r.stderr and str(where) in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert (full / "something").read_text() == "mine"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = odctl("--config", str(cfg), "mount", "nosuchjob", str(empty))
+    assert r.returncode == 3 and "nosuchjob" in r.stderr
+
+
+def test_untrusted_snapshots_are_left_out(setup, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    cfg = setup.write([src])
+    _backup(cfg)
+    other = tmp_path / "other.pub"
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from odbackupd.signing import public_line
+
+    other.write_text(public_line(Ed25519PrivateKey.generate().public_key()) + "\n")  # not the host's
+    (tmp_path / "mnt").mkdir()
+    r = odctl("--config", str(cfg), "mount", "t", str(tmp_path / "mnt"), "--trusted-key", str(other))
+    assert r.returncode == 4, r.stderr
+    assert "no snapshot may be trusted" in r.stderr and "left out" in r.stderr
+    assert not os.path.ismount(tmp_path / "mnt")
+
+
+def test_a_snapshot_without_an_index_is_streamed_once(setup, tmp_path):
+    """A snapshot made before indexes existed (manifest format 1) still mounts: its volumes
+    are read once to list it, and odctl says so."""
+    src = make_awkward_tree(tmp_path, big=1 << 20)
+    cfg = setup.write([src], volume_size="1MiB")
+    snap = _backup(cfg)
+    folder = series_dir(setup.dest) / snap["snapshot"]
+    d = json.loads((folder / "manifest.json").read_text())
+    (folder / d["index"]["name"]).unlink()
+    for k in ("kind", "base", "index", "changes"):
+        d.pop(k)
+    d["format_version"] = 1
+    d.pop("signature", None)
+    (folder / "manifest.json").write_text(json.dumps(d))
+    with Mount(cfg, tmp_path / "mnt") as mnt:
+        inside = mnt.path / "latest" / str(src).lstrip("/")
+        tree = snapshot_tree(inside)
+        assert _no_xattrs(tree) == _no_xattrs(snapshot_tree(src))
+    assert mnt.returncode == 0
+    assert f"snapshot {snap['snapshot']} has no index" in mnt.stderr and "once" in mnt.stderr
