@@ -424,15 +424,21 @@ def serve(fs: SnapshotFS, mountpoint: str, options: set[str], on_ready: Callable
     return how
 
 
+FUSE_DEVICE = os.makedev(10, 229)  # the misc device the kernel's fuse module registers
+
+
 def fuse_problem() -> str | None:
     """Why FUSE cannot work here, or None."""
     try:
-        fd = os.open("/dev/fuse", os.O_RDWR)
+        st = os.stat("/dev/fuse")
     except FileNotFoundError:
         return ("/dev/fuse does not exist: load the module (modprobe fuse), or give the container "
                 "the device (e.g. --device /dev/fuse)")
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != FUSE_DEVICE:
+        return "/dev/fuse is not the FUSE device (character device 10,229): load the module (modprobe fuse)"
+    try:
+        fd = os.open("/dev/fuse", os.O_RDWR)
     except OSError as e:
         return f"/dev/fuse cannot be opened ({os.strerror(e.errno or 0)}): run as root, or allow FUSE here"
     os.close(fd)
     return None
-

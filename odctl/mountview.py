@@ -26,6 +26,7 @@ class MountNode:
     node: Node
     snapshot: str
     identity: tuple  # what makes an inode: ("p", path), or ("h", ...) shared by hard links
+    started_ns: int = 0  # the snapshot's start: the mtime of directories only implied by a source's path
 
     @property
     def name(self) -> bytes:
@@ -49,6 +50,8 @@ class MountNode:
 
     @property
     def mtime_ns(self) -> int:
+        if self.node.type == "d" and self.node.location is None and not self.node.mtime_ns:
+            return self.started_ns  # e.g. "srv" above a source /srv/data: no entry of its own
         return self.node.mtime_ns
 
     @property
@@ -70,6 +73,7 @@ class Adapter:
     def __init__(self, view: SnapshotView) -> None:
         self.view = view
         self.snapshot = view.manifest.snapshot
+        self.started_ns = int(view.manifest.started * 1e9)
         self.roots = sorted(enumerate(source_roots(view.manifest.sources)), key=lambda r: -len(r[1]))
         self._links: Counter = Counter()
         self._subdirs: dict[str, int] = {}
@@ -95,8 +99,8 @@ class Adapter:
         if n.type == "f":
             key = self._link_key(n)
             if self._links[key] > 1:
-                return MountNode(n, self.snapshot, key)
-        return MountNode(n, self.snapshot, ("p", n.path))
+                return MountNode(n, self.snapshot, key, self.started_ns)
+        return MountNode(n, self.snapshot, ("p", n.path), self.started_ns)
 
     def child(self, parent: MountNode | None, name: bytes) -> MountNode | None:
         base = parent.node.path if parent is not None else ""

@@ -182,6 +182,7 @@ class VolumeCache:
             with self._mu:
                 self.stats.fetched += 1
                 self.stats.fetched_bytes += size
+                self._evict()  # room for it: the least recently used that no one reads go
         except BaseException as e:
             path.unlink(missing_ok=True)
             slot.error = e

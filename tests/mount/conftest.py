@@ -113,3 +113,11 @@ def fuse() -> None:
 @pytest.fixture
 def setup(tmp_path: Path) -> Setup:
     return Setup(tmp_path)
+
+
+from tests.onedrive.conftest import OneDriveSetup  # noqa: E402
+
+
+@pytest.fixture
+def od(tmp_path: Path, graph_emulator) -> OneDriveSetup:  # noqa: ANN001
+    return OneDriveSetup(tmp_path, graph_emulator)

@@ -259,3 +259,66 @@ def test_a_snapshot_without_an_index_is_streamed_once(setup, tmp_path):
         assert _no_xattrs(tree) == _no_xattrs(snapshot_tree(src))
     assert mnt.returncode == 0
     assert f"snapshot {snap['snapshot']} has no index" in mnt.stderr and "once" in mnt.stderr
+
+
+def test_without_pyfuse3_it_says_how_to_install_it(setup, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    cfg = setup.write([src])
+    shadow = tmp_path / "no-pyfuse3"
+    shadow.mkdir()
+    (shadow / "pyfuse3.py").write_text("raise ImportError(\"No module named 'pyfuse3'\")\n")
+    (tmp_path / "mnt").mkdir()
+    r = odctl("--config", str(cfg), "mount", "t", str(tmp_path / "mnt"),
+              env={**os.environ, "PYTHONPATH": f"{shadow}:{os.environ.get('PYTHONPATH', '')}"})
+    assert r.returncode == 1, r.stderr
+    assert "apt install python3-pyfuse3 fuse3" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = odctl("--config", str(cfg), "mount", "--help",
+              env={**os.environ, "PYTHONPATH": str(shadow)})
+    assert r.returncode == 0 and "fusermount3 -u" in r.stdout  # the parser needs no pyfuse3
+
+
+@pytest.mark.parametrize("device, says", [
+    ("none", "/dev/fuse does not exist: load the module (modprobe fuse)"),
+    ("a plain file", "/dev/fuse is not the FUSE device"),
+    ("/dev/null", "/dev/fuse is not the FUSE device"),  # a character device, not FUSE's
+])
+def test_without_fuse_it_says_so(setup, tmp_path, device, says):
+    """In a mount namespace of its own, /dev/fuse replaced: what a container without the
+    device, or a kernel without the module, looks like to odctl."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    cfg = setup.write([src])
+    _backup(cfg)
+    fake = tmp_path / "fake-dev-fuse"
+    fake.write_bytes(b"")
+    if device == "/dev/null":
+        fake = Path("/dev/null")
+    (tmp_path / "mnt").mkdir()
+    import sys
+
+    hide = ('mount -t tmpfs none /dev' if device == "none" else 'mount --bind "$1" /dev/fuse')
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        hide + ' && shift && exec "$@"', "sh", str(fake),
+                        sys.executable, "-m", "odctl.cli", "--config", str(cfg), "mount", "t",
+                        str(tmp_path / "mnt")], capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 1, r.stderr
+    assert says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not os.path.ismount(tmp_path / "mnt")
+
+
+def test_directories_above_a_source_carry_the_snapshot_time(setup, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    cfg = setup.write([src])
+    snap = _backup(cfg)
+    with Mount(cfg, tmp_path / "mnt") as mnt:
+        top = mnt.path / snap["snapshot"]
+        first = top / str(src).lstrip("/").split("/")[0]  # "tmp": not archived itself
+        started = os.stat(top).st_mtime
+        assert abs(os.stat(first).st_mtime - started) < 1 and started > 1e9
+        assert os.stat(first).st_mode & 0o777 == 0o755
+    assert mnt.returncode == 0
