@@ -19,6 +19,7 @@ _odctl() {
             "key export") path="key export" ;;
             "login") path="login" ;;
             "logout") path="logout" ;;
+            "mount") path="mount" ;;
             "notify") path="notify" ;;
             "notify test") path="notify test" ;;
             "prune") path="prune" ;;
@@ -30,7 +31,7 @@ _odctl() {
         esac
     done
     case "$path" in
-        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore verify notify fleet-status prune key intake" ;;
+        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore verify notify fleet-status prune key mount intake" ;;
         "backup-now") words="-h --help --config --json -q --quiet --wait -w" ;;
         "cancel") words="-h --help --config --json -q --quiet" ;;
         "config") words="-h --help --config --json -q --quiet check sample" ;;
@@ -44,6 +45,7 @@ _odctl() {
         "key export") words="-h --help --config --json -q --quiet" ;;
         "login") words="-h --help --config --json -q --quiet --device-code --browser" ;;
         "logout") words="-h --help --config --json -q --quiet" ;;
+        "mount") words="-h --help --config --json -q --quiet --identity -i --destination -d --host --trusted-key --any-encryption --cache-size --allow-other" ;;
         "notify") words="-h --help --config --json -q --quiet test" ;;
         "notify test") words="-h --help --config --json -q --quiet" ;;
         "prune") words="-h --help --config --json -q --quiet --dry-run -n" ;;

@@ -322,3 +322,70 @@ def test_directories_above_a_source_carry_the_snapshot_time(setup, tmp_path):
         assert abs(os.stat(first).st_mtime - started) < 1 and started > 1e9
         assert os.stat(first).st_mode & 0o777 == 0o755
     assert mnt.returncode == 0
+
+
+def test_reads_at_any_offset_and_in_parallel(setup, tmp_path):
+    """Backwards, forwards, two readers at once: what a pager, a diff or an rsync does."""
+    src = tmp_path / "src"
+    src.mkdir()
+    blobs = {f"b{i}": os.urandom(5 << 20) for i in range(3)}  # each across volumes
+    for name, data in blobs.items():
+        (src / name).write_bytes(data)
+    cfg = setup.write([src], volume_size="1MiB")
+    _backup(cfg)
+    with Mount(cfg, tmp_path / "mnt") as mnt:
+        inside = mnt.path / "latest" / str(src).lstrip("/")
+        fd = os.open(inside / "b0", os.O_RDONLY)
+        try:
+            want = blobs["b0"]
+            for off in (3 << 20, 1000, 4 << 20, 17, 5 << 20, (5 << 20) - 10):
+                assert os.pread(fd, 65536, off) == want[off:off + 65536], off
+        finally:
+            os.close(fd)
+        readers = [subprocess.Popen(["sha256sum", str(inside / n)], stdout=subprocess.PIPE, text=True)
+                   for n in ("b1", "b2")]
+        sums = [p.communicate(timeout=120)[0].split()[0] for p in readers]
+        assert sums == [hashlib.sha256(blobs[n]).hexdigest() for n in ("b1", "b2")]
+    assert mnt.returncode == 0
+
+
+def test_another_hosts_snapshots_with_host(setup, tmp_path):
+    """A dead server's snapshots, mounted on its replacement (another [daemon] hostname)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("from the old server")
+    cfg = setup.write([src])
+    text = cfg.read_text()
+    cfg.write_text(text.replace("[daemon]\n", '[daemon]\nhostname = "oldweb"\n', 1))
+    _backup_host = odbackupd("--config", str(cfg), "--once", "t")
+    assert _backup_host.returncode == 0, _backup_host.stderr
+    cfg.write_text(text)  # the replacement: its own host name
+    (tmp_path / "mnt").mkdir()
+    r = odctl("--config", str(cfg), "mount", "t", str(tmp_path / "mnt"))
+    assert r.returncode == 3 and "--host" in r.stderr
+    with Mount(cfg, tmp_path / "mnt", "--host", "oldweb") as mnt:
+        assert (mnt.path / "latest" / str(src).lstrip("/") / "f").read_text() == "from the old server"
+    assert mnt.returncode == 0
+
+
+def test_a_prune_defers_a_mounted_snapshot(setup, tmp_path):
+    """While a snapshot is open on the mount, retention on this host leaves it (leases)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_text("first")
+    cfg = setup.write([src], extra="keep_last = 1\nfull_every = 1\n")
+    first = _backup(cfg)
+    with Mount(cfg, tmp_path / "mnt", "--json") as mnt:
+        ready = json.loads(mnt.ready_line)
+        assert ready["snapshots"] == [first["snapshot"]] and ready["latest"] == first["snapshot"]
+        assert (mnt.path / first["snapshot"] / str(src).lstrip("/") / "a").read_text() == "first"
+        (src / "b").write_text("new")
+        r = odbackupd("--config", str(cfg), "--once", "t")
+        assert r.returncode == 0, r.stderr
+        assert "not pruned" in r.stdout and first["snapshot"] in r.stdout, r.stdout
+        assert (mnt.path / first["snapshot"] / str(src).lstrip("/") / "a").read_text() == "first"
+    assert mnt.returncode == 0
+    r = odbackupd("--config", str(cfg), "--once", "t")  # unmounted: the next run prunes it
+    names = [s["snapshot"] for s in json.loads(odctl("--config", str(cfg), "snapshots", "t", "--json").stdout)[
+        "destinations"]["usb"]["snapshots"]]
+    assert first["snapshot"] not in names
