@@ -28,6 +28,15 @@ def _backup(cfg: Path) -> dict:
     return snaps["destinations"]["usb"]["snapshots"][-1]
 
 
+def _one_file(setup, tmp_path: Path, text: str = "x") -> tuple[Path, Path, dict]:  # noqa: ANN001
+    """A source holding one file ``f``, backed up once: (source, config, snapshot row)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text(text)
+    cfg = setup.write([src])
+    return src, cfg, _backup(cfg)
+
+
 def _files(top: Path) -> list[Path]:
     return sorted(p for p in top.rglob("*") if p.is_file() and not p.is_symlink())
 
@@ -185,11 +194,7 @@ def test_an_encrypted_job_needs_the_identity(setup, tmp_path, age_key):
 
 
 def test_ctrl_c_unmounts(setup, tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "f").write_text("x")
-    cfg = setup.write([src])
-    _backup(cfg)
+    src, cfg, _ = _one_file(setup, tmp_path)
     mnt = Mount(cfg, tmp_path / "mnt")
     with mnt:
         assert (mnt.path / "latest" / str(src).lstrip("/") / "f").read_text() == "x"
@@ -200,11 +205,7 @@ def test_ctrl_c_unmounts(setup, tmp_path):
 
 
 def test_bad_mountpoints_are_one_line_errors(setup, tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "f").write_text("x")
-    cfg = setup.write([src])
-    _backup(cfg)
+    src, cfg, _ = _one_file(setup, tmp_path)
     full = tmp_path / "full"
     full.mkdir()
     (full / "something").write_text("mine")
@@ -221,11 +222,7 @@ def test_bad_mountpoints_are_one_line_errors(setup, tmp_path):
 
 
 def test_untrusted_snapshots_are_left_out(setup, tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "f").write_text("x")
-    cfg = setup.write([src])
-    _backup(cfg)
+    src, cfg, _ = _one_file(setup, tmp_path)
     other = tmp_path / "other.pub"
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -286,11 +283,7 @@ def test_without_pyfuse3_it_says_how_to_install_it(setup, tmp_path):
 def test_without_fuse_it_says_so(setup, tmp_path, device, says):
     """In a mount namespace of its own, /dev/fuse replaced: what a container without the
     device, or a kernel without the module, looks like to odctl."""
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "f").write_text("x")
-    cfg = setup.write([src])
-    _backup(cfg)
+    src, cfg, _ = _one_file(setup, tmp_path)
     fake = tmp_path / "fake-dev-fuse"
     fake.write_bytes(b"")
     if device == "/dev/null":
@@ -310,11 +303,7 @@ def test_without_fuse_it_says_so(setup, tmp_path, device, says):
 
 
 def test_directories_above_a_source_carry_the_snapshot_time(setup, tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "f").write_text("x")
-    cfg = setup.write([src])
-    snap = _backup(cfg)
+    src, cfg, snap = _one_file(setup, tmp_path)
     with Mount(cfg, tmp_path / "mnt") as mnt:
         top = mnt.path / snap["snapshot"]
         first = top / str(src).lstrip("/").split("/")[0]  # "tmp": not archived itself
