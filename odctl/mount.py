@@ -154,6 +154,15 @@ def trusted_snapshots(args: argparse.Namespace, job, complete: list, ids: list) 
     return out
 
 
+def _permanent(e: BaseException) -> bool:
+    """Whether opening a snapshot failed for good (damage, a broken chain), not for now (a
+    lost network, a throttled drive: the next look inside tries again)."""
+    from odbackupd.snapshot.incchain import BrokenChain
+    from odbackupd.snapshot.restore_errors import RestoreError
+
+    return isinstance(e, (RestoreError, BrokenChain))
+
+
 def cmd_mount(args: argparse.Namespace) -> int:
     from . import cli
 
@@ -197,8 +206,8 @@ def _serve(args: argparse.Namespace, cfg, d, series: str, shown: list, complete:
     try:
         cache = VolumeCache(d, cfg.daemon.spool_dir / "mount" / series, limit)
     except OSError as e:
-        raise CliError(f"cannot make the volume cache under {cfg.daemon.spool_dir}: {e.strerror or e}",
-                       EXIT_FAILED) from None
+        raise CliError(f"cannot make the volume cache under {cfg.daemon.spool_dir}: {e.strerror or e} "
+                       "(run odctl mount as root or as the service's user)", EXIT_FAILED) from None
     held = ExitStack()
     held_mu = threading.Lock()
 
@@ -211,12 +220,12 @@ def _serve(args: argparse.Namespace, cfg, d, series: str, shown: list, complete:
                 from odbackupd.snapshot.incchain import chain_of
 
                 for c in chain_of(m, complete) if m.kind == "incremental" else [m]:
-                    held.enter_context(lease.reading(cfg, d, series, c, True))
+                    held.enter_context(lease.reading(cfg, d, series, c, args.quiet))
             return Adapter(open_view(d, m, complete, identities=ids, source=cache, scratch=cache.dir))
         return open_snapshot
 
     fs = SnapshotFS([(m.snapshot, m.started, opener(m)) for m in shown], uid=os.getuid(), gid=os.getgid(),
-                    report=lambda line: _say(args, f"mount: {line}"))
+                    report=lambda line: _say(args, f"mount: {line}"), permanent=_permanent)
     options = {f"fsname=odbackupd:{series}", "subtype=odbackupd", "ro", "nosuid", "nodev", "default_permissions"}
     if args.allow_other:
         options.add("allow_other")

@@ -71,7 +71,7 @@ class _Handle:
         self.adapter, self.node = adapter, node
         self.stream: Any = None
         self.pos = 0
-        self.tail = b""  # the bytes [pos - len(tail), pos)
+        self.tail = bytearray()  # the bytes [pos - len(tail), pos)
         self.lock = threading.Lock()
 
     def read(self, off: int, size: int) -> bytes:
@@ -84,7 +84,7 @@ class _Handle:
             out = []
             if off < self.pos:  # in the window
                 start = len(self.tail) - (self.pos - off)
-                out.append(self.tail[start : start + (end - off)])
+                out.append(bytes(self.tail[start : start + (end - off)]))
             while self.pos < end:
                 want = min(CHUNK, end - self.pos) if self.pos >= off else min(CHUNK, off - self.pos)
                 b = self.stream.read(want)
@@ -94,13 +94,15 @@ class _Handle:
                 if self.pos + len(b) > off:
                     out.append(b[max(0, off - self.pos):])
                 self.pos += len(b)
-                self.tail = (self.tail + b)[-WINDOW:]
+                self.tail += b
+                if len(self.tail) > 2 * WINDOW:  # amortised: one move per WINDOW bytes read
+                    del self.tail[: len(self.tail) - WINDOW]
             return b"".join(out)[: end - off]
 
     def _reopen(self) -> None:
         self.close()
         self.stream = self.adapter.open_file(self.node)
-        self.pos, self.tail = 0, b""
+        self.pos, self.tail = 0, bytearray()
 
     def close(self) -> None:
         if self.stream is not None:
@@ -117,8 +119,10 @@ class SnapshotFS(pyfuse3.Operations):
     supports_dot_lookup = True
 
     def __init__(self, snapshots: Sequence[tuple[str, float, Callable[[], Adapter]]], *,
-                 uid: int, gid: int, report: Callable[[str], None]) -> None:
+                 uid: int, gid: int, report: Callable[[str], None],
+                 permanent: Callable[[BaseException], bool] = lambda e: True) -> None:
         super().__init__()
+        self.permanent = permanent
         self.uid, self.gid = uid, gid
         self.report = report  # one line for the operator (stderr)
         self.mounted_at = time.time()
@@ -169,9 +173,11 @@ class SnapshotFS(pyfuse3.Operations):
                 return
             try:
                 snap.adapter = snap.open()
-            except Exception as e:  # noqa: BLE001 - said once, then EIO for everything inside
-                snap.error = str(e) or type(e).__name__
-                self.report(f"snapshot {snap.snapshot} cannot be read: {snap.error}")
+            except Exception as e:  # noqa: BLE001 - said, then EIO for everything inside
+                why = str(e) or type(e).__name__
+                if self.permanent(e):  # damage: said once; a lost network: tried again next time
+                    snap.error = why
+                self.report(f"snapshot {snap.snapshot} cannot be read: {why}")
 
     # -- attributes -----------------------------------------------------------------------------
     def _attr(self, inode: int, ino: _Ino) -> pyfuse3.EntryAttributes:

@@ -75,11 +75,13 @@ class Adapter:
         self.snapshot = view.manifest.snapshot
         self.started_ns = int(view.manifest.started * 1e9)
         self.roots = sorted(enumerate(source_roots(view.manifest.sources)), key=lambda r: -len(r[1]))
-        self._links: Counter = Counter()
         self._subdirs: dict[str, int] = {}
         self._mu = threading.Lock()  # the view loads an older index's locations on first use
+        # two passes: inode numbers alone first (small), the full key only where they repeat
+        seen: Counter = Counter(n.inode or n.hardlink or n.path for n in view.walk() if n.type == "f")
+        self._links: Counter = Counter()
         for n in view.walk():
-            if n.type == "f":
+            if n.type == "f" and (n.hardlink is not None or seen[n.inode or n.path] > 1):
                 self._links[self._link_key(n)] += 1
 
     def _root_of(self, path: str) -> int:

@@ -193,15 +193,57 @@ def test_an_encrypted_job_needs_the_identity(setup, tmp_path, age_key):
     assert mnt.returncode == 0
 
 
-def test_ctrl_c_unmounts(setup, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])  # Ctrl-C; systemctl stop, kill
+def test_a_signal_unmounts(setup, tmp_path, sig):
     src, cfg, _ = _one_file(setup, tmp_path)
     mnt = Mount(cfg, tmp_path / "mnt")
     with mnt:
         assert (mnt.path / "latest" / str(src).lstrip("/") / "f").read_text() == "x"
-        mnt.proc.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal sends
+        mnt.proc.send_signal(sig)
         assert mnt.finish() == 0, mnt.stderr
     assert not os.path.ismount(mnt.path)
-    assert "unmounted" in mnt.stderr and "SIGINT" in mnt.stderr and "Traceback" not in mnt.stderr
+    assert "unmounted" in mnt.stderr and sig.name in mnt.stderr and "Traceback" not in mnt.stderr
+    assert list((setup.spool / "mount" / "t").iterdir()) == []
+
+
+def test_a_damaged_volume_is_an_io_error_never_wrong_data(setup, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big").write_bytes(os.urandom(3 << 20))
+    (src / "small").write_text("fine")
+    cfg = setup.write([src], volume_size="1MiB")
+    snap = _backup(cfg)
+    vols = sorted((series_dir(setup.dest) / snap["snapshot"]).glob("vol.*"))
+    bad = vols[1]  # inside "big"
+    data = bytearray(bad.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    with Mount(cfg, tmp_path / "mnt") as mnt:
+        inside = mnt.path / "latest" / str(src).lstrip("/")
+        r = subprocess.run(["cat", str(inside / "big")], capture_output=True)
+        assert r.returncode != 0 and b"Input/output error" in r.stderr
+        # what cat got before the error is the file's true beginning: no byte of the damage
+        assert (src / "big").read_bytes().startswith(r.stdout) and len(r.stdout) < 3 << 20
+        assert (inside / "small").read_text() == "fine"  # the rest of the snapshot still reads
+    assert mnt.returncode == 0
+    assert bad.name in mnt.stderr and "SHA-256" in mnt.stderr and "Traceback" not in mnt.stderr
+
+
+def test_a_directory_of_thousands_of_entries(setup, tmp_path):
+    src = tmp_path / "src"
+    (src / "many").mkdir(parents=True)
+    for i in range(3000):
+        (src / "many" / f"file-{i:05d}").write_text(str(i))
+    cfg = setup.write([src])
+    _backup(cfg)
+    with Mount(cfg, tmp_path / "mnt") as mnt:
+        many = mnt.path / "latest" / str(src).lstrip("/") / "many"
+        names = os.listdir(many)
+        assert sorted(names) == sorted(os.listdir(src / "many"))  # readdir across many buffers
+        r = subprocess.run(["find", str(mnt.path) + "/", "-type", "f"], capture_output=True, text=True)
+        assert r.returncode == 0 and len(r.stdout.splitlines()) == 3000
+        assert (many / "file-02999").read_text() == "2999"
+    assert mnt.returncode == 0
 
 
 def test_bad_mountpoints_are_one_line_errors(setup, tmp_path):
