@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 from collections import Counter
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from odbackupd.snapshot.incbuild import source_roots
 from odbackupd.snapshot.view import Node, SnapshotView
+
+from .mountread import MemberReader
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class Adapter:
         self.started_ns = int(view.manifest.started * 1e9)
         self.roots = sorted(enumerate(source_roots(view.manifest.sources)), key=lambda r: -len(r[1]))
         self._subdirs: dict[str, int] = {}
-        self._mu = threading.Lock()  # the view loads an older index's locations on first use
+        self.reader = MemberReader(view)
         # two passes: inode numbers alone first (small), the full key only where they repeat
         seen: Counter = Counter(n.inode or n.hardlink or n.path for n in view.walk() if n.type == "f")
         self._links: Counter = Counter()
@@ -135,16 +136,14 @@ class Adapter:
 
     def readlink(self, node: MountNode) -> bytes:
         if node.node.link is None:
-            with self._mu:
-                self.view.location(node.node)
+            self.reader.location(node.node)  # (loaded under the reader's lock)
         return os.fsencode(self.view.readlink(node.node))
 
     def open_file(self, node: MountNode) -> BinaryIO:
         if not stat.S_ISREG(node.mode):
             raise OSError(f"{node.describe()} is not a regular file")
-        with self._mu:
-            self.view.location(node.node)
-        return self.view.open_member(node.node)
+        return self.reader.open(node.node)
 
     def close(self) -> None:
+        self.reader.close()
         self.view.close()
