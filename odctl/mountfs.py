@@ -76,28 +76,35 @@ class _Handle:
 
     def read(self, off: int, size: int) -> bytes:
         with self.lock:
-            end = min(off + size, self.node.size)
-            if off >= end:
-                return b""
-            if self.stream is None or off < self.pos - len(self.tail):
-                self._reopen()
-            out = []
-            if off < self.pos:  # in the window
-                start = len(self.tail) - (self.pos - off)
-                out.append(bytes(self.tail[start : start + (end - off)]))
-            while self.pos < end:
-                want = min(CHUNK, end - self.pos) if self.pos >= off else min(CHUNK, off - self.pos)
-                b = self.stream.read(want)
-                if not b:
-                    raise OSError(errno.EIO, f"{self.node.describe()}: the archive ends before the "
-                                  f"{self.node.size} bytes the index gives")
-                if self.pos + len(b) > off:
-                    out.append(b[max(0, off - self.pos):])
-                self.pos += len(b)
-                self.tail += b
-                if len(self.tail) > 2 * WINDOW:  # amortised: one move per WINDOW bytes read
-                    del self.tail[: len(self.tail) - WINDOW]
-            return b"".join(out)[: end - off]
+            try:
+                return self._read(off, size)
+            except BaseException:
+                self.close()  # a failed decoder is never read on: the next read starts again
+                raise
+
+    def _read(self, off: int, size: int) -> bytes:
+        end = min(off + size, self.node.size)
+        if off >= end:
+            return b""
+        if self.stream is None or off < self.pos - len(self.tail):
+            self._reopen()
+        out = []
+        if off < self.pos:  # in the window
+            start = len(self.tail) - (self.pos - off)
+            out.append(bytes(self.tail[start : start + (end - off)]))
+        while self.pos < end:
+            want = min(CHUNK, end - self.pos) if self.pos >= off else min(CHUNK, off - self.pos)
+            b = self.stream.read(want)
+            if not b:
+                raise OSError(errno.EIO, f"{self.node.describe()}: the archive ends before the "
+                              f"{self.node.size} bytes the index gives")
+            if self.pos + len(b) > off:
+                out.append(b[max(0, off - self.pos):])
+            self.pos += len(b)
+            self.tail += b
+            if len(self.tail) > 2 * WINDOW:  # amortised: one move per WINDOW bytes read
+                del self.tail[: len(self.tail) - WINDOW]
+        return b"".join(out)[: end - off]
 
     def _reopen(self) -> None:
         self.close()
@@ -241,7 +248,7 @@ class SnapshotFS(pyfuse3.Operations):
             return self._attr(n, self._inodes[n])
         if parent.node is not None and not parent.node.is_dir:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
-        child = await trio.to_thread.run_sync(ad.child, parent.node, name)
+        child = await self._blocking(ad.child, parent.node, name)
         if child is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
         n = self._node_inode(snap, child)
@@ -271,7 +278,7 @@ class SnapshotFS(pyfuse3.Operations):
             if ino.node is not None and not ino.node.is_dir:
                 raise pyfuse3.FUSEError(errno.ENOTDIR)
             ad = await self._adapter(ino.snap)
-            kids = await trio.to_thread.run_sync(ad.children, ino.node)
+            kids = await self._blocking(ad.children, ino.node)
             entries = [(k.name, self._node_inode(ino.snap, k)) for k in kids]
         else:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
@@ -324,7 +331,8 @@ class SnapshotFS(pyfuse3.Operations):
         except pyfuse3.FUSEError:
             raise
         except Exception as e:  # noqa: BLE001 - damage, a lost network: the reader gets EIO
-            what = getattr(args[0], "describe", lambda: "")() if args else ""
+            owner = getattr(getattr(fn, "__self__", None), "node", None)  # a handle's read
+            what = next((a.describe() for a in (*args, owner) if hasattr(a, "describe")), "")
             self.report(f"{what}: {e}" if what else str(e))
             raise pyfuse3.FUSEError(errno.EIO) from None
 

@@ -116,7 +116,7 @@ class _Data(io.RawIOBase):
                     cur.skip(self.left + self.pad)
                     self._pool.put(cur)
                     cur = None
-            except RestoreError:
+            except Exception:  # noqa: BLE001 - damage or a lost volume: this decoder is done
                 pass
             finally:
                 if cur is not None:

@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -420,3 +421,41 @@ def test_a_prune_defers_a_mounted_snapshot(setup, tmp_path):
     names = [s["snapshot"] for s in json.loads(odctl("--config", str(cfg), "snapshots", "t", "--json").stdout)[
         "destinations"]["usb"]["snapshots"]]
     assert first["snapshot"] not in names
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to mount for other users and to switch to nobody")
+@pytest.mark.parametrize("allow_other", [False, True])
+def test_other_users_see_it_only_with_allow_other_and_then_by_the_snapshots_modes(setup, tmp_path, allow_other):
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="odctl-mount-test-", dir="/tmp"))  # reachable by others
+    os.chmod(base, 0o755)
+    try:
+        _other_users(setup, base, allow_other)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _other_users(setup, base: Path, allow_other: bool) -> None:  # noqa: ANN001
+    src = base / "src"
+    src.mkdir()
+    (src / "public").write_text("anyone")
+    (src / "private").write_text("root only")
+    os.chmod(src / "private", 0o600)
+    cfg = setup.write([src])
+    _backup(cfg)
+    with Mount(cfg, base / "mnt", *(["--allow-other"] if allow_other else [])) as mnt:
+        inside = mnt.path / "latest" / str(src).lstrip("/")
+
+        def as_nobody(*cmd: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd],
+                                  capture_output=True, text=True)
+        pub, priv = as_nobody("cat", str(inside / "public")), as_nobody("cat", str(inside / "private"))
+        if allow_other:
+            assert pub.returncode == 0 and pub.stdout == "anyone", pub.stderr
+            assert priv.returncode != 0 and "Permission denied" in priv.stderr
+        else:
+            assert pub.returncode != 0 and "Permission denied" in pub.stderr
+            assert priv.returncode != 0
+        assert (inside / "private").read_text() == "root only"  # root, who mounted it
+    assert mnt.returncode == 0
