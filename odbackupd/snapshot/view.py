@@ -191,7 +191,7 @@ class SnapshotView:
             return
         parent = path.rpartition("/")[0]
         self._ensure_dir(parent)
-        n = Node(path.rpartition("/")[2], path, "d", 0, 0, stat.S_IFDIR | 0o755, 0, 0)
+        n = Node(path.rpartition("/")[2], path, "d", 0, self._nodes[""].mtime_ns, stat.S_IFDIR | 0o755, 0, 0)
         self._nodes[path] = n
         self._kids[parent].append(path)
         self._kids.setdefault(path, [])
@@ -323,6 +323,10 @@ class SnapshotView:
         offsets.sort()
         self._offsets[snapshot] = offsets
 
+    def location_at(self, snapshot: str, offset: int) -> Location:
+        """The location of tar offset ``offset`` of ``snapshot``'s archive (checked)."""
+        return self._loc(self.manifest, snapshot, offset)
+
     def entry_end(self, loc: Location) -> int | None:
         """Where the entry after ``loc`` starts in its archive (None: the archive's end)."""
         self._locations(loc.snapshot)
@@ -331,8 +335,9 @@ class SnapshotView:
         return offs[i] if i < len(offs) else None
 
     # -- member data ------------------------------------------------------------------------------
-    def _stream(self, loc: Location) -> BinaryIO:
-        """The archive of ``loc.snapshot`` from ``loc.offset`` on (volumes fetched as read)."""
+    def stream(self, loc: Location, end: int | None = None) -> BinaryIO:
+        """The archive of ``loc.snapshot`` from ``loc.offset`` up to ``end`` (then the two zero
+        blocks that end a tar archive; None: to the archive's end), volumes fetched as read."""
         from .restore import PlainStream
         from .chainrestore import _Window
 
@@ -349,10 +354,11 @@ class SnapshotView:
 
         stream = PlainStream(volumes(), self.identities, manifest=m, first=first)
         skip = loc.offset - int(m.volumes[first].get("tar_start", 0))
-        return io.BufferedReader(_Window(stream, skip, None), 1 << 16)  # type: ignore[arg-type]
+        return io.BufferedReader(_Window(stream, skip, None if end is None else end - loc.offset),  # type: ignore[arg-type]
+                                 1 << 16)
 
     def _member(self, node: Node, loc: Location) -> tuple[tarfile.TarFile, tarfile.TarInfo]:
-        tf = open_tar(self._stream(loc))
+        tf = open_tar(self.stream(loc, self.entry_end(loc)))
         try:
             ti = next(read_members(tf), None)
         except BaseException:
