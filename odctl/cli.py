@@ -44,7 +44,7 @@ def _config(args: argparse.Namespace):  # noqa: ANN202
 def _job(config, name: str):  # noqa: ANN001, ANN202
     """The job config and the snapshot series named on the command line: ``JOB``, or
     ``JOB+drop`` for the one-snapshot-per-file series of JOB's drop directory."""
-    from odbackupd.runner import series_config
+    from odbackupd.series import series_config
 
     job = series_config(config, name)
     if job is None:
@@ -97,6 +97,8 @@ def _host(args: argparse.Namespace, config) -> str:  # noqa: ANN001
 
 
 def _identities(paths: Sequence[Path]) -> list:
+    if not paths:
+        return []
     from odbackupd.crypto.age import AgeError, load_identities
 
     out = []
