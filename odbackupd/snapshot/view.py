@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import bisect
 import io
+import json
 import os
 import shutil
 import stat
@@ -172,6 +173,12 @@ class SnapshotView:
         self._kids: dict[str, list[str]] = {"": []}
         self._nodes[""] = Node("", "", "d", 0, int(manifest.started * 1e9), stat.S_IFDIR | 0o755, 0, 0)
         self._offsets: dict[str, list[int]] = {}  # per snapshot: every entry's tar offset, sorted
+        self._files: dict[str, dict[str, Location]] = {}  # per snapshot: where its stored entries are
+        # The index's directory records are parsed when a directory is first looked into (an
+        # ls of one directory of a 100,000-file snapshot makes the nodes of that directory only)
+        self._raw: dict[str, str] = {}  # directory path -> its tree record, not yet parsed
+        self._dir_at: dict[str, int] = {}  # directory path -> tar offset of its header
+        self._open: set[str] = set()  # directories whose children are in _nodes
 
     # -- building ---------------------------------------------------------------------------------
     def _add(self, node: Node) -> None:
@@ -182,7 +189,7 @@ class SnapshotView:
         parent = node.path.rpartition("/")[0]
         self._ensure_dir(parent)
         self._nodes[node.path] = node
-        self._kids[parent].append(node.path)
+        self._kids.setdefault(parent, []).append(node.path)
         if node.type == "d":
             self._kids.setdefault(node.path, [])
 
@@ -193,37 +200,56 @@ class SnapshotView:
         self._ensure_dir(parent)
         n = Node(path.rpartition("/")[2], path, "d", 0, self._nodes[""].mtime_ns, stat.S_IFDIR | 0o755, 0, 0)
         self._nodes[path] = n
-        self._kids[parent].append(path)
+        self._kids.setdefault(parent, []).append(path)
         self._kids.setdefault(path, [])
 
     def _load_index(self, plain: Path) -> None:
+        """Only the keys and offsets of the directory records are read here (see _expand)."""
         m = self.manifest
         f, tree = open_tree(plain)
-        roots = _roots(m, tree.header)
         try:
-            dir_at: dict[str, Location] = {}
-            for key, rec in tree:
+            roots = self._roots = _roots(m, tree.header)
+            for raw in tree._f:
+                line = raw.decode("ascii")  # json.dumps escapes everything else
+                if line.startswith('{"section"'):
+                    break
+                key, o, is_file = _head(line)
                 path = _path_of(m, roots, key)
-                if "r" in rec:  # a source that is a file
-                    self._add(self._child(m, path.rpartition("/")[0], rec["r"], name=path.rpartition("/")[2]))
+                if is_file:  # a source that is a file
+                    rec = json.loads(line)["r"]
+                    self._add(self._child(m, path.rpartition("/")[0], rec, name=path.rpartition("/")[2]))
                     continue
-                dir_at[path] = self._loc(m, m.snapshot, int(rec["o"]))
-                for c in rec.get("c") or ():
-                    if not isinstance(c, list) or len(c) < 11 or not isinstance(c[NAME], str) or not _name_ok(c[NAME]):
-                        raise _bad_index(m, f"names an entry {c[NAME] if isinstance(c, list) and c else c!r} "
-                                         f"in {path or '/'} that cannot be a file name")
-                    self._add(self._child(m, path, c))
-            for path, loc in dir_at.items():  # directories: their own header, in this archive
-                n = self._nodes.get(path)
-                if n is not None and n.type == "d":
-                    self._nodes[path] = _replace(n, location=loc, origin=m.snapshot)
-                elif n is None:
+                self._dir_at[path] = o
+                self._raw[path] = line
+                if len(key) == 1:  # a source directory: its attributes are in no parent's record
                     self._ensure_dir(path)
-                    self._nodes[path] = _replace(self._nodes[path], location=loc, origin=m.snapshot)
+                    self._nodes[path] = _replace(self._nodes[path], location=self._loc(m, m.snapshot, o),
+                                                 origin=m.snapshot)
         except (ValueError, TypeError, KeyError, IndexError) as e:
             raise _bad_index(m, f"does not read ({e})") from None
         finally:
             f.close()
+
+    def _expand(self, path: str) -> None:
+        """Make the nodes of directory ``path``'s children from its record."""
+        if path in self._open:
+            return
+        self._open.add(path)
+        line = self._raw.pop(path, None)
+        if line is None:
+            return  # made up (its children are known), or not a directory
+        m = self.manifest
+        try:
+            for c in json.loads(line).get("c") or ():
+                if not isinstance(c, list) or len(c) < 11 or not isinstance(c[NAME], str) or not _name_ok(c[NAME]):
+                    raise _bad_index(m, f"names an entry {c[NAME] if isinstance(c, list) and c else c!r} "
+                                     f"in {path or '/'} that cannot be a file name")
+                n = self._child(m, path, c)
+                if n.type == "d" and n.path in self._dir_at:
+                    n = _replace(n, location=self._loc(m, m.snapshot, self._dir_at[n.path]))
+                self._add(n)
+        except (ValueError, TypeError, KeyError, IndexError) as e:
+            raise _bad_index(m, f"does not read ({e})") from None
 
     def _child(self, m: Manifest, parent: str, c: list, name: str | None = None) -> Node:
         name = c[NAME] if name is None else name
@@ -256,13 +282,23 @@ class SnapshotView:
 
     # -- the tree ---------------------------------------------------------------------------------
     def lookup(self, path: str) -> Node | None:
-        return self._nodes.get(norm_path(path))
+        p = norm_path(path)
+        n = self._nodes.get(p)
+        if n is not None or not p:
+            return n
+        parent = p.rpartition("/")[0]
+        pn = self.lookup(parent)
+        if pn is None or pn.type != "d":
+            return None
+        self._expand(parent)
+        return self._nodes.get(p)
 
     def children(self, path: str = "") -> list[Node]:
-        kids = self._kids.get(norm_path(path))
-        if kids is None:
+        n = self.lookup(path)
+        if n is None or n.type != "d":
             return []
-        return sorted((self._nodes[k] for k in kids), key=lambda n: os.fsencode(n.name))
+        self._expand(n.path)
+        return sorted((self._nodes[k] for k in self._kids.get(n.path, ())), key=lambda x: os.fsencode(x.name))
 
     def walk(self, path: str = "") -> Iterator[Node]:
         """``path`` and everything below it, depth first, names in byte order."""
@@ -283,45 +319,45 @@ class SnapshotView:
             return node.location
         if node.type == "d":
             raise RestoreError(f"{node.path or '/'} is implied by a source's path; it has no entry of its own")
-        self._locations(node.origin)
-        n = self._nodes.get(node.path)
-        if n is None or n.location is None:
+        loc = self._stored(node.origin).get(node.path)
+        if loc is None:
             raise _bad_index(self._by_id[node.origin], f"does not say where {node.path} is")
-        return n.location
+        return loc
 
-    def _locations(self, snapshot: str) -> None:
-        if snapshot in self._offsets:
-            return
+    def _stored(self, snapshot: str) -> dict[str, Location]:
+        """Where each entry stored in ``snapshot``'s archive is (from its index, read once)."""
+        if snapshot in self._files:
+            return self._files[snapshot]
         m = self._by_id[snapshot]
-        roots: list[str] | None = None
         if m.index is None:
             raise RestoreError(f"snapshot {snapshot} has no index to read")
         plain = self.source.index(m, self.identities)
         offsets: list[int] = []
+        files: dict[str, Location] = {}
         f, tree = open_tree(plain)
         try:
             roots = _roots(m, tree.header)
-            for key, rec in tree:
-                offsets.append(int(rec["o"]))
-            import json
-
-            from .walk import key_from_json
-
-            for line in tree._f:  # the locations section
-                d = json.loads(line)
-                key, o, v = key_from_json(d["k"]), int(d["o"]), int(d["v"])
+            lines = iter(tree._f)
+            for raw in lines:  # the tree records: only their offsets
+                line = raw.decode("ascii")
+                if line.startswith('{"section"'):
+                    break
+                offsets.append(_head(line)[1])
+            for raw in lines:  # the locations section
+                d = json.loads(raw)
+                o, v = d["o"], d["v"]
+                if not isinstance(o, int) or not isinstance(v, int):
+                    raise ValueError(f"location {o!r} in volume {v!r}")
                 offsets.append(o)
-                path = _path_of(m, roots, key)
-                loc = self._loc(self.manifest, snapshot, o, v)
-                n = self._nodes.get(path)
-                if n is not None and n.type != "d" and n.origin == snapshot:
-                    self._nodes[path] = _replace(n, location=loc)
-        except (ValueError, TypeError, KeyError) as e:
+                files[_path_of(m, roots, d["k"])] = self._loc(self.manifest, snapshot, o, v)
+        except (ValueError, TypeError, KeyError, IndexError) as e:
             raise _bad_index(m, f"does not read ({e})") from None
         finally:
             f.close()
         offsets.sort()
         self._offsets[snapshot] = offsets
+        self._files[snapshot] = files
+        return files
 
     def location_at(self, snapshot: str, offset: int) -> Location:
         """The location of tar offset ``offset`` of ``snapshot``'s archive (checked)."""
@@ -329,7 +365,7 @@ class SnapshotView:
 
     def entry_end(self, loc: Location) -> int | None:
         """Where the entry after ``loc`` starts in its archive (None: the archive's end)."""
-        self._locations(loc.snapshot)
+        self._stored(loc.snapshot)
         offs = self._offsets[loc.snapshot]
         i = bisect.bisect_right(offs, loc.offset)
         return offs[i] if i < len(offs) else None
@@ -357,16 +393,17 @@ class SnapshotView:
         return io.BufferedReader(_Window(stream, skip, None if end is None else end - loc.offset),  # type: ignore[arg-type]
                                  1 << 16)
 
-    def _member(self, node: Node, loc: Location) -> tuple[tarfile.TarFile, tarfile.TarInfo]:
+    def _member(self, path: str, loc: Location) -> tuple[tarfile.TarFile, tarfile.TarInfo]:
+        """The tar member at ``loc``, which must be ``path`` (else the index lies)."""
         tf = open_tar(self.stream(loc, self.entry_end(loc)))
         try:
             ti = next(read_members(tf), None)
         except BaseException:
             tf.close()
             raise
-        if ti is None or ti.name.rstrip("/") != node.path:
+        if ti is None or ti.name.strip("/") != path:
             tf.close()
-            raise _bad_index(self._by_id[loc.snapshot], f"puts {node.path} at archive offset {loc.offset}, where "
+            raise _bad_index(self._by_id[loc.snapshot], f"puts {path} at archive offset {loc.offset}, where "
                              f"{'the archive ends' if ti is None else 'member ' + repr(ti.name) + ' is'}")
         return tf, ti
 
@@ -374,20 +411,20 @@ class SnapshotView:
         """A regular file's data, read from the volume(s) holding it. Close it when done."""
         if node.type != "f":
             raise RestoreError(f"{node.path} is not a regular file")
+        path, loc = node.path, None
         if node.hardlink is not None:  # a streamed view knows the name the data is under
-            target = self.lookup(node.hardlink)
-            if target is None:
-                raise IntegrityError(f"{node.path} is a hard link to {node.hardlink}, which the snapshot lacks")
-            node = target
-        tf, ti = self._member(node, self.location(node))
-        if ti.islnk():
-            target = ti.linkname.rstrip("/")
+            path = node.hardlink
+        loc = self.location(node) if path == node.path else self._stored(node.origin).get(path)
+        if loc is None:
+            raise IntegrityError(f"{node.path} is a hard link to {path}, which the snapshot lacks")
+        tf, ti = self._member(path, loc)
+        if ti.islnk():  # the data is under the name the archive met first
+            target = norm_path(ti.linkname)
             tf.close()
-            self._locations(node.origin)
-            tnode = self._nodes.get(target)
-            if tnode is None or tnode.origin != node.origin or tnode.location is None:
+            loc = self._stored(loc.snapshot).get(target)
+            if loc is None:
                 raise IntegrityError(f"{node.path} is a hard link to {target}, which is not in the same archive")
-            tf, ti = self._member(tnode, tnode.location)
+            tf, ti = self._member(target, loc)
         if not ti.isreg():
             tf.close()
             raise IntegrityError(f"{node.path}: the archive holds a {ti.type!r} member where the index has a file")
@@ -406,7 +443,7 @@ class SnapshotView:
             raise RestoreError(f"{node.path} is not a symbolic link")
         if node.link is not None:
             return node.link
-        tf, ti = self._member(node, self.location(node))
+        tf, ti = self._member(node.path, self.location(node))
         tf.close()
         if not ti.issym():
             raise IntegrityError(f"{node.path}: the archive holds a {ti.type!r} member where the index has a symlink")
@@ -441,6 +478,30 @@ class _Member(io.RawIOBase):
         if not self.closed:
             self._tf.close()
         super().close()
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _head(line: str) -> tuple[list, int, bool]:
+    """The key and tar offset of a tree record, and whether it is a file source's ("r"),
+    without parsing its children (the builder writes "k", then "o", first)."""
+    key = o = None
+    is_file = False
+    if line.startswith('{"k":['):
+        try:
+            key, i = _DECODER.raw_decode(line, 5)
+            if line.startswith(',"o":', i):
+                o, j = _DECODER.raw_decode(line, i + 5)
+                is_file = line.startswith(',"r":', j)
+        except ValueError:
+            key = None  # written some other way: parsed whole below
+    if key is None or o is None:
+        d = json.loads(line)
+        key, o, is_file = d["k"], d["o"], "r" in d
+    if not isinstance(key, list) or not isinstance(o, int) or isinstance(o, bool):
+        raise ValueError(f"a tree record with key {key!r} at offset {o!r}")
+    return key, o, is_file
 
 
 def _skip(f: BinaryIO, n: int) -> None:
@@ -534,6 +595,7 @@ def _load_streamed(view: SnapshotView, dest: Destination, scratch: Path | None) 
     finally:
         stream.close()
     view._offsets[m.snapshot] = offsets
+    view._files[m.snapshot] = {n.path: n.location for n in view._nodes.values() if n.location is not None}
     view.streamed = True
 
 
