@@ -24,6 +24,10 @@ name, a location outside its volume, an origin outside the chain are
 
 Symlink targets: the index holds them (the optional 12th child field, incremental.py);
 for an older index ``readlink`` reads the member's tar header (one volume).
+
+Why one module over 400 lines: the tree, the locations and member reading all rest on
+the same checks of the index (paths, offsets, origins) and the same lazily parsed
+records; split, each part would reach into the others' state.
 """
 from __future__ import annotations
 
