@@ -80,9 +80,18 @@ def restore_paths(
             if not wanted:
                 continue
             seen: set[int] = set()
+            links: list[tuple[str, str]] = []
+            names = set(wanted.values())
             for start, end in _runs(view, m.snapshot, wanted):
-                ex.select = _Check(m.snapshot, start.offset, wanted, seen)
+                ex.select = _Check(m.snapshot, start.offset, wanted, seen, names, links)
                 with view.stream(start, end) as reader:
+                    stats = ex.extract(reader)
+            for link, target in links:  # the data is under a name the paths leave out
+                loc = view._stored(m.snapshot).get(target)
+                if loc is None:
+                    raise IntegrityError(f"{link} is a hard link to {target}, which snapshot {m.snapshot} lacks")
+                ex.select = _Renamed(target, link)
+                with view.stream(loc, view.entry_end(loc)) as reader:
                     stats = ex.extract(reader)
             missing = sorted(set(wanted) - seen)
             if missing:
@@ -102,8 +111,10 @@ class _Check:
     """The Extractor's select hook for one run: only the members the index named, each the
     path the index gave it."""
 
-    def __init__(self, snapshot: str, base: int, wanted: dict[int, str], seen: set[int]) -> None:
+    def __init__(self, snapshot: str, base: int, wanted: dict[int, str], seen: set[int], names: set[str],
+                 links: list[tuple[str, str]]) -> None:
         self.snapshot, self.base, self.wanted, self.seen = snapshot, base, wanted, seen
+        self.names, self.links = names, links
 
     def __call__(self, ti) -> bool:  # noqa: ANN001 - tarfile.TarInfo
         off = self.base + ti.offset
@@ -115,4 +126,24 @@ class _Check:
                                  f"where the archive holds {ti.name!r}: refused (the index is damaged or was "
                                  "written by someone else)")
         self.seen.add(off)
+        if ti.islnk() and (target := ti.linkname.strip("/")) not in self.names:
+            self.links.append((path, target))  # restored from its target's data, as a file
+            return False
+        return True
+
+
+class _Renamed:
+    """The one member ``target``, written under the name ``link`` (a hard link whose first
+    name is not restored becomes a file of its own)."""
+
+    def __init__(self, target: str, link: str) -> None:
+        self.target, self.link, self.done = target, link, False
+
+    def __call__(self, ti) -> bool:  # noqa: ANN001 - tarfile.TarInfo
+        if self.done:
+            return False
+        if ti.name.strip("/") != self.target or not ti.isreg():
+            raise IntegrityError(f"the index puts the data of {self.link} (a hard link to {self.target}) where the "
+                                 f"archive holds {ti.name!r}: refused")
+        ti.name, self.done = self.link, True
         return True

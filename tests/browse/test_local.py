@@ -160,6 +160,22 @@ def test_restore_path_of_a_directory_and_a_missing_path(setup, tmp_path):
     assert stat.S_IMODE(os.stat(out / a / "etc/nginx").st_mode) == 0o755
 
 
+def test_a_hard_link_restored_without_its_first_name_is_a_file(setup, tmp_path):
+    src = make_tree(tmp_path)
+    os.link(src / "etc/hosts", src / "hosts-again")  # archived as a link to etc/hosts, met first
+    a = str(src).lstrip("/")
+    cfg = str(setup.write([src], extra="full_every = 1\n"))
+    Runs(setup).run()
+    out = tmp_path / "out"
+    r = odctl("--config", cfg, "restore", "t", "--to", str(out), "--path", f"{a}/hosts-again")
+    assert r.returncode == 0, r.stderr
+    assert (out / a / "hosts-again").read_text() == "127.0.0.1 localhost\n" and not (out / a / "etc").exists()
+    r = odctl("--config", cfg, "restore", "t", "--to", str(tmp_path / "both"), "--path", f"{a}/hosts-again",
+              "--path", f"{a}/etc/hosts")
+    assert r.returncode == 0, r.stderr
+    assert os.stat(tmp_path / "both" / a / "hosts-again").st_ino == os.stat(tmp_path / "both" / a / "etc/hosts").st_ino
+
+
 def test_an_encrypted_index_needs_the_identity(setup, tmp_path, age_key):
     key, recipient = age_key
     src = make_tree(tmp_path)
