@@ -151,7 +151,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 raise CliError(f"{path}: not in snapshot {m.snapshot} (paths are as archived, without the "
                                f"leading '/', e.g. {str(m.sources[0]).strip('/') if m.sources else 'etc'})",
                                EXIT_NOT_FOUND)
-            if args.recursive:
+            if args.recursive and top.type == "d":
                 nodes: Iterator = (n for n in v.walk(top.path) if n is not top)
             else:
                 nodes = iter(v.children(top.path) if top.type == "d" else [top])
@@ -253,7 +253,8 @@ def change(a, b) -> str | None:  # noqa: ANN001
     if a.type != "d":
         if a.size != b.size or a.mtime_ns != b.mtime_ns or (a.type == "l" and a.link != b.link):
             return "M"
-        if a.origin != b.origin and a.ctime_ns != b.ctime_ns and (a.mode, a.uid, a.gid) == (b.mode, b.uid, b.gid):
+        if a.origin != b.origin and a.ctime_ns and b.ctime_ns and a.ctime_ns != b.ctime_ns and (
+                a.mode, a.uid, a.gid) == (b.mode, b.uid, b.gid):
             return "M"  # stored again with the same size and mtime: a rewrite with its mtime set back
     if (a.mode, a.uid, a.gid) != (b.mode, b.uid, b.gid):
         return "U"
