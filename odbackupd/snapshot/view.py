@@ -177,7 +177,8 @@ class SnapshotView:
         self._kids: dict[str, list[str]] = {"": []}
         self._nodes[""] = Node("", "", "d", 0, int(manifest.started * 1e9), stat.S_IFDIR | 0o755, 0, 0)
         self._offsets: dict[str, list[int]] = {}  # per snapshot: every entry's tar offset, sorted
-        self._files: dict[str, dict[str, Location]] = {}  # per snapshot: where its stored entries are
+        self._files: dict[str, _Stored | dict[str, Location]] = {}  # per snapshot: where its entries are
+        self._starts: dict[str, list[int]] = {}  # per snapshot: its volumes' tar offsets
         # The index's directory records are parsed when a directory is first looked into (an
         # ls of one directory of a 100,000-file snapshot makes the nodes of that directory only)
         self._raw: dict[str, str] = {}  # directory path -> its tree record, not yet parsed
@@ -274,7 +275,9 @@ class SnapshotView:
         vols = owner.volumes
         if not vols:
             raise _bad_index(m, f"points into snapshot {snapshot}, which has no volumes")
-        starts = [int(v.get("tar_start", 0)) for v in vols]
+        starts = self._starts.get(snapshot)
+        if starts is None:
+            starts = self._starts[snapshot] = [int(v.get("tar_start", 0)) for v in vols]
         pos = bisect.bisect_right(starts, offset) - 1
         end = int(vols[pos].get("tar_end", owner.tar_bytes)) if pos >= 0 else 0
         if offset < 0 or pos < 0 or offset >= min(end, owner.tar_bytes) or (
@@ -328,8 +331,9 @@ class SnapshotView:
             raise _bad_index(self._by_id[node.origin], f"does not say where {node.path} is")
         return loc
 
-    def _stored(self, snapshot: str) -> dict[str, Location]:
-        """Where each entry stored in ``snapshot``'s archive is (from its index, read once)."""
+    def _stored(self, snapshot: str) -> "_Stored | dict[str, Location]":
+        """Where each entry stored in ``snapshot``'s archive is (its index read once; a
+        location line is parsed only when its path is asked for)."""
         if snapshot in self._files:
             return self._files[snapshot]
         m = self._by_id[snapshot]
@@ -337,31 +341,35 @@ class SnapshotView:
             raise RestoreError(f"snapshot {snapshot} has no index to read")
         plain = self.source.index(m, self.identities)
         offsets: list[int] = []
-        files: dict[str, Location] = {}
+        raw: dict[str, str] = {}
         f, tree = open_tree(plain)
         try:
             roots = _roots(m, tree.header)
             lines = iter(tree._f)
-            for raw in lines:  # the tree records: only their offsets
-                line = raw.decode("ascii")
-                if line.startswith('{"section"'):
+            for line in lines:  # the tree records: only their offsets
+                text = line.decode("ascii")
+                if text.startswith('{"section"'):
                     break
-                offsets.append(_head(line)[1])
-            for raw in lines:  # the locations section
-                d = json.loads(raw)
-                o, v = d["o"], d["v"]
-                if not isinstance(o, int) or not isinstance(v, int):
-                    raise ValueError(f"location {o!r} in volume {v!r}")
-                offsets.append(o)
-                files[_path_of(m, roots, d["k"])] = self._loc(self.manifest, snapshot, o, v)
+                offsets.append(_head(text)[1])
+            for line in lines:  # the locations section: {"k":KEY,"o":N,"v":M}, keyed by KEY's text
+                text = line.decode("ascii")
+                j = text.find('],"o":')  # cannot stand inside a JSON string (its quote would be escaped)
+                k = text.find(",", j + 6)
+                if text.startswith('{"k":[') and j > 0 and k > 0:
+                    raw[text[5:j + 1]] = text
+                    offsets.append(int(text[j + 6:k]))
+                else:  # written some other way
+                    d = json.loads(text)
+                    raw[json.dumps(d["k"], separators=(",", ":"))] = text
+                    offsets.append(int(d["o"]))
         except (ValueError, TypeError, KeyError, IndexError) as e:
             raise _bad_index(m, f"does not read ({e})") from None
         finally:
             f.close()
         offsets.sort()
         self._offsets[snapshot] = offsets
-        self._files[snapshot] = files
-        return files
+        stored = self._files[snapshot] = _Stored(self, m, roots, raw)
+        return stored
 
     def location_at(self, snapshot: str, offset: int) -> Location:
         """The location of tar offset ``offset`` of ``snapshot``'s archive (checked)."""
@@ -463,6 +471,36 @@ class SnapshotView:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Stored:
+    """The locations section of one snapshot's index, looked up by path."""
+
+    def __init__(self, view: SnapshotView, m: Manifest, roots: list[str], raw: dict[str, str]) -> None:
+        self.view, self.m, self.roots, self.raw = view, m, roots, raw
+
+    def get(self, path: str) -> Location | None:
+        for i, root in enumerate(self.roots):
+            if root == ".":
+                comps = path.split("/") if path else []
+            elif path == root:
+                comps = []
+            elif path.startswith(root + "/"):
+                comps = path[len(root) + 1:].split("/")
+            else:
+                continue
+            line = self.raw.get(json.dumps([i, *comps], separators=(",", ":")))
+            if line is None:
+                continue
+            try:
+                d = json.loads(line)
+                o, v = d["o"], d["v"]
+                if not isinstance(o, int) or not isinstance(v, int):
+                    raise ValueError(f"location {o!r} in volume {v!r}")
+            except (ValueError, TypeError, KeyError) as e:
+                raise _bad_index(self.m, f"does not read ({e})") from None
+            return self.view._loc(self.view.manifest, self.m.snapshot, o, v)
+        return None
 
 
 class _Member(io.RawIOBase):

@@ -70,3 +70,19 @@ def test_symlink_target_from_the_tar_header_for_an_older_index(setup, tmp_path):
         assert v.readlink(link) == "etc/hosts" and src_counts.counts["volumes"] == 1
     src_counts.close()
     d.close()
+
+
+def test_names_that_are_not_utf8_are_found_and_read(setup, tmp_path):
+    src = make_tree(tmp_path)
+    os.mkdir(os.path.join(os.fsencode(src), b"d\xff"))
+    with open(os.path.join(os.fsencode(src), b"d\xff", b"caf\xe9 \"q\"],\"o\":1"), "wb") as f:
+        f.write(b"latin-1 name")
+    a = str(src).lstrip("/")
+    setup.write([src], extra="full_every = 1\n")
+    Runs(setup).run()
+    d, _, v = _open(setup)
+    with v:
+        (n,) = v.children(f"{a}/{os.fsdecode(b'd' + bytes([255]))}")
+        assert os.fsencode(n.name) == b"caf\xe9 \"q\"],\"o\":1"
+        assert v.read_member(n, 0, 100) == b"latin-1 name"
+    d.close()
