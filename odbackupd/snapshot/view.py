@@ -39,6 +39,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,14 +105,21 @@ class Downloads:
         self.dir = Path(tempfile.mkdtemp(prefix="odbackupd-view-", dir=scratch))
         self._kept: OrderedDict[tuple[str, str], Path] = OrderedDict()
         self._indexes: dict[str, Path] = {}
+        self._busy: dict[tuple[str, str], int] = {}  # readers holding a copy (not evicted)
+        self._lock = threading.RLock()  # one download at a time; callers may be threads
         self.counts = {"volumes": 0, "volume_bytes": 0, "indexes": 0, "index_bytes": 0}
 
     def get(self, m: Manifest, vol: dict) -> Path:
+        with self._lock:
+            return self._get(m, vol)
+
+    def _get(self, m: Manifest, vol: dict) -> Path:
         from .restore import _hash_stream, check_volume
 
         key = (m.snapshot, vol["name"])
         if key in self._kept:
             self._kept.move_to_end(key)
+            self._busy[key] = self._busy.get(key, 0) + 1
             return self._kept[key]
         path = self.dir / f"{m.snapshot}.{vol['name']}"
         try:
@@ -127,23 +135,34 @@ class Downloads:
             path.unlink(missing_ok=True)
             raise
         self._kept[key] = path
-        while len(self._kept) > self.keep:
-            _, old = self._kept.popitem(last=False)
-            old.unlink(missing_ok=True)
+        self._busy[key] = self._busy.get(key, 0) + 1
+        self._evict()
         return path
 
+    def _evict(self) -> None:
+        """The oldest copies beyond ``keep`` that no reader holds."""
+        for key in [k for k in self._kept if not self._busy.get(k)][: max(0, len(self._kept) - self.keep)]:
+            self._kept.pop(key).unlink(missing_ok=True)
+
     def release(self, m: Manifest, vol: dict, path: Path) -> None:
-        pass  # kept until pushed out by newer ones, or close()
+        """Kept for reuse until pushed out by newer ones, or close()."""
+        with self._lock:
+            key = (m.snapshot, vol["name"])
+            if self._busy.get(key):
+                self._busy[key] -= 1
+            self._evict()
 
     def index(self, m: Manifest, identities: Sequence[object] | None) -> Path:
         from .chainrestore import fetch_index
 
-        if m.snapshot in self._indexes:
-            return self._indexes[m.snapshot]
-        p = self._indexes[m.snapshot] = fetch_index(self.dest, m, identities, self.dir, plain=f"{m.snapshot}.plain.zst")
-        self.counts["indexes"] += 1
-        self.counts["index_bytes"] += int(m.index["size"]) if m.index else 0
-        return p
+        with self._lock:
+            if m.snapshot in self._indexes:
+                return self._indexes[m.snapshot]
+            p = fetch_index(self.dest, m, identities, self.dir, plain=f"{m.snapshot}.plain.zst")
+            self._indexes[m.snapshot] = p
+            self.counts["indexes"] += 1
+            self.counts["index_bytes"] += int(m.index["size"]) if m.index else 0
+            return p
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -184,6 +203,9 @@ class SnapshotView:
         self._raw: dict[str, str] = {}  # directory path -> its tree record, not yet parsed
         self._dir_at: dict[str, int] = {}  # directory path -> tar offset of its header
         self._open: set[str] = set()  # directories whose children are in _nodes
+        self._spans: dict[str, tuple[str, int, int]] = {}  # file path -> where its data is
+        # lookups may come from several threads (odctl mount): what they fill in is guarded
+        self._lock = threading.RLock()
 
     # -- building ---------------------------------------------------------------------------------
     def _add(self, node: Node) -> None:
@@ -237,6 +259,12 @@ class SnapshotView:
 
     def _expand(self, path: str) -> None:
         """Make the nodes of directory ``path``'s children from its record."""
+        if path in self._open:
+            return
+        with self._lock:
+            self._expand_locked(path)
+
+    def _expand_locked(self, path: str) -> None:
         if path in self._open:
             return
         self._open.add(path)
@@ -336,6 +364,12 @@ class SnapshotView:
         location line is parsed only when its path is asked for)."""
         if snapshot in self._files:
             return self._files[snapshot]
+        with self._lock:
+            if snapshot in self._files:
+                return self._files[snapshot]
+            return self._read_stored(snapshot)
+
+    def _read_stored(self, snapshot: str) -> "_Stored":
         m = self._by_id[snapshot]
         if m.index is None:
             raise RestoreError(f"snapshot {snapshot} has no index to read")
@@ -400,9 +434,14 @@ class SnapshotView:
                 finally:
                     self.source.release(m, vol, path)
 
+        class Closing(_Window):  # closing the reader ends the volumes' stream (and releases them)
+            def close(self) -> None:
+                self.raw.close()
+                super().close()
+
         stream = PlainStream(volumes(), self.identities, manifest=m, first=first)
         skip = loc.offset - int(m.volumes[first].get("tar_start", 0))
-        return io.BufferedReader(_Window(stream, skip, None if end is None else end - loc.offset),  # type: ignore[arg-type]
+        return io.BufferedReader(Closing(stream, skip, None if end is None else end - loc.offset),  # type: ignore[arg-type]
                                  1 << 16)
 
     def _member(self, path: str, loc: Location) -> tuple[tarfile.TarFile, tarfile.TarInfo]:
@@ -411,43 +450,68 @@ class SnapshotView:
         try:
             ti = next(read_members(tf), None)
         except BaseException:
-            tf.close()
+            _close_tar(tf)
             raise
         if ti is None or ti.name.strip("/") != path:
-            tf.close()
+            _close_tar(tf)
             raise _bad_index(self._by_id[loc.snapshot], f"puts {path} at archive offset {loc.offset}, where "
                              f"{'the archive ends' if ti is None else 'member ' + repr(ti.name) + ' is'}")
         return tf, ti
 
-    def open_member(self, node: Node) -> BinaryIO:
-        """A regular file's data, read from the volume(s) holding it. Close it when done."""
+    def _data_member(self, node: Node) -> tuple[tarfile.TarFile, tarfile.TarInfo, Location]:
+        """The tar member holding a regular file's data (hard links followed), its reader
+        positioned at the data, and where the member's header is."""
         if node.type != "f":
             raise RestoreError(f"{node.path} is not a regular file")
-        path, loc = node.path, None
-        if node.hardlink is not None:  # a streamed view knows the name the data is under
-            path = node.hardlink
+        path = node.hardlink if node.hardlink is not None else node.path  # a streamed view knows it
         loc = self.location(node) if path == node.path else self._stored(node.origin).get(path)
         if loc is None:
             raise IntegrityError(f"{node.path} is a hard link to {path}, which the snapshot lacks")
         tf, ti = self._member(path, loc)
         if ti.islnk():  # the data is under the name the archive met first
             target = norm_path(ti.linkname)
-            tf.close()
+            _close_tar(tf)
             loc = self._stored(loc.snapshot).get(target)
             if loc is None:
                 raise IntegrityError(f"{node.path} is a hard link to {target}, which is not in the same archive")
             tf, ti = self._member(target, loc)
         if not ti.isreg():
-            tf.close()
+            _close_tar(tf)
             raise IntegrityError(f"{node.path}: the archive holds a {ti.type!r} member where the index has a file")
+        with self._lock:
+            self._spans[node.path] = (loc.snapshot, loc.offset + ti.offset_data - ti.offset, ti.size)
+        return tf, ti, loc
+
+    def open_member(self, node: Node) -> BinaryIO:
+        """A regular file's data, read from the volume(s) holding it. Close it when done."""
+        tf, ti, _ = self._data_member(node)
         src = tf.extractfile(ti)
         assert src is not None
         return _Member(src, tf, ti.size)
 
+    def member_span(self, node: Node) -> tuple[str, int, int]:
+        """(snapshot, tar offset of the data, size) of a regular file (its header read once)."""
+        span = self._spans.get(node.path)
+        if span is None:
+            tf, _, _ = self._data_member(node)
+            _close_tar(tf)
+            span = self._spans[node.path]
+        return span
+
     def read_member(self, node: Node, offset: int, size: int) -> bytes:
-        with self.open_member(node) as f:
-            _skip(f, offset)
-            return f.read(size)
+        """``size`` bytes of a regular file from ``offset``: decoding starts at the volume
+        holding that byte (not at the file's start), so a read deep into a large file costs
+        one volume."""
+        snapshot, data, total = self.member_span(node)
+        n = max(0, min(size, total - offset))
+        if n == 0:
+            return b""
+        start = data + offset
+        with self.stream(self.location_at(snapshot, start), start + n) as r:
+            out = r.read(n)
+        if len(out) != n:
+            raise IntegrityError(f"{node.path}: the archive ends inside its data")
+        return out
 
     def readlink(self, node: Node) -> str:
         """A symlink's target: from the index, else from its tar header (one volume)."""
@@ -456,7 +520,7 @@ class SnapshotView:
         if node.link is not None:
             return node.link
         tf, ti = self._member(node.path, self.location(node))
-        tf.close()
+        _close_tar(tf)
         if not ti.issym():
             raise IntegrityError(f"{node.path}: the archive holds a {ti.type!r} member where the index has a symlink")
         return ti.linkname
@@ -518,8 +582,15 @@ class _Member(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            self._tf.close()
+            _close_tar(self._tf)
         super().close()
+
+
+def _close_tar(tf: tarfile.TarFile) -> None:
+    """The tar reader and the volumes' stream under it (which releases the volumes)."""
+    tf.close()
+    if tf.fileobj is not None:
+        tf.fileobj.close()
 
 
 _DECODER = json.JSONDecoder()

@@ -86,3 +86,28 @@ def test_names_that_are_not_utf8_are_found_and_read(setup, tmp_path):
         assert os.fsencode(n.name) == b"caf\xe9 \"q\"],\"o\":1"
         assert v.read_member(n, 0, 100) == b"latin-1 name"
     d.close()
+
+
+def test_volumes_are_released_and_reused(setup, tmp_path):
+    """Downloads keeps the last volumes for reuse and never deletes one a reader holds."""
+    src = make_tree(tmp_path)
+    a = str(src).lstrip("/")
+    setup.write([src], extra="full_every = 1\n")
+    Runs(setup).run()
+    d = open_destination(setup.config(), "usb")
+    source = Downloads(d, keep=1)
+    _, _, v = _open(setup, source=source)
+    with v:
+        big1, big2 = v.lookup(f"{a}/big1"), v.lookup(f"{a}/big2")
+        f1 = v.open_member(big1)
+        head = f1.read(10)
+        with v.open_member(big2) as f2:  # other volumes, fetched while big1's is held
+            assert f2.read() == (src / "big2").read_bytes()
+        assert head + f1.read() == (src / "big1").read_bytes()
+        f1.close()
+        n = source.counts["volumes"]
+        assert v.read_member(big2, (3 << 20) - 4, 10) == (src / "big2").read_bytes()[-4:]
+        assert source.counts["volumes"] == n  # the last volume of big2 was kept
+        assert len(list(source.dir.iterdir())) <= 3  # one kept, plus the index files
+    source.close()
+    d.close()
