@@ -44,7 +44,7 @@ def _config(args: argparse.Namespace):  # noqa: ANN202
 def _job(config, name: str):  # noqa: ANN001, ANN202
     """The job config and the snapshot series named on the command line: ``JOB``, or
     ``JOB+drop`` for the one-snapshot-per-file series of JOB's drop directory."""
-    from odbackupd.runner import series_config
+    from odbackupd.series import series_config
 
     job = series_config(config, name)
     if job is None:
@@ -97,6 +97,8 @@ def _host(args: argparse.Namespace, config) -> str:  # noqa: ANN001
 
 
 def _identities(paths: Sequence[Path]) -> list:
+    if not paths:
+        return []
     from odbackupd.crypto.age import AgeError, load_identities
 
     out = []
@@ -320,7 +322,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
             with ExitStack() as held:  # every snapshot the restore reads is leased: no prune deletes it
                 for c in chain or [m]:
                     held.enter_context(lease.reading(cfg, d, series, c, args.quiet))
-                if chain is not None:
+                if args.path and m.index is not None:  # only the volumes holding the paths
+                    from .browse import restore_paths
+
+                    stats = restore_paths(args, d, m, chain, ids, authentic)
+                elif chain is not None:
                     stats = restore_chain(d, chain, args.to, identities=ids, paths=args.path,
                                           on_progress=bar.update if bar.enabled else None, authentic=authentic,
                                           special_files=args.special_files)
@@ -880,7 +886,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directory to restore into (existing files of the same name are replaced)")
     p.add_argument("--path", action="append", default=[], metavar="P",
                    help="restore only this path (as archived, e.g. etc/ssh); repeatable; "
-                        "a path not in the snapshot is an error (exit 3)")
+                        "a path not in the snapshot is an error (exit 3); only the volumes holding "
+                        "the paths are fetched (a snapshot with an index)")
     p.add_argument("--identity", "-i", action="append", type=Path, default=[], metavar="FILE",
                    help="age identity file for encrypted snapshots; repeatable")
     p.add_argument("--destination", "-d", metavar="NAME",
@@ -919,6 +926,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prune)
 
     trust.add_key_parser(sub, common, lambda args: trust.key_export(_config(args), args))
+
+    from .browse import add_parsers as add_browse_parsers  # ls, find, diff
+
+    add_browse_parsers(sub, common)
 
     from .mount import add_parser as add_mount_parser  # pyfuse3 is imported only when it runs
 

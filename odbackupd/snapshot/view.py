@@ -24,16 +24,22 @@ name, a location outside its volume, an origin outside the chain are
 
 Symlink targets: the index holds them (the optional 12th child field, incremental.py);
 for an older index ``readlink`` reads the member's tar header (one volume).
+
+Why one module over 400 lines: the tree, the locations and member reading all rest on
+the same checks of the index (paths, offsets, origins) and the same lazily parsed
+records; split, each part would reach into the others' state.
 """
 from __future__ import annotations
 
 import bisect
 import io
+import json
 import os
 import shutil
 import stat
 import tarfile
 import tempfile
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,14 +105,21 @@ class Downloads:
         self.dir = Path(tempfile.mkdtemp(prefix="odbackupd-view-", dir=scratch))
         self._kept: OrderedDict[tuple[str, str], Path] = OrderedDict()
         self._indexes: dict[str, Path] = {}
+        self._busy: dict[tuple[str, str], int] = {}  # readers holding a copy (not evicted)
+        self._lock = threading.RLock()  # one download at a time; callers may be threads
         self.counts = {"volumes": 0, "volume_bytes": 0, "indexes": 0, "index_bytes": 0}
 
     def get(self, m: Manifest, vol: dict) -> Path:
+        with self._lock:
+            return self._get(m, vol)
+
+    def _get(self, m: Manifest, vol: dict) -> Path:
         from .restore import _hash_stream, check_volume
 
         key = (m.snapshot, vol["name"])
         if key in self._kept:
             self._kept.move_to_end(key)
+            self._busy[key] = self._busy.get(key, 0) + 1
             return self._kept[key]
         path = self.dir / f"{m.snapshot}.{vol['name']}"
         try:
@@ -122,23 +135,34 @@ class Downloads:
             path.unlink(missing_ok=True)
             raise
         self._kept[key] = path
-        while len(self._kept) > self.keep:
-            _, old = self._kept.popitem(last=False)
-            old.unlink(missing_ok=True)
+        self._busy[key] = self._busy.get(key, 0) + 1
+        self._evict()
         return path
 
+    def _evict(self) -> None:
+        """The oldest copies beyond ``keep`` that no reader holds."""
+        for key in [k for k in self._kept if not self._busy.get(k)][: max(0, len(self._kept) - self.keep)]:
+            self._kept.pop(key).unlink(missing_ok=True)
+
     def release(self, m: Manifest, vol: dict, path: Path) -> None:
-        pass  # kept until pushed out by newer ones, or close()
+        """Kept for reuse until pushed out by newer ones, or close()."""
+        with self._lock:
+            key = (m.snapshot, vol["name"])
+            if self._busy.get(key):
+                self._busy[key] -= 1
+            self._evict()
 
     def index(self, m: Manifest, identities: Sequence[object] | None) -> Path:
         from .chainrestore import fetch_index
 
-        if m.snapshot in self._indexes:
-            return self._indexes[m.snapshot]
-        p = self._indexes[m.snapshot] = fetch_index(self.dest, m, identities, self.dir, plain=f"{m.snapshot}.plain.zst")
-        self.counts["indexes"] += 1
-        self.counts["index_bytes"] += int(m.index["size"]) if m.index else 0
-        return p
+        with self._lock:
+            if m.snapshot in self._indexes:
+                return self._indexes[m.snapshot]
+            p = fetch_index(self.dest, m, identities, self.dir, plain=f"{m.snapshot}.plain.zst")
+            self._indexes[m.snapshot] = p
+            self.counts["indexes"] += 1
+            self.counts["index_bytes"] += int(m.index["size"]) if m.index else 0
+            return p
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -172,6 +196,16 @@ class SnapshotView:
         self._kids: dict[str, list[str]] = {"": []}
         self._nodes[""] = Node("", "", "d", 0, int(manifest.started * 1e9), stat.S_IFDIR | 0o755, 0, 0)
         self._offsets: dict[str, list[int]] = {}  # per snapshot: every entry's tar offset, sorted
+        self._files: dict[str, _Stored | dict[str, Location]] = {}  # per snapshot: where its entries are
+        self._starts: dict[str, list[int]] = {}  # per snapshot: its volumes' tar offsets
+        # The index's directory records are parsed when a directory is first looked into (an
+        # ls of one directory of a 100,000-file snapshot makes the nodes of that directory only)
+        self._raw: dict[str, str] = {}  # directory path -> its tree record, not yet parsed
+        self._dir_at: dict[str, int] = {}  # directory path -> tar offset of its header
+        self._open: set[str] = set()  # directories whose children are in _nodes
+        self._spans: dict[str, tuple[str, int, int]] = {}  # file path -> where its data is
+        # lookups may come from several threads (odctl mount): what they fill in is guarded
+        self._lock = threading.RLock()
 
     # -- building ---------------------------------------------------------------------------------
     def _add(self, node: Node) -> None:
@@ -182,7 +216,7 @@ class SnapshotView:
         parent = node.path.rpartition("/")[0]
         self._ensure_dir(parent)
         self._nodes[node.path] = node
-        self._kids[parent].append(node.path)
+        self._kids.setdefault(parent, []).append(node.path)
         if node.type == "d":
             self._kids.setdefault(node.path, [])
 
@@ -191,39 +225,64 @@ class SnapshotView:
             return
         parent = path.rpartition("/")[0]
         self._ensure_dir(parent)
-        n = Node(path.rpartition("/")[2], path, "d", 0, 0, stat.S_IFDIR | 0o755, 0, 0)
+        n = Node(path.rpartition("/")[2], path, "d", 0, self._nodes[""].mtime_ns, stat.S_IFDIR | 0o755, 0, 0)
         self._nodes[path] = n
-        self._kids[parent].append(path)
+        self._kids.setdefault(parent, []).append(path)
         self._kids.setdefault(path, [])
 
     def _load_index(self, plain: Path) -> None:
+        """Only the keys and offsets of the directory records are read here (see _expand)."""
         m = self.manifest
         f, tree = open_tree(plain)
-        roots = _roots(m, tree.header)
         try:
-            dir_at: dict[str, Location] = {}
-            for key, rec in tree:
+            roots = self._roots = _roots(m, tree.header)
+            for raw in tree._f:
+                line = raw.decode("ascii")  # json.dumps escapes everything else
+                if line.startswith('{"section"'):
+                    break
+                key, o, is_file = _head(line)
                 path = _path_of(m, roots, key)
-                if "r" in rec:  # a source that is a file
-                    self._add(self._child(m, path.rpartition("/")[0], rec["r"], name=path.rpartition("/")[2]))
+                if is_file:  # a source that is a file
+                    rec = json.loads(line)["r"]
+                    self._add(self._child(m, path.rpartition("/")[0], rec, name=path.rpartition("/")[2]))
                     continue
-                dir_at[path] = self._loc(m, m.snapshot, int(rec["o"]))
-                for c in rec.get("c") or ():
-                    if not isinstance(c, list) or len(c) < 11 or not isinstance(c[NAME], str) or not _name_ok(c[NAME]):
-                        raise _bad_index(m, f"names an entry {c[NAME] if isinstance(c, list) and c else c!r} "
-                                         f"in {path or '/'} that cannot be a file name")
-                    self._add(self._child(m, path, c))
-            for path, loc in dir_at.items():  # directories: their own header, in this archive
-                n = self._nodes.get(path)
-                if n is not None and n.type == "d":
-                    self._nodes[path] = _replace(n, location=loc, origin=m.snapshot)
-                elif n is None:
+                self._dir_at[path] = o
+                self._raw[path] = line
+                if len(key) == 1:  # a source directory: its attributes are in no parent's record
                     self._ensure_dir(path)
-                    self._nodes[path] = _replace(self._nodes[path], location=loc, origin=m.snapshot)
+                    self._nodes[path] = _replace(self._nodes[path], location=self._loc(m, m.snapshot, o),
+                                                 origin=m.snapshot)
         except (ValueError, TypeError, KeyError, IndexError) as e:
             raise _bad_index(m, f"does not read ({e})") from None
         finally:
             f.close()
+
+    def _expand(self, path: str) -> None:
+        """Make the nodes of directory ``path``'s children from its record."""
+        if path in self._open:
+            return
+        with self._lock:
+            self._expand_locked(path)
+
+    def _expand_locked(self, path: str) -> None:
+        if path in self._open:
+            return
+        self._open.add(path)
+        line = self._raw.pop(path, None)
+        if line is None:
+            return  # made up (its children are known), or not a directory
+        m = self.manifest
+        try:
+            for c in json.loads(line).get("c") or ():
+                if not isinstance(c, list) or len(c) < 11 or not isinstance(c[NAME], str) or not _name_ok(c[NAME]):
+                    raise _bad_index(m, f"names an entry {c[NAME] if isinstance(c, list) and c else c!r} "
+                                     f"in {path or '/'} that cannot be a file name")
+                n = self._child(m, path, c)
+                if n.type == "d" and n.path in self._dir_at:
+                    n = _replace(n, location=self._loc(m, m.snapshot, self._dir_at[n.path]))
+                self._add(n)
+        except (ValueError, TypeError, KeyError, IndexError) as e:
+            raise _bad_index(m, f"does not read ({e})") from None
 
     def _child(self, m: Manifest, parent: str, c: list, name: str | None = None) -> Node:
         name = c[NAME] if name is None else name
@@ -244,7 +303,9 @@ class SnapshotView:
         vols = owner.volumes
         if not vols:
             raise _bad_index(m, f"points into snapshot {snapshot}, which has no volumes")
-        starts = [int(v.get("tar_start", 0)) for v in vols]
+        starts = self._starts.get(snapshot)
+        if starts is None:
+            starts = self._starts[snapshot] = [int(v.get("tar_start", 0)) for v in vols]
         pos = bisect.bisect_right(starts, offset) - 1
         end = int(vols[pos].get("tar_end", owner.tar_bytes)) if pos >= 0 else 0
         if offset < 0 or pos < 0 or offset >= min(end, owner.tar_bytes) or (
@@ -256,13 +317,23 @@ class SnapshotView:
 
     # -- the tree ---------------------------------------------------------------------------------
     def lookup(self, path: str) -> Node | None:
-        return self._nodes.get(norm_path(path))
+        p = norm_path(path)
+        n = self._nodes.get(p)
+        if n is not None or not p:
+            return n
+        parent = p.rpartition("/")[0]
+        pn = self.lookup(parent)
+        if pn is None or pn.type != "d":
+            return None
+        self._expand(parent)
+        return self._nodes.get(p)
 
     def children(self, path: str = "") -> list[Node]:
-        kids = self._kids.get(norm_path(path))
-        if kids is None:
+        n = self.lookup(path)
+        if n is None or n.type != "d":
             return []
-        return sorted((self._nodes[k] for k in kids), key=lambda n: os.fsencode(n.name))
+        self._expand(n.path)
+        return sorted((self._nodes[k] for k in self._kids.get(n.path, ())), key=lambda x: os.fsencode(x.name))
 
     def walk(self, path: str = "") -> Iterator[Node]:
         """``path`` and everything below it, depth first, names in byte order."""
@@ -283,56 +354,72 @@ class SnapshotView:
             return node.location
         if node.type == "d":
             raise RestoreError(f"{node.path or '/'} is implied by a source's path; it has no entry of its own")
-        self._locations(node.origin)
-        n = self._nodes.get(node.path)
-        if n is None or n.location is None:
+        loc = self._stored(node.origin).get(node.path)
+        if loc is None:
             raise _bad_index(self._by_id[node.origin], f"does not say where {node.path} is")
-        return n.location
+        return loc
 
-    def _locations(self, snapshot: str) -> None:
-        if snapshot in self._offsets:
-            return
+    def _stored(self, snapshot: str) -> "_Stored | dict[str, Location]":
+        """Where each entry stored in ``snapshot``'s archive is (its index read once; a
+        location line is parsed only when its path is asked for)."""
+        if snapshot in self._files:
+            return self._files[snapshot]
+        with self._lock:
+            if snapshot in self._files:
+                return self._files[snapshot]
+            return self._read_stored(snapshot)
+
+    def _read_stored(self, snapshot: str) -> "_Stored":
         m = self._by_id[snapshot]
-        roots: list[str] | None = None
         if m.index is None:
             raise RestoreError(f"snapshot {snapshot} has no index to read")
         plain = self.source.index(m, self.identities)
         offsets: list[int] = []
+        raw: dict[str, str] = {}
         f, tree = open_tree(plain)
         try:
             roots = _roots(m, tree.header)
-            for key, rec in tree:
-                offsets.append(int(rec["o"]))
-            import json
-
-            from .walk import key_from_json
-
-            for line in tree._f:  # the locations section
-                d = json.loads(line)
-                key, o, v = key_from_json(d["k"]), int(d["o"]), int(d["v"])
-                offsets.append(o)
-                path = _path_of(m, roots, key)
-                loc = self._loc(self.manifest, snapshot, o, v)
-                n = self._nodes.get(path)
-                if n is not None and n.type != "d" and n.origin == snapshot:
-                    self._nodes[path] = _replace(n, location=loc)
-        except (ValueError, TypeError, KeyError) as e:
+            lines = iter(tree._f)
+            for line in lines:  # the tree records: only their offsets
+                text = line.decode("ascii")
+                if text.startswith('{"section"'):
+                    break
+                offsets.append(_head(text)[1])
+            for line in lines:  # the locations section: {"k":KEY,"o":N,"v":M}, keyed by KEY's text
+                text = line.decode("ascii")
+                j = text.find('],"o":')  # cannot stand inside a JSON string (its quote would be escaped)
+                k = text.find(",", j + 6)
+                if text.startswith('{"k":[') and j > 0 and k > 0:
+                    raw[text[5:j + 1]] = text
+                    offsets.append(int(text[j + 6:k]))
+                else:  # written some other way
+                    d = json.loads(text)
+                    raw[json.dumps(d["k"], separators=(",", ":"))] = text
+                    offsets.append(int(d["o"]))
+        except (ValueError, TypeError, KeyError, IndexError) as e:
             raise _bad_index(m, f"does not read ({e})") from None
         finally:
             f.close()
         offsets.sort()
         self._offsets[snapshot] = offsets
+        stored = self._files[snapshot] = _Stored(self, m, roots, raw)
+        return stored
+
+    def location_at(self, snapshot: str, offset: int) -> Location:
+        """The location of tar offset ``offset`` of ``snapshot``'s archive (checked)."""
+        return self._loc(self.manifest, snapshot, offset)
 
     def entry_end(self, loc: Location) -> int | None:
         """Where the entry after ``loc`` starts in its archive (None: the archive's end)."""
-        self._locations(loc.snapshot)
+        self._stored(loc.snapshot)
         offs = self._offsets[loc.snapshot]
         i = bisect.bisect_right(offs, loc.offset)
         return offs[i] if i < len(offs) else None
 
     # -- member data ------------------------------------------------------------------------------
-    def _stream(self, loc: Location) -> BinaryIO:
-        """The archive of ``loc.snapshot`` from ``loc.offset`` on (volumes fetched as read)."""
+    def stream(self, loc: Location, end: int | None = None) -> BinaryIO:
+        """The archive of ``loc.snapshot`` from ``loc.offset`` up to ``end`` (then the two zero
+        blocks that end a tar archive; None: to the archive's end), volumes fetched as read."""
         from .restore import PlainStream
         from .chainrestore import _Window
 
@@ -347,52 +434,84 @@ class SnapshotView:
                 finally:
                     self.source.release(m, vol, path)
 
+        class Closing(_Window):  # closing the reader ends the volumes' stream (and releases them)
+            def close(self) -> None:
+                self.raw.close()
+                super().close()
+
         stream = PlainStream(volumes(), self.identities, manifest=m, first=first)
         skip = loc.offset - int(m.volumes[first].get("tar_start", 0))
-        return io.BufferedReader(_Window(stream, skip, None), 1 << 16)  # type: ignore[arg-type]
+        return io.BufferedReader(Closing(stream, skip, None if end is None else end - loc.offset),  # type: ignore[arg-type]
+                                 1 << 16)
 
-    def _member(self, node: Node, loc: Location) -> tuple[tarfile.TarFile, tarfile.TarInfo]:
-        tf = open_tar(self._stream(loc))
+    def _member(self, path: str, loc: Location) -> tuple[tarfile.TarFile, tarfile.TarInfo]:
+        """The tar member at ``loc``, which must be ``path`` (else the index lies)."""
+        tf = open_tar(self.stream(loc, self.entry_end(loc)))
         try:
             ti = next(read_members(tf), None)
         except BaseException:
-            tf.close()
+            _close_tar(tf)
             raise
-        if ti is None or ti.name.rstrip("/") != node.path:
-            tf.close()
-            raise _bad_index(self._by_id[loc.snapshot], f"puts {node.path} at archive offset {loc.offset}, where "
+        if ti is None or ti.name.strip("/") != path:
+            _close_tar(tf)
+            raise _bad_index(self._by_id[loc.snapshot], f"puts {path} at archive offset {loc.offset}, where "
                              f"{'the archive ends' if ti is None else 'member ' + repr(ti.name) + ' is'}")
         return tf, ti
 
-    def open_member(self, node: Node) -> BinaryIO:
-        """A regular file's data, read from the volume(s) holding it. Close it when done."""
+    def _data_member(self, node: Node) -> tuple[tarfile.TarFile, tarfile.TarInfo, Location]:
+        """The tar member holding a regular file's data (hard links followed), its reader
+        positioned at the data, and where the member's header is."""
         if node.type != "f":
             raise RestoreError(f"{node.path} is not a regular file")
-        if node.hardlink is not None:  # a streamed view knows the name the data is under
-            target = self.lookup(node.hardlink)
-            if target is None:
-                raise IntegrityError(f"{node.path} is a hard link to {node.hardlink}, which the snapshot lacks")
-            node = target
-        tf, ti = self._member(node, self.location(node))
-        if ti.islnk():
-            target = ti.linkname.rstrip("/")
-            tf.close()
-            self._locations(node.origin)
-            tnode = self._nodes.get(target)
-            if tnode is None or tnode.origin != node.origin or tnode.location is None:
+        path = node.hardlink if node.hardlink is not None else node.path  # a streamed view knows it
+        loc = self.location(node) if path == node.path else self._stored(node.origin).get(path)
+        if loc is None:
+            raise IntegrityError(f"{node.path} is a hard link to {path}, which the snapshot lacks")
+        tf, ti = self._member(path, loc)
+        if ti.islnk():  # the data is under the name the archive met first
+            target = norm_path(ti.linkname)
+            _close_tar(tf)
+            loc = self._stored(loc.snapshot).get(target)
+            if loc is None:
                 raise IntegrityError(f"{node.path} is a hard link to {target}, which is not in the same archive")
-            tf, ti = self._member(tnode, tnode.location)
+            tf, ti = self._member(target, loc)
         if not ti.isreg():
-            tf.close()
+            _close_tar(tf)
             raise IntegrityError(f"{node.path}: the archive holds a {ti.type!r} member where the index has a file")
+        with self._lock:
+            self._spans[node.path] = (loc.snapshot, loc.offset + ti.offset_data - ti.offset, ti.size)
+        return tf, ti, loc
+
+    def open_member(self, node: Node) -> BinaryIO:
+        """A regular file's data, read from the volume(s) holding it. Close it when done."""
+        tf, ti, _ = self._data_member(node)
         src = tf.extractfile(ti)
         assert src is not None
         return _Member(src, tf, ti.size)
 
+    def member_span(self, node: Node) -> tuple[str, int, int]:
+        """(snapshot, tar offset of the data, size) of a regular file (its header read once)."""
+        span = self._spans.get(node.path)
+        if span is None:
+            tf, _, _ = self._data_member(node)
+            _close_tar(tf)
+            span = self._spans[node.path]
+        return span
+
     def read_member(self, node: Node, offset: int, size: int) -> bytes:
-        with self.open_member(node) as f:
-            _skip(f, offset)
-            return f.read(size)
+        """``size`` bytes of a regular file from ``offset``: decoding starts at the volume
+        holding that byte (not at the file's start), so a read deep into a large file costs
+        one volume."""
+        snapshot, data, total = self.member_span(node)
+        n = max(0, min(size, total - offset))
+        if n == 0:
+            return b""
+        start = data + offset
+        with self.stream(self.location_at(snapshot, start), start + n) as r:
+            out = r.read(n)
+        if len(out) != n:
+            raise IntegrityError(f"{node.path}: the archive ends inside its data")
+        return out
 
     def readlink(self, node: Node) -> str:
         """A symlink's target: from the index, else from its tar header (one volume)."""
@@ -400,8 +519,8 @@ class SnapshotView:
             raise RestoreError(f"{node.path} is not a symbolic link")
         if node.link is not None:
             return node.link
-        tf, ti = self._member(node, self.location(node))
-        tf.close()
+        tf, ti = self._member(node.path, self.location(node))
+        _close_tar(tf)
         if not ti.issym():
             raise IntegrityError(f"{node.path}: the archive holds a {ti.type!r} member where the index has a symlink")
         return ti.linkname
@@ -416,6 +535,36 @@ class SnapshotView:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Stored:
+    """The locations section of one snapshot's index, looked up by path."""
+
+    def __init__(self, view: SnapshotView, m: Manifest, roots: list[str], raw: dict[str, str]) -> None:
+        self.view, self.m, self.roots, self.raw = view, m, roots, raw
+
+    def get(self, path: str) -> Location | None:
+        for i, root in enumerate(self.roots):
+            if root == ".":
+                comps = path.split("/") if path else []
+            elif path == root:
+                comps = []
+            elif path.startswith(root + "/"):
+                comps = path[len(root) + 1:].split("/")
+            else:
+                continue
+            line = self.raw.get(json.dumps([i, *comps], separators=(",", ":")))
+            if line is None:
+                continue
+            try:
+                d = json.loads(line)
+                o, v = d["o"], d["v"]
+                if not isinstance(o, int) or not isinstance(v, int):
+                    raise ValueError(f"location {o!r} in volume {v!r}")
+            except (ValueError, TypeError, KeyError) as e:
+                raise _bad_index(self.m, f"does not read ({e})") from None
+            return self.view._loc(self.view.manifest, self.m.snapshot, o, v)
+        return None
 
 
 class _Member(io.RawIOBase):
@@ -433,8 +582,39 @@ class _Member(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            self._tf.close()
+            _close_tar(self._tf)
         super().close()
+
+
+def _close_tar(tf: tarfile.TarFile) -> None:
+    """The tar reader and the volumes' stream under it (which releases the volumes)."""
+    tf.close()
+    if tf.fileobj is not None:
+        tf.fileobj.close()
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _head(line: str) -> tuple[list, int, bool]:
+    """The key and tar offset of a tree record, and whether it is a file source's ("r"),
+    without parsing its children (the builder writes "k", then "o", first)."""
+    key = o = None
+    is_file = False
+    if line.startswith('{"k":['):
+        try:
+            key, i = _DECODER.raw_decode(line, 5)
+            if line.startswith(',"o":', i):
+                o, j = _DECODER.raw_decode(line, i + 5)
+                is_file = line.startswith(',"r":', j)
+        except ValueError:
+            key = None  # written some other way: parsed whole below
+    if key is None or o is None:
+        d = json.loads(line)
+        key, o, is_file = d["k"], d["o"], "r" in d
+    if not isinstance(key, list) or not isinstance(o, int) or isinstance(o, bool):
+        raise ValueError(f"a tree record with key {key!r} at offset {o!r}")
+    return key, o, is_file
 
 
 def _skip(f: BinaryIO, n: int) -> None:
@@ -528,6 +708,7 @@ def _load_streamed(view: SnapshotView, dest: Destination, scratch: Path | None) 
     finally:
         stream.close()
     view._offsets[m.snapshot] = offsets
+    view._files[m.snapshot] = {n.path: n.location for n in view._nodes.values() if n.location is not None}
     view.streamed = True
 
 
