@@ -201,6 +201,7 @@ def _serve(args: argparse.Namespace, cfg, d, series: str, shown: list, complete:
 
     from . import lease
     from .mountfs import SnapshotFS, serve
+    from .mountread import Decoders
     from .mountview import Adapter
 
     try:
@@ -210,6 +211,7 @@ def _serve(args: argparse.Namespace, cfg, d, series: str, shown: list, complete:
                        "(run odctl mount as root or as the service's user)", EXIT_FAILED) from None
     held = ExitStack()
     held_mu = threading.Lock()
+    decoders = Decoders()  # each idle one holds a volume in the cache
 
     def opener(m) -> Callable[[], Adapter]:  # noqa: ANN001
         def open_snapshot() -> Adapter:
@@ -221,7 +223,7 @@ def _serve(args: argparse.Namespace, cfg, d, series: str, shown: list, complete:
 
                 for c in chain_of(m, complete) if m.kind == "incremental" else [m]:
                     held.enter_context(lease.reading(cfg, d, series, c, args.quiet))
-            return Adapter(open_view(d, m, complete, identities=ids, source=cache, scratch=cache.dir))
+            return Adapter(open_view(d, m, complete, identities=ids, source=cache, scratch=cache.dir), decoders)
         return open_snapshot
 
     fs = SnapshotFS([(m.snapshot, m.started, opener(m)) for m in shown], uid=os.getuid(), gid=os.getgid(),
@@ -250,6 +252,7 @@ def _serve(args: argparse.Namespace, cfg, d, series: str, shown: list, complete:
             raise CliError(f"cannot mount at {mp}: {e} (is the fuse module loaded? fusermount3 installed?)",
                            EXIT_FAILED) from None
     finally:
+        decoders.close()
         for a in fs.adapters():
             a.close()
         cache.close()

@@ -15,10 +15,11 @@ would change something is refused with EROFS (the kernel refuses most of them it
 file system is mounted ``ro``). Extended attributes are not shown (see below). ``nosuid`` and ``nodev``: a setuid file or a device node
 in a snapshot is shown, never honoured.
 
-Reads: a file handle streams its member from the start (volumes in order) and serves
-reads at increasing offsets; the last 4 MiB read stay in memory for the kernel's
-reordered readahead; a read further back reopens the member (its volumes are then in the
-cache). The kernel's page cache keeps what was read (``keep_cache``).
+Reads: a file handle streams its member from where it was opened and serves reads at
+increasing offsets; the last 4 MiB read stay in memory for the kernel's reordered
+readahead; a read further back, or more than 1 MiB ahead, opens the member again at that
+offset (odctl/mountread.py: from a kept decoder, or the volume holding the byte). The
+kernel's page cache keeps what was read (``keep_cache``).
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from .mountview import Adapter, MountNode
 TIMEOUT = 3600.0  # a snapshot never changes: the kernel may cache names and attributes
 WINDOW = 4 << 20
 CHUNK = 1 << 20
+JUMP = 1 << 20  # a read further ahead than this opens at it instead of decoding up to it
 
 
 def _erofs() -> pyfuse3.FUSEError:
@@ -86,8 +88,8 @@ class _Handle:
         end = min(off + size, self.node.size)
         if off >= end:
             return b""
-        if self.stream is None or off < self.pos - len(self.tail):
-            self._reopen()
+        if self.stream is None or off < self.pos - len(self.tail) or off > self.pos + JUMP:
+            self._reopen(off)  # the decoders kept by the reader decide what that costs
         out = []
         if off < self.pos:  # in the window
             start = len(self.tail) - (self.pos - off)
@@ -106,10 +108,10 @@ class _Handle:
                 del self.tail[: len(self.tail) - WINDOW]
         return b"".join(out)[: end - off]
 
-    def _reopen(self) -> None:
+    def _reopen(self, off: int) -> None:
         self.close()
-        self.stream = self.adapter.open_file(self.node)
-        self.pos, self.tail = 0, bytearray()
+        self.stream = self.adapter.open_file(self.node, off)
+        self.pos, self.tail = off, bytearray()
 
     def close(self) -> None:
         if self.stream is not None:

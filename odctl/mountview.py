@@ -19,7 +19,7 @@ from typing import BinaryIO
 from odbackupd.snapshot.incbuild import source_roots
 from odbackupd.snapshot.view import Node, SnapshotView
 
-from .mountread import MemberReader
+from .mountread import Decoders, MemberReader
 
 
 @dataclass(frozen=True)
@@ -71,13 +71,13 @@ class Adapter:
     """One snapshot's view, as the file system asks for it (directories by node, None = the
     snapshot's top)."""
 
-    def __init__(self, view: SnapshotView) -> None:
+    def __init__(self, view: SnapshotView, decoders: Decoders) -> None:
         self.view = view
         self.snapshot = view.manifest.snapshot
         self.started_ns = int(view.manifest.started * 1e9)
         self.roots = sorted(enumerate(source_roots(view.manifest.sources)), key=lambda r: -len(r[1]))
         self._subdirs: dict[str, int] = {}
-        self.reader = MemberReader(view)
+        self.reader = MemberReader(view, decoders)
         # two passes: inode numbers alone first (small), the full key only where they repeat
         seen: Counter = Counter(n.inode or n.hardlink or n.path for n in view.walk() if n.type == "f")
         self._links: Counter = Counter()
@@ -135,15 +135,13 @@ class Adapter:
         return 1
 
     def readlink(self, node: MountNode) -> bytes:
-        if node.node.link is None:
-            self.reader.location(node.node)  # (loaded under the reader's lock)
         return os.fsencode(self.view.readlink(node.node))
 
-    def open_file(self, node: MountNode) -> BinaryIO:
+    def open_file(self, node: MountNode, offset: int = 0) -> BinaryIO:
+        """``node``'s data from ``offset`` on."""
         if not stat.S_ISREG(node.mode):
             raise OSError(f"{node.describe()} is not a regular file")
-        return self.reader.open(node.node)
+        return self.reader.open(node.node, offset)
 
     def close(self) -> None:
-        self.reader.close()
         self.view.close()
