@@ -36,15 +36,16 @@ sys.path.insert(0, str(ROOT))
 MiB = 1 << 20
 
 
-def odctl(cfg: Path, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "odctl.cli", "--config", str(cfg), *args], check=True, cwd=ROOT,
-                   capture_output=True)
-
-
-def timed(fn) -> float:  # noqa: ANN001
+def timed(*cmd: str, shell: bool = False) -> float:
+    """Seconds ``cmd`` took (output thrown away)."""
     t = time.perf_counter()
-    fn()
+    subprocess.run(cmd[0] if shell else list(cmd), shell=shell, stdout=subprocess.DEVNULL, check=True,
+                   cwd=ROOT)
     return time.perf_counter() - t
+
+
+def odctl_cmd(cfg: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "odctl.cli", "--config", str(cfg), *args]
 
 
 def main() -> int:
@@ -87,9 +88,9 @@ def main() -> int:
     for run in range(args.runs):
         out = base / "restored"
         shutil.rmtree(out, ignore_errors=True)
-        t_restore = timed(lambda: odctl(cfg, "restore", "t", "--path", f"{rel}/large.bin", "--to", str(out)))
-        t_restore_small = timed(lambda: odctl(cfg, "restore", "t", "--path", f"{rel}/small", "--to",
-                                              str(out / "s")))
+        t_restore = timed(*odctl_cmd(cfg, "restore", "t", "--path", f"{rel}/large.bin", "--to", str(out)))
+        t_restore_small = timed(*odctl_cmd(cfg, "restore", "t", "--path", f"{rel}/small", "--to",
+                                           str(out / "s")))
         mnt = base / "mnt"
         mnt.mkdir(exist_ok=True)
         t0 = time.perf_counter()
@@ -99,12 +100,11 @@ def main() -> int:
             p.stdout.readline()  # type: ignore[union-attr]  # "… mounted at …": ready
             t_mount = time.perf_counter() - t0
             f = mnt / "latest" / rel / "large.bin"
-            t_cold = timed(lambda: subprocess.run(["cat", str(f)], stdout=subprocess.DEVNULL, check=True))
-            t_warm = timed(lambda: subprocess.run(["cat", str(f)], stdout=subprocess.DEVNULL, check=True))
+            t_cold = timed("cat", str(f))
+            t_warm = timed("cat", str(f))
             small = mnt / "latest" / rel / "small"
             # through a pipe: GNU tar reads no file data when its archive is /dev/null
-            t_small = timed(lambda: subprocess.run(f"ls -lR {small} >/dev/null && tar -cf - -C {small} . | wc -c",
-                                                   shell=True, stdout=subprocess.DEVNULL, check=True))
+            t_small = timed(f"ls -lR {small} >/dev/null && tar -cf - -C {small} . | wc -c", shell=True)
         finally:
             subprocess.run(["fusermount3", "-u", str(mnt)], check=False)
             p.wait(timeout=60)

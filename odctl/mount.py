@@ -19,16 +19,17 @@ import argparse
 import os
 import sys
 import threading
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable
 
 from odbackupd.bus.names import EXIT_FAILED, EXIT_INTEGRITY, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
 
 from . import render, trust
 from .errors import CliError
 
-INSTALL_HINT = ("odctl mount needs pyfuse3 and FUSE 3: on Debian/Ubuntu 'apt install python3-pyfuse3 fuse3', "
+INSTALL_HINT = ("odctl mount needs pyfuse3 and FUSE 3: on Debian/Ubuntu "
+                "'apt install python3-pyfuse3 fuse3', "
                 "on Fedora 'dnf install python3-pyfuse3 fuse3'; in a virtualenv "
                 "'pip install pyfuse3' (building it needs libfuse3-dev and pkg-config)")
 DEFAULT_CACHE = 1 << 30
@@ -54,13 +55,15 @@ def add_parser(sub, common: argparse.ArgumentParser, series_help: str, host_help
     p.add_argument("job", metavar="JOB", help=series_help)
     p.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT", help="an empty directory")
     p.add_argument("--identity", "-i", action="append", type=Path, default=[], metavar="FILE",
-                   help="age identity file for an encrypted job (its indexes are encrypted); repeatable")
+                   help="age identity file for an encrypted job (its indexes are encrypted); "
+                        "repeatable")
     p.add_argument("--destination", "-d", metavar="NAME",
                    help="read from this destination (default: the job's first)")
     p.add_argument("--host", metavar="HOST", help=host_help)
     trust.add_arguments(p)
     p.add_argument("--cache-size", metavar="SIZE", default=None,
-                   help=f"bound of the volume cache: {SIZE_HINT} (default 1GiB, at least two volumes); "
+                   help=f"bound of the volume cache: {SIZE_HINT} (default 1GiB, at least two "
+                        "volumes); "
                         "volumes being read are kept beyond it")
     p.add_argument("--allow-other", action="store_true",
                    help="let other users see the mount (needs user_allow_other in /etc/fuse.conf "
@@ -79,18 +82,22 @@ def _pyfuse3() -> None:
 def check_mountpoint(path: Path) -> None:
     """An empty directory that is not mounted on: else one line, exit 2."""
     if os.path.ismount(path):
-        raise CliError(f"{path} is already a mount point (unmount it first: fusermount3 -u {path})", EXIT_USAGE)
+        raise CliError(f"{path} is already a mount point (unmount it first: fusermount3 -u {path})",
+                       EXIT_USAGE)
     try:
         with os.scandir(path) as it:
             if next(it, None) is not None:
                 raise CliError(f"{path} is not empty: mount on an empty directory", EXIT_USAGE)
     except FileNotFoundError:
-        raise CliError(f"{path} does not exist: create an empty directory to mount on (mkdir {path})",
+        raise CliError(f"{path} does not exist: create an empty directory to mount on "
+                       f"(mkdir {path})",
                        EXIT_USAGE) from None
     except NotADirectoryError:
-        raise CliError(f"{path} is not a directory: mount on an empty directory", EXIT_USAGE) from None
+        raise CliError(f"{path} is not a directory: mount on an empty directory",
+                       EXIT_USAGE) from None
     except PermissionError:
-        raise CliError(f"{path} cannot be read by this user: mount on an empty directory of your own",
+        raise CliError(f"{path} cannot be read by this user: mount on an empty directory of "
+                       "your own",
                        EXIT_USAGE) from None
 
 
@@ -141,10 +148,12 @@ def trusted_snapshots(args: argparse.Namespace, job, complete: list, ids: list) 
                 continue
         out.append(m)
     if not out:
-        raise CliError("no snapshot may be trusted" + (f" ({refused[0]})" if refused else ""), EXIT_INTEGRITY)
+        raise CliError("no snapshot may be trusted" + (f" ({refused[0]})" if refused else ""),
+                       EXIT_INTEGRITY)
     encrypted = [m for m in out if m.encrypted]
     if encrypted and not ids:
-        raise CliError(f"snapshot {encrypted[-1].snapshot} is encrypted, its index too: give the age identity "
+        raise CliError(f"snapshot {encrypted[-1].snapshot} is encrypted, its index too: give the "
+                       "age identity "
                        "with --identity FILE", EXIT_USAGE)
     for m in encrypted:
         try:
@@ -186,7 +195,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
         for folder, problem in listing.unreadable:
             _say(args, f"warning: left out {folder}: its manifest does not read: {problem}")
         if not listing.complete:
-            raise CliError(f"{d.describe()} holds no complete snapshot of job {series!r} made by host "
+            raise CliError(f"{d.describe()} holds no complete snapshot of job {series!r} made by "
+                           "host "
                            f"{host!r} (another host's: --host NAME)", EXIT_NOT_FOUND)
         shown = trusted_snapshots(args, job, listing.complete, ids)
         return _serve(args, cfg, d, series, shown, listing.complete, ids, _cache_size(args, shown))
@@ -207,7 +217,8 @@ def _serve(args: argparse.Namespace, cfg, d, series: str, shown: list, complete:
     try:
         cache = VolumeCache(d, cfg.daemon.spool_dir / "mount" / series, limit)
     except OSError as e:
-        raise CliError(f"cannot make the volume cache under {cfg.daemon.spool_dir}: {e.strerror or e} "
+        raise CliError(f"cannot make the volume cache under {cfg.daemon.spool_dir}: "
+                       f"{e.strerror or e} "
                        "(run odctl mount as root or as the service's user)", EXIT_FAILED) from None
     held = ExitStack()
     held_mu = threading.Lock()
@@ -216,19 +227,23 @@ def _serve(args: argparse.Namespace, cfg, d, series: str, shown: list, complete:
     def opener(m) -> Callable[[], Adapter]:  # noqa: ANN001
         def open_snapshot() -> Adapter:
             if m.index is None:
-                _say(args, f"snapshot {m.snapshot} has no index (made before indexes existed): reading its "
+                _say(args, f"snapshot {m.snapshot} has no index (made before indexes existed): "
+                     "reading its "
                      f"{len(m.volumes)} volumes ({render.size(m.stored_bytes)}) once to list it")
             with held_mu:  # leased from now to the unmount: a prune here defers deleting it
                 from odbackupd.snapshot.incchain import chain_of
 
                 for c in chain_of(m, complete) if m.kind == "incremental" else [m]:
                     held.enter_context(lease.reading(cfg, d, series, c, args.quiet))
-            return Adapter(open_view(d, m, complete, identities=ids, source=cache, scratch=cache.dir), decoders)
+            view = open_view(d, m, complete, identities=ids, source=cache, scratch=cache.dir)
+            return Adapter(view, decoders)
         return open_snapshot
 
-    fs = SnapshotFS([(m.snapshot, m.started, opener(m)) for m in shown], uid=os.getuid(), gid=os.getgid(),
+    fs = SnapshotFS([(m.snapshot, m.started, opener(m)) for m in shown],
+                    uid=os.getuid(), gid=os.getgid(),
                     report=lambda line: _say(args, f"mount: {line}"), permanent=_permanent)
-    options = {f"fsname=odbackupd:{series}", "subtype=odbackupd", "ro", "nosuid", "nodev", "default_permissions"}
+    options = {f"fsname=odbackupd:{series}", "subtype=odbackupd", "ro", "nosuid", "nodev",
+               "default_permissions"}
     if args.allow_other:
         options.add("allow_other")
     mp = str(args.mountpoint)
@@ -249,7 +264,8 @@ def _serve(args: argparse.Namespace, cfg, d, series: str, shown: list, complete:
         try:
             how = serve(fs, mp, options, ready)
         except RuntimeError as e:  # pyfuse3.init: the mount itself failed
-            raise CliError(f"cannot mount at {mp}: {e} (is the fuse module loaded? fusermount3 installed?)",
+            raise CliError(f"cannot mount at {mp}: {e} (is the fuse module loaded? fusermount3 "
+                           "installed?)",
                            EXIT_FAILED) from None
     finally:
         decoders.close()
@@ -260,6 +276,7 @@ def _serve(args: argparse.Namespace, cfg, d, series: str, shown: list, complete:
     if not args.quiet and not args.json:
         st = cache.stats
         _say(args, f"unmounted {mp}" + (f" ({how})" if how != "unmounted" else "")
-             + f"; fetched {st.fetched} volumes ({render.size(st.fetched_bytes)}) and {st.indexes} indexes")
+             + f"; fetched {st.fetched} volumes ({render.size(st.fetched_bytes)}) "
+             f"and {st.indexes} indexes")
     return EXIT_OK
 

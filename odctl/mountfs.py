@@ -12,7 +12,8 @@ a read needs them.
 Everything that blocks (fetching, decrypting, decompressing) runs in a worker thread
 (``trio.to_thread``); the FUSE loop itself never waits on the network. Every request that
 would change something is refused with EROFS (the kernel refuses most of them itself: the
-file system is mounted ``ro``). Extended attributes are not shown (see below). ``nosuid`` and ``nodev``: a setuid file or a device node
+file system is mounted ``ro``). Extended attributes are not shown (see below). ``nosuid``
+and ``nodev``: a setuid file or a device node
 in a snapshot is shown, never honoured.
 
 Reads: a file handle streams its member from where it was opened and serves reads at
@@ -28,8 +29,9 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pyfuse3
 import trio
@@ -223,7 +225,8 @@ class SnapshotFS(pyfuse3.Operations):
     async def getattr(self, inode: int, ctx: Any = None) -> pyfuse3.EntryAttributes:
         return self._attr(inode, self._get(inode))
 
-    async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> pyfuse3.EntryAttributes:
+    async def lookup(self, parent_inode: int, name: bytes,
+                     ctx: Any = None) -> pyfuse3.EntryAttributes:
         parent = self._get(parent_inode)
         if name == b".":
             return self._attr(parent_inode, parent)
@@ -294,7 +297,8 @@ class SnapshotFS(pyfuse3.Operations):
         entries = self._dirs.get(fh, [])
         for i in range(start_id, len(entries)):
             name, inode = entries[i]
-            if not pyfuse3.readdir_reply(token, name, self._attr(inode, self._inodes[inode]), i + 1):
+            attr = self._attr(inode, self._inodes[inode])
+            if not pyfuse3.readdir_reply(token, name, attr, i + 1):
                 return
 
     async def releasedir(self, fh: int) -> None:
@@ -451,10 +455,12 @@ def fuse_problem() -> str | None:
         return ("/dev/fuse does not exist: load the module (modprobe fuse), or give the container "
                 "the device (e.g. --device /dev/fuse)")
     if not stat.S_ISCHR(st.st_mode) or st.st_rdev != FUSE_DEVICE:
-        return "/dev/fuse is not the FUSE device (character device 10,229): load the module (modprobe fuse)"
+        return ("/dev/fuse is not the FUSE device (character device 10,229): load the module "
+                "(modprobe fuse)")
     try:
         fd = os.open("/dev/fuse", os.O_RDWR)
     except OSError as e:
-        return f"/dev/fuse cannot be opened ({os.strerror(e.errno or 0)}): run as root, or allow FUSE here"
+        return (f"/dev/fuse cannot be opened ({os.strerror(e.errno or 0)}): run as root, or allow "
+                "FUSE here")
     os.close(fd)
     return None

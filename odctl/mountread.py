@@ -22,8 +22,9 @@ import io
 import tarfile
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from odbackupd.snapshot.restore import PlainStream
 from odbackupd.snapshot.restore_errors import IntegrityError, RestoreError
@@ -57,7 +58,7 @@ class _Cursor:
     errors = "surrogateescape"
 
     @property
-    def fileobj(self) -> "_Cursor":
+    def fileobj(self) -> _Cursor:
         return self
 
     def tell(self) -> int:
@@ -77,7 +78,8 @@ class _Cursor:
             b = self.read(min(n, 1 << 20))
             if not b:
                 self.broken = True
-                raise IntegrityError(f"the archive of snapshot {self.m.snapshot} ends at offset {self.pos}, "
+                raise IntegrityError(f"the archive of snapshot {self.m.snapshot} ends at offset "
+                                     f"{self.pos}, "
                                      "before the member its index names")
             n -= len(b)
 
@@ -132,7 +134,8 @@ class Decoders:
             return
         with self._mu:
             self._idle[id(cur)] = cur
-            old = [self._idle.popitem(last=False)[1] for _ in range(max(0, len(self._idle) - self.keep))]
+            extra = max(0, len(self._idle) - self.keep)
+            old = [self._idle.popitem(last=False)[1] for _ in range(extra)]
         for c in old:
             c.close()
 
@@ -158,7 +161,8 @@ class _Data(io.RawIOBase):
         data = self._cur.read(min(len(b), self.left))
         if not data:
             self._cur.broken = True
-            raise IntegrityError(f"the archive of snapshot {self._cur.m.snapshot} ends inside a member")
+            raise IntegrityError(f"the archive of snapshot {self._cur.m.snapshot} ends inside a "
+                                 "member")
         n = len(data)
         b[:n] = data
         self.left -= n
@@ -191,8 +195,9 @@ class MemberReader:
             ti = cur.header()
             if ti.name.strip("/") != path:
                 raise IntegrityError(
-                    f"the index of snapshot {loc.snapshot} puts {path} at archive offset {loc.offset}, "
-                    f"where member {ti.name!r} is: refused (the index is damaged or was written by someone else)")
+                    f"the index of snapshot {loc.snapshot} puts {path} at archive offset "
+                    f"{loc.offset}, where member {ti.name!r} is: refused (the index is damaged or "
+                    "was written by someone else)")
         except BaseException:
             cur.close()
             raise
@@ -202,7 +207,8 @@ class MemberReader:
         """A decoder at the start of ``node``'s data (its header read and checked), its size."""
         target = self.view.lookup(node.hardlink) if node.hardlink is not None else node
         if target is None:
-            raise IntegrityError(f"{node.path} is a hard link to {node.hardlink}, which the snapshot lacks")
+            raise IntegrityError(f"{node.path} is a hard link to {node.hardlink}, which the "
+                                 "snapshot lacks")
         loc = self.view.location(target)
         cur, ti = self._member(target.path, loc)
         if ti.islnk():  # the data is under the name the archive met first
@@ -211,12 +217,14 @@ class MemberReader:
             first = self.view.lookup(name)
             floc = self.view.location(first) if first is not None and first.type == "f" else None
             if floc is None or floc.snapshot != loc.snapshot:
-                raise IntegrityError(f"{node.path} is a hard link to {ti.linkname}, which is not in the same archive")
+                raise IntegrityError(f"{node.path} is a hard link to {ti.linkname}, which is not "
+                                     "in the same archive")
             cur, ti = self._member(name, floc)
             loc = floc
         if not ti.isreg():
             cur.close()
-            raise IntegrityError(f"{node.path}: the archive holds a {ti.type!r} member where the index has a file")
+            raise IntegrityError(f"{node.path}: the archive holds a {ti.type!r} member where the "
+                                 "index has a file")
         with self._mu:
             self._spans[node.path] = (loc.snapshot, cur.pos, ti.size)
         return cur, ti.size

@@ -27,7 +27,8 @@ class MountNode:
     node: Node
     snapshot: str
     identity: tuple  # what makes an inode: ("p", path), or ("h", ...) shared by hard links
-    started_ns: int = 0  # the snapshot's start: the mtime of directories only implied by a source's path
+    # the snapshot's start: the mtime of directories only implied by a source's path
+    started_ns: int = 0
 
     @property
     def name(self) -> bytes:
@@ -75,11 +76,13 @@ class Adapter:
         self.view = view
         self.snapshot = view.manifest.snapshot
         self.started_ns = int(view.manifest.started * 1e9)
-        self.roots = sorted(enumerate(source_roots(view.manifest.sources)), key=lambda r: -len(r[1]))
+        roots = enumerate(source_roots(view.manifest.sources))
+        self.roots = sorted(roots, key=lambda r: -len(r[1]))
         self._subdirs: dict[str, int] = {}
         self.reader = MemberReader(view, decoders)
         # two passes: inode numbers alone first (small), the full key only where they repeat
-        seen: Counter = Counter(n.inode or n.hardlink or n.path for n in view.walk() if n.type == "f")
+        seen: Counter = Counter(n.inode or n.hardlink or n.path
+                                for n in view.walk() if n.type == "f")
         self._links: Counter = Counter()
         for n in view.walk():
             if n.type == "f" and (n.hardlink is not None or seen[n.inode or n.path] > 1):
@@ -95,7 +98,8 @@ class Adapter:
         if n.hardlink is not None:
             return ("h", n.hardlink)
         if n.inode:
-            return ("h", self._root_of(n.path), n.inode, n.size, n.mtime_ns, n.ctime_ns, n.mode, n.uid, n.gid)
+            return ("h", self._root_of(n.path), n.inode, n.size, n.mtime_ns, n.ctime_ns, n.mode,
+                    n.uid, n.gid)
         return ("h", n.path)  # a streamed snapshot's file: its links name it
 
     def wrap(self, n: Node) -> MountNode:
@@ -114,7 +118,8 @@ class Adapter:
         return self.wrap(n) if n is not None else None
 
     def children(self, node: MountNode | None) -> list[MountNode]:
-        return [self.wrap(n) for n in self.view.children(node.node.path if node is not None else "")]
+        path = node.node.path if node is not None else ""
+        return [self.wrap(n) for n in self.view.children(path)]
 
     def parent(self, node: MountNode | None) -> MountNode | None:
         """None: the snapshot's top."""
@@ -128,7 +133,8 @@ class Adapter:
         if n.type == "d":
             count = self._subdirs.get(n.path)
             if count is None:
-                count = self._subdirs[n.path] = sum(1 for k in self.view.children(n.path) if k.type == "d")
+                kids = self.view.children(n.path)
+                count = self._subdirs[n.path] = sum(1 for k in kids if k.type == "d")
             return 2 + count
         if n.type == "f":
             return max(1, self._links[self._link_key(n)])

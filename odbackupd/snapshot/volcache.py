@@ -20,9 +20,9 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from ..destinations.base import Destination, ObjectNotFound
 from .chainrestore import fetch_index
@@ -90,7 +90,8 @@ class VolumeCache:
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         os.rename(self.dir / "lock.new", self.dir / LOCK_NAME)
         self._mu = threading.Lock()
-        self._slots: OrderedDict[tuple[str, str], _Slot] = OrderedDict()  # least recently used first
+        # least recently used first
+        self._slots: OrderedDict[tuple[str, str], _Slot] = OrderedDict()
         self.stats = CacheStats()
         self._index_mu = threading.Lock()
         self._indexes: dict[str, Path] = {}

@@ -66,7 +66,7 @@ class Mount:
         self.stderr = ""
         self.returncode: int | None = None
 
-    def __enter__(self) -> "Mount":
+    def __enter__(self) -> Mount:
         self.path.mkdir(exist_ok=True)
         self.proc = subprocess.Popen([sys.executable, "-m", "odctl.cli", "--config", str(self.config), "mount",
                                       "t", str(self.path), *self.args], stdout=subprocess.PIPE,
@@ -96,7 +96,8 @@ class Mount:
             self.proc.kill()
             out, err = self.proc.communicate()
             subprocess.run(["fusermount3", "-uz", str(self.path)], capture_output=True)
-            raise AssertionError(f"odctl mount did not end after the unmount: {err.decode(errors='replace')}")
+            why = err.decode(errors="replace")
+            raise AssertionError(f"odctl mount did not end after the unmount: {why}") from None
         self.stderr = err.decode(errors="replace")
         self.returncode = self.proc.returncode
         return self.returncode
