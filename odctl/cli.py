@@ -108,28 +108,6 @@ def _identities(paths: Sequence[Path]) -> list:
     return out
 
 
-def _manifest_row(m) -> dict[str, Any]:  # noqa: ANN001
-    from odbackupd.signing import signed_by
-
-    return {
-        "snapshot": m.snapshot,
-        "time": render.iso(m.started),
-        "host": m.host,
-        "kind": m.kind,
-        "base": m.base,
-        "changes": m.changes,
-        "files": m.files,
-        "data_bytes": m.data_bytes,
-        "stored_bytes": m.stored_bytes,
-        "volumes": len(m.volumes),
-        "encrypted": m.encrypted,
-        "sequence": m.sequence,
-        "signed_by": signed_by(m.raw or {}) or "",  # the key's fingerprint, unchecked ("" unsigned)
-        "status": "completed with warnings" if m.warnings else "completed",
-        "warnings": m.warnings,
-    }
-
-
 # -- commands ------------------------------------------------------------------------------------
 def cmd_config_check(args: argparse.Namespace) -> int:
     from odbackupd.config import ConfigError
@@ -210,6 +188,8 @@ def _kind_cell(s: dict) -> str:
 
 def _daemon_snapshots(args: argparse.Namespace) -> tuple[str, dict]:
     """The daemon's listing (ListSnapshots) in the offline listing's shape."""
+    from odbackupd.jobview import listing_row
+
     rows = _daemon(lambda c: c.call("ListSnapshots", "s", args.job)) or []
     result: dict[str, dict] = {}
     for r in rows:
@@ -217,18 +197,12 @@ def _daemon_snapshots(args: argparse.Namespace) -> tuple[str, dict]:
             continue
         dest = result.setdefault(r.get("destination", "?"),
                                  {"snapshots": [], "incomplete": [], "unreadable": []})
-        row = {"snapshot": r["id"], "time": render.iso(r.get("started", 0)), "files": r.get("files", 0),
-               "data_bytes": r.get("data_bytes", 0), "stored_bytes": r.get("stored_bytes", 0),
-               "volumes": r.get("volumes", 0),
-               # the words the offline listing and the run results use (the daemon says "complete")
-               "status": "completed with warnings" if r.get("warnings") else "completed"}
-        row.update({k: r[k] for k in ("host", "kind", "encrypted", "warnings", "sequence", "signed_by") if k in r})
-        row["kind"], row["base"] = r.get("kind", "full"), r.get("base") or None
-        dest["snapshots"].append(row)
+        dest["snapshots"].append(listing_row(r, render.iso))
     return args.job, result
 
 
 def _offline_snapshots(args: argparse.Namespace) -> tuple[str, dict]:
+    from odbackupd.jobview import listing_row, snapshot_entry
     from odbackupd.snapshot.catalog import list_snapshots
 
     cfg = _config(args)
@@ -242,7 +216,7 @@ def _offline_snapshots(args: argparse.Namespace) -> tuple[str, dict]:
         finally:
             d.close()
         result[name] = {
-            "snapshots": [_manifest_row(m) for m in listing.complete],
+            "snapshots": [listing_row(snapshot_entry(m, name), render.iso) for m in listing.complete],
             "incomplete": listing.incomplete,
             "unowned_incomplete": listing.legacy_incomplete,
             "unreadable": [{"folder": f, "problem": p} for f, p in listing.unreadable],
@@ -520,37 +494,19 @@ def _offline_jobs(args: argparse.Namespace) -> list[dict]:
     """The configured jobs with what can be known without the daemon: the last run from
     the state database, whether a run (e.g. ``odbackupd --once`` from cron) holds the job's
     lock, and the next time the schedule names (before any random_delay)."""
+    from odbackupd import jobview
+
     cfg = _config(args)
     state = _state(cfg)
-    out = []
+    now = time.time()
     try:
-        for name, job in sorted(cfg.jobs.items()):
-            j = {"name": name, "state": _offline_state(cfg, name), "queued": False,
-                 "sources": [str(s) for s in job.sources], "destinations": list(job.destinations),
-                 "encrypted": bool(job.recipients), "watch": bool(job.watch)}
-            if job.schedule:
-                import datetime
-
-                from croniter import croniter
-
-                j["schedule"] = job.schedule
-                # cron times are the machine's local time, as the daemon's scheduler reads them
-                start = datetime.datetime.fromtimestamp(time.time())
-                j["next_run"] = croniter(job.schedule, start).get_next(datetime.datetime).timestamp()
-            if job.drop_dir is not None:
-                j["drop_dir"] = str(job.drop_dir)
-            done = [r for r in (state.last_runs(name, 5) if state else []) if r.get("finished")]
-            if done:
-                r = done[0]
-                j["last_run"] = {k: v for k, v in (
-                    ("run_id", r["id"]), ("status", r["status"]), ("message", r["message"] or ""),
-                    ("snapshot", r["snapshot"]), ("trigger", r["trigger"]), ("started", r["started"]),
-                    ("finished", r["finished"])) if v is not None}
-            out.append(j)
+        return [jobview.job_info(name, job, state=_offline_state(cfg, name),
+                                 next_run=jobview.next_fire(job.schedule, now) if job.schedule else None,
+                                 last=jobview.last_run(state.last_runs(name, 5)) if state else None)
+                for name, job in sorted(cfg.jobs.items())]
     finally:
         if state:
             state.close()
-    return out
 
 
 def _offline_state(cfg, job: str) -> str:  # noqa: ANN001
