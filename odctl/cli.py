@@ -33,7 +33,7 @@ from .errors import CliError
 
 def _config(args: argparse.Namespace):  # noqa: ANN202
     from odbackupd.config import ConfigError
-    from odbackupd.main import load
+    from odbackupd.config.paths import load
 
     try:
         return load(args.config, explicit=args.config is not None)
@@ -111,7 +111,7 @@ def _identities(paths: Sequence[Path]) -> list:
 # -- commands ------------------------------------------------------------------------------------
 def cmd_config_check(args: argparse.Namespace) -> int:
     from odbackupd.config import ConfigError
-    from odbackupd.main import load
+    from odbackupd.config.paths import load
 
     try:
         cfg = load(args.config, check_sources=True, explicit=args.config is not None)

@@ -25,10 +25,11 @@ __all__ = ["add_intake_parsers"]
 def _token_path(args: argparse.Namespace) -> Path:
     """Where the hash goes: the configured token_file, else the unit's credential directory."""
     from odbackupd.config import ConfigError, load_config
+    from odbackupd.config.paths import DEFAULT_CONFIG
 
     prefix, unit_dir = UNIT_CREDENTIALS
     unit_dir = args.token_dir or unit_dir
-    path = args.config or Path("/etc/odbackupd/odbackupd.toml")
+    path = args.config or DEFAULT_CONFIG
     try:
         config = load_config(path) if path.exists() else None
     except ConfigError as e:
