@@ -152,7 +152,23 @@ def _cells(r: dict[str, Any]) -> list[str]:
             str(r["snapshots"]), status]
 
 
-def add_parser(sub: Any, common: argparse.ArgumentParser, func: Callable) -> None:
+def fleet_status(args: argparse.Namespace) -> int:
+    from odbackupd.bus.names import EXIT_NOT_FOUND, EXIT_USAGE
+
+    from . import offline
+    from .errors import CliError
+
+    try:
+        return command(args, offline.config(args), offline.state)
+    except ValueError as e:
+        raise CliError(str(e), EXIT_USAGE) from e
+    except LookupError as e:
+        raise CliError(str(e.args[0]), EXIT_NOT_FOUND) from e
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    from .dispatch import declare
+
     p = sub.add_parser("fleet-status", parents=[common],
                        help="every host's newest snapshots on a destination, and which are overdue",
                        description="Read-only, from the destination alone: per host and series the "
@@ -163,4 +179,4 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, func: Callable) -> Non
     p.add_argument("--max-age", metavar="DURATION", default=None,
                    help='flag snapshots older than this, e.g. "26h" (default: twice the schedule '
                    "interval of a job of the same name in this configuration)")
-    p.set_defaults(func=func)
+    declare(p, offline=fleet_status)

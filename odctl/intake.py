@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from odbackupd.bus.names import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from odbackupd.config.kinds import check_name
@@ -19,7 +20,7 @@ from odbackupd.intake.tokens import UNIT_CREDENTIALS, hash_token, new_token
 
 from . import render
 
-__all__ = ["add_intake_parsers"]
+__all__ = ["register"]
 
 
 def _token_path(args: argparse.Namespace) -> Path:
@@ -102,7 +103,9 @@ def cmd_intake_add_user(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_intake_parsers(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    from .dispatch import declare
+
     p = sub.add_parser("intake", parents=[common], help="manage odbackupd-intake's upload users")
     isub = p.add_subparsers(dest="intake_command", metavar="SUBCOMMAND", required=True)
     a = isub.add_parser("add-user", parents=[common], help="make an upload token for a user",
@@ -113,4 +116,4 @@ def add_intake_parsers(sub, common: argparse.ArgumentParser) -> None:  # noqa: A
     a.add_argument("--token-dir", type=Path, metavar="DIR", default=None,
                    help=f"where the hash goes when no token_file is configured "
                         f"(default {UNIT_CREDENTIALS[1]})")
-    a.set_defaults(func=cmd_intake_add_user)
+    declare(a, offline=cmd_intake_add_user)

@@ -1,5 +1,5 @@
-"""What odctl's offline commands tell the metrics file and the notifiers, and
-``odctl notify test NAME``.
+"""What odctl's offline commands tell the metrics file and the notifiers
+(``odctl notify test NAME`` is odctl/commands/notify.py).
 
 ``prune``, ``verify`` and an in-process ``login``/``logout`` change what the metrics say
 (snapshot counts, the last verify, whether an account's login works): each records it in
@@ -10,7 +10,6 @@ daemon).
 """
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any, Callable
 
@@ -64,11 +63,3 @@ def after_verify(cfg: Any, state: Any, job: Any, series: str, reports: list[dict
         deliver_due(cfg, st, deadline=time.monotonic() + 30)
 
     _with_state(cfg, state, record)
-
-
-def add_parsers(sub: Any, common: argparse.ArgumentParser, cmd_notify_test: Callable) -> None:
-    p = sub.add_parser("notify", parents=[common], help="notifiers ([notify.NAME])")
-    nsub = p.add_subparsers(dest="notify_command", metavar="SUBCOMMAND", required=True)
-    t = nsub.add_parser("test", parents=[common], help="send a test message through a notifier now")
-    t.add_argument("name", metavar="NAME", help="the NAME of a [notify.NAME] table")
-    t.set_defaults(func=cmd_notify_test)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from odbackupd.bus.names import EXIT_FAILED, EXIT_INTEGRITY, EXIT_OK, EXIT_USAGE
 
@@ -60,10 +61,13 @@ def key_export(cfg, args: argparse.Namespace) -> int:  # noqa: ANN001
     return EXIT_OK
 
 
-def add_key_parser(sub, common: argparse.ArgumentParser, export) -> None:  # noqa: ANN001
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    from . import offline
+    from .dispatch import declare
+
     p = sub.add_parser("key", parents=[common], help="the key that signs this host's snapshots")
     ksub = p.add_subparsers(dest="key_command", metavar="SUBCOMMAND", required=True)
     e = ksub.add_parser("export", parents=[common],
                         help="print the public key that verifies this host's snapshots (keep it with the "
                              "age identity; give it to --trusted-key or trusted_key)")
-    e.set_defaults(func=export)
+    declare(e, offline=lambda args: key_export(offline.config(args), args))
