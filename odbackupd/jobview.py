@@ -11,7 +11,8 @@ the dict.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from croniter import croniter
 
@@ -21,6 +22,8 @@ UNFINISHED = ("queued", "running")
 LISTED = "complete"
 COMPLETED = "completed"
 COMPLETED_WITH_WARNINGS = "completed with warnings"
+# what a listing row says as the snapshot entry does
+PASSED_ON = ("host", "encrypted", "warnings", "sequence", "signed_by", "changes")
 
 
 def _dt(ts: float, tz: dt.tzinfo | None) -> dt.datetime:
@@ -106,7 +109,6 @@ def listing_row(entry: dict[str, Any], time_text: Any) -> dict[str, Any]:
            "files": entry.get("files", 0), "data_bytes": entry.get("data_bytes", 0),
            "stored_bytes": entry.get("stored_bytes", 0), "volumes": entry.get("volumes", 0),
            "status": COMPLETED_WITH_WARNINGS if entry.get("warnings") else COMPLETED}
-    row.update({k: entry[k] for k in ("host", "encrypted", "warnings", "sequence", "signed_by", "changes")
-                if k in entry})
+    row.update({k: entry[k] for k in PASSED_ON if k in entry})
     row["kind"], row["base"] = entry.get("kind", "full"), entry.get("base") or None
     return row

@@ -21,8 +21,9 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from odbackupd.bus.names import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_NOT_LOGGED_IN
 

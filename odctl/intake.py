@@ -85,11 +85,13 @@ def cmd_intake_add_user(args: argparse.Namespace) -> int:
             raise _Fail(f"{path} exists: user '{args.user}' has a token already; --replace "
                         "makes a new one and revokes the old", EXIT_USAGE) from None
         except OSError as e:
-            raise _Fail(f"cannot write {path}: {e.strerror or e} (run as root)", EXIT_FAILED) from None
+            raise _Fail(f"cannot write {path}: {e.strerror or e} (run as root)",
+                        EXIT_FAILED) from None
     except _Fail as e:
         print(f"odctl: {e}", file=sys.stderr)
         return e.code
-    credential = f"{UNIT_CREDENTIALS[0]}{args.user}" if path.parent == UNIT_CREDENTIALS[1] else str(path)
+    in_unit_dir = path.parent == UNIT_CREDENTIALS[1]
+    credential = f"{UNIT_CREDENTIALS[0]}{args.user}" if in_unit_dir else str(path)
     if args.json:
         render.out_json({"user": args.user, "token": token, "token_file": credential,
                          "hash_file": str(path)})

@@ -11,7 +11,8 @@ daemon).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def _with_state(cfg: Any, state: Any, fn: Callable[[Any], None]) -> None:
@@ -55,7 +56,8 @@ def after_verify(cfg: Any, state: Any, job: Any, series: str, reports: list[dict
         bad = [r for r in reports if not r["ok"]]
         if not bad:
             return
-        problems = "\n".join(f"{r['destination']}: {r['snapshot']}: {p}" for r in bad for p in r["problems"])
+        problems = "\n".join(f"{r['destination']}: {r['snapshot']}: {p}"
+                             for r in bad for p in r["problems"])
         queue.queue_event(cfg, st, job, series, ["verify_failed"], lambda ev: message.document(
             ev, host=cfg.daemon.hostname, series=series, job=job.name, snapshot=bad[0]["snapshot"],
             destination=bad[0]["destination"], result="damaged", finished=time.time(),

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from odbackupd.bus.names import EXIT_INTEGRITY, EXIT_NOT_FOUND, EXIT_USAGE
 

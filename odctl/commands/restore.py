@@ -29,8 +29,13 @@ DESCRIPTION = (
 def restore(args: argparse.Namespace) -> int:
     from odbackupd.destinations.base import DestinationError
     from odbackupd.snapshot.chainrestore import restore_chain
-    from odbackupd.snapshot.restore import (BadTarget, IntegrityError, RestoreError,
-                                            WrongIdentity, restore_snapshot)
+    from odbackupd.snapshot.restore import (
+        BadTarget,
+        IntegrityError,
+        RestoreError,
+        WrongIdentity,
+        restore_snapshot,
+    )
 
     from ..chaincmd import restore_chain_of
     from ..restore_report import report

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from odbackupd.bus.names import EXIT_OK
 from odbackupd.jobview import listing_row, snapshot_entry
