@@ -14,8 +14,6 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from croniter import croniter
-
 # a run row of the state database that is not one of these has finished
 UNFINISHED = ("queued", "running")
 # the snapshot status the daemon's ListSnapshots says; odctl says what a run's result says
@@ -35,6 +33,8 @@ def _dt(ts: float, tz: dt.tzinfo | None) -> dt.datetime:
 def next_fire(expr: str, after: float, tz: dt.tzinfo | None = None) -> float:
     """The first cron time strictly after ``after`` (epoch seconds), in the machine's local
     time unless ``tz`` is given, as the daemon's scheduler reads a schedule."""
+    from croniter import croniter  # not for every odctl command: only those that show jobs
+
     return croniter(expr, _dt(after, tz)).get_next(dt.datetime).timestamp()
 
 

@@ -18,7 +18,6 @@ documents (odbackupd/bus/names.py).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -79,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     cmd: Command = args.odctl_command
     if cmd.daemon is None or any(getattr(args, o, None) is not None for o in cmd.local_options):
         return cmd.offline(args)
+    import asyncio  # only for a command that may talk to the daemon
+
     result = asyncio.run(_ask_daemon(cmd, args))
     if not isinstance(result, _NoDaemon):
         return result

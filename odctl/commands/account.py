@@ -3,7 +3,6 @@ owns the tokens), else in this process (odctl/login.py, which needs msal only th
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
@@ -18,6 +17,8 @@ from ..errors import CliError
 async def login_via_daemon(c: Any, args: argparse.Namespace) -> int:
     """StartLogin → show the URL/code → wait for LoginStatusChanged (device flow), or
     read the redirected URL from stdin → CompleteLogin (browser flow)."""
+    import asyncio
+
     from ..client import Variant, unpack
 
     loop = asyncio.get_running_loop()

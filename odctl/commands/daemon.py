@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
@@ -24,6 +23,8 @@ def _status_exit(result: dict) -> int:
 
 async def _start(c: Any, args: argparse.Namespace) -> tuple[int, str, dict | None]:
     """BackupNow; with --wait, follow the run's progress and wait for its RunFinished."""
+    import asyncio
+
     from ..client import DaemonNotRunning, unpack
 
     job_path = names.job_path(args.job)
