@@ -7,6 +7,7 @@ from typing import Any
 
 from odbackupd.bus import names
 from odbackupd.bus.names import EXIT_FAILED, EXIT_NOT_LOGGED_IN, EXIT_OK
+from odbackupd.jobview import COMPLETED, COMPLETED_WITH_WARNINGS
 
 from .. import render
 from ..dispatch import declare
@@ -16,7 +17,7 @@ PROPERTIES = "org.freedesktop.DBus.Properties"
 
 def _status_exit(result: dict) -> int:
     """A finished run's exit code: a run that failed for want of a login says so (7)."""
-    if result.get("status") in ("completed", "completed with warnings"):
+    if result.get("status") in (COMPLETED, COMPLETED_WITH_WARNINGS):
         return EXIT_OK
     return EXIT_NOT_LOGGED_IN if result.get("login_needed") else EXIT_FAILED
 
