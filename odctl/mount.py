@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from odbackupd.bus.names import EXIT_FAILED, EXIT_INTEGRITY, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
 
@@ -47,19 +48,23 @@ DESCRIPTION = (
     "may be trusted.")
 
 
-def add_parser(sub, common: argparse.ArgumentParser, series_help: str, host_help: str) -> None:  # noqa: ANN001
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """odctl's command group (odctl/cli.py): pyfuse3 is imported only when the command runs."""
     from odbackupd.config.units import SIZE_HINT
+
+    from . import offline
+    from .dispatch import declare
 
     p = sub.add_parser("mount", parents=[common], help="mount a job's snapshots read-only (FUSE)",
                        description=DESCRIPTION)
-    p.add_argument("job", metavar="JOB", help=series_help)
+    p.add_argument("job", metavar="JOB", help=offline.SERIES_HELP)
     p.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT", help="an empty directory")
     p.add_argument("--identity", "-i", action="append", type=Path, default=[], metavar="FILE",
                    help="age identity file for an encrypted job (its indexes are encrypted); "
                         "repeatable")
     p.add_argument("--destination", "-d", metavar="NAME",
                    help="read from this destination (default: the job's first)")
-    p.add_argument("--host", metavar="HOST", help=host_help)
+    p.add_argument("--host", metavar="HOST", help=offline.HOST_HELP)
     trust.add_arguments(p)
     p.add_argument("--cache-size", metavar="SIZE", default=None,
                    help=f"bound of the volume cache: {SIZE_HINT} (default 1GiB, at least two "
@@ -68,7 +73,7 @@ def add_parser(sub, common: argparse.ArgumentParser, series_help: str, host_help
     p.add_argument("--allow-other", action="store_true",
                    help="let other users see the mount (needs user_allow_other in /etc/fuse.conf "
                         "unless root); the snapshot's modes and owners then decide who reads what")
-    p.set_defaults(func=cmd_mount)
+    declare(p, offline=cmd_mount)
 
 
 def _pyfuse3() -> None:
@@ -173,7 +178,7 @@ def _permanent(e: BaseException) -> bool:
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
-    from . import cli
+    from . import offline
 
     os.umask(0o077)  # the cache (volumes, the decrypted indexes) is this user's alone
     _pyfuse3()
@@ -185,11 +190,11 @@ def cmd_mount(args: argparse.Namespace) -> int:
         raise CliError(f"FUSE is not available: {why}", EXIT_FAILED)
     from odbackupd.snapshot.catalog import list_snapshots
 
-    cfg = cli._config(args)
-    job, series = cli._job(cfg, args.job)
-    ids = cli._identities(args.identity)
-    host = cli._host(args, cfg)
-    d = cli._destination(cfg, job, args.destination)
+    cfg = offline.config(args)
+    job, series = offline.job(cfg, args.job)
+    ids = offline.identities(args.identity)
+    host = offline.host(args, cfg)
+    d = offline.destination(cfg, job, args.destination)
     try:
         listing = list_snapshots(d, series, host)
         for folder, problem in listing.unreadable:
