@@ -43,9 +43,9 @@ DESCRIPTION = (
     "cache under the spool directory (--cache-size) that is removed at the unmount. Extended "
     "attributes are not shown (odctl restore puts them back). Runs in the foreground: unmount "
     "with 'fusermount3 -u MOUNTPOINT' or Ctrl-C. Snapshots that fail the trust checks of "
-    "odctl restore are left out. Exit status: 0 unmounted, 1 FUSE or pyfuse3 missing or the "
-    "mount failed, 2 bad MOUNTPOINT or arguments, 3 no such job or no snapshot, 4 no snapshot "
-    "may be trusted.")
+    "odctl restore, or that no --identity key opens, are left out. Exit status: 0 unmounted, "
+    "1 FUSE or pyfuse3 missing or the mount failed, 2 bad MOUNTPOINT or arguments (or no key "
+    "opens any snapshot), 3 no such job or no snapshot, 4 no snapshot may be trusted.")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -122,49 +122,52 @@ def _say(args: argparse.Namespace, line: str) -> None:
     print(f"odctl: {line}", file=sys.stderr, flush=True)
 
 
-def trusted_snapshots(args: argparse.Namespace, job, complete: list, ids: list) -> list:  # noqa: ANN001
-    """The snapshots the mount shows: those trust.check passes, with their whole chain."""
+def trusted_snapshots(args: argparse.Namespace, job: Any, complete: list, ids: list) -> list:
+    """The snapshots the mount shows: those trust.check passes, with their whole chain, and
+    (encrypted ones) that the --identity keys open; each one left out is said why."""
     from odbackupd.snapshot.incchain import BrokenChain, chain_of
     from odbackupd.snapshot.restore import WrongIdentity, check_identities
 
     policy = trust.policy(args, job)
-    ok: dict[str, object] = {}
-    refused: list[str] = []
+    ok: dict[str, Any] = {}
+    refused: list[tuple[str, int]] = []  # why, and the exit code if nothing is left
+
+    def leave_out(why: str, code: int = EXIT_INTEGRITY) -> None:
+        refused.append((why, code))
+        _say(args, f"warning: left out: {why}")
+
     for m in complete:
         try:
             trust.check(m, policy)
+            if m.encrypted and ids:
+                check_identities(m, ids)
         except CliError as e:
-            refused.append(str(e))
-            _say(args, f"warning: left out: {e}")
+            leave_out(str(e), e.code)
+            continue
+        except WrongIdentity as e:  # e.g. older snapshots encrypted to a key since replaced
+            leave_out(str(e), EXIT_USAGE)
             continue
         ok[m.snapshot] = m
     out = []
     for m in ok.values():
-        if m.kind == "incremental":  # type: ignore[attr-defined]
+        if m.kind == "incremental":
             try:
                 chain = chain_of(m, complete)
             except BrokenChain as e:
-                _say(args, f"warning: left out {m.snapshot}: {e}")  # type: ignore[attr-defined]
+                leave_out(f"{m.snapshot}: {e}")
                 continue
             bad = [c.snapshot for c in chain if c.snapshot not in ok]
             if bad:
-                _say(args, f"warning: left out {m.snapshot}: its chain holds {', '.join(bad)}, "  # type: ignore[attr-defined]
-                     "which may not be trusted")
+                leave_out(f"{m.snapshot}: its chain holds {', '.join(bad)}, left out above")
                 continue
         out.append(m)
     if not out:
-        raise CliError("no snapshot may be trusted" + (f" ({refused[0]})" if refused else ""),
-                       EXIT_INTEGRITY)
+        why, code = refused[-1] if refused else ("", EXIT_INTEGRITY)
+        raise CliError("no snapshot to mount" + (f": {why}" if why else ""), code)
     encrypted = [m for m in out if m.encrypted]
     if encrypted and not ids:
         raise CliError(f"snapshot {encrypted[-1].snapshot} is encrypted, its index too: give the "
-                       "age identity "
-                       "with --identity FILE", EXIT_USAGE)
-    for m in encrypted:
-        try:
-            check_identities(m, ids)
-        except WrongIdentity as e:
-            raise CliError(str(e), EXIT_USAGE) from None
+                       "age identity with --identity FILE", EXIT_USAGE)
     return out
 
 

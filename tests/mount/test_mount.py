@@ -275,7 +275,7 @@ def test_untrusted_snapshots_are_left_out(setup, tmp_path):
     (tmp_path / "mnt").mkdir()
     r = odctl("--config", str(cfg), "mount", "t", str(tmp_path / "mnt"), "--trusted-key", str(other))
     assert r.returncode == 4, r.stderr
-    assert "no snapshot may be trusted" in r.stderr and "left out" in r.stderr
+    assert "no snapshot to mount" in r.stderr and "left out" in r.stderr and "signed" in r.stderr
     assert not os.path.ismount(tmp_path / "mnt")
 
 
@@ -459,3 +459,33 @@ def _other_users(setup, base: Path, allow_other: bool) -> None:  # noqa: ANN001
             assert priv.returncode != 0
         assert (inside / "private").read_text() == "root only"  # root, who mounted it
     assert mnt.returncode == 0
+
+
+def test_snapshots_the_keys_do_not_open_are_left_out(setup, tmp_path, age_key):
+    """The job's key was replaced: the older snapshots are encrypted to the old one. Mounted
+    with the new key, they are left out (said), the newer ones shown; the wrong key alone is
+    refused (exit 2) before anything is mounted."""
+    old_key, old_recipient = age_key
+    new_key = tmp_path / "new.txt"
+    subprocess.run(["age-keygen", "-o", str(new_key)], check=True, capture_output=True)
+    new_recipient = subprocess.run(["age-keygen", "-y", str(new_key)], check=True, capture_output=True,
+                                   text=True).stdout.strip()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("old")
+    cfg = setup.write([src], recipients=[old_recipient], extra="full_every = 1\n")
+    old = _backup(cfg)
+    (src / "f").write_text("new")
+    setup.write([src], recipients=[new_recipient], extra="full_every = 1\n")
+    new = _backup(cfg)
+    (tmp_path / "mnt").mkdir()
+    with Mount(cfg, tmp_path / "mnt", "--identity", str(new_key), "--any-encryption") as mnt:
+        assert sorted(os.listdir(mnt.path)) == sorted([new["snapshot"], "latest"])
+        assert (mnt.path / "latest" / str(src).lstrip("/") / "f").read_text() == "new"
+    assert mnt.returncode == 0
+    assert f"left out: none of the --identity keys opens snapshot {old['snapshot']}" in mnt.stderr
+    stray = tmp_path / "stray.txt"
+    subprocess.run(["age-keygen", "-o", str(stray)], check=True, capture_output=True)
+    r = odctl("--config", str(cfg), "mount", "t", str(tmp_path / "mnt"), "-i", str(stray), "--any-encryption")
+    assert r.returncode == 2 and "no snapshot to mount" in r.stderr, r.stderr
+    assert not os.path.ismount(tmp_path / "mnt")
