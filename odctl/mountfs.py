@@ -219,6 +219,8 @@ class SnapshotFS(pyfuse3.Operations):
             a.st_rdev = n.rdev
             ns = n.mtime_ns
         a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = ns
+        if ino.kind == "node" and ino.node is not None and ino.node.ctime_ns:
+            a.st_ctime_ns = ino.node.ctime_ns  # the source's, as the index recorded it
         a.st_blocks = (a.st_size + 511) // 512
         return a
 

@@ -57,6 +57,10 @@ class MountNode:
         return self.node.mtime_ns
 
     @property
+    def ctime_ns(self) -> int:
+        return self.node.ctime_ns  # 0: not known (a snapshot without an index)
+
+    @property
     def rdev(self) -> int:
         return 0  # the index does not record device numbers (nodev mount: never usable anyway)
 

@@ -84,6 +84,7 @@ def test_the_mounted_snapshot_is_the_source_tree(setup, tmp_path):
         a, b = os.stat(inside / "data" / "random.bin"), os.stat(inside / "data" / "random-hardlink.bin")
         assert a.st_ino == b.st_ino and a.st_nlink == b.st_nlink == 2
         assert os.stat(inside / "etc" / "hosts").st_mtime_ns == 1_600_000_000_123_456_789
+        assert os.stat(inside / "etc" / "hosts").st_ctime_ns == os.stat(src / "etc" / "hosts").st_ctime_ns
         if IS_ROOT:
             assert os.lstat(inside / "data" / "hosts-link")[4:6] == (4321, 8765)
             assert stat.S_IMODE(os.stat(inside / "bin" / "tool").st_mode) == 0o4755  # shown; nosuid
