@@ -101,6 +101,7 @@ def restore_paths(
                     "was written by someone else)")
     finally:
         os.close(tgt.fd)
+    stats.unmatched = [p for p in paths if view.lookup(p) is None]  # also when nothing was read at all
     stats.fetched = dict(getattr(view.source, "counts", {}) or {})
     stats.fetched["stored_volumes"] = sum(len(c.volumes) for c in view.chain)  # what a full read fetches
     stats.fetched["stored_bytes"] = sum(c.stored_bytes for c in view.chain)
