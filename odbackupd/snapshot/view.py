@@ -316,9 +316,9 @@ class SnapshotView:
     def _expand_locked(self, path: str) -> None:
         if path in self._open:
             return
-        self._open.add(path)
-        line = self._raw.pop(path, None)
+        line = self._raw.get(path)
         if line is None:
+            self._open.add(path)
             return  # made up (its children are known), or not a directory
         m = self.manifest
         try:
@@ -340,6 +340,8 @@ class SnapshotView:
                 self._add(n)
         except (ValueError, TypeError, KeyError, IndexError) as e:
             raise _bad_index(m, f"does not read ({e})") from None
+        del self._raw[path]
+        self._open.add(path)  # only now: a thread that finds it open finds its children too
 
     def _child(self, m: Manifest, parent: str, c: list, name: str | None = None) -> Node:
         name = c[NAME] if name is None else name
