@@ -21,6 +21,7 @@ and shares the machine's cores: on a loaded machine every figure is slower, the 
 
     python bench/bench_browse.py [--dir /var/tmp/odbackupd-bench-browse] [--size-gb 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,11 +55,13 @@ def make_tree(src: Path, total: int) -> int:
         d = src / "srv" / f"site-{i // 200:03d}"
         if i % 200 == 0:
             d.mkdir(parents=True)
-        body = text[: small] if i % 2 else os.urandom(small)
+        body = text[:small] if i % 2 else os.urandom(small)
         (d / f"page-{i:05d}.html").write_bytes(body)
         written += len(body)
     (src / "etc/nginx/sites-available").mkdir(parents=True)
-    (src / "etc/nginx/sites-available/shop").write_text("server { listen 443 ssl; server_name shop; }\n")
+    (src / "etc/nginx/sites-available/shop").write_text(
+        "server { listen 443 ssl; server_name shop; }\n"
+    )
     (src / "blobs").mkdir()
     n = 0
     while written < total:
@@ -74,8 +77,14 @@ def timed(emu, env: dict, *args: str) -> tuple[float, int, int]:  # noqa: ANN001
     """Seconds, bytes downloaded and download requests of one odctl command."""
     b0, d0 = emu.counters["bytes_downloaded"], emu.counters["downloads"]
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "odctl.cli", *args], cwd=ROOT, env=env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "odctl.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     dt = time.perf_counter() - t0
     if r.returncode != 0:
         sys.exit(f"odctl {' '.join(args)} failed ({r.returncode}):\n{r.stderr}")
@@ -102,53 +111,81 @@ def main() -> None:
     for d in ("state", "spool", "emu", "out"):
         shutil.rmtree(work / d, ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "odbackupd"), str(ROOT / "odctl")],
-                   env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(ROOT / "odbackupd"), str(ROOT / "odctl")],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     one = str(src / "etc/nginx/sites-available/shop").lstrip("/")
     listed = str(src / "srv" / "site-050").lstrip("/")
 
     with GraphEmulator(work / "emu", mode="personal", device_code_interval=0, strict=False) as emu:
         config = work / "odbackupd.toml"
         jobs = {"vol64": "", "vol_small": f'volume_size = "{args.small_volume}"\n'}
-        config.write_text(textwrap.dedent(f"""\
+        config.write_text(
+            textwrap.dedent(f"""\
             [daemon]
-            state_dir = "{work / 'state'}"
-            spool_dir = "{work / 'spool'}"
+            state_dir = "{work / "state"}"
+            spool_dir = "{work / "spool"}"
             max_parallel_uploads = 2
-            """) + account_toml(emu) + textwrap.dedent("""
+            """)
+            + account_toml(emu)
+            + textwrap.dedent("""
             [destination.od]
             type = "onedrive"
             account = "a"
             folder = "Backups/bench"
             chunk_size = "10MiB"
-            """) + "".join(f'\n[job.{j}]\nsources = ["{src}"]\ndestinations = ["od"]\n{extra}'
-                           for j, extra in jobs.items()))
+            """)
+            + "".join(
+                f'\n[job.{j}]\nsources = ["{src}"]\ndestinations = ["od"]\n{extra}'
+                for j, extra in jobs.items()
+            )
+        )
         device_login(emu, load_config(config))
         cfg = ["--config", str(config)]
         for job in jobs:
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "odbackupd.main", *cfg, "--once", job], cwd=ROOT, check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-m", "odbackupd.main", *cfg, "--once", job],
+                cwd=ROOT,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             print(f"{job}: backed up in {time.perf_counter() - t0:.1f} s", flush=True)
 
         start, _, _ = timed(emu, env, "--version")
-        print(f"\nsource data {data_bytes / 1e9:.2f} GB; odctl --version (start-up alone): {start:.2f} s")
-        print(f"{'job':10} {'case':9} {'seconds':>8} {'downloaded':>12} {'requests':>8} {'time %':>7} {'bytes %':>8}")
+        print(
+            f"\nsource data {data_bytes / 1e9:.2f} GB; "
+            f"odctl --version (start-up alone): {start:.2f} s"
+        )
+        print(
+            f"{'job':10} {'case':9} {'seconds':>8} {'downloaded':>12} {'requests':>8} "
+            f"{'time %':>7} {'bytes %':>8}"
+        )
         for job in jobs:
             out = work / "out"
-            full = timed(emu, env, *cfg, "restore", job, "latest", "--to", str(out / f"{job}-full"), "-q")
+            full = timed(
+                emu, env, *cfg, "restore", job, "latest", "--to", str(out / f"{job}-full"), "-q"
+            )
             shutil.rmtree(out / f"{job}-full")
             cases = {"full": full}
-            for name, argv in (("ls", ["ls", job, listed, "-l"]),
-                               ("one file", ["restore", job, "latest", "--path", one, "-q"])):
+            for name, argv in (
+                ("ls", ["ls", job, listed, "-l"]),
+                ("one file", ["restore", job, "latest", "--path", one, "-q"]),
+            ):
                 runs = []
                 for i in range(args.repeat):
                     extra = ["--to", str(out / f"{job}-{i}")] if name == "one file" else []
                     runs.append(timed(emu, env, *cfg, *argv, *extra))
                 cases[name] = (statistics.median(r[0] for r in runs), runs[0][1], runs[0][2])
             for name, (s, b, n) in cases.items():
-                print(f"{job:10} {name:9} {s:8.2f} {b / MiB:10.1f}Mi {n:8d} {100 * s / full[0]:6.1f}% "
-                      f"{100 * b / full[1]:7.2f}%")
+                print(
+                    f"{job:10} {name:9} {s:8.2f} {b / MiB:10.1f}Mi {n:8d} "
+                    f"{100 * s / full[0]:6.1f}% "
+                    f"{100 * b / full[1]:7.2f}%"
+                )
         print(f"emulator rule violations: {len(emu.violations)}")
     shutil.rmtree(work / "out", ignore_errors=True)
 

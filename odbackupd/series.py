@@ -4,8 +4,8 @@ A module of its own, light to import: odctl resolves a series name on every offl
 command, and importing the runner (the builder, the destinations) for it cost ~0.15 s of
 start-up (``odctl ls`` is meant to answer in a fraction of a restore's time).
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 DROP_SUFFIX = "+drop"  # "+" is not allowed in job names, so a series name never collides
 

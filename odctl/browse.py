@@ -5,6 +5,7 @@ hold the selected entries (restore --path), after the same trust checks as resto
 (--trusted-key, the job's trusted_key and recipients, --any-encryption). A snapshot made
 before indexes existed is listed by streaming its volumes once, and the command says so.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,36 +13,32 @@ import re
 import stat
 import sys
 import time
+from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from odbackupd.bus.names import EXIT_FAILED, EXIT_INTEGRITY, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
 
-from . import render, trust
+from . import offline, render, trust
+from .dispatch import declare
 from .errors import CliError
 
 SNAPSHOT_RE = re.compile(r"\d{8}(T\d{0,6}Z?(-[0-9a-f]{0,6})?)?")
 
 
-def _cli():  # noqa: ANN202
-    from . import cli
-
-    return cli
-
-
-# -- opening views ----------------------------------------------------------------------------------
+# -- opening views --------------------------------------------------------------------------------
 class _Job:
     """The job, its destination, the policy and the snapshots of one command."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        cli = _cli()
         self.args = args
-        self.cfg = cli._config(args)
-        self.job, self.series = cli._job(self.cfg, args.job)
-        self.ids = cli._identities(args.identity)
+        self.cfg = offline.config(args)
+        self.job, self.series = offline.job(self.cfg, args.job)
+        self.ids = offline.identities(args.identity)
         self.policy = trust.policy(args, self.job)
-        self.host = cli._host(args, self.cfg)
-        self.dest = cli._destination(self.cfg, self.job, args.destination)
+        self.host = offline.host(args, self.cfg)
+        self.dest = offline.destination(self.cfg, self.job, args.destination)
         self._listing: list | None = None
 
     def snapshots(self) -> list:
@@ -51,10 +48,10 @@ class _Job:
             self._listing = list_snapshots(self.dest, self.series, self.host).complete
         return self._listing
 
-    def find(self, ref: str | None, command: str):  # noqa: ANN201
-        return _cli()._find(self.dest, self.series, ref, self.host, command)
+    def find(self, ref: str | None, command: str) -> Any:
+        return offline.find(self.dest, self.series, ref, self.host, command)
 
-    def view(self, m, quiet: bool = False):  # noqa: ANN001, ANN201
+    def view(self, m: Any, quiet: bool = False) -> Any:
         """The view of ``m`` after the trust checks (of every snapshot of its chain)."""
         from odbackupd.destinations.base import DestinationError
         from odbackupd.snapshot.incchain import BrokenChain, chain_of
@@ -67,11 +64,18 @@ class _Job:
             raise CliError(f"cannot read {m.snapshot}: {e}", EXIT_INTEGRITY) from e
         authentic = all([trust.check(c, self.policy) for c in chain])
         if any(c.encrypted for c in chain) and not self.ids:
-            raise CliError(f"snapshot {m.snapshot} is encrypted, and so is its index (file names are readable "
-                           "only with the key): give the age identity with --identity FILE", EXIT_USAGE)
+            raise CliError(
+                f"snapshot {m.snapshot} is encrypted, and so is its index (file names are readable "
+                "only with the key): give the age identity with --identity FILE",
+                EXIT_USAGE,
+            )
         if m.index is None and not quiet and not self.args.quiet:
-            print(f"odctl: snapshot {m.snapshot} has no index (made before odbackupd kept one): reading it means "
-                  f"streaming all its volumes once ({render.size(m.stored_bytes)})", file=sys.stderr)
+            print(
+                f"odctl: snapshot {m.snapshot} has no index (made before odbackupd kept one): "
+                "reading it means "
+                f"streaming all its volumes once ({render.size(m.stored_bytes)})",
+                file=sys.stderr,
+            )
         try:
             v = open_view(self.dest, m, chain, identities=self.ids)
         except WrongIdentity as e:
@@ -89,6 +93,7 @@ class _Job:
 
 def _integrity(fn):  # noqa: ANN001, ANN202
     """Damage found while a command walks a view: exit 4 with the message."""
+
     def run(args: argparse.Namespace) -> int:
         from odbackupd.snapshot.restore_errors import IntegrityError, RestoreError
 
@@ -98,13 +103,25 @@ def _integrity(fn):  # noqa: ANN001, ANN202
             raise CliError(str(e), EXIT_INTEGRITY) from e
         except RestoreError as e:
             raise CliError(str(e), EXIT_USAGE) from e
+
     return run
 
 
 def _row(n) -> dict[str, Any]:  # noqa: ANN001
-    return {"path": n.path, "name": n.name, "type": n.type, "size": n.size, "mtime_ns": n.mtime_ns,
-            "mtime": _time(n.mtime_ns), "mode": f"{stat.S_IMODE(n.mode):04o}", "uid": n.uid, "gid": n.gid,
-            "inode": n.inode, "origin": n.origin, "link": n.link}
+    return {
+        "path": n.path,
+        "name": n.name,
+        "type": n.type,
+        "size": n.size,
+        "mtime_ns": n.mtime_ns,
+        "mtime": _time(n.mtime_ns),
+        "mode": f"{stat.S_IMODE(n.mode):04o}",
+        "uid": n.uid,
+        "gid": n.gid,
+        "inode": n.inode,
+        "origin": n.origin,
+        "link": n.link,
+    }
 
 
 def _time(ns: int) -> str:
@@ -123,7 +140,7 @@ def _show(n) -> str:  # noqa: ANN001
     return (n.name or "/") + ("/" if n.type == "d" and n.name else "")
 
 
-# -- ls ---------------------------------------------------------------------------------------------
+# -- ls -------------------------------------------------------------------------------------------
 def _split_ls(args: argparse.Namespace) -> tuple[str, str]:
     """``ls JOB [SNAPSHOT] [PATH]``: one word is a snapshot if it is 'latest' or has the
     shape of a snapshot id (or its prefix: 8 digits, then T...), else a path."""
@@ -148,9 +165,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
             top = v.lookup(norm_path(path))
             if top is None:
-                raise CliError(f"{path}: not in snapshot {m.snapshot} (paths are as archived, without the "
-                               f"leading '/', e.g. {str(m.sources[0]).strip('/') if m.sources else 'etc'})",
-                               EXIT_NOT_FOUND)
+                raise CliError(
+                    f"{path}: not in snapshot {m.snapshot} (paths are as archived, without the "
+                    f"leading '/', e.g. {str(m.sources[0]).strip('/') if m.sources else 'etc'})",
+                    EXIT_NOT_FOUND,
+                )
             if args.recursive and top.type == "d":
                 nodes: Iterator = (n for n in v.walk(top.path) if n is not top)
             else:
@@ -162,8 +181,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
                     if n.type == "l" and n.link is None and args.long:
                         r["link"] = v.readlink(n)
                     rows.append(r)
-                render.out_json({"job": j.series, "snapshot": m.snapshot, "path": top.path,
-                                 "streamed": v.streamed, "entries": rows})
+                render.out_json(
+                    {
+                        "job": j.series,
+                        "snapshot": m.snapshot,
+                        "path": top.path,
+                        "streamed": v.streamed,
+                        "entries": rows,
+                    }
+                )
                 return EXIT_OK
             for n in nodes:
                 if args.long:
@@ -183,7 +209,7 @@ def _with_link(n, link: str):  # noqa: ANN001, ANN202
     return dataclasses.replace(n, link=link)
 
 
-# -- find -------------------------------------------------------------------------------------------
+# -- find -----------------------------------------------------------------------------------------
 def _matcher(pattern: str):  # noqa: ANN202
     """A pattern with a '/' matches the whole archived path (``*`` within one component,
     ``**`` across them), one without matches the name."""
@@ -197,15 +223,18 @@ def _matcher(pattern: str):  # noqa: ANN202
 
 
 def _since(text: str) -> float:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise CliError(f"--since {text}: not a date; give YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC unless "
-                       "an offset is given)", EXIT_USAGE) from None
+        raise CliError(
+            f"--since {text}: not a date; give YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC unless "
+            "an offset is given)",
+            EXIT_USAGE,
+        ) from None
     if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
+        t = t.replace(tzinfo=UTC)
     return t.timestamp()
 
 
@@ -230,14 +259,33 @@ def cmd_find(args: argparse.Namespace) -> int:
                     streamed.append(m.snapshot)
                 for n in v.walk(""):
                     if n.path and match(n):
-                        hits.append({"snapshot": m.snapshot, "time": render.iso(m.started), **_row(n)})
+                        hits.append(
+                            {"snapshot": m.snapshot, "time": render.iso(m.started), **_row(n)}
+                        )
         if args.json:
-            render.out_json({"job": j.series, "pattern": args.pattern, "snapshots": [m.snapshot for m in chosen],
-                             "streamed": streamed, "matches": hits})
+            render.out_json(
+                {
+                    "job": j.series,
+                    "pattern": args.pattern,
+                    "snapshots": [m.snapshot for m in chosen],
+                    "streamed": streamed,
+                    "matches": hits,
+                }
+            )
         else:
-            render.table(["SNAPSHOT", "TIME", "SIZE", "MTIME", "PATH"],
-                         [[h["snapshot"], h["time"], str(h["size"]) if h["type"] != "d" else "-",
-                           h["mtime"], h["path"] + ("/" if h["type"] == "d" else "")] for h in hits])
+            render.table(
+                ["SNAPSHOT", "TIME", "SIZE", "MTIME", "PATH"],
+                [
+                    [
+                        h["snapshot"],
+                        h["time"],
+                        str(h["size"]) if h["type"] != "d" else "-",
+                        h["mtime"],
+                        h["path"] + ("/" if h["type"] == "d" else ""),
+                    ]
+                    for h in hits
+                ],
+            )
             if not args.quiet:
                 print(f"odctl: {len(hits)} matches in {len(chosen)} snapshots", file=sys.stderr)
     finally:
@@ -245,17 +293,24 @@ def cmd_find(args: argparse.Namespace) -> int:
     return EXIT_OK if hits else EXIT_NOT_FOUND
 
 
-# -- diff -------------------------------------------------------------------------------------------
+# -- diff -----------------------------------------------------------------------------------------
 def change(a, b) -> str | None:  # noqa: ANN001
-    """"M" content (or type, or link target) changed, "U" only mode or owner, None the same."""
+    """ "M" content (or type, or link target) changed, "U" only mode or owner, None the same."""
     if a.type != b.type:
         return "M"
     if a.type != "d":
         if a.size != b.size or a.mtime_ns != b.mtime_ns or (a.type == "l" and a.link != b.link):
             return "M"
-        if a.origin != b.origin and a.ctime_ns and b.ctime_ns and a.ctime_ns != b.ctime_ns and (
-                a.mode, a.uid, a.gid) == (b.mode, b.uid, b.gid):
-            return "M"  # stored again with the same size and mtime: a rewrite with its mtime set back
+        if (
+            a.origin != b.origin
+            and a.ctime_ns
+            and b.ctime_ns
+            and a.ctime_ns != b.ctime_ns
+            and (a.mode, a.uid, a.gid) == (b.mode, b.uid, b.gid)
+        ):
+            return (
+                "M"  # stored again with the same size and mtime: a rewrite with its mtime set back
+            )
     if (a.mode, a.uid, a.gid) != (b.mode, b.uid, b.gid):
         return "U"
     return None
@@ -287,20 +342,26 @@ def cmd_diff(args: argparse.Namespace) -> int:
                     lines.append(f"{c}    {shown}")
             streamed = [m.snapshot for m, v in ((ma, va), (mb, vb)) if v.streamed]
         if args.json:
-            render.out_json({"job": j.series, "a": ma.snapshot, "b": mb.snapshot, "streamed": streamed, **out})
+            render.out_json(
+                {"job": j.series, "a": ma.snapshot, "b": mb.snapshot, "streamed": streamed, **out}
+            )
         else:
             for ln in lines:
                 print(ln)
             if not args.quiet:
-                print(f"odctl: {ma.snapshot} -> {mb.snapshot}: {len(out['added'])} added, {len(out['removed'])} "
-                      f"removed, {len(out['modified'])} modified, {len(out['metadata'])} with only mode or "
-                      "owner changed", file=sys.stderr)
+                print(
+                    f"odctl: {ma.snapshot} -> {mb.snapshot}: {len(out['added'])} added, "
+                    f"{len(out['removed'])} removed, {len(out['modified'])} modified, "
+                    f"{len(out['metadata'])} with only mode or "
+                    "owner changed",
+                    file=sys.stderr,
+                )
     finally:
         j.close()
     return EXIT_OK
 
 
-# -- restore --path ---------------------------------------------------------------------------------
+# -- restore --path -------------------------------------------------------------------------------
 def restore_paths(args: argparse.Namespace, d, m, chain, ids, authentic: bool):  # noqa: ANN001, ANN201
     """``odctl restore --path`` of a snapshot with an index: only the volumes holding the
     paths are fetched (``stats.fetched`` says how many). Errors as restore_snapshot's."""
@@ -314,53 +375,103 @@ def restore_paths(args: argparse.Namespace, d, m, chain, ids, authentic: bool): 
 def fetched_text(f: dict) -> str:
     from odbackupd.config.units import plural
 
-    return (f"fetched {plural(f.get('volumes', 0), 'volume')} ({render.size(f.get('volume_bytes', 0))}) and "
-            f"{f.get('indexes', 0)} {'index' if f.get('indexes', 0) == 1 else 'indexes'} "
-            f"({render.size(f.get('index_bytes', 0))})")
+    return (
+        f"fetched {plural(f.get('volumes', 0), 'volume')} "
+        f"({render.size(f.get('volume_bytes', 0))}) and "
+        f"{f.get('indexes', 0)} {'index' if f.get('indexes', 0) == 1 else 'indexes'} "
+        f"({render.size(f.get('index_bytes', 0))})"
+    )
 
 
-# -- parsers ----------------------------------------------------------------------------------------
+# -- parsers --------------------------------------------------------------------------------------
 def _common(p: argparse.ArgumentParser) -> None:
-    cli = _cli()
-    p.add_argument("--identity", "-i", action="append", type=Path, default=[], metavar="FILE",
-                   help="age identity file: an encrypted job's index (the file names) is encrypted too; repeatable")
-    p.add_argument("--destination", "-d", metavar="NAME", help="read this destination (default: the job's first)")
-    p.add_argument("--host", metavar="HOST", help=cli.HOST_HELP)
+    p.add_argument(
+        "--identity",
+        "-i",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="age identity file: an encrypted job's index (the file names) is encrypted too; "
+        "repeatable",
+    )
+    p.add_argument(
+        "--destination",
+        "-d",
+        metavar="NAME",
+        help="read this destination (default: the job's first)",
+    )
+    p.add_argument("--host", metavar="HOST", help=offline.HOST_HELP)
     trust.add_arguments(p)
 
 
-def add_parsers(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
-    cli = _cli()
-    p = sub.add_parser("ls", parents=[common], help="list what a snapshot holds (from its index)",
-                       description="List a snapshot's contents like ls: the state at that snapshot (an "
-                       "incremental's chain resolved), read from its index only. One word after JOB is a "
-                       "SNAPSHOT if it is 'latest' or looks like a snapshot id (20261123T...), else a PATH.")
-    p.add_argument("job", metavar="JOB", help=cli.SERIES_HELP)
-    p.add_argument("snapshot", nargs="?", metavar="SNAPSHOT", help="snapshot id, unique prefix, or 'latest' (default)")
-    p.add_argument("path", nargs="?", metavar="PATH", help="a path as archived, e.g. etc/nginx (default: the top)")
-    p.add_argument("--long", "-l", action="store_true", help="mode, owner (numeric), size, mtime, link target")
-    p.add_argument("--recursive", "-R", action="store_true", help="everything below PATH, as full paths")
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "ls",
+        parents=[common],
+        help="list what a snapshot holds (from its index)",
+        description="List a snapshot's contents like ls: the state at that snapshot (an "
+        "incremental's chain resolved), read from its index only. One word after JOB is a "
+        "SNAPSHOT if it is 'latest' or looks like a snapshot id (20261123T...), else a PATH.",
+    )
+    p.add_argument("job", metavar="JOB", help=offline.SERIES_HELP)
+    p.add_argument(
+        "snapshot",
+        nargs="?",
+        metavar="SNAPSHOT",
+        help="snapshot id, unique prefix, or 'latest' (default)",
+    )
+    p.add_argument(
+        "path",
+        nargs="?",
+        metavar="PATH",
+        help="a path as archived, e.g. etc/nginx (default: the top)",
+    )
+    p.add_argument(
+        "--long", "-l", action="store_true", help="mode, owner (numeric), size, mtime, link target"
+    )
+    p.add_argument(
+        "--recursive", "-R", action="store_true", help="everything below PATH, as full paths"
+    )
     _common(p)
-    p.set_defaults(func=cmd_ls)
+    declare(p, offline=cmd_ls)
 
-    p = sub.add_parser("find", parents=[common], help="which snapshots hold paths matching a pattern",
-                       description="Find paths matching PATTERN (a glob: without '/' it matches names, "
-                       "with '/' whole archived paths, '**' across directories) in the latest snapshot, "
-                       "every snapshot (--all) or those since a date; newest first, from the indexes only. "
-                       "Exit 3 when nothing matches.")
-    p.add_argument("job", metavar="JOB", help=cli.SERIES_HELP)
-    p.add_argument("pattern", metavar="PATTERN", help="e.g. 'invoice-2026-*.pdf' or 'etc/nginx/**/shop'")
+    p = sub.add_parser(
+        "find",
+        parents=[common],
+        help="which snapshots hold paths matching a pattern",
+        description="Find paths matching PATTERN (a glob: without '/' it matches names, "
+        "with '/' whole archived paths, '**' across directories) in the latest snapshot, "
+        "every snapshot (--all) or those since a date; newest first, from the indexes only. "
+        "Exit 3 when nothing matches.",
+    )
+    p.add_argument("job", metavar="JOB", help=offline.SERIES_HELP)
+    p.add_argument(
+        "pattern", metavar="PATTERN", help="e.g. 'invoice-2026-*.pdf' or 'etc/nginx/**/shop'"
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--all", action="store_true", help="search every snapshot of the job")
-    g.add_argument("--since", metavar="DATE", help="search the snapshots made since DATE (YYYY-MM-DD[THH:MM], UTC)")
+    g.add_argument(
+        "--since",
+        metavar="DATE",
+        help="search the snapshots made since DATE (YYYY-MM-DD[THH:MM], UTC)",
+    )
     _common(p)
-    p.set_defaults(func=cmd_find)
+    declare(p, offline=cmd_find)
 
-    p = sub.add_parser("diff", parents=[common], help="what changed between two snapshots",
-                       description="Paths added (+), removed (-), modified (M: content, type or link target) "
-                       "and with only mode or owner changed (U) from SNAPSHOT_A to SNAPSHOT_B, from the indexes.")
-    p.add_argument("job", metavar="JOB", help=cli.SERIES_HELP)
-    p.add_argument("snapshot_a", metavar="SNAPSHOT_A", help="snapshot id, unique prefix, or 'latest'")
-    p.add_argument("snapshot_b", metavar="SNAPSHOT_B", help="snapshot id, unique prefix, or 'latest'")
+    p = sub.add_parser(
+        "diff",
+        parents=[common],
+        help="what changed between two snapshots",
+        description="Paths added (+), removed (-), modified (M: content, type or link target) "
+        "and with only mode or owner changed (U) from SNAPSHOT_A to SNAPSHOT_B, from the indexes.",
+    )
+    p.add_argument("job", metavar="JOB", help=offline.SERIES_HELP)
+    p.add_argument(
+        "snapshot_a", metavar="SNAPSHOT_A", help="snapshot id, unique prefix, or 'latest'"
+    )
+    p.add_argument(
+        "snapshot_b", metavar="SNAPSHOT_B", help="snapshot id, unique prefix, or 'latest'"
+    )
     _common(p)
-    p.set_defaults(func=cmd_diff)
+    declare(p, offline=cmd_diff)

@@ -18,33 +18,13 @@ from odbackupd import __version__
 from odbackupd.bus.names import exit_codes_epilog
 from odbackupd.config.paths import DEFAULT_CONFIG
 
-from . import fleet, intake, mount, offline, trust
+from . import browse, fleet, intake, mount, trust
 from .commands import account, config, daemon, notify, prune, restore, snapshots, status, verify
-from .dispatch import declare, main_errors
-
-# what odctl/browse.py takes from here (merge glue, until it uses odctl/offline.py)
-SERIES_HELP, HOST_HELP = offline.SERIES_HELP, offline.HOST_HELP
-_config, _job, _destination = offline.config, offline.job, offline.destination
-_host, _identities, _find = offline.host, offline.identities, offline.find
-
-
-class _Browse:
-    """odctl ls/find/diff (odctl/browse.py, which sets ``func=`` and takes its helpers from
-    here): declared as offline commands until browse.py registers itself as a group."""
-
-    @staticmethod
-    def register(sub: object, common: argparse.ArgumentParser) -> None:
-        from . import browse
-
-        browse.add_parsers(sub, common)
-        for name in ("ls", "find", "diff"):
-            p = sub.choices[name]  # type: ignore[attr-defined]
-            declare(p, offline=p.get_default("func"))
-
+from .dispatch import main_errors
 
 # in the order `odctl --help`, the completions and odctl(1) list the commands
-GROUPS = (status, daemon, account, config, snapshots, restore, verify, notify, fleet, prune,
-          trust, _Browse, mount, intake)
+GROUPS = (status, daemon, account, config, snapshots, restore, browse, mount, verify, notify,
+          fleet, prune, trust, intake)
 
 
 def common_options() -> argparse.ArgumentParser:

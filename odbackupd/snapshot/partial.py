@@ -13,12 +13,13 @@ The index is checked against the archive: the member at each offset must be the 
 index names there (else IntegrityError, exit 4); the Extractor refuses names with ``..``
 or that would be written through a symlink whatever the index says.
 """
+
 from __future__ import annotations
 
 import bisect
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .extract import Extractor
 from .restore_errors import IntegrityError
@@ -27,7 +28,9 @@ from .target import open_target, parse_paths
 from .view import Location, SnapshotView
 
 
-def _runs(view: SnapshotView, snapshot: str, wanted: dict[int, str]) -> list[tuple[Location, int | None]]:
+def _runs(
+    view: SnapshotView, snapshot: str, wanted: dict[int, str]
+) -> list[tuple[Location, int | None]]:
     """(start, end) of each run of wanted entries of one archive; runs that lie in the
     same volume are joined (what lies between is decoded and skipped, never fetched again)."""
     m = next(c for c in view.chain if c.snapshot == snapshot)
@@ -40,7 +43,9 @@ def _runs(view: SnapshotView, snapshot: str, wanted: dict[int, str]) -> list[tup
     for off in sorted(wanted):
         loc = view.location_at(snapshot, off)
         end = view.entry_end(loc)
-        if runs and (runs[-1][1] == off or (runs[-1][1] is not None and vol(off) == vol(runs[-1][1] - 1))):
+        if runs and (
+            runs[-1][1] == off or (runs[-1][1] is not None and vol(off) == vol(runs[-1][1] - 1))
+        ):
             runs[-1][1] = end
         else:
             runs.append([loc, end])
@@ -71,8 +76,14 @@ def restore_paths(
             per.setdefault(loc.snapshot, {})[loc.offset] = n.path
     tgt = open_target(target)
     try:
-        ex = Extractor(tgt.fd, tgt.path, paths=paths, same_owner=same_owner,
-                       special_files=restore_special, special_reason=why)
+        ex = Extractor(
+            tgt.fd,
+            tgt.path,
+            paths=paths,
+            same_owner=same_owner,
+            special_files=restore_special,
+            special_reason=why,
+        )
         ex.stats.warnings[:0] = tgt.warnings
         stats = ex.stats
         for m in view.chain:  # oldest first; the directories (the view's own snapshot) last
@@ -89,20 +100,29 @@ def restore_paths(
             for link, target in links:  # the data is under a name the paths leave out
                 loc = view._stored(m.snapshot).get(target)
                 if loc is None:
-                    raise IntegrityError(f"{link} is a hard link to {target}, which snapshot {m.snapshot} lacks")
+                    raise IntegrityError(
+                        f"{link} is a hard link to {target}, which snapshot {m.snapshot} lacks"
+                    )
                 ex.select = _Renamed(target, link)
                 with view.stream(loc, view.entry_end(loc)) as reader:
                     stats = ex.extract(reader)
             missing = sorted(set(wanted) - seen)
             if missing:
                 raise IntegrityError(
-                    f"the index of snapshot {m.snapshot} puts {wanted[missing[0]]} at archive offset {missing[0]}, "
-                    f"where no member starts ({len(missing)} such entries): refused (the index is damaged or "
-                    "was written by someone else)")
+                    f"the index of snapshot {m.snapshot} puts {wanted[missing[0]]} at archive "
+                    f"offset {missing[0]}, where no member starts ({len(missing)} such entries): "
+                    "refused (the index is damaged or "
+                    "was written by someone else)"
+                )
     finally:
         os.close(tgt.fd)
+    stats.unmatched = [
+        p for p in paths if view.lookup(p) is None
+    ]  # also when nothing was read at all
     stats.fetched = dict(getattr(view.source, "counts", {}) or {})
-    stats.fetched["stored_volumes"] = sum(len(c.volumes) for c in view.chain)  # what a full read fetches
+    stats.fetched["stored_volumes"] = sum(
+        len(c.volumes) for c in view.chain
+    )  # what a full read fetches
     stats.fetched["stored_bytes"] = sum(c.stored_bytes for c in view.chain)
     return stats
 
@@ -111,8 +131,15 @@ class _Check:
     """The Extractor's select hook for one run: only the members the index named, each the
     path the index gave it."""
 
-    def __init__(self, snapshot: str, base: int, wanted: dict[int, str], seen: set[int], names: set[str],
-                 links: list[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        snapshot: str,
+        base: int,
+        wanted: dict[int, str],
+        seen: set[int],
+        names: set[str],
+        links: list[tuple[str, str]],
+    ) -> None:
         self.snapshot, self.base, self.wanted, self.seen = snapshot, base, wanted, seen
         self.names, self.links = names, links
 
@@ -122,9 +149,11 @@ class _Check:
         if path is None:
             return False
         if ti.name.strip("/") != path:
-            raise IntegrityError(f"the index of snapshot {self.snapshot} puts {path} at archive offset {off}, "
-                                 f"where the archive holds {ti.name!r}: refused (the index is damaged or was "
-                                 "written by someone else)")
+            raise IntegrityError(
+                f"the index of snapshot {self.snapshot} puts {path} at archive offset {off}, "
+                f"where the archive holds {ti.name!r}: refused (the index is damaged or was "
+                "written by someone else)"
+            )
         self.seen.add(off)
         if ti.islnk() and (target := ti.linkname.strip("/")) not in self.names:
             self.links.append((path, target))  # restored from its target's data, as a file
@@ -143,7 +172,9 @@ class _Renamed:
         if self.done:
             return False
         if ti.name.strip("/") != self.target or not ti.isreg():
-            raise IntegrityError(f"the index puts the data of {self.link} (a hard link to {self.target}) where the "
-                                 f"archive holds {ti.name!r}: refused")
+            raise IntegrityError(
+                f"the index puts the data of {self.link} (a hard link to {self.target}) where the "
+                f"archive holds {ti.name!r}: refused"
+            )
         ti.name, self.done = self.link, True
         return True

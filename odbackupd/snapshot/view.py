@@ -29,6 +29,7 @@ Why one module over 400 lines: the tree, the locations and member reading all re
 the same checks of the index (paths, offsets, origins) and the same lazily parsed
 records; split, each part would reach into the others' state.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -41,20 +42,40 @@ import tarfile
 import tempfile
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Protocol, Sequence
+from typing import BinaryIO, Protocol
 
 from ..destinations.base import Destination, ObjectNotFound
-from .incremental import GID, INO, LINK, MODE, MTIME, CTIME, NAME, ORIGIN, SIZE, TYPE, UID, open_tree
+from .incremental import (
+    CTIME,
+    GID,
+    INO,
+    LINK,
+    MODE,
+    MTIME,
+    NAME,
+    ORIGIN,
+    SIZE,
+    TYPE,
+    UID,
+    open_tree,
+)
 from .manifest import Manifest
 from .restore_errors import IntegrityError, RestoreError
 from .tarread import open_tar, read_members
 from .tarstream import parse_ns
 
 TYPES = "fdlcbp"
-_S_IFMT = {"f": stat.S_IFREG, "d": stat.S_IFDIR, "l": stat.S_IFLNK, "c": stat.S_IFCHR, "b": stat.S_IFBLK,
-           "p": stat.S_IFIFO}
+_S_IFMT = {
+    "f": stat.S_IFREG,
+    "d": stat.S_IFDIR,
+    "l": stat.S_IFLNK,
+    "c": stat.S_IFCHR,
+    "b": stat.S_IFBLK,
+    "p": stat.S_IFIFO,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +144,10 @@ class Downloads:
             return self._kept[key]
         path = self.dir / f"{m.snapshot}.{vol['name']}"
         try:
-            with self.dest.open_read(m.location, m.snapshot, vol["name"]) as src, open(path, "wb") as out:
+            with (
+                self.dest.open_read(m.location, m.snapshot, vol["name"]) as src,
+                open(path, "wb") as out,
+            ):
                 size, sha, _ = _hash_stream(src, out)
         except ObjectNotFound as e:
             raise IntegrityError(f"{m.snapshot}/{vol['name']} is missing ({e})") from e
@@ -141,7 +165,9 @@ class Downloads:
 
     def _evict(self) -> None:
         """The oldest copies beyond ``keep`` that no reader holds."""
-        for key in [k for k in self._kept if not self._busy.get(k)][: max(0, len(self._kept) - self.keep)]:
+        for key in [k for k in self._kept if not self._busy.get(k)][
+            : max(0, len(self._kept) - self.keep)
+        ]:
             self._kept.pop(key).unlink(missing_ok=True)
 
     def release(self, m: Manifest, vol: dict, path: Path) -> None:
@@ -173,8 +199,10 @@ def _name_ok(name: str) -> bool:
 
 
 def _bad_index(m: Manifest, what: str) -> IntegrityError:
-    return IntegrityError(f"the index of snapshot {m.snapshot} {what}: refused (the index is damaged or was "
-                          "written by someone else)")
+    return IntegrityError(
+        f"the index of snapshot {m.snapshot} {what}: refused (the index is damaged or was "
+        "written by someone else)"
+    )
 
 
 def _mode(typ: str, mode: int) -> int:
@@ -184,8 +212,13 @@ def _mode(typ: str, mode: int) -> int:
 class SnapshotView:
     """The tree of one snapshot: ``lookup``, ``children``, ``walk``, and member data."""
 
-    def __init__(self, manifest: Manifest, chain: Sequence[Manifest], source: VolumeSource,
-                 identities: Sequence[object] | None) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        chain: Sequence[Manifest],
+        source: VolumeSource,
+        identities: Sequence[object] | None,
+    ) -> None:
         self.manifest = manifest
         self.chain = list(chain)
         self.source = source
@@ -194,9 +227,13 @@ class SnapshotView:
         self._by_id = {m.snapshot: m for m in self.chain}
         self._nodes: dict[str, Node] = {}
         self._kids: dict[str, list[str]] = {"": []}
-        self._nodes[""] = Node("", "", "d", 0, int(manifest.started * 1e9), stat.S_IFDIR | 0o755, 0, 0)
+        self._nodes[""] = Node(
+            "", "", "d", 0, int(manifest.started * 1e9), stat.S_IFDIR | 0o755, 0, 0
+        )
         self._offsets: dict[str, list[int]] = {}  # per snapshot: every entry's tar offset, sorted
-        self._files: dict[str, _Stored | dict[str, Location]] = {}  # per snapshot: where its entries are
+        self._files: dict[
+            str, _Stored | dict[str, Location]
+        ] = {}  # per snapshot: where its entries are
         self._starts: dict[str, list[int]] = {}  # per snapshot: its volumes' tar offsets
         # The index's directory records are parsed when a directory is first looked into (an
         # ls of one directory of a 100,000-file snapshot makes the nodes of that directory only)
@@ -225,7 +262,16 @@ class SnapshotView:
             return
         parent = path.rpartition("/")[0]
         self._ensure_dir(parent)
-        n = Node(path.rpartition("/")[2], path, "d", 0, self._nodes[""].mtime_ns, stat.S_IFDIR | 0o755, 0, 0)
+        n = Node(
+            path.rpartition("/")[2],
+            path,
+            "d",
+            0,
+            self._nodes[""].mtime_ns,
+            stat.S_IFDIR | 0o755,
+            0,
+            0,
+        )
         self._nodes[path] = n
         self._kids.setdefault(parent, []).append(path)
         self._kids.setdefault(path, [])
@@ -244,14 +290,17 @@ class SnapshotView:
                 path = _path_of(m, roots, key)
                 if is_file:  # a source that is a file
                     rec = json.loads(line)["r"]
-                    self._add(self._child(m, path.rpartition("/")[0], rec, name=path.rpartition("/")[2]))
+                    self._add(
+                        self._child(m, path.rpartition("/")[0], rec, name=path.rpartition("/")[2])
+                    )
                     continue
                 self._dir_at[path] = o
                 self._raw[path] = line
                 if len(key) == 1:  # a source directory: its attributes are in no parent's record
                     self._ensure_dir(path)
-                    self._nodes[path] = _replace(self._nodes[path], location=self._loc(m, m.snapshot, o),
-                                                 origin=m.snapshot)
+                    self._nodes[path] = _replace(
+                        self._nodes[path], location=self._loc(m, m.snapshot, o), origin=m.snapshot
+                    )
         except (ValueError, TypeError, KeyError, IndexError) as e:
             raise _bad_index(m, f"does not read ({e})") from None
         finally:
@@ -267,22 +316,32 @@ class SnapshotView:
     def _expand_locked(self, path: str) -> None:
         if path in self._open:
             return
-        self._open.add(path)
-        line = self._raw.pop(path, None)
+        line = self._raw.get(path)
         if line is None:
+            self._open.add(path)
             return  # made up (its children are known), or not a directory
         m = self.manifest
         try:
             for c in json.loads(line).get("c") or ():
-                if not isinstance(c, list) or len(c) < 11 or not isinstance(c[NAME], str) or not _name_ok(c[NAME]):
-                    raise _bad_index(m, f"names an entry {c[NAME] if isinstance(c, list) and c else c!r} "
-                                     f"in {path or '/'} that cannot be a file name")
+                if (
+                    not isinstance(c, list)
+                    or len(c) < 11
+                    or not isinstance(c[NAME], str)
+                    or not _name_ok(c[NAME])
+                ):
+                    raise _bad_index(
+                        m,
+                        f"names an entry {c[NAME] if isinstance(c, list) and c else c!r} "
+                        f"in {path or '/'} that cannot be a file name",
+                    )
                 n = self._child(m, path, c)
                 if n.type == "d" and n.path in self._dir_at:
                     n = _replace(n, location=self._loc(m, m.snapshot, self._dir_at[n.path]))
                 self._add(n)
         except (ValueError, TypeError, KeyError, IndexError) as e:
             raise _bad_index(m, f"does not read ({e})") from None
+        del self._raw[path]
+        self._open.add(path)  # only now: a thread that finds it open finds its children too
 
     def _child(self, m: Manifest, parent: str, c: list, name: str | None = None) -> Node:
         name = c[NAME] if name is None else name
@@ -291,11 +350,23 @@ class SnapshotView:
             raise _bad_index(m, f"gives {name!r} the unknown type {typ!r}")
         origin = c[ORIGIN] or m.snapshot
         if typ != "d" and origin not in self._by_id:
-            raise _bad_index(m, f"puts the data of {name!r} in snapshot {origin}, which is not in its chain")
-        return Node(name, f"{parent}/{name}" if parent else name, typ, int(c[SIZE]), int(c[MTIME]),
-                    _mode(typ, int(c[MODE])), int(c[UID]), int(c[GID]), int(c[INO]), int(c[CTIME]),
-                    origin=origin if typ != "d" else m.snapshot,
-                    link=c[LINK] if typ == "l" and len(c) > LINK and isinstance(c[LINK], str) else None)
+            raise _bad_index(
+                m, f"puts the data of {name!r} in snapshot {origin}, which is not in its chain"
+            )
+        return Node(
+            name,
+            f"{parent}/{name}" if parent else name,
+            typ,
+            int(c[SIZE]),
+            int(c[MTIME]),
+            _mode(typ, int(c[MODE])),
+            int(c[UID]),
+            int(c[GID]),
+            int(c[INO]),
+            int(c[CTIME]),
+            origin=origin if typ != "d" else m.snapshot,
+            link=c[LINK] if typ == "l" and len(c) > LINK and isinstance(c[LINK], str) else None,
+        )
 
     def _loc(self, m: Manifest, snapshot: str, offset: int, volume: int | None = None) -> Location:
         """A location in ``snapshot``'s archive, checked to lie inside its volume."""
@@ -308,11 +379,18 @@ class SnapshotView:
             starts = self._starts[snapshot] = [int(v.get("tar_start", 0)) for v in vols]
         pos = bisect.bisect_right(starts, offset) - 1
         end = int(vols[pos].get("tar_end", owner.tar_bytes)) if pos >= 0 else 0
-        if offset < 0 or pos < 0 or offset >= min(end, owner.tar_bytes) or (
-                volume is not None and int(vols[pos].get("index", pos + 1)) != volume):
-            raise _bad_index(m, f"points at archive offset {offset}"
-                             + (f" in volume {volume}" if volume is not None else "")
-                             + f" of snapshot {snapshot}, outside the volume that holds it")
+        if (
+            offset < 0
+            or pos < 0
+            or offset >= min(end, owner.tar_bytes)
+            or (volume is not None and int(vols[pos].get("index", pos + 1)) != volume)
+        ):
+            raise _bad_index(
+                m,
+                f"points at archive offset {offset}"
+                + (f" in volume {volume}" if volume is not None else "")
+                + f" of snapshot {snapshot}, outside the volume that holds it",
+            )
         return Location(snapshot, int(vols[pos].get("index", pos + 1)), offset)
 
     # -- the tree ---------------------------------------------------------------------------------
@@ -333,7 +411,9 @@ class SnapshotView:
         if n is None or n.type != "d":
             return []
         self._expand(n.path)
-        return sorted((self._nodes[k] for k in self._kids.get(n.path, ())), key=lambda x: os.fsencode(x.name))
+        return sorted(
+            (self._nodes[k] for k in self._kids.get(n.path, ())), key=lambda x: os.fsencode(x.name)
+        )
 
     def walk(self, path: str = "") -> Iterator[Node]:
         """``path`` and everything below it, depth first, names in byte order."""
@@ -353,13 +433,15 @@ class SnapshotView:
         if node.location is not None:
             return node.location
         if node.type == "d":
-            raise RestoreError(f"{node.path or '/'} is implied by a source's path; it has no entry of its own")
+            raise RestoreError(
+                f"{node.path or '/'} is implied by a source's path; it has no entry of its own"
+            )
         loc = self._stored(node.origin).get(node.path)
         if loc is None:
             raise _bad_index(self._by_id[node.origin], f"does not say where {node.path} is")
         return loc
 
-    def _stored(self, snapshot: str) -> "_Stored | dict[str, Location]":
+    def _stored(self, snapshot: str) -> _Stored | dict[str, Location]:
         """Where each entry stored in ``snapshot``'s archive is (its index read once; a
         location line is parsed only when its path is asked for)."""
         if snapshot in self._files:
@@ -369,7 +451,7 @@ class SnapshotView:
                 return self._files[snapshot]
             return self._read_stored(snapshot)
 
-    def _read_stored(self, snapshot: str) -> "_Stored":
+    def _read_stored(self, snapshot: str) -> _Stored:
         m = self._by_id[snapshot]
         if m.index is None:
             raise RestoreError(f"snapshot {snapshot} has no index to read")
@@ -387,11 +469,13 @@ class SnapshotView:
                 offsets.append(_head(text)[1])
             for line in lines:  # the locations section: {"k":KEY,"o":N,"v":M}, keyed by KEY's text
                 text = line.decode("ascii")
-                j = text.find('],"o":')  # cannot stand inside a JSON string (its quote would be escaped)
+                j = text.find(
+                    '],"o":'
+                )  # cannot stand inside a JSON string (its quote would be escaped)
                 k = text.find(",", j + 6)
                 if text.startswith('{"k":[') and j > 0 and k > 0:
-                    raw[text[5:j + 1]] = text
-                    offsets.append(int(text[j + 6:k]))
+                    raw[text[5 : j + 1]] = text
+                    offsets.append(int(text[j + 6 : k]))
                 else:  # written some other way
                     d = json.loads(text)
                     raw[json.dumps(d["k"], separators=(",", ":"))] = text
@@ -420,8 +504,8 @@ class SnapshotView:
     def stream(self, loc: Location, end: int | None = None) -> BinaryIO:
         """The archive of ``loc.snapshot`` from ``loc.offset`` up to ``end`` (then the two zero
         blocks that end a tar archive; None: to the archive's end), volumes fetched as read."""
-        from .restore import PlainStream
         from .chainrestore import _Window
+        from .restore import PlainStream
 
         m = self._by_id[loc.snapshot]
         first = next(i for i, v in enumerate(m.volumes) if int(v.get("index", i + 1)) == loc.volume)
@@ -441,8 +525,10 @@ class SnapshotView:
 
         stream = PlainStream(volumes(), self.identities, manifest=m, first=first)
         skip = loc.offset - int(m.volumes[first].get("tar_start", 0))
-        return io.BufferedReader(Closing(stream, skip, None if end is None else end - loc.offset),  # type: ignore[arg-type]
-                                 1 << 16)
+        return io.BufferedReader(
+            Closing(stream, skip, None if end is None else end - loc.offset),  # type: ignore[arg-type]
+            1 << 16,
+        )
 
     def _member(self, path: str, loc: Location) -> tuple[tarfile.TarFile, tarfile.TarInfo]:
         """The tar member at ``loc``, which must be ``path`` (else the index lies)."""
@@ -454,8 +540,11 @@ class SnapshotView:
             raise
         if ti is None or ti.name.strip("/") != path:
             _close_tar(tf)
-            raise _bad_index(self._by_id[loc.snapshot], f"puts {path} at archive offset {loc.offset}, where "
-                             f"{'the archive ends' if ti is None else 'member ' + repr(ti.name) + ' is'}")
+            raise _bad_index(
+                self._by_id[loc.snapshot],
+                f"puts {path} at archive offset {loc.offset}, where "
+                f"{'the archive ends' if ti is None else 'member ' + repr(ti.name) + ' is'}",
+            )
         return tf, ti
 
     def _data_member(self, node: Node) -> tuple[tarfile.TarFile, tarfile.TarInfo, Location]:
@@ -473,13 +562,21 @@ class SnapshotView:
             _close_tar(tf)
             loc = self._stored(loc.snapshot).get(target)
             if loc is None:
-                raise IntegrityError(f"{node.path} is a hard link to {target}, which is not in the same archive")
+                raise IntegrityError(
+                    f"{node.path} is a hard link to {target}, which is not in the same archive"
+                )
             tf, ti = self._member(target, loc)
         if not ti.isreg():
             _close_tar(tf)
-            raise IntegrityError(f"{node.path}: the archive holds a {ti.type!r} member where the index has a file")
+            raise IntegrityError(
+                f"{node.path}: the archive holds a {ti.type!r} member where the index has a file"
+            )
         with self._lock:
-            self._spans[node.path] = (loc.snapshot, loc.offset + ti.offset_data - ti.offset, ti.size)
+            self._spans[node.path] = (
+                loc.snapshot,
+                loc.offset + ti.offset_data - ti.offset,
+                ti.size,
+            )
         return tf, ti, loc
 
     def open_member(self, node: Node) -> BinaryIO:
@@ -522,7 +619,9 @@ class SnapshotView:
         tf, ti = self._member(node.path, self.location(node))
         _close_tar(tf)
         if not ti.issym():
-            raise IntegrityError(f"{node.path}: the archive holds a {ti.type!r} member where the index has a symlink")
+            raise IntegrityError(
+                f"{node.path}: the archive holds a {ti.type!r} member where the index has a symlink"
+            )
         return ti.linkname
 
     def close(self) -> None:
@@ -530,7 +629,7 @@ class SnapshotView:
         if close is not None and getattr(self, "_owns_source", False):
             close()
 
-    def __enter__(self) -> "SnapshotView":
+    def __enter__(self) -> SnapshotView:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -540,7 +639,9 @@ class SnapshotView:
 class _Stored:
     """The locations section of one snapshot's index, looked up by path."""
 
-    def __init__(self, view: SnapshotView, m: Manifest, roots: list[str], raw: dict[str, str]) -> None:
+    def __init__(
+        self, view: SnapshotView, m: Manifest, roots: list[str], raw: dict[str, str]
+    ) -> None:
         self.view, self.m, self.roots, self.raw = view, m, roots, raw
 
     def get(self, path: str) -> Location | None:
@@ -550,7 +651,7 @@ class _Stored:
             elif path == root:
                 comps = []
             elif path.startswith(root + "/"):
-                comps = path[len(root) + 1:].split("/")
+                comps = path[len(root) + 1 :].split("/")
             else:
                 continue
             line = self.raw.get(json.dumps([i, *comps], separators=(",", ":")))
@@ -635,7 +736,9 @@ def norm_path(path: str) -> str:
     """An archived path as given by a user ("/etc/ssh/", "etc//ssh") in the view's form."""
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise RestoreError(f"{path}: '..' names nothing in a snapshot; give the path as archived, e.g. etc/ssh")
+        raise RestoreError(
+            f"{path}: '..' names nothing in a snapshot; give the path as archived, e.g. etc/ssh"
+        )
     return "/".join(parts)
 
 
@@ -651,15 +754,19 @@ def _roots(m: Manifest, header: dict) -> list[str]:
 
 def _path_of(m: Manifest, roots: list[str], key: tuple) -> str:
     if not key or not isinstance(key[0], int) or not 0 <= key[0] < len(roots):
-        raise _bad_index(m, f"holds an entry of source {key[0] if key else '?'}, which it does not list")
+        raise _bad_index(
+            m, f"holds an entry of source {key[0] if key else '?'}, which it does not list"
+        )
     parts = [os.fsdecode(c) for c in key[1:]]
     if not all(_name_ok(p) for p in parts):
-        raise _bad_index(m, f"names the path {'/'.join(parts)!r}, with '..', '/' or an empty name in it")
+        raise _bad_index(
+            m, f"names the path {'/'.join(parts)!r}, with '..', '/' or an empty name in it"
+        )
     root = roots[key[0]]
     return "/".join(([] if root == "." else [root]) + parts)
 
 
-# -- snapshots without an index ---------------------------------------------------------------------
+# -- snapshots without an index -------------------------------------------------------------------
 def _load_streamed(view: SnapshotView, dest: Destination, scratch: Path | None) -> None:
     """A format-1 snapshot: its volumes streamed once, the tree taken from the tar headers."""
     from .restore import PlainStream, VolumeFetcher
@@ -702,20 +809,41 @@ def _load_streamed(view: SnapshotView, dest: Destination, scratch: Path | None) 
                     typ, size = "c" if ti.ischr() else "b", 0
                 elif ti.isfifo():
                     typ, size = "p", 0
-                view._add(Node(path.rpartition("/")[2], path, typ, size, mtime, _mode(typ, ti.mode), ti.uid, ti.gid,
-                               origin=m.snapshot, location=loc, link=ti.linkname if typ == "l" else None,
-                               hardlink=hard))
+                view._add(
+                    Node(
+                        path.rpartition("/")[2],
+                        path,
+                        typ,
+                        size,
+                        mtime,
+                        _mode(typ, ti.mode),
+                        ti.uid,
+                        ti.gid,
+                        origin=m.snapshot,
+                        location=loc,
+                        link=ti.linkname if typ == "l" else None,
+                        hardlink=hard,
+                    )
+                )
     finally:
         stream.close()
     view._offsets[m.snapshot] = offsets
-    view._files[m.snapshot] = {n.path: n.location for n in view._nodes.values() if n.location is not None}
+    view._files[m.snapshot] = {
+        n.path: n.location for n in view._nodes.values() if n.location is not None
+    }
     view.streamed = True
 
 
-# -- the entry point --------------------------------------------------------------------------------
-def open_view(dest: Destination, manifest: Manifest, snapshots: Sequence[Manifest] = (), *,
-              identities: Sequence[object] | None = None, source: VolumeSource | None = None,
-              scratch: Path | None = None) -> SnapshotView:
+# -- the entry point ------------------------------------------------------------------------------
+def open_view(
+    dest: Destination,
+    manifest: Manifest,
+    snapshots: Sequence[Manifest] = (),
+    *,
+    identities: Sequence[object] | None = None,
+    source: VolumeSource | None = None,
+    scratch: Path | None = None,
+) -> SnapshotView:
     """The state at ``manifest`` (an incremental: its chain, resolved from ``snapshots``).
 
     Downloads the snapshot's index only (a format-1 snapshot: its volumes, once; then
@@ -728,8 +856,10 @@ def open_view(dest: Destination, manifest: Manifest, snapshots: Sequence[Manifes
     chain = chain_of(manifest, snapshots) if manifest.kind == "incremental" else [manifest]
     for m in chain:
         if m.encrypted and not identities:
-            raise RestoreError(f"snapshot {m.snapshot} is encrypted (its index too): give the age identity "
-                               "file with --identity")
+            raise RestoreError(
+                f"snapshot {m.snapshot} is encrypted (its index too): give the age identity "
+                "file with --identity"
+            )
         check_identities(m, identities)
     owns = source is None
     src: VolumeSource = source if source is not None else Downloads(dest, scratch)
@@ -746,4 +876,12 @@ def open_view(dest: Destination, manifest: Manifest, snapshots: Sequence[Manifes
     return view
 
 
-__all__ = ["Downloads", "Location", "Node", "SnapshotView", "VolumeSource", "norm_path", "open_view"]
+__all__ = [
+    "Downloads",
+    "Location",
+    "Node",
+    "SnapshotView",
+    "VolumeSource",
+    "norm_path",
+    "open_view",
+]

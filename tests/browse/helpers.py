@@ -1,13 +1,14 @@
 """odctl as a sysadmin runs it, and what someone who can write to the destination can do to an
 index (rewrite it and fix up the unsigned-checked manifest: only --trusted-key stops that)."""
+
 from __future__ import annotations
 
 import hashlib
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import zstandard
 
@@ -15,8 +16,9 @@ from tests.layout import series_dir
 
 
 def odctl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "odctl.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "odctl.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def odjson(*args: str) -> dict:
@@ -44,10 +46,16 @@ def rewrite_index(dest: Path, snapshot: str, edit: Callable[[list[dict]], None])
     the manifest's size and SHA-256 matching."""
     folder = snapshot_dir(dest, snapshot)
     path = folder / "index.zst"
-    lines = zstandard.ZstdDecompressor().stream_reader(path.read_bytes(), read_across_frames=True).read()
+    lines = (
+        zstandard.ZstdDecompressor()
+        .stream_reader(path.read_bytes(), read_across_frames=True)
+        .read()
+    )
     recs = [json.loads(ln) for ln in lines.splitlines()]
     edit(recs)
-    data = zstandard.ZstdCompressor().compress(b"".join(json.dumps(r).encode() + b"\n" for r in recs))
+    data = zstandard.ZstdCompressor().compress(
+        b"".join(json.dumps(r).encode() + b"\n" for r in recs)
+    )
     path.write_bytes(data)
     _fix_manifest(folder, size=len(data), sha256=hashlib.sha256(data).hexdigest())
 

@@ -1,4 +1,5 @@
 """The new commands in odctl's bash and zsh completions (generated from the parser)."""
+
 from __future__ import annotations
 
 from tests.odctl.test_completion import _complete
@@ -8,7 +9,9 @@ from tests.odctl.test_zsh import complete, zsh  # noqa: F401 - the zsh harness's
 def test_bash_completes_ls_find_diff():
     assert _complete("odctl", "l") == ["login", "logout", "ls"]
     assert sorted(_complete("odctl", "find", "t", "--a")) == ["--all", "--any-encryption"]
-    assert {"--long", "--recursive", "--identity", "--host", "--trusted-key"} <= set(_complete("odctl", "ls", "--"))
+    assert {"--long", "--recursive", "--identity", "--host", "--trusted-key"} <= set(
+        _complete("odctl", "ls", "--")
+    )
     assert _complete("odctl", "diff", "--ho") == ["--host"]
 
 

@@ -1,5 +1,6 @@
 """odctl ls/find/diff/restore --path on a local destination: the state at a snapshot from its
 index alone, one file restored from the volumes that hold it, and indexes that lie refused."""
+
 from __future__ import annotations
 
 import json
@@ -74,17 +75,25 @@ def test_ls_find_diff_read_only_the_indexes(setup, tmp_path):
     line = next(ln for ln in r.stdout.splitlines() if ln.endswith("link -> etc/nginx"))
     assert line.startswith("lrwxrwxrwx")
     assert any(ln.startswith("drwx") and ln.endswith(" docs") for ln in r.stdout.splitlines())
-    rows = {e["path"][len(a) + 1:]: e for e in odjson("--config", cfg, "ls", "t", a, "-R")["entries"]}
+    rows = {
+        e["path"][len(a) + 1 :]: e for e in odjson("--config", cfg, "ls", "t", a, "-R")["entries"]
+    }
     assert rows["etc/nginx/sites-available/shop"]["origin"] == inc  # stored again
     assert rows["etc/hosts"]["origin"] == full  # unchanged: the chain resolved
-    assert rows["etc/hosts"]["size"] == len("127.0.0.1 localhost\n") and rows["etc/mode-only"]["mode"] == "0600"
+    assert (
+        rows["etc/hosts"]["size"] == len("127.0.0.1 localhost\n")
+        and rows["etc/mode-only"]["mode"] == "0600"
+    )
     assert "etc/nginx/sites-available/blog" not in rows
     r = odctl("--config", cfg, "ls", "t", f"{a}/nope")
     assert r.returncode == 3 and "nope: not in snapshot" in r.stderr
 
     got = odjson("--config", cfg, "find", "t", "invoice-*.pdf", "--all")
     assert [(m["snapshot"], m["name"]) for m in got["matches"]] == [
-        (inc, "invoice-2026-11.pdf"), (inc, "invoice-2026-12.pdf"), (full, "invoice-2026-11.pdf")]
+        (inc, "invoice-2026-11.pdf"),
+        (inc, "invoice-2026-12.pdf"),
+        (full, "invoice-2026-11.pdf"),
+    ]
     assert got["matches"][0]["size"] == 700
     got = odjson("--config", cfg, "find", "t", f"{a}/etc/**/shop")
     assert [m["snapshot"] for m in got["matches"]] == [inc]  # the latest only, unless asked
@@ -94,13 +103,16 @@ def test_ls_find_diff_read_only_the_indexes(setup, tmp_path):
     assert r.returncode == 2 and "--since last tuesday: not a date" in r.stderr
 
     d = odjson("--config", cfg, "diff", "t", full, inc)
-    strip = lambda ps: [p[len(a) + 1:] for p in ps]  # noqa: E731
+    strip = lambda ps: [p[len(a) + 1 :] for p in ps]  # noqa: E731
     assert strip(d["added"]) == ["docs/invoice-2026-12.pdf"]
     assert strip(d["removed"]) == ["etc/nginx/sites-available/blog"]
     assert strip(d["modified"]) == ["etc/nginx/sites-available/shop", "link"]
     assert strip(d["metadata"]) == ["etc/mode-only"]
     r = odctl("--config", cfg, "diff", "t", full, "latest")
-    assert f"+    {a}/docs/invoice-2026-12.pdf\n" in r.stdout and f"U    {a}/etc/mode-only\n" in r.stdout
+    assert (
+        f"+    {a}/docs/invoice-2026-12.pdf\n" in r.stdout
+        and f"U    {a}/etc/mode-only\n" in r.stdout
+    )
 
 
 def _holding(cfg_path, snapshot, paths):  # noqa: ANN001, ANN201
@@ -134,8 +146,20 @@ def test_restore_path_fetches_only_the_volumes_holding_it(setup, tmp_path):
             if (m.snapshot, v["name"]) not in keep:
                 (snapshot_dir(setup.dest, m.snapshot) / v["name"]).unlink()
     out = tmp_path / "out"
-    r = odctl("--config", cfg, "restore", "t", "latest", "--to", str(out), "--path", want[0], "--path", want[1],
-              "--json")
+    r = odctl(
+        "--config",
+        cfg,
+        "restore",
+        "t",
+        "latest",
+        "--to",
+        str(out),
+        "--path",
+        want[0],
+        "--path",
+        want[1],
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["files"] == 2 and res["complete"]
@@ -143,7 +167,9 @@ def test_restore_path_fetches_only_the_volumes_holding_it(setup, tmp_path):
     assert (out / want[0]).read_text() == "server shop v2, longer\n"
     assert (out / want[1]).read_text() == "127.0.0.1 localhost\n"
     assert sorted(p.name for p in (out / a).iterdir()) == ["etc"]
-    r = odctl("--config", cfg, "restore", "t", "latest", "--to", str(tmp_path / "o2"), "--path", want[1])
+    r = odctl(
+        "--config", cfg, "restore", "t", "latest", "--to", str(tmp_path / "o2"), "--path", want[1]
+    )
     assert r.returncode == 0, r.stderr
     assert "fetched 1 volume" in r.stdout and "a whole restore reads" in r.stdout
 
@@ -154,7 +180,18 @@ def test_restore_path_of_a_directory_and_a_missing_path(setup, tmp_path):
     cfg, full, inc = two_runs(setup, src)
     os.chmod(src / "etc/nginx", 0o750)  # not in any snapshot: the restored mode is the snapshot's
     out = tmp_path / "out"
-    r = odctl("--config", cfg, "restore", "t", "--to", str(out), "--path", f"{a}/etc/nginx", "--path", f"{a}/nope")
+    r = odctl(
+        "--config",
+        cfg,
+        "restore",
+        "t",
+        "--to",
+        str(out),
+        "--path",
+        f"{a}/etc/nginx",
+        "--path",
+        f"{a}/nope",
+    )
     assert r.returncode == 3 and f"--path {a}/nope: nothing in snapshot" in r.stderr
     assert sorted(p.name for p in (out / a / "etc/nginx/sites-available").iterdir()) == ["shop"]
     assert stat.S_IMODE(os.stat(out / a / "etc/nginx").st_mode) == 0o755
@@ -169,11 +206,26 @@ def test_a_hard_link_restored_without_its_first_name_is_a_file(setup, tmp_path):
     out = tmp_path / "out"
     r = odctl("--config", cfg, "restore", "t", "--to", str(out), "--path", f"{a}/hosts-again")
     assert r.returncode == 0, r.stderr
-    assert (out / a / "hosts-again").read_text() == "127.0.0.1 localhost\n" and not (out / a / "etc").exists()
-    r = odctl("--config", cfg, "restore", "t", "--to", str(tmp_path / "both"), "--path", f"{a}/hosts-again",
-              "--path", f"{a}/etc/hosts")
+    assert (out / a / "hosts-again").read_text() == "127.0.0.1 localhost\n" and not (
+        out / a / "etc"
+    ).exists()
+    r = odctl(
+        "--config",
+        cfg,
+        "restore",
+        "t",
+        "--to",
+        str(tmp_path / "both"),
+        "--path",
+        f"{a}/hosts-again",
+        "--path",
+        f"{a}/etc/hosts",
+    )
     assert r.returncode == 0, r.stderr
-    assert os.stat(tmp_path / "both" / a / "hosts-again").st_ino == os.stat(tmp_path / "both" / a / "etc/hosts").st_ino
+    assert (
+        os.stat(tmp_path / "both" / a / "hosts-again").st_ino
+        == os.stat(tmp_path / "both" / a / "etc/hosts").st_ino
+    )
 
 
 def test_an_encrypted_index_needs_the_identity(setup, tmp_path, age_key):
@@ -188,12 +240,24 @@ def test_an_encrypted_index_needs_the_identity(setup, tmp_path, age_key):
     r = odctl("--config", cfg, "ls", "t", a, "-i", str(key))
     assert r.returncode == 0 and "etc/\n" in r.stdout, r.stderr
     other = tmp_path / "other.txt"
-    other.write_text(str(__import__("odbackupd.crypto.age", fromlist=["x"]).generate_identity()) + "\n")
+    other.write_text(
+        str(__import__("odbackupd.crypto.age", fromlist=["x"]).generate_identity()) + "\n"
+    )
     r = odctl("--config", cfg, "find", "t", "shop", "-i", str(other))
     assert r.returncode == 2 and "none of the --identity keys opens" in r.stderr
     out = tmp_path / "out"
-    r = odctl("--config", cfg, "restore", "t", "--to", str(out), "-i", str(key), "--path",
-              f"{a}/etc/nginx/sites-available/shop")
+    r = odctl(
+        "--config",
+        cfg,
+        "restore",
+        "t",
+        "--to",
+        str(out),
+        "-i",
+        str(key),
+        "--path",
+        f"{a}/etc/nginx/sites-available/shop",
+    )
     assert r.returncode == 0, r.stderr
     assert (out / a / "etc/nginx/sites-available/shop").read_text() == "server shop v2, longer\n"
 
@@ -206,7 +270,9 @@ def test_a_snapshot_without_an_index_is_streamed_once_and_says_so(setup, tmp_pat
     assert "has no index" in r.stderr and "streaming all its volumes once" in r.stderr
     assert [ln.split()[-1] for ln in r.stdout.splitlines()] == ["hosts", "mode-only", "nginx"]
     got = odjson("--config", cfg, "find", "t", "shop", "-q")
-    assert got["streamed"] == [snap] and [m["path"] for m in got["matches"]] == [f"{a}/etc/nginx/sites-available/shop"]
+    assert got["streamed"] == [snap] and [m["path"] for m in got["matches"]] == [
+        f"{a}/etc/nginx/sites-available/shop"
+    ]
     r = odctl("--config", cfg, "restore", "t", "--to", str(tmp_path / "out"), "--path", f"{a}/link")
     assert r.returncode == 0, r.stderr
     assert os.readlink(tmp_path / "out" / a / "link") == "etc/hosts"
@@ -214,7 +280,7 @@ def test_a_snapshot_without_an_index_is_streamed_once_and_says_so(setup, tmp_pat
 
 def _record(recs, suffix):  # noqa: ANN001, ANN201
     loc = recs.index({"section": "locations"})
-    return next(r for r in recs[loc + 1:] if "/".join(map(str, r["k"])).endswith(suffix))
+    return next(r for r in recs[loc + 1 :] if "/".join(map(str, r["k"])).endswith(suffix))
 
 
 @pytest.mark.parametrize("lie", ["outside", "another_member", "wrong_volume"])
@@ -229,9 +295,19 @@ def test_an_index_pointing_elsewhere_is_refused(setup, tmp_path, lie):
             shop["o"] = _record(recs, "etc/hosts")["o"]
         else:
             shop["v"] = shop["v"] + 1
+
     rewrite_index(setup.dest, snap, edit)
     out = tmp_path / "out"
-    r = odctl("--config", cfg, "restore", "t", "--to", str(out), "--path", f"{a}/etc/nginx/sites-available/shop")
+    r = odctl(
+        "--config",
+        cfg,
+        "restore",
+        "t",
+        "--to",
+        str(out),
+        "--path",
+        f"{a}/etc/nginx/sites-available/shop",
+    )
     assert r.returncode == 4, r.stderr
     assert "the index of snapshot" in r.stderr and "refused" in r.stderr
     assert not out.exists() or not any(out.rglob("*"))  # nothing written
@@ -251,8 +327,13 @@ def test_an_index_with_dotdot_is_refused(setup, tmp_path, where):
             tree[-1]["k"] = [0, "..", "..", "escape"]
         else:
             recs[0]["roots"] = ["../../escape"]
+
     rewrite_index(setup.dest, snap, edit)
-    for cmd in (["ls", "t", "-R"], ["find", "t", "*"], ["restore", "t", "--to", str(tmp_path / "out"), "--path", a]):
+    for cmd in (
+        ["ls", "t", "-R"],
+        ["find", "t", "*"],
+        ["restore", "t", "--to", str(tmp_path / "out"), "--path", a],
+    ):
         r = odctl("--config", cfg, *cmd)
         assert r.returncode == 4, (cmd, r.stderr)
         assert "refused" in r.stderr and "Traceback" not in r.stderr
@@ -274,9 +355,18 @@ def test_volumes_swapped_are_caught_on_a_partial_read(setup, tmp_path):
         dx, dy = x.read_bytes(), y.read_bytes()
         x.write_bytes(dy)
         y.write_bytes(dx)
+
     set_volumes(setup.dest, snap, swap)
-    r = odctl("--config", cfg, "restore", "t", "--to", str(tmp_path / "out"), "--path",
-              f"{a}/etc/nginx/sites-available/shop")
+    r = odctl(
+        "--config",
+        cfg,
+        "restore",
+        "t",
+        "--to",
+        str(tmp_path / "out"),
+        "--path",
+        f"{a}/etc/nginx/sites-available/shop",
+    )
     assert r.returncode == 4 and "stands at place" in r.stderr, r.stderr
 
 
@@ -288,7 +378,6 @@ def test_trust_checks_apply_and_host_reads_another_servers_snapshots(setup, tmp_
     text = setup.config_path.read_text().replace("[daemon]\n", '[daemon]\nhostname = "alpha"\n')
     setup.config_path.write_text(text)
     Runs(setup).run()
-    cfg = str(setup.config_path)
     beta = tmp_path / "beta.toml"
     beta.write_text(text.replace('hostname = "alpha"', 'hostname = "beta"'))
     r = odctl("--config", str(beta), "ls", "t")
@@ -297,9 +386,13 @@ def test_trust_checks_apply_and_host_reads_another_servers_snapshots(setup, tmp_
     assert r.returncode == 0 and r.stdout.startswith("big1\n"), r.stderr
     # the job now encrypts: an unencrypted snapshot is refused before anything is read
     enc = tmp_path / "enc.toml"
-    enc.write_text(text.replace('volume_size', f'recipients = ["{recipient}"]\nvolume_size'))
-    for cmd in (["ls", "t"], ["find", "t", "shop"], ["diff", "t", "latest", "latest"],
-                ["restore", "t", "--to", str(tmp_path / "o"), "--path", a]):
+    enc.write_text(text.replace("volume_size", f'recipients = ["{recipient}"]\nvolume_size'))
+    for cmd in (
+        ["ls", "t"],
+        ["find", "t", "shop"],
+        ["diff", "t", "latest", "latest"],
+        ["restore", "t", "--to", str(tmp_path / "o"), "--path", a],
+    ):
         r = odctl("--config", str(enc), *cmd)
         assert r.returncode == 4 and "is not encrypted" in r.stderr, (cmd, r.stderr)
     r = odctl("--config", str(enc), "ls", "t", "--any-encryption")
@@ -318,6 +411,16 @@ def test_root_restore_path_of_an_unsigned_snapshot_leaves_setuid_out(setup, tmp_
     r = odctl("--config", cfg, "restore", "t", "--to", str(out), "--path", f"{a}/su")
     assert r.returncode == 1 and "left out 1 setuid/setgid file" in r.stderr
     assert stat.S_IMODE(os.stat(out / a / "su").st_mode) == 0o755
-    r = odctl("--config", cfg, "restore", "t", "--to", str(tmp_path / "o2"), "--path", f"{a}/su", "--special-files")
+    r = odctl(
+        "--config",
+        cfg,
+        "restore",
+        "t",
+        "--to",
+        str(tmp_path / "o2"),
+        "--path",
+        f"{a}/su",
+        "--special-files",
+    )
     assert r.returncode == 0 and stat.S_IMODE(os.stat(tmp_path / "o2" / a / "su").st_mode) == 0o4755
     shutil.rmtree(out)

@@ -1,5 +1,6 @@
 """The library odctl mount builds on (snapshot/view.py): the tree at a snapshot from its index,
 member data from the volume holding it, symlink targets with and without the index's field."""
+
 from __future__ import annotations
 
 import os
@@ -30,7 +31,14 @@ def test_lookup_children_walk_and_member_data(setup, tmp_path):
     runs.run()
     d, snaps, v = _open(setup)
     with v:
-        assert [n.name for n in v.children(a)] == ["big1", "big2", "docs", "etc", "hosts-again", "link"]
+        assert [n.name for n in v.children(a)] == [
+            "big1",
+            "big2",
+            "docs",
+            "etc",
+            "hosts-again",
+            "link",
+        ]
         shop = v.lookup("/" + a + "/etc/nginx//sites-available/shop/")
         assert (shop.type, shop.size, shop.origin) == ("f", 23, snaps[-1].snapshot)
         assert v.read_member(shop, 7, 4) == b"shop"
@@ -40,13 +48,16 @@ def test_lookup_children_walk_and_member_data(setup, tmp_path):
         assert loc.snapshot == snaps[0].snapshot and loc.volume >= 4
         want = (src / "big2").read_bytes()
         before = v.source.counts["volumes"]
-        assert v.read_member(big, (2 << 20) + 5, 1000) == want[(2 << 20) + 5:(2 << 20) + 1005]
+        assert v.read_member(big, (2 << 20) + 5, 1000) == want[(2 << 20) + 5 : (2 << 20) + 1005]
         assert v.source.counts["volumes"] - before <= 4  # of the full's 7: only those big2 lies in
         # a hard link: its data is under the name the archive met first
         assert v.read_member(v.lookup(f"{a}/hosts-again"), 0, 100) == b"127.0.0.1 localhost\n"
         assert v.lookup(f"{a}/link").link == "etc/nginx"
         assert [n.path for n in v.walk(f"{a}/etc/nginx")] == [
-            f"{a}/etc/nginx", f"{a}/etc/nginx/sites-available", f"{a}/etc/nginx/sites-available/shop"]
+            f"{a}/etc/nginx",
+            f"{a}/etc/nginx/sites-available",
+            f"{a}/etc/nginx/sites-available/shop",
+        ]
         assert v.lookup(f"{a}/nope") is None and v.children(f"{a}/big1") == []
     d.close()
 
@@ -61,6 +72,7 @@ def test_symlink_target_from_the_tar_header_for_an_older_index(setup, tmp_path):
         for r in recs:
             for c in r.get("c") or ():
                 del c[11:]
+
     rewrite_index(setup.dest, snap, strip_links)
     src_counts = Downloads(open_destination(setup.config(), "usb"))
     d, _, v = _open(setup, source=src_counts)
@@ -75,7 +87,7 @@ def test_symlink_target_from_the_tar_header_for_an_older_index(setup, tmp_path):
 def test_names_that_are_not_utf8_are_found_and_read(setup, tmp_path):
     src = make_tree(tmp_path)
     os.mkdir(os.path.join(os.fsencode(src), b"d\xff"))
-    with open(os.path.join(os.fsencode(src), b"d\xff", b"caf\xe9 \"q\"],\"o\":1"), "wb") as f:
+    with open(os.path.join(os.fsencode(src), b"d\xff", b'caf\xe9 "q"],"o":1'), "wb") as f:
         f.write(b"latin-1 name")
     a = str(src).lstrip("/")
     setup.write([src], extra="full_every = 1\n")
@@ -83,7 +95,7 @@ def test_names_that_are_not_utf8_are_found_and_read(setup, tmp_path):
     d, _, v = _open(setup)
     with v:
         (n,) = v.children(f"{a}/{os.fsdecode(b'd' + bytes([255]))}")
-        assert os.fsencode(n.name) == b"caf\xe9 \"q\"],\"o\":1"
+        assert os.fsencode(n.name) == b'caf\xe9 "q"],"o":1'
         assert v.read_member(n, 0, 100) == b"latin-1 name"
     d.close()
 
