@@ -97,22 +97,22 @@ def restore_paths(
                 ex.select = _Check(m.snapshot, start.offset, wanted, seen, names, links)
                 with view.stream(start, end) as reader:
                     stats = ex.extract(reader)
-            for link, target in links:  # the data is under a name the paths leave out
-                loc = view._stored(m.snapshot).get(target)
+            for link, first in links:  # the data is under a name the paths leave out
+                loc = view._stored(m.snapshot).get(first)
                 if loc is None:
-                    raise IntegrityError(
-                        f"{link} is a hard link to {target}, which snapshot {m.snapshot} lacks"
-                    )
-                ex.select = _Renamed(target, link)
+                    _stop(stats, f"{link} is a hard link to {first}, which snapshot "
+                          f"{m.snapshot} lacks")
+                ex.select = _Renamed(first, link)
                 with view.stream(loc, view.entry_end(loc)) as reader:
                     stats = ex.extract(reader)
             missing = sorted(set(wanted) - seen)
             if missing:
-                raise IntegrityError(
+                _stop(
+                    stats,
                     f"the index of snapshot {m.snapshot} puts {wanted[missing[0]]} at archive "
                     f"offset {missing[0]}, where no member starts ({len(missing)} such entries): "
                     "refused (the index is damaged or "
-                    "was written by someone else)"
+                    "was written by someone else)",
                 )
     finally:
         os.close(tgt.fd)
@@ -125,6 +125,14 @@ def restore_paths(
     )  # what a full read fetches
     stats.fetched["stored_bytes"] = sum(c.stored_bytes for c in view.chain)
     return stats
+
+
+def _stop(stats: RestoreStats, why: str) -> None:
+    """Damage found after members were written: the restore is partial (exit 4, said so)."""
+    stats.stopped = why
+    e = IntegrityError(why)
+    e.stats = stats  # type: ignore[attr-defined]
+    raise e
 
 
 class _Check:
