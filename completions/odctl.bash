@@ -22,6 +22,7 @@ _odctl() {
             "login") path="login" ;;
             "logout") path="logout" ;;
             "ls") path="ls" ;;
+            "mount") path="mount" ;;
             "notify") path="notify" ;;
             "notify test") path="notify test" ;;
             "prune") path="prune" ;;
@@ -33,7 +34,7 @@ _odctl() {
         esac
     done
     case "$path" in
-        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore ls find diff verify notify fleet-status prune key intake" ;;
+        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore ls find diff mount verify notify fleet-status prune key intake" ;;
         "backup-now") words="-h --help --config --json -q --quiet --wait -w" ;;
         "cancel") words="-h --help --config --json -q --quiet" ;;
         "config") words="-h --help --config --json -q --quiet check sample" ;;
@@ -50,6 +51,7 @@ _odctl() {
         "login") words="-h --help --config --json -q --quiet --device-code --browser" ;;
         "logout") words="-h --help --config --json -q --quiet" ;;
         "ls") words="-h --help --config --json -q --quiet --long -l --recursive -R --identity -i --destination -d --host --trusted-key --any-encryption" ;;
+        "mount") words="-h --help --config --json -q --quiet --identity -i --destination -d --host --trusted-key --any-encryption --cache-size --allow-other" ;;
         "notify") words="-h --help --config --json -q --quiet test" ;;
         "notify test") words="-h --help --config --json -q --quiet" ;;
         "prune") words="-h --help --config --json -q --quiet --dry-run -n" ;;
