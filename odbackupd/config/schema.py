@@ -8,11 +8,15 @@ so a key added here is checked, documented and shown in the sample at once.
 
 Rules that tie several keys together (a job naming a destination, a local
 destination needing a path, …) live in :mod:`.checks`.
+
+``[destination.NAME]`` is made from the destination kinds (:mod:`.destkinds`): ``name``,
+``type`` (one of the kinds) and every kind's keys, in the kinds' order.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import socket
 from dataclasses import MISSING, dataclass, field
@@ -37,19 +41,16 @@ from .kinds import (
 from .fields import key, name_ref
 from .intake import IntakeConfig, IntakeUserConfig
 from .notify_schema import NOTIFY_SECTION, NotifyConfig, notify_list
-from .units import KiB, MiB
+from .destkinds import DestinationKind
+from .destkinds import kinds as destination_kinds
+from .units import MiB
 
 __all__ = [
-    "BUILTIN_LOCAL_PATH", "CHUNK_LIMIT", "CHUNK_UNIT", "SAMPLE_RECIPIENT", "SECTIONS",
-    "AccountConfig", "Config", "DaemonConfig", "DestinationConfig", "IntakeConfig",
-    "IntakeUserConfig", "JobConfig", "KeyDoc",
-    "Section", "schema_fields", "schema_reference",
+    "SAMPLE_RECIPIENT", "SECTIONS", "AccountConfig", "Config", "DaemonConfig", "DestinationConfig",
+    "IntakeConfig", "IntakeUserConfig", "JobConfig", "KeyDoc", "Section", "destination_config",
+    "schema_fields", "schema_reference", "sections",
 ]  # fmt: skip
 
-#: Microsoft Graph upload sessions take chunks in multiples of 320 KiB, below 60 MiB.
-CHUNK_UNIT = 320 * KiB
-CHUNK_LIMIT = 60 * MiB
-BUILTIN_LOCAL_PATH = Path("/var/backups/odbackupd")
 #: A public key whose identity was thrown away: safe to print in samples and docs.
 SAMPLE_RECIPIENT = "age1ad0jxaw65u4plmvqnhru9vmjr5tlrtjkyz652yh722ycqk570y5qkpds2l"
 
@@ -65,24 +66,6 @@ def _hostname(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
         raise ValueError(f"invalid host name '{value}': use letters, digits, '.', '_' and '-'")
     return value
-
-
-def _onedrive_folder(value: str) -> str:
-    parts = value.strip("/").split("/")
-    for part in parts:
-        if not part or part in (".", ".."):
-            raise ValueError(f"invalid folder '{value}': empty, '.' or '..' path component")
-        bad = sorted(set(part) & set('"*:<>?\\|'))
-        if bad:
-            raise ValueError(
-                f"invalid folder '{value}': OneDrive does not allow {' '.join(bad)} in names"
-            )
-        if part != part.strip() or part.endswith("."):
-            raise ValueError(
-                f"invalid folder '{value}': OneDrive names cannot start or end with a space "
-                "or end with '.'"
-            )
-    return "/".join(parts)
 
 
 def _client_id(value: str) -> str:
@@ -206,55 +189,6 @@ class DaemonConfig:
     )
     notify: tuple[str, ...] = notify_list(
         "The [notify.NAME]s of every job that does not set notify itself.", ()
-    )
-
-
-@dataclass(frozen=True)
-class DestinationConfig:
-    name: str
-    type: str = key(
-        kind=Choice("local", "onedrive"),
-        doc='Where snapshots go: "local" (a directory, e.g. a mounted disk) or "onedrive" '
-        "(a OneDrive or SharePoint drive reached through an [account.NAME]).",
-        example="local",
-    )
-    path: Path | None = key(  # noqa: RUF009 - key() returns a Field
-        None,
-        kind=PathKind(),
-        doc='type = "local" only, and required there: the directory that receives '
-        "<host>/<job>/<snapshot>/ folders.",
-        example="/mnt/usb/backups",
-    )
-    account: str | None = key(
-        None,
-        kind=Str("account name", check=name_ref),
-        doc='type = "onedrive" only, and required there: the [account.NAME] to log in with.',
-        example="personal",
-    )
-    folder: str = key(
-        "odbackupd",
-        kind=Str("folder", check=_onedrive_folder),
-        doc='type = "onedrive" only: the folder in the drive that receives '
-        "<host>/<job>/<snapshot>/ folders; '/' separates subfolders.",
-        example="Backups/odbackupd",
-    )
-    chunk_size: int = key(
-        10 * MiB,
-        kind=Size(CHUNK_UNIT, below=CHUNK_LIMIT, multiple_of=CHUNK_UNIT),
-        doc='type = "onedrive" only: the size of each upload request; a failed upload '
-        "resumes from the last whole chunk. Microsoft Graph needs a multiple of 320KiB "
-        "below 60MiB.",
-        example="10MiB",
-    )
-    hard_delete: bool = key(
-        False,
-        kind=Bool(),
-        doc='type = "onedrive" only: delete pruned snapshots for good (Graph\'s permanentDelete) '
-        "instead of moving them to the recycle bin, where they keep counting against the "
-        "drive's quota (OneDrive for Business and SharePoint keep them up to 93 days). Work or "
-        "school drives only: personal OneDrive has no permanent delete, so there pruned "
-        "snapshots go to the recycle bin whatever this says.",
-        example=True,
     )
 
 
@@ -569,6 +503,43 @@ class Section:
         return tuple(self.name.split("."))
 
 
+_DESTINATION_DOC = (
+    "Destinations: where snapshots are stored, one [destination.NAME] each. Names may "
+    "use letters, digits, '_', '.' and '-' (quote names with a dot: "
+    '[destination."a.b"]).'
+)
+
+
+def _copy_field(f: dataclasses.Field) -> dataclasses.Field:
+    if f.default_factory is not MISSING:
+        return field(default_factory=f.default_factory, metadata=f.metadata)
+    return field(default=f.default, metadata=f.metadata)
+
+
+def _either(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
+
+
+@functools.cache
+def _destination_section(kinds: tuple[DestinationKind, ...]) -> Section:
+    """The [destination.NAME] section of these kinds; the same kinds give the same class."""
+    names = [k.name for k in kinds]
+    kind_type = key(
+        kind=Choice(*names),
+        doc="Where snapshots go: " + _either([f'"{k.name}" ({k.summary})' for k in kinds]) + ".",
+        example=names[0],
+    )
+    cls = dataclasses.make_dataclass(
+        "DestinationConfig",
+        [("name", str), ("type", str, kind_type)]
+        + [(f.name, f.type, _copy_field(f)) for k in kinds for f in dataclasses.fields(k.settings)],
+        frozen=True,
+    )
+    cls.__module__ = __name__  # make_dataclass(module=) is Python 3.12
+    cls.__doc__ = "One [destination.NAME]: its type and the keys of every destination kind."
+    return Section("destination", cls, True, _DESTINATION_DOC, tuple(s for k in kinds for s in k.samples))
+
+
 SECTIONS: tuple[Section, ...] = (
     Section(
         "daemon",
@@ -577,22 +548,7 @@ SECTIONS: tuple[Section, ...] = (
         "Settings of the daemon itself.",
         (("", {}, ""),),
     ),
-    Section(
-        "destination",
-        DestinationConfig,
-        True,
-        "Destinations: where snapshots are stored, one [destination.NAME] each. Names may "
-        "use letters, digits, '_', '.' and '-' (quote names with a dot: "
-        '[destination."a.b"]).',
-        (
-            ("usb", {"type": "local", "path": "/mnt/usb/backups"}, "A local directory."),
-            (
-                "onedrive",
-                {"type": "onedrive", "account": "personal"},
-                "A OneDrive folder, reached through [account.personal].",
-            ),
-        ),
-    ),
+    _destination_section(destination_kinds()),
     Section(
         "account",
         AccountConfig,
@@ -638,6 +594,19 @@ SECTIONS: tuple[Section, ...] = (
         (("pve1", {"token_file": "intake_pve1", "drop_job": "pve1-dumps"}, ""),),
     ),
 )
+#: The class of [destination.NAME] tables for the built-in kinds.
+DestinationConfig = SECTIONS[1].cls
+
+
+def sections() -> tuple[Section, ...]:
+    """SECTIONS with the destination section of the kinds registered now."""
+    current = _destination_section(destination_kinds())
+    return tuple(current if s.name == "destination" else s for s in SECTIONS)
+
+
+def destination_config() -> type:
+    """The class of [destination.NAME] tables for the kinds registered now."""
+    return _destination_section(destination_kinds()).cls
 
 
 def schema_fields(cls: type) -> dict[str, dataclasses.Field]:
@@ -673,7 +642,7 @@ def _default_doc(f: dataclasses.Field) -> str | None:
 def schema_reference() -> list[KeyDoc]:
     """Every key of every section, in schema order: the source of the docs."""
     out = []
-    for section in SECTIONS:
+    for section in sections():
         for f in schema_fields(section.cls).values():
             out.append(
                 KeyDoc(

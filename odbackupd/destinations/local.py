@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from .kinds.local import CAPABILITIES
 from .base import (
     MANIFEST_NAME, Destination, DestinationError, Expected, ObjectNotFound, ProgressFn, StoredObject,
 )
@@ -37,6 +38,7 @@ def _safe_component(name: str) -> str:
 
 class LocalDestination(Destination):
     kind = "local"
+    capabilities = CAPABILITIES
 
     def __init__(self, name: str, path: Path, create: bool = False) -> None:
         super().__init__(name)

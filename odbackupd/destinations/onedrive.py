@@ -4,7 +4,7 @@ Layout: ``<folder>/<host>/<series>/<snapshot>/<file>`` in the drive the ``[accou
 Volumes go up in resumable upload sessions (graph/upload.py) and appear only once
 complete; the manifest goes last with one simple PUT, so a snapshot folder without a
 manifest is, as everywhere, incomplete. OneDrive reports each file's quickXorHash, which
-is what ``odctl verify`` without ``--download`` checks (``reports_hashes``).
+is what ``odctl verify`` without ``--download`` checks (``capabilities.hashes``).
 Downloads follow the 302 to the pre-authenticated URL and resume with ``Range`` after a
 reset. Deletes go to the recycle bin, as a user deleting by hand would, or with
 ``hard_delete`` on work or school drives for good (``permanentDelete``).
@@ -28,6 +28,7 @@ from ..graph.client import RETRY_STATUSES, TRANSPORT_ERRORS, Drive, GraphClient,
 from ..graph.http import make_session
 from ..graph.throttle import Cancelled, bandwidth_limiter, gate_for, upload_slots
 from ..graph.upload import SIMPLE_UPLOAD_MAX, Uploader
+from .kinds.onedrive import CAPABILITIES
 from .base import (
     MANIFEST_NAME, Destination, DestinationError, Expected, NotLoggedIn, ObjectNotFound, ProgressFn,
     StoredObject,
@@ -41,7 +42,7 @@ _READ_ERRORS = TRANSPORT_ERRORS + (urllib3.exceptions.HTTPError, OSError)
 
 class OneDriveDestination(Destination):
     kind = "onedrive"
-    reports_hashes = True
+    capabilities = CAPABILITIES
 
     def __init__(
         self,
