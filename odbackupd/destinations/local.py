@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from .kinds.local import CAPABILITIES
 from .base import (
     MANIFEST_NAME, Destination, DestinationError, Expected, ObjectNotFound, ProgressFn, StoredObject,
 )
+from .kinds.local import CAPABILITIES
 
 _TMP_SUFFIX = ".partial"
 

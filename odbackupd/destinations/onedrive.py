@@ -17,7 +17,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 
 import requests
 import urllib3
@@ -28,11 +28,15 @@ from ..graph.client import RETRY_STATUSES, TRANSPORT_ERRORS, Drive, GraphClient,
 from ..graph.http import make_session
 from ..graph.throttle import Cancelled, bandwidth_limiter, gate_for, upload_slots
 from ..graph.upload import SIMPLE_UPLOAD_MAX, Uploader
-from .kinds.onedrive import CAPABILITIES
 from .base import (
     MANIFEST_NAME, Destination, DestinationError, Expected, NotLoggedIn, ObjectNotFound, ProgressFn,
     StoredObject,
 )
+from .kinds.onedrive import CAPABILITIES, OneDriveSettings
+
+if TYPE_CHECKING:
+    from ..config import AccountConfig, DaemonConfig
+    from ..state import StateStore
 
 log = logging.getLogger("odbackupd.onedrive")
 
@@ -47,10 +51,10 @@ class OneDriveDestination(Destination):
     def __init__(
         self,
         name: str,
-        dest: Any,
-        account: Any,
-        state: Any = None,
-        daemon: Any = None,
+        dest: OneDriveSettings,
+        account: AccountConfig,
+        state: StateStore | None = None,
+        daemon: DaemonConfig | None = None,
         *,
         tokens: Any = None,
         session: requests.Session | None = None,

@@ -114,3 +114,30 @@ def test_verify_by_hashes_compares_every_hash_both_know(setup, tmp_path):
 
     rep = verify_snapshot(BothShelf("usb", setup.dest), m)
     assert rep.problems and all("SHA-256 " + "0" * 64 in p for p in rep.problems), rep.problems
+
+
+def test_verify_with_download_does_not_fetch_what_the_listing_already_shows_damaged(setup, tmp_path):
+    """The listing's hashes are checked in both modes: a volume whose reported hash already
+    disagrees is damaged without being read back."""
+    m = _snapshot(setup, tmp_path)
+    vol = m.volumes[0]["name"]
+    path = next(setup.dest.rglob(vol))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+    reads = []
+
+    class CountingShelf(QuickXorShelf):
+        def open_read(self, job, snapshot, name):  # noqa: ANN001, ANN201
+            reads.append(name)
+            return super().open_read(job, snapshot, name)
+
+    rep = verify_snapshot(CountingShelf("usb", setup.dest), m, download=True)
+    assert rep.problems == [f"{vol}: quickXorHash {quickxor_b64(bytes(data))}, expected {m.volumes[0]['quickxor']}"]
+    assert vol not in reads
+    # a local directory reports no hash: there the bytes read back show it
+    rep = verify_snapshot(LocalDestination("usb", setup.dest), m)
+    assert rep.problems == [
+        f"{vol}: SHA-256 {hashlib.sha256(data).hexdigest()}, expected {m.volumes[0]['sha256']} (stored data is damaged)",
+        f"{vol}: quickXorHash {quickxor_b64(bytes(data))}, expected {m.volumes[0]['quickxor']} (stored data is damaged)",
+    ]
