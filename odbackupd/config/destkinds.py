@@ -45,7 +45,11 @@ BUILTIN_PACKAGE = "odbackupd.destinations.kinds"
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a kind of destination can do; the code that cares asks this, not the kind's name."""
+    """What a kind of destination can do; the code that cares asks this, not the kind's name.
+
+    Only what code outside the kind consults is here: how much space is left, or whether
+    deletes skip a recycle bin, each destination answers itself (``space()``, its keys).
+    """
 
     #: The hashes ``list_objects``/``put_file`` report of what is stored (of HASHES): what
     #: verify can check without reading anything back. Empty: verify reads the data.
@@ -53,10 +57,6 @@ class Capabilities:
     #: Whether uploading several volumes at once pays (a network service), or only
     #: competes for one disk (a local directory: one upload worker).
     parallel_uploads: bool = False
-    #: Whether pruning can delete for good rather than to a recycle bin.
-    hard_delete: bool = False
-    #: Whether ``space()`` reports total/used/remaining.
-    space: bool = False
 
 
 @dataclass

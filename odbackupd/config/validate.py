@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from .checks import Table, cross_check
+from .destkinds import kinds as destination_kinds
 from .intake import check_intake
 from .errors import ConfigError, KeyPath, Problem, format_key
 from .kinds import Invalid, check_name, describe_type, suggest, toml_literal
 from .load import Document, read_config_files, read_files
 from .notify_schema import NotifyConfig, check_monitoring
-from .destkinds import kinds as destination_kinds
 from .schema import (
     AccountConfig,
     Config,
@@ -31,7 +31,6 @@ from .schema import (
 )
 
 __all__ = ["default_config", "load_config", "load_config_text"]
-
 
 
 def _by_name() -> dict[str, Section]:

@@ -49,7 +49,7 @@ class ShelfSettings:
 
 class ShelfDestination(LocalDestination):
     kind = "shelf"
-    capabilities = Capabilities(hashes=frozenset({"sha256"}), space=True)
+    capabilities = Capabilities(hashes=frozenset({"sha256"}))
 
     def list_objects(self, job: str, snapshot: str) -> dict[str, StoredObject]:
         objs = super().list_objects(job, snapshot)

@@ -25,7 +25,7 @@ BUILTIN_LOCAL_PATH = Path("/var/backups/odbackupd")
 
 #: Reading back costs no transfer, so verify reads the data instead of trusting a hash;
 #: one disk gains nothing from parallel uploads.
-CAPABILITIES = Capabilities(space=True)
+CAPABILITIES = Capabilities()
 
 
 @dataclass(frozen=True)

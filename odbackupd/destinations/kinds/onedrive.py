@@ -26,9 +26,7 @@ CHUNK_LIMIT = 60 * MiB
 
 #: OneDrive reports each file's quickXorHash (and on some drives its SHA-256), so verify
 #: checks those without a download; uploads are network-bound and run in parallel.
-CAPABILITIES = Capabilities(
-    hashes=frozenset({"quickxor", "sha256"}), parallel_uploads=True, hard_delete=True, space=True,
-)
+CAPABILITIES = Capabilities(hashes=frozenset({"quickxor", "sha256"}), parallel_uploads=True)
 
 
 def _onedrive_folder(value: str) -> str:
