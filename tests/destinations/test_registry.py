@@ -195,3 +195,22 @@ def test_a_kind_must_not_take_another_kinds_key():
 
     with pytest.raises(ValueError, match="key 'path' is a key of local"):
         destkinds.register(dataclasses.replace(SHELF, settings=Taken, required=(), directory_key=None))
+
+
+def test_loading_a_configuration_loads_no_destination_implementation():
+    """The kinds are found in destinations/kinds/, but only opening one imports its
+    implementation: odbackupd --check-config and the intake never load requests or Graph."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from odbackupd.config import load_config_text\n"
+        "load_config_text('[account.a]\\nclient_id = \"00000000-0000-0000-0000-000000000000\"\\n'\n"
+        "                 '[destination.od]\\ntype = \"onedrive\"\\naccount = \"a\"\\n')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('requests', 'msal', 'odbackupd.graph',\n"
+        "      'odbackupd.destinations.onedrive', 'odbackupd.destinations.local'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
