@@ -86,7 +86,9 @@ class JobRun:
     kept: dict[str, list] = field(default_factory=dict)  # destination -> manifests after retention
 
 
-def open_destinations(config: Config, job: JobConfig, state: StateStore | None) -> list[Destination]:
+def open_destinations(
+    config: Config, job: JobConfig, state: StateStore | None
+) -> list[Destination]:
     return [open_destination(config, n, state) for n in job.destinations]
 
 
@@ -136,7 +138,8 @@ def run_job(
             builder = SnapshotBuilder(
                 spec, dests, state, daemon.spool_dir / "jobs", daemon.hostname,
                 signing_key=signing.load_or_create(daemon.state_dir),
-                upload_workers=daemon.max_parallel_uploads if any(d.capabilities.parallel_uploads for d in dests) else 1,
+                upload_workers=(daemon.max_parallel_uploads
+                                if any(d.capabilities.parallel_uploads for d in dests) else 1),
                 progress=progress, cancel=cancel,
                 skip_paths=[daemon.state_dir, daemon.spool_dir], clock=clock,
                 index_dir=Path(daemon.state_dir) / "index",
@@ -207,8 +210,8 @@ def _log_login_needed(config: Config, job: JobConfig, err: NotLoggedIn, fields: 
 
 
 def apply_retention(
-    job: JobConfig, dest: Destination, host: str, protect: Sequence[str] = (), dry_run: bool = False,
-    series: str | None = None, state_dir: Path | None = None,
+    job: JobConfig, dest: Destination, host: str, protect: Sequence[str] = (),
+    dry_run: bool = False, series: str | None = None, state_dir: Path | None = None,
 ) -> retention.RetentionPlan:
     """Plan the job's retention on one destination and, unless ``dry_run``, delete. Only
     ``host``'s snapshots are looked at: servers sharing a destination and a job name never
@@ -235,8 +238,8 @@ def apply_retention(
     return plan
 
 
-def _prune(job: JobConfig, dests: list[Destination], host: str, keep: str | None, run: JobRun, series: str,
-           state_dir: Path | None = None) -> None:
+def _prune(job: JobConfig, dests: list[Destination], host: str, keep: str | None, run: JobRun,
+           series: str, state_dir: Path | None = None) -> None:
     """Retention after a successful run: a failure is reported, never fails the run."""
     for d in dests:
         try:
@@ -254,7 +257,8 @@ def _prune(job: JobConfig, dests: list[Destination], host: str, keep: str | None
 
 
 def prune_job(
-    config: Config, job_name: str, state: StateStore | None, dry_run: bool, series: str | None = None,
+    config: Config, job_name: str, state: StateStore | None, dry_run: bool,
+    series: str | None = None,
 ) -> dict[str, retention.RetentionPlan]:
     job = config.jobs[job_name]
     plans = {}

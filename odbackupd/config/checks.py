@@ -104,7 +104,8 @@ def _check_destination(r: Reporter, t: Table, ctx: destkinds.CheckContext) -> No
             continue
         for k in other.keys():
             if k in t.written:
-                r.error((*t.path, k), f"'{k}' applies only to destinations of type = \"{other.name}\"")
+                r.error((*t.path, k),
+                        f"'{k}' applies only to destinations of type = \"{other.name}\"")
 
 
 def _check_duplicate_destinations(r: Reporter, destinations: dict[str, Table]) -> None:

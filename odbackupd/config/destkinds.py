@@ -146,7 +146,8 @@ def register(kind: DestinationKind) -> DestinationKind:
             where = taken.get(f.name, "every destination")
             raise ValueError(f"destination kind {kind.name!r}: key {f.name!r} is a key of {where}")
         if "kind" not in f.metadata:
-            raise ValueError(f"destination kind {kind.name!r}: {f.name!r} is not declared with key()")
+            raise ValueError(
+                f"destination kind {kind.name!r}: {f.name!r} is not declared with key()")
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ValueError(
                 f"destination kind {kind.name!r}: key {f.name!r} needs a default "

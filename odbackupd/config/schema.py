@@ -179,7 +179,8 @@ def _destination_section(kinds: tuple[DestinationKind, ...]) -> Section:
     )
     cls.__module__ = __name__  # make_dataclass(module=) is Python 3.12
     cls.__doc__ = "One [destination.NAME]: its type and the keys of every destination kind."
-    return Section("destination", cls, True, _DESTINATION_DOC, tuple(s for k in kinds for s in k.samples))
+    samples = tuple(s for k in kinds for s in k.samples)
+    return Section("destination", cls, True, _DESTINATION_DOC, samples)
 
 
 SECTIONS: tuple[Section, ...] = (

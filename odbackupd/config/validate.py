@@ -11,8 +11,8 @@ from typing import Any
 
 from .checks import Table, cross_check
 from .destkinds import kinds as destination_kinds
-from .intake import check_intake
 from .errors import ConfigError, KeyPath, Problem, format_key
+from .intake import check_intake
 from .kinds import Invalid, check_name, describe_type, suggest, toml_literal
 from .load import Document, read_config_files, read_files
 from .notify_schema import NotifyConfig, check_monitoring

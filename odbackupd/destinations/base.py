@@ -49,7 +49,7 @@ class Expected:
 
     size: int
     sha256: str
-    quickxor: str | None  # None only for what a manifest lists without one (destinations/compare.py)
+    quickxor: str | None  # None: a manifest entry without one (destinations/compare.py)
 
 
 ProgressFn = Callable[[int], None]  # called with bytes newly stored

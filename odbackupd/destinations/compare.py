@@ -53,7 +53,9 @@ def _hashes(sha256: str | None, quickxor: str | None) -> dict[str, str]:
     return out
 
 
-def mismatches(obj: StoredObject | None, expected: Expected, *, need_hash: bool = False) -> list[Mismatch]:
+def mismatches(
+    obj: StoredObject | None, expected: Expected, *, need_hash: bool = False
+) -> list[Mismatch]:
     """Every way ``obj`` is not ``expected``, by the rules above; [] when it is."""
     if obj is None:
         return [Mismatch("missing")]
@@ -71,11 +73,14 @@ def matches(obj: StoredObject | None, expected: Expected) -> bool:
     return not mismatches(obj, expected)
 
 
-def check_stored(dest: Destination, name: str, obj: StoredObject | None, expected: Expected) -> None:
+def check_stored(
+    dest: Destination, name: str, obj: StoredObject | None, expected: Expected
+) -> None:
     """Raise what a run reports when a destination holds a bad copy of what it was given."""
     problems = mismatches(obj, expected)
     if problems:
-        raise DestinationError(f"{dest.describe()} holds a bad copy of {name}: " + "; ".join(map(str, problems)))
+        raise DestinationError(
+            f"{dest.describe()} holds a bad copy of {name}: " + "; ".join(map(str, problems)))
 
 
 def expected_of(entry: Mapping[str, Any]) -> Expected:

@@ -1,8 +1,7 @@
 """Build destination objects from configuration: each kind opens its own (config/destkinds.py)."""
 from __future__ import annotations
 
-from ..config import Config
-from ..config import destkinds
+from ..config import Config, destkinds
 from ..state import StateStore
 from .base import Destination, DestinationError
 

@@ -49,8 +49,8 @@ def fetch_index(dest: Destination, m: Manifest, identities: Sequence[object] | N
         raise IntegrityError(f"the index of {m.snapshot}: {e}") from e
     problems = mismatches(StoredObject(m.index["name"], size, sha), expected_of(m.index))
     if problems:
-        raise IntegrityError(f"the index of {m.snapshot} ({m.index['name']}) does not match its manifest: "
-                             + "; ".join(map(str, problems)))
+        raise IntegrityError(f"the index of {m.snapshot} ({m.index['name']}) does not match "
+                             "its manifest: " + "; ".join(map(str, problems)))
     if not m.index["name"].endswith(".age"):
         return raw
     from ..crypto.age import AgeError, AgeReader

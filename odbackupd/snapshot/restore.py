@@ -382,14 +382,15 @@ def verify_snapshot(
         if not read_back and obj is not None and not any(p.what == "size" for p in problems):
             rep.bytes += obj.size  # checked by its hashes, good or bad
         if problems:
-            rep.problems += [f"{name}: {p}" + ("; use --download" if p.what == "unverifiable" else "")
-                             for p in problems]
+            hint = {"unverifiable": "; use --download"}
+            rep.problems += [f"{name}: {p}{hint.get(p.what, '')}" for p in problems]
             continue
         if read_back:
             try:
                 with dest.open_read(manifest.location, manifest.snapshot, name) as f:
                     f = FirstBytes(f)  # type: ignore[assignment]
-                    size, sha, qx = _hash_stream(f, quickxor=bool(expected.quickxor))  # type: ignore[arg-type]
+                    size, sha, qx = _hash_stream(  # type: ignore[arg-type]
+                        f, quickxor=bool(expected.quickxor))
             except DestinationError as e:
                 rep.problems.append(f"{name}: {e}")
                 continue

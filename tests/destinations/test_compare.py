@@ -27,9 +27,10 @@ def whats(obj, expected=WANT, **kw):  # noqa: ANN001, ANN201
 
 def test_the_rules():
     assert whats(None) == ["missing"]
-    assert whats(StoredObject("v", len(DATA))) == []  # a size alone is enough, unless a hash is needed
+    # a size alone is enough, unless a hash is needed
+    assert whats(StoredObject("v", len(DATA))) == []
     assert whats(StoredObject("v", len(DATA)), need_hash=True) == ["unverifiable"]
-    assert whats(StoredObject("v", len(DATA), SHA.upper(), QX), need_hash=True) == []  # hex in any case
+    assert whats(StoredObject("v", len(DATA), SHA.upper(), QX), need_hash=True) == []  # any case
     # another size says it all: no hash comparisons after it
     assert whats(StoredObject("v", 1, "0" * 64, "x")) == ["size"]
     # every hash both sides know is compared, not just the first one
@@ -37,8 +38,8 @@ def test_the_rules():
     assert whats(StoredObject("v", len(DATA), SHA, QX.lower())) == ["quickxor"]  # base64: exact
     assert whats(StoredObject("v", len(DATA), "0" * 64, "x")) == ["sha256", "quickxor"]
     # a hash only one side knows compares nothing
-    assert whats(StoredObject("v", len(DATA), None, "x"), Expected(len(DATA), SHA, None), need_hash=True) == [
-        "unverifiable"]
+    no_qx = Expected(len(DATA), SHA, None)
+    assert whats(StoredObject("v", len(DATA), None, "x"), no_qx, need_hash=True) == ["unverifiable"]
     assert matches(StoredObject("v", len(DATA), SHA, QX), WANT)
 
 
@@ -47,17 +48,18 @@ def test_what_a_run_says_of_a_bad_copy(tmp_path):
     check_stored(dest, "vol.000001.zst", StoredObject("v", len(DATA)), WANT)
     with pytest.raises(DestinationError) as e:
         check_stored(dest, "vol.000001.zst", StoredObject("v", len(DATA), "ab" * 32, QX), WANT)
-    assert str(e.value) == (f"local destination 'usb' ({tmp_path}) holds a bad copy of vol.000001.zst: "
-                            f"SHA-256 {'ab' * 32}, expected {SHA}")
+    assert str(e.value) == (f"local destination 'usb' ({tmp_path}) holds a bad copy of "
+                            f"vol.000001.zst: SHA-256 {'ab' * 32}, expected {SHA}")
     with pytest.raises(DestinationError, match=f"vol.000001.zst: size 3, expected {len(DATA)}$"):
         check_stored(dest, "vol.000001.zst", StoredObject("v", 3, "ab" * 32), WANT)
 
 
 def test_restore_checks_a_fetched_volume_by_the_same_rules():
-    vol = {"name": "vol.000001.zst", "size": len(DATA), "sha256": SHA}  # a manifest entry without quickxor
+    vol = {"name": "vol.000001.zst", "size": len(DATA), "sha256": SHA}  # no quickxor
     assert expected_of(vol) == Expected(len(DATA), SHA, None)
     check_volume(vol, len(DATA), SHA.upper())
-    with pytest.raises(IntegrityError, match=f"^vol.000001.zst: SHA-256 {'0' * 64}, expected {SHA}$"):
+    bad = "0" * 64
+    with pytest.raises(IntegrityError, match=f"^vol.000001.zst: SHA-256 {bad}, expected {SHA}$"):
         check_volume(vol, len(DATA), "0" * 64)
 
 
@@ -96,8 +98,8 @@ def test_verify_by_hashes_needs_a_hash_the_manifest_has(setup, tmp_path):
         del v["quickxor"]
     rep = verify_snapshot(dest, m)
     assert rep.method == "destination hashes" and len(rep.problems) == len(m.volumes)
-    assert rep.problems[0] == (f"{m.volumes[0]['name']}: no hash to check it by: the destination reports none "
-                               "that the manifest has; use --download")
+    assert rep.problems[0] == (f"{m.volumes[0]['name']}: no hash to check it by: the destination "
+                               "reports none that the manifest has; use --download")
     assert verify_snapshot(dest, m, download=True).ok  # reading it back still can
 
 
@@ -116,7 +118,7 @@ def test_verify_by_hashes_compares_every_hash_both_know(setup, tmp_path):
     assert rep.problems and all("SHA-256 " + "0" * 64 in p for p in rep.problems), rep.problems
 
 
-def test_verify_with_download_does_not_fetch_what_the_listing_already_shows_damaged(setup, tmp_path):
+def test_verify_with_download_does_not_fetch_what_the_listing_shows_damaged(setup, tmp_path):
     """The listing's hashes are checked in both modes: a volume whose reported hash already
     disagrees is damaged without being read back."""
     m = _snapshot(setup, tmp_path)
@@ -133,11 +135,13 @@ def test_verify_with_download_does_not_fetch_what_the_listing_already_shows_dama
             return super().open_read(job, snapshot, name)
 
     rep = verify_snapshot(CountingShelf("usb", setup.dest), m, download=True)
-    assert rep.problems == [f"{vol}: quickXorHash {quickxor_b64(bytes(data))}, expected {m.volumes[0]['quickxor']}"]
+    sha, qx = hashlib.sha256(data).hexdigest(), quickxor_b64(bytes(data))
+    want = m.volumes[0]
+    assert rep.problems == [f"{vol}: quickXorHash {qx}, expected {want['quickxor']}"]
     assert vol not in reads
     # a local directory reports no hash: there the bytes read back show it
     rep = verify_snapshot(LocalDestination("usb", setup.dest), m)
     assert rep.problems == [
-        f"{vol}: SHA-256 {hashlib.sha256(data).hexdigest()}, expected {m.volumes[0]['sha256']} (stored data is damaged)",
-        f"{vol}: quickXorHash {quickxor_b64(bytes(data))}, expected {m.volumes[0]['quickxor']} (stored data is damaged)",
+        f"{vol}: SHA-256 {sha}, expected {want['sha256']} (stored data is damaged)",
+        f"{vol}: quickXorHash {qx}, expected {want['quickxor']} (stored data is damaged)",
     ]

@@ -14,8 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from odbackupd.config import ConfigError, load_config_text, sample_config, schema_reference
-from odbackupd.config import destkinds
+from odbackupd.config import (
+    ConfigError,
+    destkinds,
+    load_config_text,
+    sample_config,
+    schema_reference,
+)
 from odbackupd.config.destkinds import Capabilities, DestinationKind
 from odbackupd.config.fields import key
 from odbackupd.config.kinds import PathKind, Str
@@ -26,7 +31,6 @@ from odbackupd.destinations.local import LocalDestination
 from odbackupd.runner import run_job
 from odbackupd.snapshot.restore import verify_snapshot
 from odbackupd.state import StateStore
-
 from tests.layout import series_dir
 
 
@@ -94,9 +98,10 @@ def _problems(text: str) -> list[str]:
     return [str(p) for p in info.value.problems]
 
 
-# ---- the tests ------------------------------------------------------------------------------------
+# ---- the tests -----------------------------------------------------------------------------
 def test_the_config_table_of_a_new_kind_is_checked(shelf, tmp_path):
-    config = load_config_text(f'[destination.s]\ntype = "shelf"\nshelf = "{tmp_path}"\nlabel = "top"\n')
+    config = load_config_text(
+        f'[destination.s]\ntype = "shelf"\nshelf = "{tmp_path}"\nlabel = "top"\n')
     d = config.destinations["s"]
     assert (d.type, d.shelf, d.label, d.path) == ("shelf", tmp_path, "top", None)
     assert destkinds.settings_of(d) == ShelfSettings(tmp_path, "top")
@@ -104,17 +109,21 @@ def test_the_config_table_of_a_new_kind_is_checked(shelf, tmp_path):
     assert _problems('[destination.s]\ntype = "shelf"\n') == [
         "t.toml:1: at 'destination.s': missing required key 'shelf' (needed for type = \"shelf\")"]
     assert _problems('[destination.s]\ntype = "shelf"\nshelf = "rel"\n') == [
-        "t.toml:3: at 'destination.s.shelf': 'rel' is not an absolute path (it must start with '/')"]
+        "t.toml:3: at 'destination.s.shelf': "
+        "'rel' is not an absolute path (it must start with '/')"]
     assert _problems('[destination.s]\ntype = "shelf"\nshelf = "/x"\nlabel = "secret"\n') == [
         "t.toml:4: at 'destination.s.label': a shelf is never secret"]
     # its keys belong to it, and the other kinds' keys not
     assert _problems('[destination.s]\ntype = "shelf"\nshelf = "/x"\npath = "/y"\n') == [
-        "t.toml:4: at 'destination.s.path': 'path' applies only to destinations of type = \"local\""]
+        "t.toml:4: at 'destination.s.path': "
+        "'path' applies only to destinations of type = \"local\""]
     assert _problems('[destination.u]\ntype = "local"\npath = "/y"\nshelf = "/x"\n') == [
-        "t.toml:4: at 'destination.u.shelf': 'shelf' applies only to destinations of type = \"shelf\""]
+        "t.toml:4: at 'destination.u.shelf': "
+        "'shelf' applies only to destinations of type = \"shelf\""]
     # two destinations on one shelf, and a job backing up into its own shelf
-    assert "stores to the same place as 'a'" in _problems(
-        '[destination.a]\ntype = "shelf"\nshelf = "/x"\n[destination.b]\ntype = "shelf"\nshelf = "/x"\n')[0]
+    twice = ('[destination.a]\ntype = "shelf"\nshelf = "/x"\n'
+             '[destination.b]\ntype = "shelf"\nshelf = "/x"\n')
+    assert "stores to the same place as 'a'" in _problems(twice)[0]
     config = load_config_text('[destination.a]\ntype = "shelf"\nshelf = "/srv/x"\n'
                               '[job.j]\nsources = ["/srv"]\ndestinations = ["a"]\n')
     assert any("destination 'a' (/srv/x) is inside source '/srv'" in w for w in config.warnings)
@@ -122,12 +131,14 @@ def test_the_config_table_of_a_new_kind_is_checked(shelf, tmp_path):
 
 def test_a_new_kind_is_in_the_sample_and_the_reference(shelf):
     sample = sample_config()
-    assert '"local" (a directory, e.g. a mounted disk), "onedrive" (a OneDrive or SharePoint drive ' \
-        'reached through an [account.NAME]) or "shelf" (a directory that knows its hashes).' in \
-        " ".join(line.lstrip("# ") for line in sample.splitlines())
+    words = " ".join(line.lstrip("# ") for line in sample.splitlines())
+    assert ('"local" (a directory, e.g. a mounted disk), "onedrive" (a OneDrive or SharePoint '
+            'drive reached through an [account.NAME]) or "shelf" (a directory that knows its '
+            'hashes).') in words
     assert re.search(r'^#shelf = "/srv/shelf"$', sample, re.MULTILINE)
-    assert re.search(r'^# A shelf in the attic\.\n\[destination\.attic\]\ntype = "shelf"\nshelf = "/srv/shelf"$',
-                     sample, re.MULTILINE)
+    table = (r'^# A shelf in the attic\.\n\[destination\.attic\]\n'
+             r'type = "shelf"\nshelf = "/srv/shelf"$')
+    assert re.search(table, sample, re.MULTILINE)
     config = load_config_text(sample)  # the sample still loads, with its shelf
     assert config.destinations["attic"].shelf == Path("/srv/shelf")
     assert ("destination", "label") in {(d.section, d.name) for d in schema_reference()}
@@ -174,7 +185,8 @@ def test_unregistering_restores_the_builtin_schema(shelf):
     assert destination_config() is not DestinationConfig
     destkinds.unregister("shelf")
     assert destination_config() is DestinationConfig
-    assert "invalid value 'shelf'" in _problems('[destination.s]\ntype = "shelf"\nshelf = "/x"\n')[0]
+    problems = _problems('[destination.s]\ntype = "shelf"\nshelf = "/x"\n')
+    assert "invalid value 'shelf'" in problems[0] and "unknown key 'shelf'" in problems[1]
 
 
 @pytest.mark.parametrize("change, message", [
@@ -194,7 +206,8 @@ def test_a_kind_must_not_take_another_kinds_key():
         path: Path | None = key(None, kind=PathKind(), doc="again.", example="/x")  # noqa: RUF009
 
     with pytest.raises(ValueError, match="key 'path' is a key of local"):
-        destkinds.register(dataclasses.replace(SHELF, settings=Taken, required=(), directory_key=None))
+        destkinds.register(
+            dataclasses.replace(SHELF, settings=Taken, required=(), directory_key=None))
 
 
 def test_loading_a_configuration_loads_no_destination_implementation():
@@ -208,8 +221,9 @@ def test_loading_a_configuration_loads_no_destination_implementation():
         "from odbackupd.config import load_config_text\n"
         "load_config_text('[account.a]\\nclient_id = \"00000000-0000-0000-0000-000000000000\"\\n'\n"
         "                 '[destination.od]\\ntype = \"onedrive\"\\naccount = \"a\"\\n')\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('requests', 'msal', 'odbackupd.graph',\n"
-        "      'odbackupd.destinations.onedrive', 'odbackupd.destinations.local'))))\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('requests', 'msal',\n"
+        "      'odbackupd.graph', 'odbackupd.destinations.onedrive',\n"
+        "      'odbackupd.destinations.local'))))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])

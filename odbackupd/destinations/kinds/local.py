@@ -39,7 +39,9 @@ class LocalSettings:
     )
 
 
-def _open(name: str, settings: LocalSettings, config: Config, state: StateStore | None) -> LocalDestination:
+def _open(
+    name: str, settings: LocalSettings, config: Config, state: StateStore | None
+) -> LocalDestination:
     from ..local import LocalDestination
 
     # The built-in default destination is created on first use; a configured one must

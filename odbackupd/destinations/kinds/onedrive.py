@@ -82,7 +82,9 @@ class OneDriveSettings:
     )
 
 
-def _open(name: str, settings: OneDriveSettings, config: Config, state: StateStore | None) -> OneDriveDestination:
+def _open(
+    name: str, settings: OneDriveSettings, config: Config, state: StateStore | None
+) -> OneDriveDestination:
     from ..onedrive import OneDriveDestination
 
     account = config.accounts[settings.account]
@@ -91,7 +93,8 @@ def _open(name: str, settings: OneDriveSettings, config: Config, state: StateSto
 
 def _personal_account(t: Table) -> bool:
     """An account whose drive can only be a personal OneDrive (tenant consumers, "me")."""
-    return t.get("tenant", "consumers") == "consumers" and not t.get("drive_id") and not t.get("site")
+    tenant = t.get("tenant", "consumers")
+    return tenant == "consumers" and not t.get("drive_id") and not t.get("site")
 
 
 def _check(r: Reporter, t: Table, ctx: CheckContext) -> None:
