@@ -153,6 +153,10 @@ def register(kind: DestinationKind) -> DestinationKind:
                 f"destination kind {kind.name!r}: key {f.name!r} needs a default "
                 "(list it in required= when the kind needs it)"
             )
+    unknown = sorted(set(kind.capabilities.hashes) - set(HASHES))
+    if unknown:
+        raise ValueError(f"destination kind {kind.name!r}: unknown hash {unknown[0]!r} "
+                         f"(known: {', '.join(HASHES)})")
     for key in (*kind.required, *([kind.directory_key] if kind.directory_key else [])):
         if key not in kind.keys():
             raise ValueError(f"destination kind {kind.name!r}: {key!r} is not one of its keys")

@@ -193,6 +193,7 @@ def test_unregistering_restores_the_builtin_schema(shelf):
     ({"name": "local"}, "'local' is registered already"),
     ({"name": "a b"}, "invalid name 'a b'"),
     ({"required": ("nope",)}, "'nope' is not one of its keys"),
+    ({"capabilities": Capabilities(hashes=frozenset({"md5"}))}, "unknown hash 'md5'"),
 ])
 def test_a_kind_must_not_clash(change, message):
     with pytest.raises(ValueError, match=re.escape(message)):
