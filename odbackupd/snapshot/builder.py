@@ -21,11 +21,12 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .. import __version__
 from ..config.checks import symlinked_dir_source
 from ..destinations.base import MANIFEST_NAME, Destination, DestinationError, Expected, StoredObject
+from ..destinations.compare import check_stored, matches
 from ..state import StateStore
 from . import chain
 from .catalog import SNAPSHOT_ID_RE, next_in_series, series_folder
@@ -41,6 +42,9 @@ from .mounts import FSTAB, MOUNTINFO, unmounted_sources
 from .tarstream import TarCheckpoint, TarStream
 from .volumes import VolumeInfo, VolumeWriter, make_compressor
 from .walk import ExcludeMatcher, Walker
+
+if TYPE_CHECKING:
+    from ..config import JobConfig
 
 log = logging.getLogger("odbackupd.snapshot")
 
@@ -81,11 +85,11 @@ class JobSpec:
     ignore_ctime: bool = False
 
     @classmethod
-    def from_config(cls, job: object) -> "JobSpec":
+    def from_config(cls, job: JobConfig) -> JobSpec:
         return cls(
-            name=job.name, sources=tuple(job.sources), exclude=tuple(job.exclude),  # type: ignore[attr-defined]
-            recipients=tuple(job.recipients), volume_size=job.volume_size,  # type: ignore[attr-defined]
-            compression_level=job.compression_level,  # type: ignore[attr-defined]
+            name=job.name, sources=tuple(job.sources), exclude=tuple(job.exclude),
+            recipients=tuple(job.recipients), volume_size=job.volume_size,
+            compression_level=job.compression_level,
             compression_threads=getattr(job, "compression_threads", 0),
             one_file_system=getattr(job, "one_file_system", True),
             allow_empty_sources=getattr(job, "allow_empty_sources", False),
@@ -143,15 +147,7 @@ class RunResult:
 
 
 def _verify_stored(dest: Destination, info: VolumeInfo, obj: StoredObject) -> None:
-    problems = []
-    if obj.size != info.size:
-        problems.append(f"size {obj.size}, expected {info.size}")
-    if obj.quickxor is not None and obj.quickxor != info.quickxor:
-        problems.append(f"quickXorHash {obj.quickxor}, expected {info.quickxor}")
-    if obj.sha256 is not None and obj.sha256.lower() != info.sha256:
-        problems.append(f"SHA-256 {obj.sha256}, expected {info.sha256}")
-    if problems:
-        raise DestinationError(f"{dest.describe()} holds a bad copy of {info.name}: " + "; ".join(problems))
+    check_stored(dest, info.name, obj, Expected(info.size, info.sha256, info.quickxor))
 
 
 def _manifest_sources(sources: Sequence[Path], *, encrypted: bool) -> list[str]:
@@ -181,11 +177,7 @@ def _is_empty_dir(path: Path) -> bool | None:
 
 
 def _stored_ok(info: VolumeInfo, obj: StoredObject | None) -> bool:
-    if obj is None or obj.size != info.size:
-        return False
-    if obj.quickxor is not None and obj.quickxor != info.quickxor:
-        return False
-    return obj.sha256 is None or obj.sha256.lower() == info.sha256
+    return matches(obj, Expected(info.size, info.sha256, info.quickxor))
 
 
 class SnapshotBuilder:
