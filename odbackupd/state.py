@@ -268,6 +268,45 @@ class StateStore:
     def set(self, key: str, value: str) -> None:
         self._q("INSERT OR REPLACE INTO kv (key, value) VALUES (?,?)", (key, value))
 
+    # -- typed values (the kv keys are built here only) ------------------------------------------
+    def _float(self, key: str) -> float | None:
+        v = self.get(key)
+        try:
+            return float(v) if v is not None else None
+        except ValueError:
+            return None  # a damaged value counts as none: the schedule measures from now
+
+    def last_run(self, job: str) -> float | None:
+        """When the job's own series last finished a run (the schedule's catch-up)."""
+        return self._float(f"last_run:{job}")
+
+    def set_last_run(self, job: str, when: float) -> None:
+        self.set(f"last_run:{job}", repr(float(when)))
+
+    def schedule_since(self, job: str) -> float | None:
+        """When the daemon first scheduled a job that had never run."""
+        return self._float(f"schedule_since:{job}")
+
+    def set_schedule_since(self, job: str, when: float) -> None:
+        self.set(f"schedule_since:{job}", repr(float(when)))
+
+    def last_data_bytes(self, series: str, kind: str | None = None) -> int | None:
+        """The data size of the series' last snapshot (of ``kind``: "full", "incremental"):
+        the estimate progress percentages are computed from."""
+        v = self._float(f"last_data_bytes:{series}:{kind}" if kind else f"last_data_bytes:{series}")
+        return int(v) if v is not None else None
+
+    def last_stored_bytes(self, series: str) -> int | None:
+        v = self._float(f"last_stored_bytes:{series}")
+        return int(v) if v is not None else None
+
+    def set_snapshot_sizes(self, series: str, kind: str, data_bytes: int, stored_bytes: int) -> None:
+        with self._tx() as db:
+            for key, value in ((f"last_data_bytes:{series}", data_bytes),
+                               (f"last_data_bytes:{series}:{kind}", data_bytes),
+                               (f"last_stored_bytes:{series}", stored_bytes)):
+                db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?,?)", (key, str(value)))
+
     # -- tables other modules keep here (metrics counters, the notification queue) -----------
     def ensure_tables(self, sql: str) -> None:
         """Create a module's own tables (``CREATE TABLE IF NOT EXISTS …``)."""

@@ -31,7 +31,6 @@ import grp
 import inspect
 import logging
 import pwd
-import re
 from typing import Any, Callable
 
 try:  # dbus-fast, falling back to dbus-next (same API)
@@ -46,7 +45,9 @@ except ImportError:  # pragma: no cover - exercised only where dbus-fast is miss
     from dbus_next.service import ServiceInterface, dbus_property, method, signal  # type: ignore
 
 from odbackupd import __version__
-from odbackupd.service.errors import ControllerError
+from odbackupd.service.errors import AccessDenied, ControllerError, InvalidArgs
+from odbackupd.service.events import EventKind
+from odbackupd.service.progress import volume_index
 
 from . import names
 
@@ -84,8 +85,7 @@ def to_asv(d: dict) -> dict[str, Variant]:
 
 def volume_number(progress: dict) -> int:
     """The number of the volume being written: ``vol.000012.zst.age`` → 12 (0 if none)."""
-    m = re.match(r"vol\.(\d+)", str(progress.get("volume", "")))
-    return int(m.group(1)) if m else 0
+    return volume_index(str(progress.get("volume", ""))) or 0
 
 
 def _num(d: dict, key: str, kind: type = int) -> Any:
@@ -124,9 +124,9 @@ def _exported(mutating: bool) -> Callable:
         @functools.wraps(fn)
         async def wrapper(self, *args):  # noqa: ANN001, ANN002, ANN202
             adapter: BusAdapter = self.adapter
-            if mutating:
-                await adapter.authorize(_CALLER.get(), fn.__name__)
             try:
+                if mutating:
+                    await adapter.authorize(_CALLER.get(), fn.__name__)
                 result = fn(self, *args)
                 if inspect.isawaitable(result):
                     result = await result
@@ -219,8 +219,8 @@ class ManagerInterface(ServiceInterface):
     async def StartLogin(self, account: "s", options: "a{sv}") -> "a{sv}":
         flow = options.get("flow").value if "flow" in options else "device"
         if flow not in ("device", "browser") or not isinstance(flow, str):
-            raise DBusError(names.ERRORS["InvalidArgs"].name,
-                            f"StartLogin: option 'flow' must be \"device\" or \"browser\", not {flow!r}")
+            raise InvalidArgs(f"StartLogin: option 'flow' must be \"device\" or \"browser\", not {flow!r}",
+                              argument="flow")
         info = await self.controller.start_login(account, flow)
         # a device login completes in the background; daemon_changed then re-reads it
         self.adapter.login_changed(account)
@@ -477,33 +477,32 @@ class BusAdapter:
     async def authorize(self, sender: str | None, what: str) -> None:
         """Second line behind the bus policy: the caller's uid must be root or in the admin
         group. Raises Error.AccessDenied."""
-        denied = DBusError(names.ERRORS["AccessDenied"].name,
-                           f"{what} needs root or membership of group '{names.ADMIN_GROUP}'")
+        denied = f"{what} needs root or membership of group '{names.ADMIN_GROUP}'"
         if self.bus is None or not sender:
-            raise denied
+            raise AccessDenied(denied, method=what)
         reply = await self.bus.call(Message(
             destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
             interface="org.freedesktop.DBus", member="GetConnectionUnixUser",
             signature="s", body=[sender]))
         if reply.message_type != MessageType.METHOD_RETURN:
-            raise denied
+            raise AccessDenied(denied, method=what)
         uid = int(reply.body[0])
         if not uid_is_admin(uid):
             log.warning("refused %s from uid %d (not root, not in group %s)", what, uid, names.ADMIN_GROUP)
-            raise denied
+            raise AccessDenied(denied, method=what, uid=uid)
 
     # -- events --
     def _on_event(self, ev: Any) -> None:
         try:
-            if ev.kind == "run_started":
+            if ev.kind == EventKind.RUN_STARTED:
                 data = dict(ev.data)
                 data.setdefault("path", names.run_path(int(data.get("run_id", 0))))
                 self.manager.RunStarted(ev.job, int(data.get("run_id", 0)), to_asv(data))
-            elif ev.kind == "run_finished":
+            elif ev.kind == EventKind.RUN_FINISHED:
                 data = dict(ev.data)
                 data.setdefault("path", names.run_path(int(data.get("run_id", 0))))
                 self.manager.RunFinished(ev.job, int(data.get("run_id", 0)), to_asv(data))
-            elif ev.kind == "daemon_changed":
+            elif ev.kind == EventKind.DAEMON_CHANGED:
                 self.sync_jobs()
                 self._pending_logins_changed()
                 self.manager.emit_properties_changed({

@@ -19,9 +19,10 @@ from typing import Any, Callable
 
 from ..config import Config
 from ..journal import setup_logging
-from .controller import Controller, Event
+from .controller import Controller
 from .delivery import Delivery
 from .errors import InvalidConfig
+from .events import Event, EventKind
 from .notify import Notifier
 
 log = logging.getLogger("odbackupd")
@@ -127,7 +128,7 @@ class Service:
                 return warnings
 
     def _on_event(self, ev: Event) -> None:
-        if ev.kind in ("daemon_changed", "progress"):
+        if ev.kind in (EventKind.DAEMON_CHANGED, EventKind.PROGRESS):
             self.notifier.status(self.controller.status_line)
 
     async def _watchdog(self, interval: float) -> None:

@@ -28,8 +28,9 @@ log = logging.getLogger("odbackupd.scheduler")
 
 
 class _KV(Protocol):
-    def get(self, key: str, default: str | None = None) -> str | None: ...
-    def set(self, key: str, value: str) -> None: ...
+    def last_run(self, job: str) -> float | None: ...
+    def schedule_since(self, job: str) -> float | None: ...
+    def set_schedule_since(self, job: str, when: float) -> None: ...
 
 
 def _dt(ts: float, tz: dt.tzinfo | None) -> dt.datetime:
@@ -115,12 +116,12 @@ class Scheduler:
             expr = getattr(job, "schedule", None)
             if not expr:
                 continue
-            last = state.get(f"last_run:{name}")
-            since = state.get(f"schedule_since:{name}")
+            last = state.last_run(name)
+            since = state.schedule_since(name)
             if last is None and since is None:
-                state.set(f"schedule_since:{name}", repr(now))
+                state.set_schedule_since(name, now)
                 continue
-            ref = max(float(x) for x in (last, since) if x is not None)
+            ref = max(x for x in (last, since) if x is not None)
             if getattr(job, "persistent", True) and missed_run(expr, ref, now, self.tz):
                 due.append(name)
         return due
