@@ -47,7 +47,9 @@ class LoginSessions:
         self._sessions: dict[str, _Session] = {}
         self._logins: dict[str, tuple[Any, AccountLogin]] = {}
 
-    def _login(self, account: str) -> AccountLogin:
+    def _login(self, account: str, fresh: bool = False) -> AccountLogin:
+        """The account's login steps; ``fresh``: read its credential and cache anew (a
+        login is started: a rotated secret must count)."""
         config = self._config()
         try:
             cfg = config.accounts[account]
@@ -56,7 +58,7 @@ class LoginSessions:
             raise NoSuchAccount(f"no account {account!r} in the configuration (accounts: {known})",
                                 account=account) from None
         cached = self._logins.get(account)
-        if cached is not None and cached[0] == cfg:
+        if cached is not None and cached[0] == cfg and not fresh:
             return cached[1]
         with named_errors(f"account {account!r}"):
             login = AccountLogin(account, cfg, config.daemon.state_dir)
@@ -68,7 +70,7 @@ class LoginSessions:
         An app-only account has nobody to sign in: its credential is checked instead."""
         if flow not in FLOWS:
             raise InvalidArgs(f"unknown login flow {flow!r}: use \"device\" or \"browser\"", argument="flow")
-        login = self._login(account)
+        login = self._login(account, fresh=True)
         self._cancel(account)
         with named_errors(f"account {account!r}"):
             started = await in_thread(lambda: login.begin(flow), f"login-{account}")

@@ -27,6 +27,7 @@ from ..runner import JobRun, drop_series, run_job
 from ..runstatus import RunStatus
 from ..snapshot.builder import Progress
 from ..state import StateStore
+from .droppolicy import stored_cleanly
 from .errors import Busy
 from .events import EventKind
 from .limiter import Limiter
@@ -198,8 +199,7 @@ class RunQueue:
         finally:
             self.limiter.release()
         self._finished(run, ran.summary)
-        # a warning means the file changed while it was read: keep it for the next try
-        return ran.run.result.ok and not ran.run.result.warning_counts
+        return stored_cleanly(ran.run)
 
     # ---- running -------------------------------------------------------------------------
     async def _worker(self, slot: _Slot) -> None:
