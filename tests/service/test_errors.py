@@ -5,7 +5,6 @@ D-Bus adapter turns into ``org.odbackupd.ODBackup1.Error.NAME`` and odctl into i
 from __future__ import annotations
 
 import asyncio
-import textwrap
 
 import pytest
 
@@ -28,14 +27,8 @@ def test_every_code_has_its_dbus_name():
 
 
 def test_local_errors_are_named_with_their_fields(daemon, tmp_path):
-    drop = tmp_path / "drop"
-    drop.mkdir()
     daemon.write({"etc": ""})
-    daemon.path.write_text(daemon.path.read_text() + textwrap.dedent(f"""
-        [job.inbox]
-        drop_dir = "{drop}"
-        destinations = ["usb"]
-        """))
+    daemon.add_drop_job("inbox", tmp_path / "drop")
 
     async def body() -> None:
         async with running(daemon) as (ctl, _):

@@ -6,7 +6,6 @@ D-Bus and the systemd watchdog while SQLite waits for the disk)."""
 from __future__ import annotations
 
 import asyncio
-import textwrap
 import threading
 
 from odbackupd.runner import run_job
@@ -27,21 +26,9 @@ class CrashFirst:
         return run_job(config, job, state, **kw)
 
 
-def _with_drop_job(daemon, tmp_path):  # noqa: ANN001, ANN202
-    drop = tmp_path / "drop"
-    drop.mkdir()
-    daemon.write({"etc": ""})
-    daemon.path.write_text(daemon.path.read_text() + textwrap.dedent(f"""
-        [job.inbox]
-        drop_dir = "{drop}"
-        destinations = ["usb"]
-        quiet_period = 0.2
-        """))
-    return drop
-
-
 def test_drop_file_runs_are_tracked_like_job_runs(daemon, tmp_path):
-    drop = _with_drop_job(daemon, tmp_path)
+    daemon.write({"etc": ""})
+    drop = daemon.add_drop_job("inbox", tmp_path / "drop", "quiet_period = 0.2\n")
     crash = CrashFirst()
 
     def done(rec, status):  # noqa: ANN001, ANN202
