@@ -8,7 +8,6 @@ this module only keeps the sessions and maps failures to the controller's named 
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from dataclasses import dataclass, field

@@ -1,5 +1,9 @@
 """inotify triggers: run a ``watch = true`` job once its sources have been quiet.
 
+(Over 400 lines on purpose: the shared inotify instance, the batched tree walk and the
+per-job debounce are one mechanism whose invariants — one watch descriptor per inode,
+shared between jobs — are explained and kept together here.)
+
 The API the controller uses::
 
     w = JobWatcher(loop, "etc", [Path("/etc"), Path("/srv/git")],
