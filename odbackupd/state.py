@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from .runstatus import RunStatus
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inprogress (
     job TEXT PRIMARY KEY,
@@ -177,8 +179,8 @@ class StateStore:
     def run_started(self, job: str, trigger: str, started: float | None = None) -> int:
         with self._lock:
             cur = self._db.execute(
-                "INSERT INTO runs (job, trigger, started, status) VALUES (?,?,?, 'running')",
-                (job, trigger, started if started is not None else time.time()),
+                "INSERT INTO runs (job, trigger, started, status) VALUES (?,?,?,?)",
+                (job, trigger, started if started is not None else time.time(), RunStatus.RUNNING),
             )
             return int(cur.lastrowid)
 
@@ -196,24 +198,25 @@ class StateStore:
         """Record a run that waits for its turn (the daemon hands out its id at once)."""
         with self._lock:
             cur = self._db.execute(
-                "INSERT INTO runs (job, trigger, started, status) VALUES (?,?,?, 'queued')",
-                (job, trigger, queued if queued is not None else time.time()),
+                "INSERT INTO runs (job, trigger, started, status) VALUES (?,?,?,?)",
+                (job, trigger, queued if queued is not None else time.time(), RunStatus.QUEUED),
             )
             return int(cur.lastrowid)
 
     def run_begin(self, run_id: int, started: float | None = None) -> None:
         """A queued run starts: its start time is now."""
-        self._q("UPDATE runs SET status='running', started=? WHERE id=?",
-                (started if started is not None else time.time(), run_id))
+        self._q("UPDATE runs SET status=?, started=? WHERE id=?",
+                (RunStatus.RUNNING, started if started is not None else time.time(), run_id))
 
     def close_stale_runs(self, message: str) -> list[int]:
         """Runs left 'running' or 'queued' by a daemon that is gone (crash, kill -9)."""
         with self._lock:
+            unfinished = (RunStatus.RUNNING, RunStatus.QUEUED)
             ids = [r[0] for r in self._db.execute(
-                "SELECT id FROM runs WHERE status IN ('running', 'queued')").fetchall()]
+                "SELECT id FROM runs WHERE status IN (?, ?)", unfinished).fetchall()]
             self._db.execute(
-                "UPDATE runs SET status='interrupted', message=?, finished=? WHERE status IN ('running', 'queued')",
-                (message, time.time()),
+                "UPDATE runs SET status=?, message=?, finished=? WHERE status IN (?, ?)",
+                (RunStatus.INTERRUPTED, message, time.time(), *unfinished),
             )
         return ids
 
