@@ -176,13 +176,16 @@ class StateStore:
         self._q("DELETE FROM volumes WHERE job=? AND snapshot=? AND idx>=?", (job, snapshot, idx))
 
     # -- runs -------------------------------------------------------------------------------
-    def run_started(self, job: str, trigger: str, started: float | None = None) -> int:
+    def _new_run(self, job: str, trigger: str, when: float | None, status: RunStatus) -> int:
         with self._lock:
             cur = self._db.execute(
                 "INSERT INTO runs (job, trigger, started, status) VALUES (?,?,?,?)",
-                (job, trigger, started if started is not None else time.time(), RunStatus.RUNNING),
+                (job, trigger, when if when is not None else time.time(), status),
             )
             return int(cur.lastrowid)
+
+    def run_started(self, job: str, trigger: str, started: float | None = None) -> int:
+        return self._new_run(job, trigger, started, RunStatus.RUNNING)
 
     def run_finished(
         self, run_id: int, status: str, message: str = "", snapshot: str | None = None,
@@ -196,12 +199,7 @@ class StateStore:
 
     def run_queued(self, job: str, trigger: str, queued: float | None = None) -> int:
         """Record a run that waits for its turn (the daemon hands out its id at once)."""
-        with self._lock:
-            cur = self._db.execute(
-                "INSERT INTO runs (job, trigger, started, status) VALUES (?,?,?,?)",
-                (job, trigger, queued if queued is not None else time.time(), RunStatus.QUEUED),
-            )
-            return int(cur.lastrowid)
+        return self._new_run(job, trigger, queued, RunStatus.QUEUED)
 
     def run_begin(self, run_id: int, started: float | None = None) -> None:
         """A queued run starts: its start time is now."""

@@ -32,12 +32,16 @@ class NoSuchJob(ControllerError):
         self.job = job
 
 
-class NoSuchAccount(ControllerError):
-    code = "NoSuchAccount"
+class _AboutAccount(ControllerError):
+    """An error about one ``[account.NAME]``: ``account`` is NAME."""
 
     def __init__(self, message: str, *, account: str = "") -> None:
         super().__init__(message)
         self.account = account
+
+
+class NoSuchAccount(_AboutAccount):
+    code = "NoSuchAccount"
 
 
 class NoSuchNotifier(ControllerError):
@@ -54,23 +58,15 @@ class Busy(ControllerError):
     code = "Busy"
 
 
-class NotLoggedIn(ControllerError):
+class NotLoggedIn(_AboutAccount):
     code = "NotLoggedIn"
 
-    def __init__(self, message: str, *, account: str = "") -> None:
-        super().__init__(message)
-        self.account = account
 
-
-class DeviceCodeRefused(ControllerError):
+class DeviceCodeRefused(_AboutAccount):
     """The login service will not start a device-code login for this account: odctl
     switches to the browser flow (as its in-process login does)."""
 
     code = "DeviceCodeRefused"
-
-    def __init__(self, message: str, *, account: str = "") -> None:
-        super().__init__(message)
-        self.account = account
 
 
 class InvalidConfig(ControllerError):
