@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from ..lifecycle import Ran, RunRequest, RunSummary, execute, last_finished
+from ..lifecycle import Ran, RunRequest, execute
+from ..runrecord import RunSummary, last_finished
 from ..runner import JobRun, drop_series, run_job
 from ..runstatus import RunStatus
 from ..snapshot.builder import Progress
@@ -112,7 +113,7 @@ class RunQueue:
     async def load_last_runs(self, jobs: list[str]) -> None:
         state = self.state
         assert state is not None
-        found = await self._db(lambda: {n: last_finished(state, n) for n in jobs})
+        found = await self._db(lambda: {n: last_finished(state.last_runs(n, 5)) for n in jobs})
         for name, summary in found.items():
             if summary is not None:
                 self.last_run[name] = summary.brief()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from odbackupd.runner import run_job
-from odbackupd.lifecycle import RunSummary
+from odbackupd.runrecord import RunSummary
 
 
 def test_a_failed_prune_is_reported_and_the_run_still_completes(od, tmp_path):
