@@ -109,6 +109,7 @@ class Controller:
         self._changed_daemon()
         await self._scheduler.stop()
         self._triggers.stop(self._triggers.names())
+        self._logins.stop()  # a device login waiting for its user must not hold the stop
         pending = self._runs.stop("cancelled: the daemon stopped; the next start resumes it")
         pending = [*pending, *self._tasks]
         if pending:
@@ -118,7 +119,6 @@ class Controller:
                             len(not_done), timeout)
                 for t in not_done:
                     t.cancel()
-        self._logins.stop()
         if self.state is not None:
             state, self.state = self.state, None
             await self._db(state.close)

@@ -131,3 +131,20 @@ def test_app_only_login_through_the_daemon_checks_the_credential(graph_emulator,
 
     asyncio.run(body())
     assert issubclass(NotLoggedIn, ControllerError)
+
+
+def test_stop_does_not_wait_for_a_pending_device_login(graph_emulator, tmp_path):
+    """The user may never come: stopping cancels the wait instead of sitting out the stop
+    timeout (which systemd would end with SIGKILL)."""
+    import time
+
+    async def body() -> float:
+        ctl = _controller(graph_emulator, tmp_path)
+        await ctl.start()
+        pending = await ctl.start_login("me", "device")
+        assert pending["state"] == "pending" and pending["user_code"]
+        t0 = time.monotonic()
+        await ctl.stop(timeout=120)
+        return time.monotonic() - t0
+
+    assert asyncio.run(body()) < 60
