@@ -66,8 +66,8 @@ class Controller:
         self._runs = RunQueue(config.daemon.max_parallel_runs, self._db, self._events.emit,
                               self._changed, self._spawn, run_fn)
         self._runs.config = config
-        self._scheduler = Scheduler(self._on_schedule, clock=self.clock, seed=seed)
-        self._triggers = Triggers(self.on_watch_trigger, self._runs.run_drop_file, self._spawn)
+        self._scheduler = Scheduler(self._on_trigger, clock=self.clock, seed=seed)
+        self._triggers = Triggers(self._on_trigger, self._runs.run_drop_file, self._spawn)
         self._logins = LoginSessions(lambda: self.config, self._spawn, self._changed_daemon, self._note_login)
         self._stopping = False
         self._status_line = ""
@@ -251,12 +251,9 @@ class Controller:
         """One drop-directory file as its own snapshot (see RunQueue.run_drop_file)."""
         return await self._runs.run_drop_file(name, path)
 
-    def _on_schedule(self, name: str, trigger: str) -> None:
+    def _on_trigger(self, name: str, trigger: str) -> None:
+        """The schedule or a trigger (a watch …) asks for a run of ``name``."""
         self._spawn(self._trigger(name, trigger))
-
-    def on_watch_trigger(self, name: str) -> None:
-        """A watcher saw changes settle in ``name``'s sources."""
-        self._spawn(self._trigger(name, "watch"))
 
     async def _trigger(self, name: str, trigger: str) -> None:
         try:

@@ -5,8 +5,9 @@ rebuilt on reload only when what they look at changed (:func:`trigger_key`).
 A trigger that cannot start (no such directory, inotify limits) is logged and the job
 still runs by schedule and ``backup-now``.
 
-Adding a trigger kind: a class with ``start()`` (or ``start_async()``) and ``stop()``,
-one ``_make_*`` here, and its settings in :data:`TRIGGER_KEYS`.
+Adding a trigger kind: a class with ``start()`` (or ``start_async()``) and ``stop()`` that
+calls ``on_trigger(job, "KIND")`` (the controller then asks for a run, as for a schedule:
+one follow-up at most), one ``_make_*`` here, and its settings in :data:`TRIGGER_KEYS`.
 """
 from __future__ import annotations
 
@@ -26,13 +27,14 @@ def trigger_key(job: Any) -> tuple:
 
 
 class Triggers:
-    """``on_watch(job)``: changes settled in the job's sources; ``on_drop_file(job, path)``:
-    a complete file to back up (True once stored: it may go); ``spawn``: task tracking."""
+    """``on_trigger(job, kind)``: a trigger asks for a run ("watch": changes settled in the
+    job's sources); ``on_drop_file(job, path)``: a complete file to back up (True once
+    stored: it may go); ``spawn``: task tracking."""
 
-    def __init__(self, on_watch: Callable[[str], None],
+    def __init__(self, on_trigger: Callable[[str, str], None],
                  on_drop_file: Callable[[str, Path], Awaitable[bool]],
                  spawn: Callable[[Awaitable[Any]], Any]) -> None:
-        self._on_watch = on_watch
+        self._on_trigger = on_trigger
         self._on_drop_file = on_drop_file
         self._spawn = spawn
         self._started: dict[str, list[Any]] = {}  # job -> its started watcher / drop dir
@@ -75,7 +77,7 @@ class Triggers:
             w = JobWatcher(
                 asyncio.get_running_loop(), name, list(job.sources), quiet_period=job.quiet_period,
                 max_delay=job.max_delay, exclude=list(job.exclude), one_file_system=job.one_file_system,
-                skip_paths=skip_paths, on_trigger=self._on_watch)
+                skip_paths=skip_paths, on_trigger=lambda job: self._on_trigger(job, "watch"))
         except Exception as e:  # noqa: BLE001
             _failed(name, "watch", e)
             return None
