@@ -734,7 +734,7 @@ def cmd_login(args: argparse.Namespace) -> int:
     from .client import DaemonNotRunning
 
     try:
-        return _daemon(lambda c: _login_via_daemon(c, args))
+        return _daemon(lambda c: _login_module().login_via_daemon(c, args))
     except DaemonNotRunning as e:
         return _login_offline(args, e, "run_login")
 
@@ -762,50 +762,6 @@ def _login_offline(args: argparse.Namespace, why: Exception, fn: str) -> int:
     if rc == EXIT_OK:
         monitoring.after_login(cfg, _state(cfg), args.account, fn == "run_login")
     return rc
-
-
-async def _login_via_daemon(c, args: argparse.Namespace) -> int:  # noqa: ANN001
-    """StartLogin → show the URL/code → wait for LoginStatusChanged (device flow), or
-    read the redirected URL from stdin → CompleteLogin (browser flow)."""
-    import asyncio
-
-    from .client import Variant, unpack
-
-    names = _names()
-    loop = asyncio.get_running_loop()
-    settled: asyncio.Future = loop.create_future()
-    flow = "browser" if getattr(args, "browser", False) else "device"
-
-    def on_signal(msg) -> None:  # noqa: ANN001
-        if msg.member == "LoginStatusChanged" and msg.body[0] == args.account:
-            st = unpack(msg.body[1])
-            if st.get("state") != "pending" and not settled.done():
-                settled.set_result(st)
-
-    await c.subscribe(on_signal, sender=names.BUS_NAME, path=names.ROOT_PATH,
-                      interface=names.MANAGER_IFACE, member="LoginStatusChanged")
-    info = await c.call("StartLogin", "sa{sv}", args.account, {"flow": Variant("s", flow)})
-    if flow == "browser":
-        print(f"Open this URL in a browser, sign in, then paste the address the browser was sent to:\n"
-              f"  {info.get('url', '')}", file=sys.stderr)
-        url = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
-        if not url:
-            raise CliError("no redirected URL given on stdin", EXIT_USAGE)
-        status = await c.call("CompleteLogin", "ss", args.account, url)
-    else:
-        print(info.get("message") or f"To sign in, open {info.get('verification_uri')} and enter the code "
-              f"{info.get('user_code')}", file=sys.stderr)
-        current = await c.call("GetLoginStatus", "s", args.account)
-        status = current if current.get("state") != "pending" else await settled
-    ok = status.get("state") == "logged_in"
-    if args.json:
-        render.out_json(status)
-    elif ok:
-        if not args.quiet:
-            print(f"{args.account}: logged in as {status.get('username', '?')}")
-    else:
-        print(f"odctl: {args.account}: login {status.get('state')}: {status.get('message', '')}", file=sys.stderr)
-    return EXIT_OK if ok else EXIT_FAILED
 
 
 # -- parser ------------------------------------------------------------------------------------------

@@ -138,34 +138,24 @@ class InProcess:
 
 class ViaDaemon:
     """The daemon does the steps (it owns the token cache); this process shows them. The
-    daemon's errors other than the login's own (NoSuchAccount, AccessDenied, …) leave as
-    :class:`~odctl.client.DaemonError`, which odctl reports as for any daemon command."""
+    flow runs in a thread of its own (it blocks on stdin) while the loop of ``client``
+    serves D-Bus. The daemon's errors other than the login's own (NoSuchAccount,
+    AccessDenied, …) leave as :class:`~odctl.client.DaemonError`, which odctl reports as
+    for any daemon command."""
 
-    def __init__(self, account: str) -> None:
-        import asyncio
-
-        from .client import Client
-
+    def __init__(self, client: Any, account: str, loop: Any) -> None:
         self.account = account
         self.label = account
-        self._loop = asyncio.new_event_loop()
-        try:
-            self._client = self._loop.run_until_complete(Client.connect())  # DaemonNotRunning
-        except BaseException:
-            self._loop.close()
-            raise
-        self._settled: Any = self._loop.create_future()
+        self._client = client
+        self._loop = loop
+        self._settled: Any = loop.create_future()
+
+    async def subscribe(self) -> None:
+        """Hear LoginStatusChanged before anything is started (subscribe first, then call)."""
         from odbackupd.bus import names
 
-        self._run(self._client.subscribe(self._on_signal, sender=names.BUS_NAME, path=names.ROOT_PATH,
-                                         interface=names.MANAGER_IFACE, member="LoginStatusChanged"))
-
-    def close(self) -> None:
-        self._client.close()
-        self._loop.close()
-
-    def _run(self, coro: Any) -> Any:
-        return self._loop.run_until_complete(coro)
+        await self._client.subscribe(self._on_signal, sender=names.BUS_NAME, path=names.ROOT_PATH,
+                                     interface=names.MANAGER_IFACE, member="LoginStatusChanged")
 
     def _on_signal(self, msg: Any) -> None:
         from .client import unpack
@@ -175,11 +165,16 @@ class ViaDaemon:
             if st.get("state") != "pending" and not self._settled.done():
                 self._settled.set_result(st)
 
+    def _on_loop(self, coro: Any) -> Any:
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
     def _call(self, member: str, signature: str, *args: Any) -> Any:
         from .client import DaemonError
 
         try:
-            return self._run(self._client.call(member, signature, *args))
+            return self._on_loop(self._client.call(member, signature, *args))
         except DaemonError as e:
             if e.code == "DeviceCodeRefused":
                 raise DeviceCodeRefused(str(e), account=self.account) from None
@@ -197,8 +192,11 @@ class ViaDaemon:
     def wait_device(self) -> str:
         status = self._call("GetLoginStatus", "s", self.account)
         if status.get("state") == "pending":
-            status = self._run(self._settled)
+            status = self._on_loop(self._wait())
         return self._logged_in(status)
+
+    async def _wait(self) -> dict:
+        return await self._settled
 
     def complete_browser(self, redirected_url: str) -> str:
         return self._logged_in(self._call("CompleteLogin", "ss", self.account, redirected_url.strip()))
@@ -210,14 +208,17 @@ class ViaDaemon:
         return str(status.get("username", "?"))
 
 
-def run_login_via_daemon(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    """``odctl login`` when the daemon runs (raises DaemonNotRunning when it does not)."""
-    steps = ViaDaemon(args.account)
-    try:
-        return login_flow(steps, _Reply(args, out, err), browser=getattr(args, "browser", False),
-                          device_only=getattr(args, "device_code", False))
-    finally:
-        steps.close()
+async def login_via_daemon(client: Any, args: argparse.Namespace) -> int:
+    """``odctl login`` through the daemon (``client``: odctl's connection to it)."""
+    import asyncio
+
+    from odbackupd.threads import in_thread
+
+    steps = ViaDaemon(client, args.account, asyncio.get_running_loop())
+    await steps.subscribe()
+    reply = _Reply(args, sys.stdout, sys.stderr)
+    return await in_thread(lambda: login_flow(steps, reply, browser=getattr(args, "browser", False),
+                                              device_only=getattr(args, "device_code", False)), "login")
 
 
 def login_flow(steps: Steps, reply: _Reply, *, browser: bool = False, device_only: bool = False) -> int:

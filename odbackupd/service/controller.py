@@ -29,6 +29,7 @@ from ..config import Config, ConfigError, load_config
 from ..metrics import note_login
 from ..runner import JobRun, run_job, series_config
 from ..state import StateStore
+from ..threads import in_thread
 from .clock import Clock, SystemClock
 from .errors import Busy, ControllerError, Failed, InvalidArgs, InvalidConfig, NoSuchJob, NoSuchNotifier
 from .errors import named_errors
@@ -38,8 +39,8 @@ from .logins import LoginSessions
 from .reload import plan_reload
 from .runqueue import RunQueue
 from .scheduler import Scheduler
+from .statedb import StateThread
 from .statusline import StatusFacts, status_line
-from .threads import StateThread, in_thread
 from .triggers import Triggers
 
 __all__ = ["Controller", "Event", "EventKind"]

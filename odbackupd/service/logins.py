@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from ..accounts import AccountError, AccountLogin, Started
+from ..threads import in_thread
 from .errors import InvalidArgs, NoSuchAccount, named_errors
-from .threads import in_thread
 
 log = logging.getLogger("odbackupd.controller")
 

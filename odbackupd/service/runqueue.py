@@ -28,12 +28,13 @@ from ..runner import JobRun, drop_series, run_job
 from ..runstatus import RunStatus
 from ..snapshot.builder import Progress
 from ..state import StateStore
+from ..threads import in_thread
 from .droppolicy import stored_cleanly
 from .errors import Busy
 from .events import EventKind
 from .limiter import Limiter
 from .progress import never_back, progress_dict
-from .threads import StateThread, in_thread
+from .statedb import StateThread
 
 log = logging.getLogger("odbackupd.controller")
 
