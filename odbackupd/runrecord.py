@@ -5,8 +5,9 @@ builder): odctl's offline job view uses it too."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .runstatus import RunStatus
 
@@ -45,7 +46,7 @@ class RunSummary:
         return {k: d[k] for k in BRIEF_KEYS if k in d}
 
     @classmethod
-    def of_run(cls, run: Any, trigger: str, started: float, finished: float | None = None) -> "RunSummary":
+    def of_run(cls, run: Any, trigger: str, started: float, finished: float | None = None) -> RunSummary:
         """``resumed``/``reused_volumes`` tell a user that an interrupted snapshot was carried
         on, ``login_needed`` that it failed for want of ``odctl login`` (odctl's exit code
         says so), ``prune_errors`` that retention failed (the snapshot is fine)."""
@@ -63,14 +64,14 @@ class RunSummary:
                    r.message, r.snapshot, details)
 
     @classmethod
-    def of_row(cls, row: Mapping[str, Any]) -> "RunSummary":
+    def of_row(cls, row: Mapping[str, Any]) -> RunSummary:
         """A run read back from the state database (``StateStore.last_runs``)."""
         return cls(row["id"], row["status"], row.get("trigger"), row.get("started"),
                    row.get("finished"), row.get("message") or "", row.get("snapshot"))
 
     @classmethod
     def ended(cls, run_id: int, trigger: str, status: str, message: str,
-              started: float | None = None) -> "RunSummary":
+              started: float | None = None) -> RunSummary:
         """A run that ended without a snapshot run: cancelled before it started, crashed."""
         now = time.time()
         return cls(run_id, status, trigger, started if started is not None else now, now, message)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-def in_thread(fn: Callable[[], T], name: str) -> "asyncio.Future[T]":
+def in_thread(fn: Callable[[], T], name: str) -> asyncio.Future[T]:
     """Run blocking ``fn`` in a daemon thread; the result arrives on the loop."""
     loop = asyncio.get_running_loop()
     fut: asyncio.Future = loop.create_future()

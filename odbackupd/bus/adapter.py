@@ -31,15 +31,28 @@ import grp
 import inspect
 import logging
 import pwd
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from odbackupd import __version__
 from odbackupd.service.errors import AccessDenied, ControllerError, InvalidArgs
 from odbackupd.service.events import EventKind
 
 from . import names
-from .dbuslib import (BusType, DBusError, Message, MessageBus, MessageType, NameFlag, PropertyAccess,
-                      RequestNameReply, ServiceInterface, dbus_property, method, signal)
+from .dbuslib import (
+    BusType,
+    DBusError,
+    Message,
+    MessageBus,
+    MessageType,
+    NameFlag,
+    PropertyAccess,
+    RequestNameReply,
+    ServiceInterface,
+    dbus_property,
+    method,
+    signal,
+)
 from .jobobject import JobInterface
 from .values import to_asv
 
@@ -292,7 +305,7 @@ class BusAdapter:
             bus.disconnect()
             try:
                 await asyncio.wait_for(bus.wait_for_disconnect(), 5)
-            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - best effort on the way out
+            except (TimeoutError, Exception):  # noqa: BLE001 - best effort on the way out
                 pass
 
     # -- objects --

@@ -25,7 +25,7 @@ INTROSPECTION_FILE = f"{BUS_NAME}.xml"
 ADMIN_GROUP = "odbackup"
 # 2: RunFinished's resumed, reused_volumes, login_needed; 3: NotifyTest; 4: Error.DeviceCodeRefused
 # (odctl falls back to the browser flow), StartLogin of an app-only account checks its
-# credential (state "logged_in"), ListSnapshots' status says "completed" as odctl does
+# credential (state "logged_in"), StartLogin's replies carry "flow" (and "redirect_uri")
 INTERFACE_VERSION = 4
 
 # Methods the bus policy lets anyone call (reading only); every other method of our

@@ -5,6 +5,7 @@ from odbackupd.service.progress import volume_index
 
 from .dbuslib import Variant
 
+
 def to_variant(value: Any) -> Variant:
     """A JSON-like value as a variant: str s, bool b, int x, float d, dict a{sv}, list of str
     as, list of dicts aa{sv}, other lists av. The controller never sends None (omitted keys)."""

@@ -21,18 +21,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from .. import __version__
 from ..config import Config, ConfigError, load_config
+from ..jobview import job_info
 from ..metrics import note_login
 from ..runner import JobRun, run_job, series_config
 from ..state import StateStore
 from ..threads import in_thread
 from .clock import Clock, SystemClock
-from .errors import Busy, ControllerError, Failed, InvalidArgs, InvalidConfig, NoSuchJob, NoSuchNotifier
-from .errors import named_errors
+from .errors import (
+    Busy,
+    ControllerError,
+    Failed,
+    InvalidArgs,
+    InvalidConfig,
+    NoSuchJob,
+    NoSuchNotifier,
+    named_errors,
+)
 from .events import Event, EventHub, EventKind
 from .listing import snapshot_rows
 from .logins import LoginSessions
@@ -159,30 +169,10 @@ class Controller:
     def job_info(self, name: str) -> dict:
         job = self._job(name)
         state, queued, run = self._runs.job_view(name)
-        info: dict[str, Any] = {
-            "name": name,
-            "state": state,
-            "queued": queued,
-            "sources": [str(s) for s in job.sources],
-            "destinations": list(job.destinations),
-            "encrypted": bool(job.recipients),
-            "watch": bool(job.watch),
-        }
-        if run is not None:
-            info["run_id"] = run.id
-            if run.progress is not None:
-                info["progress"] = dict(run.progress)
-        if job.schedule:
-            info["schedule"] = job.schedule
-            nxt = self._scheduler.next_run(name)
-            if nxt is not None:
-                info["next_run"] = nxt
-        if job.drop_dir is not None:
-            info["drop_dir"] = str(job.drop_dir)
-        last = self._runs.last_run.get(name)
-        if last:
-            info["last_run"] = dict(last)
-        return info
+        return job_info(name, job, state=state, queued=queued, run_id=run.id if run else None,
+                        progress=run.progress if run else None,
+                        next_run=self._scheduler.next_run(name) if job.schedule else None,
+                        last=self._runs.last_run.get(name))
 
     def daemon_info(self) -> dict:
         running = sorted({run.job for _, run in self._runs.running()})

@@ -10,8 +10,8 @@ login, the state database, the file system) leaves a controller method as one of
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 
 class ControllerError(Exception):

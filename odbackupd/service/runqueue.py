@@ -18,13 +18,14 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from ..lifecycle import Ran, RunRequest, execute
-from ..runrecord import RunSummary, last_finished
 from ..runner import JobRun, drop_series, run_job
+from ..runrecord import RunSummary, last_finished
 from ..runstatus import RunStatus
 from ..snapshot.builder import Progress
 from ..state import StateStore

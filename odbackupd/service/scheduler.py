@@ -18,10 +18,10 @@ import datetime as dt
 import logging
 import os
 import random
-from typing import Callable, Mapping, Protocol
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
-from croniter import croniter
-
+from ..jobview import next_fire, previous_fire
 from .clock import Clock, SystemClock
 
 log = logging.getLogger("odbackupd.scheduler")
@@ -31,25 +31,6 @@ class _KV(Protocol):
     def last_run(self, job: str) -> float | None: ...
     def schedule_since(self, job: str) -> float | None: ...
     def set_schedule_since(self, job: str, when: float) -> None: ...
-
-
-def _dt(ts: float, tz: dt.tzinfo | None) -> dt.datetime:
-    # tz None: the machine's local time as a naive datetime (croniter then follows the
-    # wall clock, DST included, and .timestamp() reads it back as local time)
-    return dt.datetime.fromtimestamp(ts, tz) if tz else dt.datetime.fromtimestamp(ts)
-
-
-def next_fire(expr: str, after: float, tz: dt.tzinfo | None = None) -> float:
-    """The first cron time strictly after ``after`` (epoch seconds)."""
-    return croniter(expr, _dt(after, tz)).get_next(dt.datetime).timestamp()
-
-
-def previous_fire(expr: str, at: float, tz: dt.tzinfo | None = None) -> float:
-    """The last cron time at or before ``at``."""
-    nxt = next_fire(expr, at - 1e-3, tz)
-    if nxt <= at:
-        return nxt
-    return croniter(expr, _dt(at, tz)).get_prev(dt.datetime).timestamp()
 
 
 def missed_run(expr: str, since: float, now: float, tz: dt.tzinfo | None = None) -> bool:

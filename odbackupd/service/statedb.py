@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 

@@ -4,8 +4,8 @@ characters, one line."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from .progress import volume_index
 

@@ -12,8 +12,17 @@ from odbackupd.bus import names
 from odbackupd.config import load_config
 from odbackupd.service.controller import Controller
 from odbackupd.service.errors import (
-    Busy, ControllerError, DeviceCodeRefused, Failed, InvalidArgs, InvalidConfig, NoSuchAccount, NoSuchJob,
-    NoSuchNotifier, NotLoggedIn)
+    Busy,
+    ControllerError,
+    DeviceCodeRefused,
+    Failed,
+    InvalidArgs,
+    InvalidConfig,
+    NoSuchAccount,
+    NoSuchJob,
+    NoSuchNotifier,
+    NotLoggedIn,
+)
 from tests.graph.test_auth import APP_ID, SECRET_NAME, config_text
 
 from .conftest import running
