@@ -56,7 +56,8 @@ class Started:
     def public(self, account: str) -> dict:
         """What may be shown or sent over D-Bus (no handle; empty values left out)."""
         out: dict[str, Any] = {"account": account, "flow": self.flow, "message": self.message,
-                               "verification_uri": self.verification_uri, "user_code": self.user_code,
+                               "verification_uri": self.verification_uri,
+                               "user_code": self.user_code,
                                "url": self.url, "redirect_uri": self.redirect_uri}
         if self.expires_at:
             out["expires_in"] = max(0, int(self.expires_at - time.time()))

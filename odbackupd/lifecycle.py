@@ -55,8 +55,8 @@ def execute(
     state.run_begin(run_id)
     started = time.time()
     try:
-        run = run_fn(config, request.job, state, trigger=request.trigger, progress=progress, cancel=cancel,
-                     run_id=run_id, sources=request.sources, series=request.series)
+        run = run_fn(config, request.job, state, trigger=request.trigger, progress=progress,
+                     cancel=cancel, run_id=run_id, sources=request.sources, series=request.series)
     except Exception as e:  # noqa: BLE001 - a bug in a run must not take the daemon down
         log.exception("job %s: run %d crashed", request.job, run_id,
                       extra={"journal_fields": {"JOB": request.job, "RUN_ID": str(run_id)}})
@@ -70,6 +70,7 @@ def execute(
 def run_now(config: Any, state: StateStore, request: RunRequest, *,
             cancel: threading.Event | None = None) -> Ran:
     """Record and execute a run in this thread (``odbackupd --once``)."""
-    return execute(config, state, request, state.run_queued(request.job, request.trigger), cancel=cancel)
+    return execute(config, state, request, state.run_queued(request.job, request.trigger),
+                   cancel=cancel)
 
 

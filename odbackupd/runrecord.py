@@ -46,7 +46,8 @@ class RunSummary:
         return {k: d[k] for k in BRIEF_KEYS if k in d}
 
     @classmethod
-    def of_run(cls, run: Any, trigger: str, started: float, finished: float | None = None) -> RunSummary:
+    def of_run(cls, run: Any, trigger: str, started: float,
+               finished: float | None = None) -> RunSummary:
         """``resumed``/``reused_volumes`` tell a user that an interrupted snapshot was carried
         on, ``login_needed`` that it failed for want of ``odctl login`` (odctl's exit code
         says so), ``prune_errors`` that retention failed (the snapshot is fine)."""
@@ -60,7 +61,8 @@ class RunSummary:
         if m is not None:
             details.update(files=m.files, data_bytes=m.data_bytes, stored_bytes=m.stored_bytes,
                            kind=m.kind, base=m.base, **(m.changes or {}))
-        return cls(run.run_id, r.status, trigger, started, finished if finished is not None else time.time(),
+        return cls(run.run_id, r.status, trigger, started,
+                   finished if finished is not None else time.time(),
                    r.message, r.snapshot, details)
 
     @classmethod

@@ -199,11 +199,13 @@ class ViaDaemon:
         return await self._settled
 
     def complete_browser(self, redirected_url: str) -> str:
-        return self._logged_in(self._call("CompleteLogin", "ss", self.account, redirected_url.strip()))
+        return self._logged_in(self._call("CompleteLogin", "ss", self.account,
+                                          redirected_url.strip()))
 
     def _logged_in(self, status: dict) -> str:
         if status.get("state") != "logged_in":
-            raise AccountError(f"{self.account}: login {status.get('state')}: {status.get('message', '')}",
+            raise AccountError(f"{self.account}: login {status.get('state')}: "
+                               f"{status.get('message', '')}",
                                account=self.account)
         return str(status.get("username", "?"))
 
@@ -218,10 +220,12 @@ async def login_via_daemon(client: Any, args: argparse.Namespace) -> int:
     await steps.subscribe()
     reply = _Reply(args, sys.stdout, sys.stderr)
     return await in_thread(lambda: login_flow(steps, reply, browser=getattr(args, "browser", False),
-                                              device_only=getattr(args, "device_code", False)), "login")
+                                              device_only=getattr(args, "device_code",
+                                                                  False)), "login")
 
 
-def login_flow(steps: Steps, reply: _Reply, *, browser: bool = False, device_only: bool = False) -> int:
+def login_flow(steps: Steps, reply: _Reply, *, browser: bool = False,
+               device_only: bool = False) -> int:
     """The device flow (falling back to the browser when the service refuses device codes,
     unless ``device_only``), or the browser flow; an app-only account's credential check."""
     try:
@@ -237,11 +241,12 @@ def login_flow(steps: Steps, reply: _Reply, *, browser: bool = False, device_onl
                 username = _browser_login(steps, reply)
             else:
                 if started["flow"] == "app":
-                    return reply.ok(f"{steps.label}: {started['message']}", username=None, app_only=True)
+                    return reply.ok(f"{steps.label}: {started['message']}", username=None,
+                                    app_only=True)
                 minutes = max(1, round(started.get("expires_in", 900) / 60))
                 reply.say(f"{steps.label}: {started['message']}\n"
-                          f"Waiting for the sign-in (the code is valid for {minutes} minutes; Ctrl-C "
-                          f"gives up)...")
+                          f"Waiting for the sign-in (the code is valid for {minutes} minutes; "
+                          "Ctrl-C gives up)...")
                 username = steps.wait_device()
     except CredentialUnavailable as e:
         return reply.fail(str(e), EXIT_USAGE)

@@ -58,7 +58,8 @@ from .values import to_asv
 
 log = logging.getLogger("odbackupd.bus")
 
-_CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("odbackupd_bus_caller", default=None)
+_CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("odbackupd_bus_caller",
+                                                                     default=None)
 
 
 # -- authorization --------------------------------------------------------------------------
@@ -185,7 +186,8 @@ class ManagerInterface(ServiceInterface):
     async def StartLogin(self, account: "s", options: "a{sv}") -> "a{sv}":
         flow = options.get("flow").value if "flow" in options else "device"
         if flow not in ("device", "browser") or not isinstance(flow, str):
-            raise InvalidArgs(f"StartLogin: option 'flow' must be \"device\" or \"browser\", not {flow!r}",
+            raise InvalidArgs("StartLogin: option 'flow' must be \"device\" or \"browser\", "
+                              f"not {flow!r}",
                               argument="flow")
         info = await self.controller.start_login(account, flow)
         # a device login completes in the background; daemon_changed then re-reads it
@@ -256,7 +258,7 @@ def _name_out_args(cls: type, out_names: dict[str, str]) -> None:
                 arg.name = out_names[meta["__DBUS_METHOD"].name]
         elif "__DBUS_SIGNAL" in meta:
             params = list(inspect.signature(attr).parameters)[1:]
-            for arg, pname in zip(meta["__DBUS_SIGNAL"].introspection.args, params):
+            for arg, pname in zip(meta["__DBUS_SIGNAL"].introspection.args, params, strict=True):
                 arg.name = pname
 
 
@@ -342,7 +344,8 @@ class BusAdapter:
             raise AccessDenied(denied, method=what)
         uid = int(reply.body[0])
         if not uid_is_admin(uid):
-            log.warning("refused %s from uid %d (not root, not in group %s)", what, uid, names.ADMIN_GROUP)
+            log.warning("refused %s from uid %d (not root, not in group %s)", what, uid,
+                        names.ADMIN_GROUP)
             raise AccessDenied(denied, method=what, uid=uid)
 
     # -- events --

@@ -79,7 +79,8 @@ class Controller:
         self._runs.config = config
         self._scheduler = Scheduler(self._on_trigger, clock=self.clock, seed=seed)
         self._triggers = Triggers(self._on_trigger, self._runs.run_drop_file, self._spawn)
-        self._logins = LoginSessions(lambda: self.config, self._spawn, self._changed_daemon, self._note_login)
+        self._logins = LoginSessions(lambda: self.config, self._spawn, self._changed_daemon,
+                                     self._note_login)
         self._stopping = False
         self._status_line = ""
         self._reload_lock = asyncio.Lock()
@@ -109,7 +110,8 @@ class Controller:
         missed = await self._db(lambda: self._scheduler.catch_up(jobs, state))
         for name in missed:
             if name not in resumed:
-                log.info("job %s: a scheduled run was missed while the daemon was down; running it now",
+                log.info("job %s: a scheduled run was missed while the daemon was down; "
+                         "running it now",
                          name, extra={"journal_fields": {"JOB": name}})
                 await self.backup_now(name, "catch-up")
         self._changed_daemon()
@@ -126,7 +128,8 @@ class Controller:
         if pending:
             done, not_done = await asyncio.wait(pending, timeout=timeout)
             if not_done:
-                log.warning("%d runs did not stop within %.0f s; their last checkpoint stays for the next start",
+                log.warning("%d runs did not stop within %.0f s; their last checkpoint stays for "
+                            "the next start",
                             len(not_done), timeout)
                 for t in not_done:
                     t.cancel()
@@ -164,7 +167,8 @@ class Controller:
             return self.config.jobs[name]
         except KeyError:
             known = ", ".join(sorted(self.config.jobs)) or "none"
-            raise NoSuchJob(f"no job {name!r} in the configuration (jobs: {known})", job=name) from None
+            raise NoSuchJob(f"no job {name!r} in the configuration (jobs: {known})",
+                            job=name) from None
 
     def job_info(self, name: str) -> dict:
         job = self._job(name)
@@ -260,7 +264,8 @@ class Controller:
     async def reload(self) -> list[str]:
         """Re-read the configuration; an invalid one is refused and the old one kept."""
         if self.config_path is None:
-            raise InvalidConfig("the daemon runs on the embedded default configuration; there is no file to re-read")
+            raise InvalidConfig("the daemon runs on the embedded default configuration; there is "
+                                "no file to re-read")
         async with self._reload_lock:
             path = self.config_path
             try:
@@ -275,14 +280,16 @@ class Controller:
             for name in plan.removed:
                 if self._runs.busy(name):
                     self._runs.cancel(name, "cancelled: the job was removed from the configuration")
-                    plan.warnings.append(f"job {name} was removed from the configuration: its run was cancelled")
+                    plan.warnings.append(f"job {name} was removed from the configuration: "
+                                         "its run was cancelled")
             self._triggers.stop([n for n in plan.removed + plan.retrigger if n in self._triggers])
             self.config = self._runs.config = plan.config
             self._runs.limiter.set_capacity(plan.config.daemon.max_parallel_runs)
             await self._runs.load_last_runs(plan.added)
             self._scheduler.update(plan.config.jobs)
             self._start_triggers({n: plan.config.jobs[n] for n in plan.added + plan.retrigger})
-            log.info("configuration reloaded from %s: %d jobs (%s)", path, len(plan.config.jobs), plan.summary())
+            log.info("configuration reloaded from %s: %d jobs (%s)", path, len(plan.config.jobs),
+                     plan.summary())
             for w in plan.warnings:
                 log.warning("%s", w)
             for name in plan.config.jobs:

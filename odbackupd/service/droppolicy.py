@@ -20,8 +20,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-__all__ = ["is_temporary_name", "open_for_writing", "file_signature", "left_for_later", "stored_cleanly",
-           "unchanged"]
+__all__ = ["is_temporary_name", "open_for_writing", "file_signature", "left_for_later",
+           "stored_cleanly", "unchanged"]
 
 _SUFFIXES = (".tmp", ".part", "~")
 

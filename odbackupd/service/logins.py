@@ -39,7 +39,8 @@ class LoginSessions:
     properties and LoginStatusChanged follow); ``on_login(account, ok)``: the metrics."""
 
     def __init__(self, get_config: Callable[[], Any], spawn: Callable[[Awaitable[Any]], Any],
-                 on_change: Callable[[], None], on_login: Callable[[str, bool], Awaitable[None]]) -> None:
+                 on_change: Callable[[], None],
+                 on_login: Callable[[str, bool], Awaitable[None]]) -> None:
         self._config = get_config
         self._spawn = spawn
         self._on_change = on_change
@@ -69,7 +70,8 @@ class LoginSessions:
         """Begin an interactive login; the device flow then completes in the background.
         An app-only account has nobody to sign in: its credential is checked instead."""
         if flow not in FLOWS:
-            raise InvalidArgs(f"unknown login flow {flow!r}: use \"device\" or \"browser\"", argument="flow")
+            raise InvalidArgs(f"unknown login flow {flow!r}: use \"device\" or \"browser\"",
+                              argument="flow")
         login = self._login(account, fresh=True)
         self._cancel(account)
         with named_errors(f"account {account!r}"):
@@ -85,11 +87,12 @@ class LoginSessions:
 
     async def _complete_device(self, account: str, login: AccountLogin, session: _Session) -> None:
         try:
-            user = await in_thread(lambda: login.wait_device(session.started, session.cancel), f"login-{account}")
+            user = await in_thread(lambda: login.wait_device(session.started, session.cancel),
+                                   f"login-{account}")
         except AccountError as e:  # reported through the session's status
             session.state, session.message = "failed", str(e)
         else:
-            session.state, session.username, session.message = "logged_in", user, f"logged in as {user}"
+            self._logged_in(session, user)
             await self._on_login(account, True)
         self._on_change()
 
@@ -106,9 +109,13 @@ class LoginSessions:
             session.state, session.message = "failed", str(e)
             with named_errors(f"account {account!r}: login failed"):
                 raise
-        session.state, session.username, session.message = "logged_in", user, f"logged in as {user}"
+        self._logged_in(session, user)
         await self._on_login(account, True)
         return self.status(account)
+
+    @staticmethod
+    def _logged_in(session: _Session, user: str) -> None:
+        session.state, session.username, session.message = "logged_in", user, f"logged in as {user}"
 
     def status(self, account: str) -> dict:
         """The session's state, else what the token cache says (no network)."""

@@ -24,7 +24,8 @@ def progress_dict(p: Progress, now: float) -> dict:
         # half for building, half for storing: reading fast and uploading slowly (OneDrive)
         # shows as such, and the figure does not fall back when building ends
         built = p.phase in ("uploading", "finishing")
-        build = 1.0 if built else (min(1.0, p.data_bytes / p.estimated_total) if p.estimated_total else None)
+        estimate = p.estimated_total
+        build = 1.0 if built else (min(1.0, p.data_bytes / estimate) if estimate else None)
         if build:
             expected = p.volumes_built / build if p.volumes_built else 0
             store = min(1.0, p.volumes_stored / expected) if expected else 0.0

@@ -22,8 +22,8 @@ class ReloadPlan:
     warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"added: {', '.join(self.added) or 'none'}; removed: {', '.join(self.removed) or 'none'}; "
-                f"changed: {', '.join(self.changed) or 'none'}")
+        parts = (("added", self.added), ("removed", self.removed), ("changed", self.changed))
+        return "; ".join(f"{what}: {', '.join(names) or 'none'}" for what, names in parts)
 
 
 def plan_reload(old: Any, new: Any) -> ReloadPlan:

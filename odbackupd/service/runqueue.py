@@ -72,7 +72,8 @@ class RunQueue:
     """``emit(kind, job, data)`` sends an event; ``changed(job)`` tells the controller that a
     job's view changed (JOB_CHANGED, DAEMON_CHANGED follow); ``spawn`` tracks a task."""
 
-    def __init__(self, capacity: int, db: StateThread, emit: Callable[[EventKind, str | None, dict], None],
+    def __init__(self, capacity: int, db: StateThread, emit: Callable[[EventKind, str | None,
+                                                                       dict], None],
                  changed: Callable[[str | None], None], spawn: Callable[[Awaitable[Any]], Any],
                  run_fn: Callable[..., JobRun] = run_job) -> None:
         self.limiter = Limiter(capacity)
@@ -132,14 +133,16 @@ class RunQueue:
                 return cur.id  # still waiting for a slot: this request is the same run
             if slot.queued is not None:
                 return slot.queued.id
-            run = Run(await self._db(lambda: state.run_queued(job, trigger)), RunRequest(job, trigger))
+            run = Run(await self._db(lambda: state.run_queued(job, trigger)), RunRequest(job,
+                                                                                         trigger))
             if self.stopping:
                 await self._end_unstarted(run, "cancelled: the daemon is stopping")
                 raise Busy("the daemon is stopping; the run will not start")
             cur = slot.current
             if cur is None:
                 slot.current = run
-                slot.worker = asyncio.get_running_loop().create_task(self._worker(slot), name=f"job-{job}")
+                slot.worker = asyncio.get_running_loop().create_task(self._worker(slot),
+                                                                     name=f"job-{job}")
             else:
                 slot.queued = run
                 log.info("job %s: run %d queued after run %d (%s)", job, run.id, cur.id, trigger,
@@ -232,14 +235,18 @@ class RunQueue:
         assert state is not None
         loop = asyncio.get_running_loop()
         run.started = True
-        self._emit(EventKind.RUN_STARTED, run.job, {"run_id": run.id, "trigger": run.request.trigger})
+        self._emit(EventKind.RUN_STARTED, run.job, {"run_id": run.id,
+                                                    "trigger": run.request.trigger})
         self._changed(run.job)
 
         def on_progress(p: Progress) -> None:  # builder thread
             loop.call_soon_threadsafe(self._on_progress, run, progress_dict(p, time.time()))
 
-        fut = in_thread(lambda: execute(config, state, run.request, run.id, progress=on_progress,
-                                        cancel=run.cancel, run_fn=self._run_fn), f"run-{run.series}")
+        def body() -> Ran:
+            return execute(config, state, run.request, run.id, progress=on_progress,
+                           cancel=run.cancel, run_fn=self._run_fn)
+
+        fut = in_thread(body, f"run-{run.series}")
         self._threads.add(fut)
         fut.add_done_callback(self._threads.discard)
         try:
@@ -261,7 +268,8 @@ class RunQueue:
             self.last_failure = {"job": run.job, "run_id": run.id, "message": summary.message,
                                  "finished": summary.finished}
             self._failure_series = run.series
-        elif self.last_failure and self.last_failure["job"] == run.job and self._failure_series == run.series:
+        elif (self.last_failure and self.last_failure["job"] == run.job
+              and self._failure_series == run.series):
             self.last_failure = None  # the series works again
 
     async def _end_unstarted(self, run: Run, message: str, report: bool = False) -> RunSummary:

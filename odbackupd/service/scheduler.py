@@ -77,7 +77,8 @@ class Scheduler:
                     self._timer(name, key, rng, *first), name=f"schedule-{name}")
                 self._tasks[name] = (key, task)
 
-    def _plan(self, name: str, key: tuple[str, float], rng: random.Random, base: float) -> tuple[float, float]:
+    def _plan(self, name: str, key: tuple[str, float], rng: random.Random,
+              base: float) -> tuple[float, float]:
         """The next cron time after ``base`` and when to run for it (random delay added)."""
         expr, random_delay = key
         fire = next_fire(expr, base, self.tz)
@@ -115,7 +116,8 @@ class Scheduler:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _timer(self, name: str, key: tuple[str, float], rng: random.Random, fire: float, when: float) -> None:
+    async def _timer(self, name: str, key: tuple[str, float], rng: random.Random, fire: float,
+                     when: float) -> None:
         try:
             while True:
                 await self.clock.sleep_until(when)

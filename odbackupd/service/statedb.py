@@ -14,7 +14,8 @@ T = TypeVar("T")
 
 class StateThread:
     """One thread for the controller's reads and writes of the state database, in the order
-    they were asked for. ``await db(fn)``: ``fn`` (state reads and writes) in the state thread, in order."""
+    they were asked for. ``await db(fn)``: ``fn`` (state reads and writes) in the state
+    thread, in order."""
 
     def __init__(self) -> None:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None

@@ -20,7 +20,8 @@ from typing import Any
 log = logging.getLogger("odbackupd.controller")
 
 #: the job settings a trigger depends on: a reload that changes none of them keeps it
-TRIGGER_KEYS = ("sources", "exclude", "one_file_system", "watch", "quiet_period", "max_delay", "drop_dir")
+TRIGGER_KEYS = ("sources", "exclude", "one_file_system", "watch", "quiet_period", "max_delay",
+                "drop_dir")
 
 
 def trigger_key(job: Any) -> tuple:
@@ -77,7 +78,8 @@ class Triggers:
         try:
             w = JobWatcher(
                 asyncio.get_running_loop(), name, list(job.sources), quiet_period=job.quiet_period,
-                max_delay=job.max_delay, exclude=list(job.exclude), one_file_system=job.one_file_system,
+                max_delay=job.max_delay, exclude=list(job.exclude),
+                one_file_system=job.one_file_system,
                 skip_paths=skip_paths, on_trigger=lambda job: self._on_trigger(job, "watch"))
         except Exception as e:  # noqa: BLE001
             _failed(name, "watch", e)
@@ -99,7 +101,8 @@ class Triggers:
 
         try:
             d = DropDir(asyncio.get_running_loop(), name, Path(job.drop_dir),
-                        on_file=lambda p, _n=name: self._on_drop_file(_n, p), settle=job.quiet_period)
+                        on_file=lambda p, _n=name: self._on_drop_file(_n,
+                                                                      p), settle=job.quiet_period)
             d.start()
             return d
         except Exception as e:  # noqa: BLE001 - e.g. inotify limits: say so, keep the schedule
@@ -109,4 +112,5 @@ class Triggers:
 
 def _failed(name: str, what: str, e: Exception) -> None:
     tail = "" if "schedule" in str(e) else "; the job still runs by schedule and backup-now"
-    log.error("job %s: %s not started: %s%s", name, what, e, tail, extra={"journal_fields": {"JOB": name}})
+    log.error("job %s: %s not started: %s%s", name, what, e, tail,
+              extra={"journal_fields": {"JOB": name}})

@@ -29,10 +29,12 @@ from .conftest import running
 
 
 def test_every_code_has_its_dbus_name():
-    for cls in (Busy, DeviceCodeRefused, Failed, InvalidArgs, InvalidConfig, NoSuchAccount, NoSuchJob,
+    for cls in (Busy, DeviceCodeRefused, Failed, InvalidArgs, InvalidConfig, NoSuchAccount,
+                NoSuchJob,
                 NoSuchNotifier, NotLoggedIn):
         assert names.error_for_code(cls.code).code == (cls.code if cls is not Failed else "Failed")
-    assert names.error_for_code("DeviceCodeRefused").name == "org.odbackupd.ODBackup1.Error.DeviceCodeRefused"
+    refused = names.error_for_code("DeviceCodeRefused").name
+    assert refused == "org.odbackupd.ODBackup1.Error.DeviceCodeRefused"
 
 
 def test_local_errors_are_named_with_their_fields(daemon, tmp_path):
@@ -77,7 +79,8 @@ def _controller(emu, tmp_path, **kw) -> Controller:  # noqa: ANN003
     path = tmp_path / "odbackupd.toml"
     src = tmp_path / "src"
     src.mkdir(exist_ok=True)
-    path.write_text(config_text(emu, tmp_path, **kw) + f'\n[job.t]\nsources = ["{src}"]\ndestinations = ["od"]\n')
+    path.write_text(config_text(emu, tmp_path,
+                                **kw) + f'\n[job.t]\nsources = ["{src}"]\ndestinations = ["od"]\n')
     return Controller(load_config(path), path)
 
 
@@ -111,7 +114,8 @@ def test_login_errors_are_named_and_carry_the_account(graph_emulator, tmp_path):
 
 
 @pytest.mark.graphemu(mode="business")
-def test_app_only_login_through_the_daemon_checks_the_credential(graph_emulator, tmp_path, monkeypatch):
+def test_app_only_login_through_the_daemon_checks_the_credential(graph_emulator, tmp_path,
+                                                                 monkeypatch):
     """It used to escape as a GraphError: "failed inside the daemon; see its log"."""
     emu = graph_emulator
     emu.register_app(APP_ID, secret="s3cr3t")
@@ -121,7 +125,8 @@ def test_app_only_login_through_the_daemon_checks_the_credential(graph_emulator,
 
     async def body() -> None:
         ctl = _controller(emu, tmp_path, tenant=emu.tenant, client_id=APP_ID,
-                          extra=f'client_secret_file = "{SECRET_NAME}"\ndrive_id = "{emu.site_drive_id}"')
+                          extra=f'client_secret_file = "{SECRET_NAME}"\n'
+                                f'drive_id = "{emu.site_drive_id}"')
         await ctl.start()
         try:
             with pytest.raises(InvalidConfig, match=f"systemd credential '{SECRET_NAME}'"):
@@ -129,12 +134,14 @@ def test_app_only_login_through_the_daemon_checks_the_credential(graph_emulator,
             (creds / SECRET_NAME).write_text("s3cr3t")
             ok = await ctl.start_login("me")
             assert ok["state"] == "logged_in" and ok["app_only"] is True and ok["flow"] == "app"
-            assert ok["message"] == f"the app-only credential works (client {APP_ID}, tenant {emu.tenant})"
+            assert ok["message"] == (f"the app-only credential works (client {APP_ID}, "
+                                     f"tenant {emu.tenant})")
             assert ctl.login_status("me")["state"] == "logged_in"
             (creds / SECRET_NAME).write_text("wrong")  # rotated badly: a new login reads it again
             with pytest.raises(NotLoggedIn) as e:
                 await ctl.start_login("me")
-            assert e.value.account == "me" and "AADSTS7000215" in str(e.value) and "wrong" not in str(e.value)
+            assert e.value.account == "me" and "AADSTS7000215" in str(e.value)
+            assert "wrong" not in str(e.value)
         finally:
             await ctl.stop()
 

@@ -38,17 +38,20 @@ def test_drop_file_runs_are_tracked_like_job_runs(daemon, tmp_path):
         async with running(daemon, run_fn=crash) as (ctl, rec):
             (drop / "a.sql").write_bytes(b"INSERT 1;\n" * 1000)
             failed = (await rec.wait(lambda: done(rec, "failed")))[0].data
-            assert failed["message"] == "internal error: RuntimeError: boom" and failed["trigger"] == "drop"
+            assert failed["message"] == "internal error: RuntimeError: boom"
+            assert failed["trigger"] == "drop"
             assert ctl.daemon_info()["last_failure"]["job"] == "inbox"
             assert ctl.job_info("inbox")["last_run"]["run_id"] == failed["run_id"]
-            assert ctl.state.run(failed["run_id"])["status"] == "failed"  # recorded, not left "running"
+            # recorded, not left "running"
+            assert ctl.state.run(failed["run_id"])["status"] == "failed"
             assert (drop / "a.sql").exists()  # kept for the retry
 
             (drop / "b.sql").write_bytes(b"INSERT 2;\n" * 1000)
             ok = (await rec.wait(lambda: done(rec, "completed")))[0].data
             assert ok["files"] == 1 and ok["snapshot"]
             info = ctl.job_info("inbox")
-            assert info["last_run"]["run_id"] == ok["run_id"] and info["last_run"]["status"] == "completed"
+            assert info["last_run"]["run_id"] == ok["run_id"]
+            assert info["last_run"]["status"] == "completed"
             assert "last_failure" not in ctl.daemon_info()  # the drop series works again
             # drop runs report progress and show as running while they run
             assert rec.of("progress", "inbox")
