@@ -180,19 +180,14 @@ def test_declined_device_login_fails_cleanly_through_the_daemon(onedrive_daemon,
     graph_emulator.assert_no_violations()
 
 
-def test_refused_device_code_falls_back_to_the_browser_through_the_daemon(onedrive_daemon, graph_emulator,
-                                                                          private_bus):
+def test_refused_device_code_falls_back_to_the_browser_through_the_daemon(onedrive_daemon,
+                                                                          graph_emulator, private_bus):
     """As the in-process login does: the daemon answers Error.DeviceCodeRefused and odctl
     carries on with the browser flow (it used to stop with the refusal)."""
     od, daemon = onedrive_daemon
     emu = graph_emulator
     emu.faults.add("error", "identity.devicecode", status=400, times=None)
-    login = OdctlProcess(private_bus, "login", "a")
-    login.wait_for(r"refused a device-code login")
-    login.wait_for(r"Trying the browser flow instead")
-    url = login.wait_for(r"^\s+(https://\S+)$").group(1)
-    login.paste(redirected_address(emu, url))
-    rc, out, err = login.finish()
+    rc, out, err = OdctlProcess(private_bus, "login", "a").fall_back_to_the_browser(emu)
     assert (rc, out) == (0, f"a: logged in as {emu.default_user}\n"), err
     assert login_status(private_bus, "a")[0]["state"] == "logged_in"
     r = odctl(private_bus, "login", "a", "--device-code")  # no fallback when asked for none
