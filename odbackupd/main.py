@@ -181,7 +181,7 @@ def run_drop_dir_once(config, job: str, state, cancel: threading.Event | None = 
     quiet_period, open for writing by no process) becomes its own snapshot and is removed
     once stored and verified, by the daemon's rules."""
     from .lifecycle import RunRequest, run_now
-    from .runner import drop_series
+    from .series import drop_series
     from .service.droppolicy import file_signature, left_for_later, stored_cleanly, unchanged
 
     jc = config.jobs[job]

@@ -29,7 +29,8 @@ from .. import __version__
 from ..config import Config, ConfigError, load_config
 from ..jobview import job_info
 from ..metrics import note_login
-from ..runner import JobRun, run_job, series_config
+from ..runner import JobRun, run_job
+from ..series import series_config
 from ..state import StateStore
 from ..threads import in_thread
 from .clock import Clock, SystemClock

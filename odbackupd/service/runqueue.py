@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from ..lifecycle import Ran, RunRequest, execute
-from ..runner import JobRun, drop_series, run_job
+from ..runner import JobRun, run_job
 from ..runrecord import RunSummary, last_finished
 from ..runstatus import RunStatus
+from ..series import drop_series
 from ..snapshot.builder import Progress
 from ..state import StateStore
 from ..threads import in_thread
