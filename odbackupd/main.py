@@ -127,8 +127,8 @@ def run_once(config, job: str) -> int:  # noqa: ANN001
         return EXIT_CONFIG
     import sqlite3
 
-    from .ownership import give_back, service_dirs
     from .notify.deliver import OnceDelivery
+    from .ownership import give_back, service_dirs
     from .statefile import StateUnavailable, explain, open_state
 
     dirs = service_dirs(config, job)

@@ -13,7 +13,8 @@ import collections
 import logging
 import threading
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import metrics
 from .notify import message, queue

@@ -10,9 +10,10 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .runstatus import RunStatus
 
@@ -105,7 +106,7 @@ class StateStore:
         with self._lock:
             self._db.close()
 
-    def _tx(self) -> "_Tx":
+    def _tx(self) -> _Tx:
         return _Tx(self)
 
     def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
@@ -317,7 +318,7 @@ class StateStore:
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
         return self._q(sql, args)
 
-    def transaction(self) -> "_Tx":
+    def transaction(self) -> _Tx:
         """``with state.transaction() as db:`` several statements as one."""
         return self._tx()
 

@@ -53,8 +53,8 @@ import errno
 import logging
 import os
 import stat
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
 import pyinotify
 

@@ -65,9 +65,10 @@ import struct
 import termios
 import time
 import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Protocol
 
 import pyinotify
 
@@ -204,7 +205,7 @@ class Owner(Protocol):
     def inotify_overflow(self) -> None: ...
 
 
-_hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, InotifyHub]" = (
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, InotifyHub] = (
     weakref.WeakKeyDictionary())
 
 
@@ -425,7 +426,7 @@ class JobWatcher:
         self.running = True
         return self._walk_steps(hub)
 
-    def _walk_steps(self, hub: "InotifyHub") -> Iterator[None]:
+    def _walk_steps(self, hub: InotifyHub) -> Iterator[None]:
         for d in sorted(self._file_dirs):
             if hub.add(self, d) is None:
                 self._unreadable.append(d)
