@@ -74,7 +74,7 @@ class RunSummary:
     @classmethod
     def ended(cls, run_id: int, trigger: str, status: str, message: str,
               started: float | None = None) -> RunSummary:
-        """A run that ended without a snapshot run: cancelled before it started, crashed."""
+        """A run that ended without a run of its own: cancelled before it started, or crashed."""
         now = time.time()
         return cls(run_id, status, trigger, started if started is not None else now, now, message)
 

@@ -134,8 +134,8 @@ class RunQueue:
                 return cur.id  # still waiting for a slot: this request is the same run
             if slot.queued is not None:
                 return slot.queued.id
-            run = Run(await self._db(lambda: state.run_queued(job, trigger)), RunRequest(job,
-                                                                                         trigger))
+            run_id = await self._db(lambda: state.run_queued(job, trigger))
+            run = Run(run_id, RunRequest(job, trigger))
             if self.stopping:
                 await self._end_unstarted(run, "cancelled: the daemon is stopping")
                 raise Busy("the daemon is stopping; the run will not start")
