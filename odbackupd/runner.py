@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from . import signing
+from .config import Config, JobConfig
 from .series import DROP_SUFFIX, drop_series, series_config, series_job  # noqa: F401 - their home before
 from .destinations.base import Destination, DestinationError, NotLoggedIn
 from .destinations.factory import open_destination
@@ -172,11 +173,12 @@ def run_job(
     return run
 
 
-def _log_login_needed(config: object, job: object, err: NotLoggedIn, fields: dict) -> None:
-    """The event a sysadmin (or their monitoring) greps for: someone must run odctl login."""
+def _log_login_needed(config: Config, job: JobConfig, err: NotLoggedIn, fields: dict) -> None:
+    """The event a sysadmin (or their monitoring) greps for: someone must run odctl login.
+    The account is the error's own (a job's destinations may use several)."""
     account = err.account or next(iter(sorted({
-        d.account for n in job.destinations  # type: ignore[attr-defined]
-        if (d := config.destinations.get(n)) is not None and getattr(d, "account", None)  # type: ignore[attr-defined]
+        d.account for n in job.destinations
+        if (d := config.destinations.get(n)) is not None and getattr(d, "account", None)
     })), "")
     log.error("job %s: OneDrive login needed for account %s: %s", fields["JOB"], account or "?", err,
               extra={"journal_fields": {**fields, "ACCOUNT": account, "MESSAGE_ID": MSG_LOGIN_NEEDED}})
