@@ -12,14 +12,16 @@ from odbackupd.runner import run_job
 from .conftest import OneDriveSetup, account_toml, device_login
 
 
-def test_login_needed_names_the_account_of_the_failing_destination(tmp_path, graph_emulator, caplog):
+def test_login_needed_names_the_account_of_the_failing_destination(tmp_path, graph_emulator,
+                                                                    caplog):
     emu = graph_emulator
     od = OneDriveSetup(tmp_path, emu)
     src = tmp_path / "tree"
     src.mkdir()
     (src / "a.txt").write_text("hello\n")
     od.write([src])
-    text = od.config_path.read_text().replace('destinations = ["od"]', 'destinations = ["od", "od2"]')
+    text = od.config_path.read_text().replace('destinations = ["od"]',
+                                              'destinations = ["od", "od2"]')
     od.config_path.write_text(text + account_toml(emu, "a2") + textwrap.dedent(f"""
         [destination.od2]
         type = "onedrive"
