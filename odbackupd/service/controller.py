@@ -278,6 +278,8 @@ class Controller:
                 raise InvalidConfig(f"{why}\nkeeping the previous configuration") from e
             self._reload_error = None
             plan = plan_reload(self.config, new)
+            with named_errors("reload"):  # before anything changes: a failure keeps it all
+                await self._runs.load_last_runs(plan.added)
             for name in plan.removed:
                 if self._runs.busy(name):
                     self._runs.cancel(name, "cancelled: the job was removed from the configuration")
@@ -286,7 +288,6 @@ class Controller:
             self._triggers.stop([n for n in plan.removed + plan.retrigger if n in self._triggers])
             self.config = self._runs.config = plan.config
             self._runs.limiter.set_capacity(plan.config.daemon.max_parallel_runs)
-            await self._runs.load_last_runs(plan.added)
             self._scheduler.update(plan.config.jobs)
             self._start_triggers({n: plan.config.jobs[n] for n in plan.added + plan.retrigger})
             log.info("configuration reloaded from %s: %d jobs (%s)", path, len(plan.config.jobs),
@@ -306,7 +307,8 @@ class Controller:
 
         config = self.config
         try:
-            kind = await in_thread(lambda: test_message(config, name), f"notify-{name}")
+            with named_errors(f"notifier {name}"):
+                kind = await in_thread(lambda: test_message(config, name), f"notify-{name}")
         except LookupError as e:
             raise NoSuchNotifier(str(e.args[0]), notifier=name) from None
         except DeliveryError as e:
