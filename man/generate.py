@@ -138,6 +138,18 @@ def exit_codes_block() -> list[str]:
     return out
 
 
+def errors_block() -> list[str]:
+    """The D-Bus error names, each with odctl's exit code, from the one table
+    (odbackupd/bus/names.py ERRORS), as the daemon sends them."""
+    from odbackupd.bus.names import ERROR_PREFIX, ERRORS
+
+    out = [".SH ERRORS", "Errors are named", f".BI {ERROR_PREFIX} NAME :"]
+    for e in ERRORS.values():
+        text = f"{e.meaning[:1].upper()}{e.meaning[1:]} (odctl exits {e.exit})."
+        out += [".TP", f".B {e.code}", esc(text)]
+    return out
+
+
 def _introspection_xml() -> Path | None:
     for pattern in ("odbackupd/bus/*.xml", "dbus/*.xml"):
         found = sorted(ROOT.glob(pattern))
@@ -194,7 +206,8 @@ def dbus_block() -> list[str]:
 
 def render(page: str) -> str:
     template = (HERE / f"{page}.in").read_text(encoding="utf-8")
-    blocks = {"@KEYS@": keys_block, "@COMMANDS@": commands_block, "@EXIT_CODES@": exit_codes_block, "@DBUS@": dbus_block}
+    blocks = {"@KEYS@": keys_block, "@COMMANDS@": commands_block, "@EXIT_CODES@": exit_codes_block,
+              "@DBUS@": dbus_block, "@ERRORS@": errors_block}
     out: list[str] = []
     for line in template.splitlines():
         marker = line.removeprefix('.\\" ').strip()

@@ -153,7 +153,7 @@ def run_job(
                      kind=m.kind, base=m.base, full_reason=result.full_reason, **(m.changes or {}))
     state.run_finished(run_id, result.status, result.message, result.snapshot, stats)
     if series == job_name:
-        state.set(f"last_run:{job_name}", f"{time.time()}")
+        state.set_last_run(job_name, time.time())
     fields.update(SNAPSHOT=result.snapshot or "", STATUS=result.status)
     if result.ok:
         fields.update(BYTES=str(m.data_bytes if m else 0), STORED_BYTES=str(m.stored_bytes if m else 0))
@@ -177,13 +177,12 @@ def run_job(
 
 
 def _log_login_needed(config: Config, job: JobConfig, err: NotLoggedIn, fields: dict) -> None:
-    """The event a sysadmin (or their monitoring) greps for: someone must run odctl login."""
-    accounts = sorted({
+    """The event a sysadmin (or their monitoring) greps for: someone must run odctl login.
+    The account is the error's own (a job's destinations may use several)."""
+    account = err.account or next(iter(sorted({
         d.account for n in job.destinations
         if (d := config.destinations.get(n)) is not None and getattr(d, "account", None)
-    })
-    account = next((a for a in accounts if f"'{a}'" in str(err) or f"login {a}" in str(err)),
-                   accounts[0] if accounts else "")
+    })), "")
     log.error("job %s: OneDrive login needed for account %s: %s", fields["JOB"], account or "?", err,
               extra={"journal_fields": {**fields, "ACCOUNT": account, "MESSAGE_ID": MSG_LOGIN_NEEDED}})
 

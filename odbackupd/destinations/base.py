@@ -30,7 +30,12 @@ class ObjectNotFound(DestinationError):
 
 
 class NotLoggedIn(DestinationError):
-    """The destination's account needs ``odctl login`` (logged as MESSAGE_ID login-needed)."""
+    """The destination's account needs ``odctl login`` (logged as MESSAGE_ID login-needed).
+    ``account``: the name of its ``[account.NAME]``."""
+
+    def __init__(self, message: str, *, account: str | None = None) -> None:
+        super().__init__(message)
+        self.account = account
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ class OneDriveDestination(Destination):
             msg = str(e)
             if "odctl login" not in msg:
                 msg += f"; run: odctl login {self.account.name}"
-            raise NotLoggedIn(f"{self.describe()}: {msg}") from None
+            raise NotLoggedIn(f"{self.describe()}: {msg}", account=self.account.name) from None
         except gerr.QuotaExceeded as e:
             raise DestinationError(
                 f"{self.describe()}: {doing}: the drive of account {self.account.name!r} is full "
