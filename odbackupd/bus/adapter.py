@@ -31,7 +31,6 @@ import grp
 import inspect
 import logging
 import pwd
-import re
 from typing import Any, Callable
 
 try:  # dbus-fast, falling back to dbus-next (same API)
@@ -47,6 +46,7 @@ except ImportError:  # pragma: no cover - exercised only where dbus-fast is miss
 
 from odbackupd import __version__
 from odbackupd.service.errors import ControllerError
+from odbackupd.snapshot.volumes import volume_number as parse_volume_name
 
 from . import names
 
@@ -84,8 +84,7 @@ def to_asv(d: dict) -> dict[str, Variant]:
 
 def volume_number(progress: dict) -> int:
     """The number of the volume being written: ``vol.000012.zst.age`` → 12 (0 if none)."""
-    m = re.match(r"vol\.(\d+)", str(progress.get("volume", "")))
-    return int(m.group(1)) if m else 0
+    return parse_volume_name(str(progress.get("volume", ""))) or 0
 
 
 def _num(d: dict, key: str, kind: type = int) -> Any:

@@ -31,6 +31,7 @@ from ..metrics import note_login
 from ..runner import JobRun, drop_series, open_destinations, run_job, series_config
 from ..signing import signed_by
 from ..snapshot.builder import COMPLETED, COMPLETED_WITH_WARNINGS, Progress
+from ..snapshot.volumes import volume_number
 from ..state import StateStore
 from .clock import Clock, SystemClock
 from .errors import ControllerError, InvalidArgs, InvalidConfig, NoSuchAccount, NoSuchJob, NoSuchNotifier
@@ -887,10 +888,8 @@ def _lookup(table: dict[str, Any], kind: str, name: str, error: type[ControllerE
 
 def _volume_label(name: str) -> str:
     """``vol.000012.zst.age`` → ``vol 12`` for the one-line status."""
-    parts = name.split(".")
-    if len(parts) >= 2 and parts[0] == "vol" and parts[1].isdigit():
-        return f"vol {int(parts[1])}"
-    return name
+    n = volume_number(name)
+    return name if n is None else f"vol {n}"
 
 
 def _start_trigger(name: str, what: str, make: Callable[[], Any]) -> Any:

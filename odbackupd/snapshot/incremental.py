@@ -101,8 +101,11 @@ def file_type(mode: int) -> str:
     return "s"  # a socket: tar cannot archive it; never listed
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(...) makes an encoder per call
+
+
 def _dumps(d: dict) -> bytes:
-    return json.dumps(d, separators=(",", ":")).encode() + b"\n"
+    return _ENCODE(d).encode() + b"\n"
 
 
 @dataclass(frozen=True)
