@@ -32,20 +32,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_snapshot import RSS_TARGET, make_tree  # noqa: E402 - the same tree
+from bench_snapshot import RSS_TARGET, make_tree, peak_rss, spawn_measured  # noqa: E402 - the same tree
 
 
 def run_once(config: Path, job: str) -> tuple[float, int]:
     """Wall seconds and peak RSS (bytes) of ``odbackupd --once JOB``."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "odbackupd.main", "--config", str(config), "--once", job,
-                             "--log-level", "warning"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    _, status, ru = os.wait4(proc.pid, 0)
+    proc = spawn_measured([sys.executable, "-m", "odbackupd.main", "--config", str(config), "--once", job,
+                           "--log-level", "warning"], cwd=ROOT, stdout=subprocess.DEVNULL)
+    err = proc.stderr.read() if proc.stderr else b""
+    proc.wait()
     dt = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"odbackupd --once {job} failed:\n{err}")
-    return dt, ru.ru_maxrss * 1024
+    rss, err = peak_rss(err)  # not this process's: it holds the emulator (see bench_snapshot.SPAWN)
+    if proc.returncode != 0:
+        sys.exit(f"odbackupd --once {job} failed:\n{err.decode(errors='replace')}")
+    return dt, rss
 
 
 def main() -> None:
