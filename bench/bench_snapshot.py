@@ -12,7 +12,9 @@ data, a few large files; the issue's tree is 1.1 GB), warms the page cache, then
   baseline again
   odbackupd:  the same, age-encrypted
 Each odbackupd run is compared with the baseline run just before it (the machine may be
-shared: only ratios compare). Prints per run the seconds, MB/s, ratio, peak RSS of the
+shared: only ratios compare). Prints per run the seconds, MB/s, ratio, the CPU seconds
+of both (baseline CPU / odbackupd CPU is the speed ratio a machine saturated by the run
+alone would show: the figure that a loaded machine changes least), peak RSS of the
 whole odbackupd process (``wait4`` rusage, see SPAWN) and the peak bytes in its spool; then the
 medians. Targets: ratio >= 0.9 unencrypted, >= 0.8 encrypted; peak RSS < 100 MB.
 
@@ -114,9 +116,9 @@ def peak_rss(stderr: bytes) -> tuple[int, bytes]:
 
 
 def timed(cmd: list[str] | str, shell: bool = False, env: dict | None = None,
-          watch: Path | None = None) -> tuple[float, int, int]:
+          watch: Path | None = None) -> tuple[float, int, int, float]:
     """Wall seconds, peak RSS (bytes) of the command's process (0 for a shell pipeline),
-    peak bytes under ``watch``."""
+    peak bytes under ``watch``, CPU seconds (user + system, children included)."""
     peak_spool = 0
     stop = threading.Event()
 
@@ -143,7 +145,8 @@ def timed(cmd: list[str] | str, shell: bool = False, env: dict | None = None,
     else:
         proc = spawn_measured(list(cmd), env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     err = proc.stderr.read()  # type: ignore[union-attr]
-    proc.wait()
+    _, status, ru = os.wait4(proc.pid, 0)  # CPU time: its own and its children's (tar, zstd)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     dt = time.perf_counter() - t0
     stop.set()
     if t:
@@ -153,7 +156,7 @@ def timed(cmd: list[str] | str, shell: bool = False, env: dict | None = None,
         rss, err = peak_rss(err)
     if proc.returncode != 0:
         sys.exit(f"command failed: {cmd}\n{err.decode(errors='replace')}")
-    return dt, rss, peak_spool
+    return dt, rss, peak_spool, ru.ru_utime + ru.ru_stime
 
 
 def median(values: list[float]) -> float:
@@ -192,11 +195,12 @@ def main() -> None:
     ratios: dict[str, list[float]] = {label: [] for label, _ in variants}
     rss: dict[str, list[int]] = {label: [] for label, _ in variants}
     spools: dict[str, list[int]] = {label: [] for label, _ in variants}
+    cpu_ratios: dict[str, list[float]] = {label: [] for label, _ in variants}
     base_rates: list[float] = []
     for run in range(1, args.pairs + 1):
         for label, rec in variants:
             out.unlink(missing_ok=True)
-            base_t, _, _ = timed(base_cmd, shell=True)
+            base_t, _, _, base_cpu = timed(base_cmd, shell=True)
             base = total / base_t / 1e6
             base_rates.append(base)
             base_size = out.stat().st_size
@@ -214,15 +218,17 @@ def main() -> None:
             )
             cmd = [sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--once", "bench",
                    "--log-level", "warning"]
-            t, peak_rss, spool = timed(cmd, env=dict(os.environ), watch=work / "spool")
+            t, peak_rss, spool, cpu = timed(cmd, env=dict(os.environ), watch=work / "spool")
             stored = sum(p.stat().st_size for p in dest.rglob("vol.*"))
             rate = total / t / 1e6
             ratios[label].append(rate / base)
             rss[label].append(peak_rss)
             spools[label].append(spool)
+            cpu_ratios[label].append(base_cpu / cpu)
             print(
                 f"pair {run} {label:11s}: baseline {base_t:6.2f} s {base:6.1f} MB/s ({base_size / 1e6:.0f} MB) | "
                 f"odbackupd {t:6.2f} s {rate:6.1f} MB/s ({stored / 1e6:.0f} MB) | ratio {rate / base:4.2f} | "
+                f"CPU {base_cpu:5.2f} s vs {cpu:5.2f} s | "
                 f"peak RSS {peak_rss / 1e6:5.1f} MB | peak spool {spool / vs:4.2f} x volume_size", flush=True)
     print(f"median of {args.pairs} pairs each (baseline median {median(base_rates):.1f} MB/s; load average now "
           f"{os.getloadavg()[0]:.2f}):")
@@ -230,6 +236,7 @@ def main() -> None:
         r, m = median(ratios[label]), max(rss[label])
         print(
             f"  {label:11s}: ratio {r:4.2f} (target >= {TARGETS[label]}: {'met' if r >= TARGETS[label] else 'NOT met'})"
+            f"  CPU ratio {median(cpu_ratios[label]):4.2f}"
             f"  peak RSS median {median(rss[label]) / 1e6:5.1f} MB, max {m / 1e6:5.1f} MB (target < 100:"
             f" {'met' if m < RSS_TARGET else 'NOT met'})  peak spool {median(spools[label]) / vs:4.2f} x volume_size"
         )
