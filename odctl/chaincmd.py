@@ -13,18 +13,19 @@ def restore_chain_of(d, series: str, m, to: Path, allow_nonempty: bool, error): 
     if m.kind != "incremental":
         return None
     from odbackupd.snapshot.catalog import list_snapshots
-    from odbackupd.snapshot.incchain import BrokenChain, chain_of
     from odbackupd.snapshot.chainrestore import is_empty_dir
+    from odbackupd.snapshot.incchain import BrokenChain, chain_of
 
     try:
         chain = chain_of(m, list_snapshots(d, series, m.host).complete)
     except BrokenChain as e:
-        raise error(f"cannot restore {m.snapshot}: {e}; an older snapshot whose chain is complete may "
-                    "still restore (odctl verify JOB all)", EXIT_INTEGRITY) from e
+        raise error(f"cannot restore {m.snapshot}: {e}; an older snapshot whose chain is "
+                    "complete may still restore (odctl verify JOB all)", EXIT_INTEGRITY) from e
     if not allow_nonempty and not is_empty_dir(to):
         raise error(
-            f"{to} is not empty: {m.snapshot} is an incremental snapshot (a chain of {len(chain)}), and what "
-            "DIR already holds that the snapshot does not would be left mixed in with it (GNU tar -G would "
-            "delete it). Restore into an empty directory, or give --allow-nonempty", EXIT_USAGE)
+            f"{to} is not empty: {m.snapshot} is an incremental snapshot (a chain of "
+            f"{len(chain)}), and what DIR already holds that the snapshot does not would be left "
+            "mixed in with it (GNU tar -G would delete it). Restore into an empty directory, or "
+            "give --allow-nonempty", EXIT_USAGE)
     return chain
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from odbackupd.destinations.base import MANIFEST_NAME, DestinationError
 from odbackupd.snapshot.catalog import SNAPSHOT_ID_RE
@@ -49,7 +50,8 @@ def _newest(dest: Any, folder: str, names: list[str]) -> Manifest | None:
     for name in names:
         by_second.setdefault(name[:16], []).append(name)
     for second in sorted(by_second, reverse=True):
-        found = [m for name in by_second[second] if (m := _manifest(dest, folder, name)) is not None]
+        found = [m for name in by_second[second]
+                 if (m := _manifest(dest, folder, name)) is not None]
         if found:
             return max(found, key=lambda m: (m.started, m.snapshot))
     return None
@@ -71,7 +73,8 @@ def scan(dest: Any, max_age: Callable[[str], float | None]) -> list[SeriesStatus
     def note(host: str, series: str, count: int, m: Manifest | None) -> None:
         st = found.setdefault((host, series), SeriesStatus(host, series, 0, None, max_age(series)))
         st.snapshots += count
-        if m is not None and (st.newest is None or (m.started, m.snapshot) > (st.newest.started, st.newest.snapshot)):
+        if m is not None and (st.newest is None or (m.started, m.snapshot)
+                              > (st.newest.started, st.newest.snapshot)):
             st.newest = m
 
     for top in dest.list_root():
@@ -137,7 +140,8 @@ def command(args: argparse.Namespace, cfg: Any, open_state: Callable[[Any], Any]
     if args.json:
         render.out_json({"destinations": names, "series": rows})
     else:
-        render.table(["DESTINATION", "HOST", "SERIES", "LAST SNAPSHOT", "AGE", "SIZE", "KIND", "SNAPSHOTS",
+        render.table(["DESTINATION", "HOST", "SERIES", "LAST SNAPSHOT", "AGE", "SIZE", "KIND",
+                      "SNAPSHOTS",
                       "STATUS"], [_cells(r) for r in rows if not args.quiet or r["stale"]])
     return EXIT_FAILED if any(r["stale"] for r in rows) else EXIT_OK
 
@@ -152,7 +156,23 @@ def _cells(r: dict[str, Any]) -> list[str]:
             str(r["snapshots"]), status]
 
 
-def add_parser(sub: Any, common: argparse.ArgumentParser, func: Callable) -> None:
+def fleet_status(args: argparse.Namespace) -> int:
+    from odbackupd.bus.names import EXIT_NOT_FOUND, EXIT_USAGE
+
+    from . import offline
+    from .errors import CliError
+
+    try:
+        return command(args, offline.config(args), offline.state)
+    except ValueError as e:
+        raise CliError(str(e), EXIT_USAGE) from e
+    except LookupError as e:
+        raise CliError(str(e.args[0]), EXIT_NOT_FOUND) from e
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    from .dispatch import declare
+
     p = sub.add_parser("fleet-status", parents=[common],
                        help="every host's newest snapshots on a destination, and which are overdue",
                        description="Read-only, from the destination alone: per host and series the "
@@ -163,4 +183,4 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, func: Callable) -> Non
     p.add_argument("--max-age", metavar="DURATION", default=None,
                    help='flag snapshots older than this, e.g. "26h" (default: twice the schedule '
                    "interval of a job of the same name in this configuration)")
-    p.set_defaults(func=func)
+    declare(p, offline=fleet_status)

@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from odbackupd.bus.names import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from odbackupd.config.kinds import check_name
@@ -19,16 +20,17 @@ from odbackupd.intake.tokens import UNIT_CREDENTIALS, hash_token, new_token
 
 from . import render
 
-__all__ = ["add_intake_parsers"]
+__all__ = ["register"]
 
 
 def _token_path(args: argparse.Namespace) -> Path:
     """Where the hash goes: the configured token_file, else the unit's credential directory."""
     from odbackupd.config import ConfigError, load_config
+    from odbackupd.config.paths import DEFAULT_CONFIG
 
     prefix, unit_dir = UNIT_CREDENTIALS
     unit_dir = args.token_dir or unit_dir
-    path = args.config or Path("/etc/odbackupd/odbackupd.toml")
+    path = args.config or DEFAULT_CONFIG
     try:
         config = load_config(path) if path.exists() else None
     except ConfigError as e:
@@ -83,11 +85,13 @@ def cmd_intake_add_user(args: argparse.Namespace) -> int:
             raise _Fail(f"{path} exists: user '{args.user}' has a token already; --replace "
                         "makes a new one and revokes the old", EXIT_USAGE) from None
         except OSError as e:
-            raise _Fail(f"cannot write {path}: {e.strerror or e} (run as root)", EXIT_FAILED) from None
+            raise _Fail(f"cannot write {path}: {e.strerror or e} (run as root)",
+                        EXIT_FAILED) from None
     except _Fail as e:
         print(f"odctl: {e}", file=sys.stderr)
         return e.code
-    credential = f"{UNIT_CREDENTIALS[0]}{args.user}" if path.parent == UNIT_CREDENTIALS[1] else str(path)
+    in_unit_dir = path.parent == UNIT_CREDENTIALS[1]
+    credential = f"{UNIT_CREDENTIALS[0]}{args.user}" if in_unit_dir else str(path)
     if args.json:
         render.out_json({"user": args.user, "token": token, "token_file": credential,
                          "hash_file": str(path)})
@@ -101,7 +105,9 @@ def cmd_intake_add_user(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_intake_parsers(sub, common: argparse.ArgumentParser) -> None:  # noqa: ANN001
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    from .dispatch import declare
+
     p = sub.add_parser("intake", parents=[common], help="manage odbackupd-intake's upload users")
     isub = p.add_subparsers(dest="intake_command", metavar="SUBCOMMAND", required=True)
     a = isub.add_parser("add-user", parents=[common], help="make an upload token for a user",
@@ -112,4 +118,4 @@ def add_intake_parsers(sub, common: argparse.ArgumentParser) -> None:  # noqa: A
     a.add_argument("--token-dir", type=Path, metavar="DIR", default=None,
                    help=f"where the hash goes when no token_file is configured "
                         f"(default {UNIT_CREDENTIALS[1]})")
-    a.set_defaults(func=cmd_intake_add_user)
+    declare(a, offline=cmd_intake_add_user)

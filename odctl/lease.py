@@ -3,8 +3,8 @@ retention on this host defers deleting it until they are done."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from odbackupd.bus.names import EXIT_NOT_FOUND
 from odbackupd.destinations.base import MANIFEST_NAME
@@ -21,5 +21,6 @@ def reading(cfg, dest, series: str, m, quiet: bool = False) -> Iterator[None]:  
                   f"{cfg.daemon.state_dir}): a prune on this host may delete it while it is read; "
                   "run odctl as root or the service's user to prevent that", file=sys.stderr)
         if held and MANIFEST_NAME not in dest.list_objects(m.location, m.snapshot):
-            raise CliError(f"snapshot {m.snapshot} was pruned just now, before it could be read", EXIT_NOT_FOUND)
+            raise CliError(f"snapshot {m.snapshot} was pruned just now, before it could be read",
+                           EXIT_NOT_FOUND)
         yield

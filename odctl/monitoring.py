@@ -1,5 +1,5 @@
-"""What odctl's offline commands tell the metrics file and the notifiers, and
-``odctl notify test NAME``.
+"""What odctl's offline commands tell the metrics file and the notifiers
+(``odctl notify test NAME`` is odctl/commands/notify.py).
 
 ``prune``, ``verify`` and an in-process ``login``/``logout`` change what the metrics say
 (snapshot counts, the last verify, whether an account's login works): each records it in
@@ -10,9 +10,9 @@ daemon).
 """
 from __future__ import annotations
 
-import argparse
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def _with_state(cfg: Any, state: Any, fn: Callable[[Any], None]) -> None:
@@ -56,7 +56,8 @@ def after_verify(cfg: Any, state: Any, job: Any, series: str, reports: list[dict
         bad = [r for r in reports if not r["ok"]]
         if not bad:
             return
-        problems = "\n".join(f"{r['destination']}: {r['snapshot']}: {p}" for r in bad for p in r["problems"])
+        problems = "\n".join(f"{r['destination']}: {r['snapshot']}: {p}"
+                             for r in bad for p in r["problems"])
         queue.queue_event(cfg, st, job, series, ["verify_failed"], lambda ev: message.document(
             ev, host=cfg.daemon.hostname, series=series, job=job.name, snapshot=bad[0]["snapshot"],
             destination=bad[0]["destination"], result="damaged", finished=time.time(),
@@ -64,11 +65,3 @@ def after_verify(cfg: Any, state: Any, job: Any, series: str, reports: list[dict
         deliver_due(cfg, st, deadline=time.monotonic() + 30)
 
     _with_state(cfg, state, record)
-
-
-def add_parsers(sub: Any, common: argparse.ArgumentParser, cmd_notify_test: Callable) -> None:
-    p = sub.add_parser("notify", parents=[common], help="notifiers ([notify.NAME])")
-    nsub = p.add_subparsers(dest="notify_command", metavar="SUBCOMMAND", required=True)
-    t = nsub.add_parser("test", parents=[common], help="send a test message through a notifier now")
-    t.add_argument("name", metavar="NAME", help="the NAME of a [notify.NAME] table")
-    t.set_defaults(func=cmd_notify_test)

@@ -6,8 +6,9 @@ import os
 import re
 import sys
 import time
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 
 def out_json(obj: Any) -> None:
@@ -17,7 +18,7 @@ def out_json(obj: Any) -> None:
 
 def iso(ts: float) -> str:
     """RFC 3339 / ISO 8601 in UTC with the "T", as jq's fromdate and every JSON consumer read it."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def size(n: int | None) -> str:
@@ -41,7 +42,8 @@ def use_colour(stream=sys.stdout) -> bool:  # noqa: ANN001
     return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
-_STATE_COLOURS = {"completed": "32", "idle": "32", "logged_in": "32", "failed": "31", "cancelled": "33",
+_STATE_COLOURS = {"completed": "32", "idle": "32", "logged_in": "32", "failed": "31",
+                  "cancelled": "33",
                   "completed with warnings": "33", "cancelling": "33", "stopping": "33"}
 
 
@@ -66,10 +68,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         for i, c in enumerate(r):
             widths[i] = max(widths[i], len(_ANSI.sub("", c)))
     bold = ("\033[1m", "\033[0m") if use_colour() else ("", "")
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()
     print(f"{bold[0]}{line}{bold[1]}")
     for r in rows:
-        print("  ".join(_pad(c, w) for c, w in zip(r, widths)).rstrip())
+        print("  ".join(_pad(c, w) for c, w in zip(r, widths, strict=False)).rstrip())
 
 
 class Progress:
@@ -99,7 +101,8 @@ class Progress:
             fill = int(width * min(percent, 100.0) / 100)
             bar = "#" * fill + "-" * (width - fill)
             of = f"/{size(total)}" if total else ""
-            msg = f"\r{self.label} [{bar}] {percent:5.1f}% {size(done)}{of} {size(int(rate))}/s{vol}"
+            msg = (f"\r{self.label} [{bar}] {percent:5.1f}% {size(done)}{of} "
+                   f"{size(int(rate))}/s{vol}")
         else:
             msg = f"\r{self.label} {size(done)} {size(int(rate))}/s{vol}"
         sys.stderr.write(msg[:200] + "\033[K")

@@ -17,7 +17,8 @@ from odbackupd.bus.names import EXIT_FAILED, EXIT_INTEGRITY, EXIT_NOT_FOUND, EXI
 from . import render
 
 SHOWN = 10  # problems of one kind listed by name on stderr (all of them in --json)
-SPECIAL_WORDS = {"setuid": "setuid/setgid file", "capability": "capability attribute", "device": "device node"}
+SPECIAL_WORDS = {"setuid": "setuid/setgid file", "capability": "capability attribute",
+                 "device": "device node"}
 
 
 def _special_text(counts: dict[str, int]) -> str:
@@ -29,7 +30,8 @@ def _special_text(counts: dict[str, int]) -> str:
 def exit_code(stats: Any, stopped_damaged: bool = False) -> int:
     if stats.refused or stats.damaged or stopped_damaged:
         return EXIT_INTEGRITY
-    if stats.failed or stats.stopped or (stats.special_left_out and stats.special_reason != "--no-special-files was given"):
+    left_out = stats.special_left_out and stats.special_reason != "--no-special-files was given"
+    if stats.failed or stats.stopped or left_out:
         return EXIT_FAILED
     return EXIT_NOT_FOUND if stats.unmatched else EXIT_OK
 
@@ -78,25 +80,26 @@ def report(args: Any, m: Any, stats: Any, took: float, stopped_damaged: bool = F
         print(f"odctl: --path {p}: nothing in snapshot {m.snapshot} is at that path (paths are as "
               f"archived, without the leading '/', e.g. {example})", file=err)
     if stats.refused:  # each is named in its warning above
-        print(f"odctl: {len(stats.refused)} members refused (named above): each would have been written outside "
-              "the target or through a symbolic link (the archive asks for it, or someone changed the target "
-              "during the restore), or its name is malformed", file=err)
+        print(f"odctl: {len(stats.refused)} members refused (named above): each would have been "
+              "written outside the target or through a symbolic link (the archive asks for it, or "
+              "someone changed the target during the restore), or its name is malformed", file=err)
     _listed("members with malformed metadata (the stored archive is damaged)", stats.damaged, err)
     _listed("members that could not be written here", stats.failed, err)
     if stats.stopped:
-        print(f"odctl: the restore stopped before the end of the snapshot: {stats.stopped}; every member "
-              "after that point is missing", file=err)
+        print("odctl: the restore stopped before the end of the snapshot: "
+              f"{stats.stopped}; every member after that point is missing", file=err)
     if stats.special_left_out:
         left = _special_text(stats.special_left_out)
         if stats.special_reason == "--no-special-files was given":
             print(f"odctl: left out as asked (--no-special-files): {left}", file=err)
         else:
-            print(f"odctl: left out {left}: {stats.special_reason}, and as root they would let whoever can "
-                  "write to the destination plant a setuid program, a capability or a device node; "
-                  "check the snapshot, then run again with --special-files to restore them, or with "
-                  "--no-special-files to accept the restore without them", file=err)
+            print(f"odctl: left out {left}: {stats.special_reason}, and as root they would let "
+                  "whoever can write to the destination plant a setuid program, a capability or a "
+                  "device node; check the snapshot, then run again with --special-files to restore "
+                  "them, or with --no-special-files to accept the restore without them", file=err)
     if code in (EXIT_INTEGRITY, EXIT_FAILED):
-        print(f"odctl: {to} holds a PARTIAL restore of {m.snapshot} ({stats.files + stats.links} of {m.files} files, "
-              f"{render.size(stats.bytes)} of {render.size(m.data_bytes)}); what is listed above is missing "
-              "or incomplete", file=err)
+        print(f"odctl: {to} holds a PARTIAL restore of {m.snapshot} "
+              f"({stats.files + stats.links} of {m.files} files, {render.size(stats.bytes)} of "
+              f"{render.size(m.data_bytes)}); what is listed above is missing or incomplete",
+              file=err)
     return code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from odbackupd.bus.names import EXIT_FAILED, EXIT_INTEGRITY, EXIT_OK, EXIT_USAGE
 
@@ -13,11 +14,12 @@ from .errors import CliError
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trusted-key", type=Path, metavar="FILE",
-                   help="refuse (exit 4) a snapshot not signed by this public key (what 'odctl key "
-                        "export' printed on the host that made it); default: the job's trusted_key")
+                   help="refuse (exit 4) a snapshot not signed by this public key (what "
+                        "'odctl key export' printed on the host that made it); default: the "
+                        "job's trusted_key")
     p.add_argument("--any-encryption", action="store_true",
-                   help="take a snapshot of an encrypted job even if it is not encrypted, or not to the "
-                        "job's recipients (refused with exit 4 otherwise)")
+                   help="take a snapshot of an encrypted job even if it is not encrypted, or not "
+                        "to the job's recipients (refused with exit 4 otherwise)")
 
 
 def policy(args: argparse.Namespace, job):  # noqa: ANN001, ANN201
@@ -31,7 +33,8 @@ def policy(args: argparse.Namespace, job):  # noqa: ANN001, ANN201
     except SigningError as e:
         raise CliError(str(e) + ("" if args.trusted_key else f" (trusted_key of job {job.name})"),
                        EXIT_USAGE) from None
-    return Trust(keys=keys, recipients=tuple(job.recipients), any_encryption=args.any_encryption, job=job.name)
+    return Trust(keys=keys, recipients=tuple(job.recipients),
+                 any_encryption=args.any_encryption, job=job.name)
 
 
 def check(m, trust) -> bool:  # noqa: ANN001
@@ -60,10 +63,13 @@ def key_export(cfg, args: argparse.Namespace) -> int:  # noqa: ANN001
     return EXIT_OK
 
 
-def add_key_parser(sub, common: argparse.ArgumentParser, export) -> None:  # noqa: ANN001
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    from . import offline
+    from .dispatch import declare
+
     p = sub.add_parser("key", parents=[common], help="the key that signs this host's snapshots")
     ksub = p.add_subparsers(dest="key_command", metavar="SUBCOMMAND", required=True)
     e = ksub.add_parser("export", parents=[common],
-                        help="print the public key that verifies this host's snapshots (keep it with the "
-                             "age identity; give it to --trusted-key or trusted_key)")
-    e.set_defaults(func=export)
+                        help="print the public key that verifies this host's snapshots (keep it "
+                             "with the age identity; give it to --trusted-key or trusted_key)")
+    declare(e, offline=lambda args: key_export(offline.config(args), args))

@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _generator():  # noqa: ANN202
-    spec = importlib.util.spec_from_file_location("completions_generate", REPO / "completions" / "generate.py")
+    spec = importlib.util.spec_from_file_location("completions_generate",
+                                                  REPO / "completions" / "generate.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -26,9 +27,11 @@ def test_committed_completions_match_the_parser():
 
 
 def _complete(*words: str) -> list[str]:
-    script = (f'source {REPO / "completions" / "odctl.bash"}; COMP_WORDS=({" ".join(repr(w) for w in words)}); '
+    script = (f'source {REPO / "completions" / "odctl.bash"}; '
+              f'COMP_WORDS=({" ".join(repr(w) for w in words)}); '
               f'COMP_CWORD={len(words) - 1}; _odctl; printf "%s\\n" "${{COMPREPLY[@]}}"')
-    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+    return r.stdout.split()
 
 
 def test_bash_completion_walks_the_command_tree():
@@ -39,7 +42,8 @@ def test_bash_completion_walks_the_command_tree():
 
 
 def test_help_lists_every_exit_code():
-    r = subprocess.run([sys.executable, "-m", "odctl.cli", "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "odctl.cli", "--help"], capture_output=True,
+                       text=True, check=False)
     assert r.returncode == 0
     epilog = r.stdout.split("exit status:")[1]
     for code, meaning in names.EXIT_CODES.items():

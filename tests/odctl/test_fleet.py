@@ -31,7 +31,8 @@ def host(tmp_path: Path, dest: Path, name: str, job: str = "etc") -> Path:
 
 
 def tree(root: Path) -> list[tuple[str, int, int]]:
-    return sorted((str(p.relative_to(root)), p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*"))
+    return sorted((str(p.relative_to(root)), p.stat().st_mtime_ns, p.stat().st_size)
+                  for p in root.rglob("*"))
 
 
 def age_manifest(path: Path, hours: float) -> None:
@@ -49,9 +50,11 @@ def test_fleet_status_lists_every_host_and_flags_the_overdue_one(tmp_path):
     for cfg in (alpha, alpha, beta):
         r = run("-m", "odbackupd.main", "--config", str(cfg), "--once", "etc")
         assert r.returncode == 0, r.stderr
-    snaps = {h: json.loads(run("-m", "odctl.cli", "--config", str(alpha), "snapshots", "etc", "--host", h,
-                               "--json").stdout)["destinations"]["usb"]["snapshots"] for h in ("alpha", "beta")}
-    monitor = host(tmp_path, dest, "monitor")  # a machine with the fleet's drop-ins, no runs of its own
+    snaps = {h: json.loads(run("-m", "odctl.cli", "--config", str(alpha), "snapshots", "etc",
+                               "--host", h, "--json").stdout)["destinations"]["usb"]["snapshots"]
+             for h in ("alpha", "beta")}
+    # a machine with the fleet's drop-ins, no runs of its own
+    monitor = host(tmp_path, dest, "monitor")
     before = tree(dest)
     r = run("-m", "odctl.cli", "--config", str(monitor), "fleet-status", "--json")
     assert r.returncode == 0, r.stderr
@@ -60,7 +63,8 @@ def test_fleet_status_lists_every_host_and_flags_the_overdue_one(tmp_path):
     for h in ("alpha", "beta"):
         assert rows[h]["series"] == "etc" and rows[h]["snapshot"] == snaps[h][-1]["snapshot"]
         assert rows[h]["stored_bytes"] == snaps[h][-1]["stored_bytes"]
-        assert rows[h]["kind"] == ("incremental" if h == "alpha" else "full")  # alpha's second run builds on its first
+        # alpha's second run builds on its first
+        assert rows[h]["kind"] == ("incremental" if h == "alpha" else "full")
         assert 0 <= rows[h]["age_seconds"] < 600 and rows[h]["max_age_seconds"] == 2 * 3600
         assert not rows[h]["stale"]
     assert rows["alpha"]["snapshots"] == 2 and rows["beta"]["snapshots"] == 1
@@ -70,10 +74,12 @@ def test_fleet_status_lists_every_host_and_flags_the_overdue_one(tmp_path):
     r = run("-m", "odctl.cli", "--config", str(monitor), "fleet-status")
     assert r.returncode == 1  # something is overdue: monitoring scripts can act on the status
     lines = {ln.split()[1]: ln for ln in r.stdout.splitlines()[1:]}
-    assert "STALE" in lines["beta"] and lines["beta"].split()[4] == "3h" and lines["alpha"].endswith("ok")
+    assert "STALE" in lines["beta"] and lines["beta"].split()[4] == "3h"
+    assert lines["alpha"].endswith("ok")
     assert tree(dest) == before  # read-only
 
-    r = run("-m", "odctl.cli", "--config", str(monitor), "fleet-status", "--max-age", "4h", "--json")
+    r = run("-m", "odctl.cli", "--config", str(monitor), "fleet-status", "--max-age", "4h",
+            "--json")
     assert r.returncode == 0 and not any(x["stale"] for x in json.loads(r.stdout)["series"])
     r = run("-m", "odctl.cli", "--config", str(monitor), "fleet-status", "--max-age", "soon")
     assert r.returncode == 2 and "--max-age soon" in r.stderr and "Traceback" not in r.stderr

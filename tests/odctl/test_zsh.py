@@ -37,7 +37,7 @@ while zpty -r z line; do
   [[ $line == *'<m>'* ]] && print -r -- ${line##*<m>}
 done
 zpty -d z
-"""
+"""  # noqa: E501 - the compadd wrapper is one line typed into the pty
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,8 @@ def complete(zsh: str, tmp_path: Path):  # noqa: ANN201
         r = subprocess.run([zsh, "-f", str(harness), str(REPO / "completions"), *words], cwd=cwd,
                            capture_output=True, text=True, timeout=30)
         lines = r.stdout.splitlines()
-        assert r.returncode == 0 and lines and lines[-1] == "<done>", (r.returncode, r.stdout, r.stderr)
+        assert r.returncode == 0 and lines and lines[-1] == "<done>", \
+            (r.returncode, r.stdout, r.stderr)
         return sorted(set(lines[:-1]))
 
     run.cwd = cwd  # type: ignore[attr-defined]
@@ -70,7 +71,8 @@ def complete(zsh: str, tmp_path: Path):  # noqa: ANN201
 
 def _subcommands() -> list[str]:
     """odctl's top-level commands, from its argparse tree (what the completion is made of)."""
-    spec = importlib.util.spec_from_file_location("completions_generate", REPO / "completions" / "generate.py")
+    spec = importlib.util.spec_from_file_location("completions_generate",
+                                                  REPO / "completions" / "generate.py")
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
     return sorted(k for k in gen._tree(gen._parser()) if k and " " not in k)
@@ -89,7 +91,8 @@ def test_zsh_completes_options_of_the_subcommand(complete):
     assert complete("odctl", "backup-now", "--wa") == ["--wait"]
     assert complete("odctl", "login", "acct", "--b") == ["--browser"]
     assert "--restore" not in complete("odctl", "restore", "--")
-    assert {"--to", "--path", "--identity", "--destination"} <= set(complete("odctl", "restore", "--"))
+    assert {"--to", "--path", "--identity", "--destination"} \
+        <= set(complete("odctl", "restore", "--"))
 
 
 def test_zsh_completes_file_arguments(complete):

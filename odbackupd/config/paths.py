@@ -1,0 +1,22 @@
+"""Where the configuration is, and loading it as every program of the package does.
+
+``odbackupd``, ``odctl`` and ``odbackupd-intake`` read the same file; a machine without it
+(the default path absent, no ``--config``) runs on the defaults with no jobs, while a
+path given explicitly must exist."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .schema import Config
+from .validate import default_config, load_config
+
+DEFAULT_CONFIG = Path("/etc/odbackupd/odbackupd.toml")
+
+
+def load(path: Path | None, *, check_sources: bool = False, explicit: bool = False) -> Config:
+    """The configuration at ``path`` (default :data:`DEFAULT_CONFIG`); the embedded default
+    when that is absent and was not named explicitly. Raises ``ConfigError``."""
+    p = path or DEFAULT_CONFIG
+    if not p.exists() and not explicit:
+        return default_config()
+    return load_config(p, check_sources=check_sources)
