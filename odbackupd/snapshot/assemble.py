@@ -5,6 +5,7 @@ Order on every destination: the index object, ``RESTORE.txt``, ``manifest.json``
 Then the state database forgets the in-progress snapshot and keeps what the next run
 compares against (sizes, the sources that had entries, the cached index).
 """
+
 from __future__ import annotations
 
 import json
@@ -57,32 +58,57 @@ def assemble(ctx: RunContext, resumes: int) -> Manifest:
     sequence, previous = next_in_series(ctx.dests, job, snapshot, ctx.hostname)
     enc = encryption_field(ctx.job)
     manifest = Manifest(
-        job=job, snapshot=snapshot, host=ctx.hostname, started=ctx.started, finished=ctx.clock(),
+        job=job,
+        snapshot=snapshot,
+        host=ctx.hostname,
+        started=ctx.started,
+        finished=ctx.clock(),
         tool_version=__version__,
         compression={"algorithm": "zstd", "level": ctx.job.compression_level},
         encryption={"format": "age-v1", **enc} if enc else None,
         sources=manifest_sources(ctx.job),
-        files=st.files, dirs=st.dirs, others=st.others,
-        data_bytes=st.data_bytes, tar_bytes=last_cp.offset,
+        files=st.files,
+        dirs=st.dirs,
+        others=st.others,
+        data_bytes=st.data_bytes,
+        tar_bytes=last_cp.offset,
         volumes=volumes,
         warnings=dict(ctx.warning_counts),
-        resumes=resumes, sequence=sequence, previous=previous,
+        resumes=resumes,
+        sequence=sequence,
+        previous=previous,
         chain=chain.manifest_field() if all("chain" in r.checkpoint for r in records) else None,
-        kind=ctx.decision.kind, base=base.snapshot if base else None,
+        kind=ctx.decision.kind,
+        base=base.snapshot if base else None,
     )
     manifest.folder = ctx.folder
     if ctx.cache is not None:
-        manifest.changes = {"new": st.new, "changed": st.changed, "unchanged": st.unchanged, "deleted": st.deleted}
+        manifest.changes = {
+            "new": st.new,
+            "changed": st.changed,
+            "unchanged": st.unchanged,
+            "deleted": st.deleted,
+        }
     return manifest
 
 
-def publish(ctx: RunContext, manifest: Manifest, chains: ChainPlanner, signing_key: object | None) -> BuiltIndex | None:
+def publish(
+    ctx: RunContext, manifest: Manifest, chains: ChainPlanner, signing_key: object | None
+) -> BuiltIndex | None:
     """Store the index, RESTORE.txt and the signed manifest on every destination."""
     built = None
     if ctx.cache is not None:
         records = ctx.state.volumes(ctx.name, ctx.snapshot)
-        built = store_index(ctx.dests, ctx.folder, manifest, ctx.spool, source_roots(ctx.job.sources),
-                            [r.info for r in records], ctx.recipients, ctx.abort)
+        built = store_index(
+            ctx.dests,
+            ctx.folder,
+            manifest,
+            ctx.spool,
+            source_roots(ctx.job.sources),
+            [r.info for r in records],
+            ctx.recipients,
+            ctx.abort,
+        )
     text = chains.restore_text(manifest, encrypted=bool(ctx.job.recipients))
     data = manifest.dumps(sign_with=signing_key)
     for d in ctx.dests:
@@ -91,7 +117,9 @@ def publish(ctx: RunContext, manifest: Manifest, chains: ChainPlanner, signing_k
     return built
 
 
-def record_completion(ctx: RunContext, manifest: Manifest, built: BuiltIndex | None, nonempty: list[str]) -> None:
+def record_completion(
+    ctx: RunContext, manifest: Manifest, built: BuiltIndex | None, nonempty: list[str]
+) -> None:
     """The snapshot is complete: cache its index, forget it as in progress, keep what the
     next run compares against, empty its spool."""
     job = ctx.name

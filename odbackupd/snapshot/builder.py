@@ -15,6 +15,7 @@ follows it, so whatever stops a run (an error, a cancel, Ctrl-C, a kill) the nex
 resumes. An error or a cancel ends in a ``RunResult``; an interrupt (a second Ctrl-C,
 ``KeyboardInterrupt``) is raised on once the upload workers have stopped.
 """
+
 from __future__ import annotations
 
 import errno
@@ -22,8 +23,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from ..destinations.base import Destination, DestinationError
 from ..state import StateStore
@@ -37,11 +38,27 @@ from .pipeline import Pipeline
 from .resume import estimated_total, plan_snapshot, where_to_start
 from .runctx import RunContext
 from .spec import (
-    CANCELLED, COMPLETED, COMPLETED_WITH_WARNINGS, FAILED, JobSpec, Progress, RunCancelled, RunFailed, RunResult,
+    CANCELLED,
+    COMPLETED,
+    COMPLETED_WITH_WARNINGS,
+    FAILED,
+    JobSpec,
+    Progress,
+    RunCancelled,
+    RunFailed,
+    RunResult,
 )
 
-__all__ = ["CANCELLED", "COMPLETED", "COMPLETED_WITH_WARNINGS", "FAILED", "JobSpec", "Progress", "RunResult",
-           "SnapshotBuilder"]
+__all__ = [
+    "CANCELLED",
+    "COMPLETED",
+    "COMPLETED_WITH_WARNINGS",
+    "FAILED",
+    "JobSpec",
+    "Progress",
+    "RunResult",
+    "SnapshotBuilder",
+]
 
 log = logging.getLogger("odbackupd.snapshot")
 
@@ -75,9 +92,17 @@ class SnapshotBuilder:
         self.fstab, self.mountinfo = fstab, mountinfo
         self.skip_paths = frozenset(os.fsencode(os.path.normpath(p)) for p in skip_paths)
         self.ctx = RunContext(
-            job=job, dests=list(destinations), state=state, spool_root=Path(spool_root), hostname=hostname,
-            folder=series_folder(hostname, job.name), workers=max(1, upload_workers),
-            cancel=cancel or threading.Event(), clock=clock, progress_cb=progress, index_dir=index_dir,
+            job=job,
+            dests=list(destinations),
+            state=state,
+            spool_root=Path(spool_root),
+            hostname=hostname,
+            folder=series_folder(hostname, job.name),
+            workers=max(1, upload_workers),
+            cancel=cancel or threading.Event(),
+            clock=clock,
+            progress_cb=progress,
+            index_dir=index_dir,
         )
         self.progress = self.ctx.progress
 
@@ -92,7 +117,9 @@ class SnapshotBuilder:
             ctx.recipients = [parse_recipient(r) for r in ctx.job.recipients]
         chains = ChainPlanner(ctx.dests, ctx.name, ctx.hostname)
         plan = plan_snapshot(ctx, chains, manifest_sources(ctx.job), encryption_field(ctx.job))
-        result = RunResult(ctx.name, ctx.snapshot, FAILED, resumed=plan.resumed, full_reason=ctx.decision.reason)
+        result = RunResult(
+            ctx.name, ctx.snapshot, FAILED, resumed=plan.resumed, full_reason=ctx.decision.reason
+        )
         clean_spool(ctx)
         result.removed_leftovers = remove_leftovers(ctx)
         ctx.progress.estimated_total = estimated_total(ctx)
@@ -102,7 +129,10 @@ class SnapshotBuilder:
         try:
             Pipeline(ctx, self.skip_paths).run(start)
         except RunCancelled:
-            result.status, result.message = CANCELLED, "cancelled; the next run resumes this snapshot"
+            result.status, result.message = (
+                CANCELLED,
+                "cancelled; the next run resumes this snapshot",
+            )
             return ctx.finish(result)
         except Exception as e:  # noqa: BLE001 - an interrupt (BaseException) goes on up: checkpoints stay
             return ctx.finish(self._failed(result, e))
@@ -115,7 +145,10 @@ class SnapshotBuilder:
             built = publish(ctx, manifest, chains, self.signing_key)
         except Exception as e:  # noqa: BLE001 - as above
             result.error = e
-            result.status, result.message = FAILED, f"writing the manifest: {e}; the next run finishes this snapshot"
+            result.status, result.message = (
+                FAILED,
+                f"writing the manifest: {e}; the next run finishes this snapshot",
+            )
             return ctx.finish(result)
         record_completion(ctx, manifest, built, sources.nonempty)
         result.manifest = manifest
@@ -129,18 +162,25 @@ class SnapshotBuilder:
         """The result of a run the pipeline failed: the error of the thread that failed
         first, named so that a sysadmin knows what to do."""
         ctx = self.ctx
-        if not ctx.state.volumes(ctx.name, ctx.snapshot):  # nothing to resume from: no index scratch either
+        if not ctx.state.volumes(
+            ctx.name, ctx.snapshot
+        ):  # nothing to resume from: no index scratch either
             drop_scratch(ctx.spool)
         err = ctx.error or e
         result.error = err
         result.status = FAILED
         result.message = f"{err}; the next run resumes this snapshot"
-        if isinstance(err, OSError) and err.errno == errno.ENOSPC and str(err.filename or "").startswith(
-                str(ctx.spool_root)):
+        if (
+            isinstance(err, OSError)
+            and err.errno == errno.ENOSPC
+            and str(err.filename or "").startswith(str(ctx.spool_root))
+        ):
             result.message = (
-                f"the spool directory {ctx.spool_root} is full ({err.filename}): it needs room for "
-                f"about {ctx.workers + 2} volumes of {ctx.job.volume_size >> 20} MiB; free space there "
-                "or set [daemon] spool_dir elsewhere; the next run resumes this snapshot")
+                f"the spool directory {ctx.spool_root} is full ({err.filename}): it needs room "
+                f"for about {ctx.workers + 2} volumes of {ctx.job.volume_size >> 20} MiB; free "
+                "space there or set [daemon] spool_dir elsewhere; the next run resumes this "
+                "snapshot"
+            )
         if not isinstance(err, (DestinationError, RunFailed, OSError)):
             log.exception("job %s: snapshot %s failed", ctx.name, ctx.snapshot)
         return result

@@ -4,6 +4,7 @@ In the spool, the folders of other snapshots of the series (an interrupted one t
 not resumed); on the destinations, incomplete snapshot folders this host made and will
 never finish.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,8 +42,14 @@ def remove_leftovers(ctx: RunContext) -> list[str]:
                 if MANIFEST_NAME in d.list_objects(folder, name):
                     continue
                 if not ctx.state.made_here(job, name):
-                    log.info("job %s: leaving incomplete snapshot folder %s/%s on %s: this host's "
-                             "state does not show it made it", job, folder, name, d.describe())
+                    log.info(
+                        "job %s: leaving incomplete snapshot folder %s/%s on %s: this host's "
+                        "state does not show it made it",
+                        job,
+                        folder,
+                        name,
+                        d.describe(),
+                    )
                     continue
                 log.info("job %s: removing incomplete snapshot %s from %s", job, name, d.describe())
                 d.delete_snapshot(folder, name)

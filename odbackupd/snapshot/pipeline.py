@@ -11,6 +11,7 @@ scratch disk is a few volumes whatever the snapshot's size.
 Every recorded volume is a checkpoint: whatever stops the run afterwards (an error, a
 cancel, Ctrl-C, a kill), the next run resumes after the last one (resume.py).
 """
+
 from __future__ import annotations
 
 import os
@@ -46,7 +47,9 @@ class Pipeline:
         self.skip_paths = skip_paths
         self.slots = threading.Semaphore(ctx.workers + 1)  # volumes in the spool at most
         self.futures: list[Future] = []
-        self.pool = ThreadPoolExecutor(max_workers=ctx.workers, thread_name_prefix=f"upload-{ctx.name}")
+        self.pool = ThreadPoolExecutor(
+            max_workers=ctx.workers, thread_name_prefix=f"upload-{ctx.name}"
+        )
         self.plan: IndexPlan | None = None
 
     def run(self, start: Resume) -> None:
@@ -92,9 +95,15 @@ class Pipeline:
         if ctx.cache is not None:
             base = ctx.decision.base
             self.plan = stream.plan = IndexPlan(
-                spool, snapshot, ctx.cache.data if base is not None else None, base.snapshot if base else None,
-                Compare(ctx.job.ignore_inode, ctx.job.ignore_ctime), lambda: int(ctx.clock() * 1e9),
-                stream.cp.stats, resume=resume_cp)
+                spool,
+                snapshot,
+                ctx.cache.data if base is not None else None,
+                base.snapshot if base else None,
+                Compare(ctx.job.ignore_inode, ctx.job.ignore_ctime),
+                lambda: int(ctx.clock() * 1e9),
+                stream.cp.stats,
+                resume=resume_cp,
+            )
         cctx = make_compressor(ctx.job.compression_level, ctx.job.compression_threads)
         # Sealing a volume (waiting for its writer thread, fsync, recording it) runs in a
         # thread of its own, in volume order, while this one already feeds the compressor
@@ -120,7 +129,11 @@ class Pipeline:
                 if vol is None:
                     ctx.acquire(self.slots)
                     start = stream.cp.offset - len(chunk)
-                    header = b"" if prev is None else chain.volume_header(job, snapshot, index, start, prev)
+                    header = (
+                        b""
+                        if prev is None
+                        else chain.volume_header(job, snapshot, index, start, prev)
+                    )
                     vol = VolumeWriter(spool, index, start, cctx, ctx.recipients, quickxor, header)
                     progress.current_volume = vol.name
                 vol.write(chunk)
@@ -140,7 +153,9 @@ class Pipeline:
                     self.plan.sync()
                     ended.index = scratch_sizes(spool)
                 if ended.digest is not None:
-                    ended.vol.append(chain.end_marker(job, snapshot, ended.vol.index, ended.cp.offset))
+                    ended.vol.append(
+                        chain.end_marker(job, snapshot, ended.vol.index, ended.cp.offset)
+                    )
                 seals.append(sealer.submit(self._seal, ended))
                 ended = None
             for f in seals:
@@ -212,10 +227,14 @@ class Pipeline:
                     ctx.progress.stored_bytes += n
 
             for d in dests:
-                obj = d.put_file(ctx.folder, ctx.snapshot, info.name, src, expected, progress, ctx.abort)
+                obj = d.put_file(
+                    ctx.folder, ctx.snapshot, info.name, src, expected, progress, ctx.abort
+                )
                 problems = info.differences(obj)
                 if problems:
-                    raise DestinationError(f"{d.describe()} holds a bad copy of {info.name}: " + "; ".join(problems))
+                    raise DestinationError(
+                        f"{d.describe()} holds a bad copy of {info.name}: " + "; ".join(problems)
+                    )
                 ctx.state.mark_stored(ctx.name, ctx.snapshot, info.index, d.name)
             with ctx.lock:
                 ctx.progress.volumes_stored += 1

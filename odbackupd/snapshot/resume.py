@@ -6,6 +6,7 @@ index's): volumes already stored are neither rebuilt nor sent again, volumes sti
 spool are sent, and building continues from the last checkpoint. Otherwise a new snapshot
 is begun, full or incremental as ``ChainPlanner.decide`` says.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,17 +47,29 @@ class Resume:
         return self.next_index - 1 - len(self.pending)
 
 
-def plan_snapshot(ctx: RunContext, chains: ChainPlanner, sources: list[str], encryption: dict | None) -> Plan:
+def plan_snapshot(
+    ctx: RunContext, chains: ChainPlanner, sources: list[str], encryption: dict | None
+) -> Plan:
     """Choose the snapshot (sets ``ctx.snapshot``, ``started``, ``decision``, ``cache``)
     and record it in the state database as in progress."""
     job = ctx.name
     params = ctx.job.params(ctx.dests)
     inprog = ctx.state.inprogress(job)
-    cache = IndexCache(ctx.index_dir, job) if ctx.index_dir is not None and ctx.job.incremental else None
+    cache = (
+        IndexCache(ctx.index_dir, job)
+        if ctx.index_dir is not None and ctx.job.incremental
+        else None
+    )
     if inprog is not None and finish_if_stored(ctx.dests, ctx.folder, inprog.snapshot):
         ctx.state.forget(job)  # its manifest is stored: done, not to be "resumed"
         if cache is not None:  # and its index, still in the spool, is the next run's base
-            adopt_index(cache, ctx.dests[0], ctx.folder, inprog.snapshot, ctx.spool_root / job / inprog.snapshot)
+            adopt_index(
+                cache,
+                ctx.dests[0],
+                ctx.folder,
+                inprog.snapshot,
+                ctx.spool_root / job / inprog.snapshot,
+            )
         inprog = None
     resuming = inprog is not None and without_chain(inprog.params) == params
     if resuming and inprog.params.get("base"):
@@ -84,16 +97,33 @@ def plan_snapshot(ctx: RunContext, chains: ChainPlanner, sources: list[str], enc
         ctx.state.note_resume(job)
         return Plan(resumed=True, resumes=inprog.resumes + 1)
     if inprog is not None:
-        log.info("job %s: settings changed since interrupted snapshot %s; starting anew", job, inprog.snapshot)
+        log.info(
+            "job %s: settings changed since interrupted snapshot %s; starting anew",
+            job,
+            inprog.snapshot,
+        )
         ctx.state.forget(job)
     ctx.started = ctx.clock()
     ctx.snapshot = new_snapshot_id(ctx.started)
     if cache is not None:
         ctx.decision = chains.decide(
-            cache, ctx.started, full_every=ctx.job.full_every, full_if_older_than=ctx.job.full_if_older_than,
-            sources=sources, encryption=encryption)
-    ctx.state.begin(job, ctx.snapshot, ctx.started, dict(
-        params, kind=ctx.decision.kind, base=ctx.decision.base.snapshot if ctx.decision.base else None))
+            cache,
+            ctx.started,
+            full_every=ctx.job.full_every,
+            full_if_older_than=ctx.job.full_if_older_than,
+            sources=sources,
+            encryption=encryption,
+        )
+    ctx.state.begin(
+        job,
+        ctx.snapshot,
+        ctx.started,
+        dict(
+            params,
+            kind=ctx.decision.kind,
+            base=ctx.decision.base.snapshot if ctx.decision.base else None,
+        ),
+    )
     return Plan()
 
 
@@ -101,18 +131,27 @@ def estimated_total(ctx: RunContext) -> int | None:
     """What the last snapshot of this kind read: an incremental reads far less than a full."""
     job = ctx.name
     prev = ctx.state.get(f"last_data_bytes:{job}:{ctx.decision.kind}") or (
-        ctx.state.get(f"last_data_bytes:{job}") if ctx.decision.kind == "full" else None)
+        ctx.state.get(f"last_data_bytes:{job}") if ctx.decision.kind == "full" else None
+    )
     return int(prev) if prev else None
 
 
 def where_to_start(ctx: RunContext) -> Resume:
     """For the chosen snapshot: what is stored, what to send, where building resumes."""
     r = _reconcile(ctx, ctx.spool)
-    if r.checkpoint is not None and ctx.cache is not None and not scratch_intact(
-            ctx.spool, ctx.state.volumes(ctx.name, ctx.snapshot)[r.next_index - 2].checkpoint):
+    if (
+        r.checkpoint is not None
+        and ctx.cache is not None
+        and not scratch_intact(
+            ctx.spool, ctx.state.volumes(ctx.name, ctx.snapshot)[r.next_index - 2].checkpoint
+        )
+    ):
         # the spool lost the index records of what was already built: build it all again
-        log.info("job %s: the index of interrupted snapshot %s is gone from the spool; rebuilding",
-                 ctx.name, ctx.snapshot)
+        log.info(
+            "job %s: the index of interrupted snapshot %s is gone from the spool; rebuilding",
+            ctx.name,
+            ctx.snapshot,
+        )
         ctx.state.drop_volumes_from(ctx.name, ctx.snapshot, 1)
         return Resume()
     return r
@@ -153,6 +192,10 @@ def _reconcile(ctx: RunContext, spool: Path) -> Resume:
             p.unlink(missing_ok=True)  # half-built volumes
     log.info(
         "job %s: resuming snapshot %s after volume %d (tar offset %d); %d volume(s) still to send",
-        job, snapshot, last.idx, cp.offset, len(pending),
+        job,
+        snapshot,
+        last.idx,
+        cp.offset,
+        len(pending),
     )
     return Resume(pending, cp, last.idx + 1, dict(last.checkpoint.get("warnings", {})))

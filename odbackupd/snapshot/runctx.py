@@ -5,15 +5,16 @@ this one object instead of a dozen arguments: the job, its destinations and stat
 snapshot being made once the planner has chosen it, the run's warnings and progress, and
 the abort flag the threads of the pipeline stop on.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..destinations.base import Destination
 from ..state import StateStore
@@ -36,7 +37,9 @@ class RunContext:
     cancel: threading.Event
     clock: Callable[[], float]
     progress_cb: Callable[[Progress], None] | None = None
-    index_dir: Path | None = None  # where the latest index of each series is cached; None: fulls only
+    index_dir: Path | None = (
+        None  # where the latest index of each series is cached; None: fulls only
+    )
     progress: Progress = field(default_factory=Progress)
     # chosen by the planner (resume.py)
     snapshot: str = ""
@@ -68,7 +71,12 @@ class RunContext:
             self.warning_counts[kind] = self.warning_counts.get(kind, 0) + 1
             if len(self.warnings) < MAX_WARNING_DETAILS:
                 self.warnings.append((kind, p, message))
-        log.warning("%s: %s", p, message, extra={"journal_fields": {"JOB": self.job.name, "WARNING_KIND": kind}})
+        log.warning(
+            "%s: %s",
+            p,
+            message,
+            extra={"journal_fields": {"JOB": self.job.name, "WARNING_KIND": kind}},
+        )
 
     def add_warning_counts(self, counts: dict[str, int]) -> None:
         """Warnings of the interrupted run this one resumes (its checkpoint carries them)."""

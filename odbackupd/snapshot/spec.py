@@ -1,11 +1,12 @@
 """What a snapshot run is given (``JobSpec``) and what it reports (``Progress`` while it
 runs, ``RunResult`` at the end, with one of the statuses below)."""
+
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from ..destinations.base import Destination
 from .manifest import Manifest
@@ -47,10 +48,13 @@ class JobSpec:
     ignore_ctime: bool = False
 
     @classmethod
-    def from_config(cls, job: object) -> "JobSpec":
+    def from_config(cls, job: object) -> JobSpec:
         return cls(
-            name=job.name, sources=tuple(job.sources), exclude=tuple(job.exclude),  # type: ignore[attr-defined]
-            recipients=tuple(job.recipients), volume_size=job.volume_size,  # type: ignore[attr-defined]
+            name=job.name,
+            sources=tuple(job.sources),
+            exclude=tuple(job.exclude),  # type: ignore[attr-defined]
+            recipients=tuple(job.recipients),
+            volume_size=job.volume_size,  # type: ignore[attr-defined]
             compression_level=job.compression_level,  # type: ignore[attr-defined]
             compression_threads=getattr(job, "compression_threads", 0),
             one_file_system=getattr(job, "one_file_system", True),
@@ -101,7 +105,9 @@ class RunResult:
     reused_volumes: int = 0
     removed_leftovers: list[str] = field(default_factory=list)
     full_reason: str = ""  # why this run made a full where an incremental could have been
-    error: BaseException | None = None  # what made a failed run fail (its type matters: NotLoggedIn)
+    error: BaseException | None = (
+        None  # what made a failed run fail (its type matters: NotLoggedIn)
+    )
 
     @property
     def ok(self) -> bool:

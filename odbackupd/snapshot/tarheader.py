@@ -2,14 +2,16 @@
 writes in ``PAX_FORMAT`` (tests/snapshot/test_tarheader.py checks it), without its
 per-entry cost; and the PAX time format both directions.
 """
+
 from __future__ import annotations
 
 import functools
 import os
 import tarfile
-from typing import Sequence
+from collections.abc import Sequence
 
 BLOCK = 512
+
 
 def format_ns(ns: int) -> str:
     sign = "-" if ns < 0 else ""
@@ -44,25 +46,56 @@ def _field(value: bytes, length: int) -> bytes:
 _MAGIC_SUM = sum(_POSIX_MAGIC) + 8 * 32  # the checksum field counts as eight spaces
 
 
-def _ustar_block(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, typ: bytes,
-                 linkname: bytes, uname: bytes, gname: bytes, devices: bytes) -> bytes:
+def _ustar_block(
+    name: bytes,
+    mode: int,
+    uid: int,
+    gid: int,
+    size: int,
+    mtime: int,
+    typ: bytes,
+    linkname: bytes,
+    uname: bytes,
+    gname: bytes,
+    devices: bytes,
+) -> bytes:
     name, linkname = _field(name, 100), _field(linkname, 100)
     uname, gname = _field(uname, 32), _field(gname, 32)
     numbers = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode, uid, gid, size, mtime)
     # the checksum sums every byte of the block; the NUL padding adds nothing
-    chksum = (sum(name) + sum(numbers) + typ[0] + sum(linkname) + _MAGIC_SUM + sum(uname) + sum(gname)
-              + sum(devices))
-    return b"".join((
-        name.ljust(100, _NUL), numbers, b"%06o\0 " % chksum, typ, linkname.ljust(100, _NUL), _POSIX_MAGIC,
-        uname.ljust(32, _NUL), gname.ljust(32, _NUL), devices, _TAIL,
-    ))
+    chksum = (
+        sum(name)
+        + sum(numbers)
+        + typ[0]
+        + sum(linkname)
+        + _MAGIC_SUM
+        + sum(uname)
+        + sum(gname)
+        + sum(devices)
+    )
+    return b"".join(
+        (
+            name.ljust(100, _NUL),
+            numbers,
+            b"%06o\0 " % chksum,
+            typ,
+            linkname.ljust(100, _NUL),
+            _POSIX_MAGIC,
+            uname.ljust(32, _NUL),
+            gname.ljust(32, _NUL),
+            devices,
+            _TAIL,
+        )
+    )
 
 
 @functools.lru_cache(maxsize=1024)
 def _pax_block(size: int) -> bytes:
     """The ustar block announcing ``size`` bytes of PAX records (the same for every entry
     whose records have that length)."""
-    return _ustar_block(b"././@PaxHeader", 0, 0, 0, size, 0, tarfile.XHDTYPE, b"", b"", b"", _NO_DEVICE)
+    return _ustar_block(
+        b"././@PaxHeader", 0, 0, 0, size, 0, tarfile.XHDTYPE, b"", b"", b"", _NO_DEVICE
+    )
 
 
 def _pax_records(records: list[tuple[bytes, bytes]]) -> bytes:
@@ -83,8 +116,17 @@ def _pax_records(records: list[tuple[bytes, bytes]]) -> bytes:
 
 
 def encode_header(
-    name: bytes, mode: int, uid: int, gid: int, size: int, mtime_ns: int, typ: bytes,
-    linkname: bytes = b"", uname: bytes = b"", gname: bytes = b"", device: tuple[int, int] | None = None,
+    name: bytes,
+    mode: int,
+    uid: int,
+    gid: int,
+    size: int,
+    mtime_ns: int,
+    typ: bytes,
+    linkname: bytes = b"",
+    uname: bytes = b"",
+    gname: bytes = b"",
+    device: tuple[int, int] | None = None,
     xattrs: Sequence[tuple[bytes, bytes]] = (),
 ) -> bytes:
     """One entry's headers: a PAX extended header, then the ustar block.
@@ -95,16 +137,28 @@ def encode_header(
     without its per-entry cost: a snapshot of many small files spent most of its time there.
     ``name`` is the archive name (a directory's ends with "/").
     """
-    mtime_record = b"%d.%09d" % divmod(mtime_ns, 1_000_000_000) if mtime_ns >= 0 else format_ns(mtime_ns).encode()
+    mtime_record = (
+        b"%d.%09d" % divmod(mtime_ns, 1_000_000_000)
+        if mtime_ns >= 0
+        else format_ns(mtime_ns).encode()
+    )
     records = [(b"mtime", mtime_record), *xattrs]
-    for key, value, length in ((b"path", name, 100), (b"linkpath", linkname, 100),
-                               (b"uname", uname, 32), (b"gname", gname, 32)):
+    for key, value, length in (
+        (b"path", name, 100),
+        (b"linkpath", linkname, 100),
+        (b"uname", uname, 32),
+        (b"gname", gname, 32),
+    ):
         if len(value) > length or not value.isascii():
             records.append((key, value))
     mtime = mtime_ns // 1_000_000_000
     numbers = []
-    for key, value, limit in ((b"uid", uid, _MAX_OCTAL_8), (b"gid", gid, _MAX_OCTAL_8),
-                              (b"size", size, _MAX_OCTAL_12), (b"mtime", mtime, _MAX_OCTAL_12)):
+    for key, value, limit in (
+        (b"uid", uid, _MAX_OCTAL_8),
+        (b"gid", gid, _MAX_OCTAL_8),
+        (b"size", size, _MAX_OCTAL_12),
+        (b"mtime", mtime, _MAX_OCTAL_12),
+    ):
         if 0 <= value < limit:
             numbers.append(value)
         else:
@@ -114,7 +168,11 @@ def encode_header(
     uid, gid, size, mtime = numbers
     devices = _NO_DEVICE if device is None else b"%07o\0%07o\0" % device
     payload = _pax_records(records)
-    return b"".join((
-        _pax_block(len(payload)), payload, bytes(-len(payload) % BLOCK),
-        _ustar_block(name, mode, uid, gid, size, mtime, typ, linkname, uname, gname, devices),
-    ))
+    return b"".join(
+        (
+            _pax_block(len(payload)),
+            payload,
+            bytes(-len(payload) % BLOCK),
+            _ustar_block(name, mode, uid, gid, size, mtime, typ, linkname, uname, gname, devices),
+        )
+    )

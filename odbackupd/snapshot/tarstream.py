@@ -19,8 +19,8 @@ import os
 import pwd
 import stat
 import tarfile
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterator
 
 from .tarheader import BLOCK, encode_header
 from .walk import Entry, Key, Walker, key_from_json, key_to_json
@@ -74,7 +74,7 @@ class TarCheckpoint:
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "TarCheckpoint":
+    def from_json(cls, d: dict) -> TarCheckpoint:
         return cls(
             offset=d["offset"],
             last_key=key_from_json(d["last_key"]) if d["last_key"] is not None else None,

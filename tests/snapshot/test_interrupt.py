@@ -1,6 +1,7 @@
 """A second Ctrl-C stops a run at once (issue 10, item 3): the ``KeyboardInterrupt`` the
 signal raises in the builder's thread goes on up instead of becoming a "failed" run, the
 upload workers stop, what was checkpointed stays, and the next run resumes the snapshot."""
+
 from __future__ import annotations
 
 import random
@@ -36,12 +37,16 @@ class _CtrlCAfter(LocalDestination):
 
 
 @pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "age"])
-def test_a_second_ctrl_c_stops_the_run_and_the_next_one_resumes(setup, tmp_path, age_key, encrypted):
+def test_a_second_ctrl_c_stops_the_run_and_the_next_one_resumes(
+    setup, tmp_path, age_key, encrypted
+):
     src = tmp_path / "src"
     src.mkdir()
     rnd = random.Random(5)
     for i in range(12):
-        (src / f"f{i:02d}.bin").write_bytes(rnd.randbytes(1 << 20))  # 1 MiB volumes: a dozen of them
+        (src / f"f{i:02d}.bin").write_bytes(
+            rnd.randbytes(1 << 20)
+        )  # 1 MiB volumes: a dozen of them
     key, recipient = age_key
     setup.write([src], volume_size="1MiB", recipients=[recipient] if encrypted else [])
     cfg = setup.config()
@@ -63,6 +68,11 @@ def test_a_second_ctrl_c_stops_the_run_and_the_next_one_resumes(setup, tmp_path,
     assert r.ok, r.message
     assert r.resumed and r.snapshot == inprog.snapshot and r.reused_volumes >= 3
     out = tmp_path / "out"
-    stats = restore_snapshot(LocalDestination("usb", setup.dest), r.manifest, out, identities=load_identities(key) if encrypted else None)
+    stats = restore_snapshot(
+        LocalDestination("usb", setup.dest),
+        r.manifest,
+        out,
+        identities=load_identities(key) if encrypted else None,
+    )
     assert stats.complete
     assert_same_tree(src, out / str(src).lstrip("/"))
