@@ -11,6 +11,8 @@ _odctl() {
             "config") path="config" ;;
             "config check") path="config check" ;;
             "config sample") path="config sample" ;;
+            "diff") path="diff" ;;
+            "find") path="find" ;;
             "fleet-status") path="fleet-status" ;;
             "intake") path="intake" ;;
             "intake add-user") path="intake add-user" ;;
@@ -19,6 +21,8 @@ _odctl() {
             "key export") path="key export" ;;
             "login") path="login" ;;
             "logout") path="logout" ;;
+            "ls") path="ls" ;;
+            "mount") path="mount" ;;
             "notify") path="notify" ;;
             "notify test") path="notify test" ;;
             "prune") path="prune" ;;
@@ -30,12 +34,14 @@ _odctl() {
         esac
     done
     case "$path" in
-        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore verify notify fleet-status prune key intake" ;;
+        "") words="-h --help --config --json -q --quiet --version status jobs backup-now cancel reload login logout config snapshots restore ls find diff mount verify notify fleet-status prune key intake" ;;
         "backup-now") words="-h --help --config --json -q --quiet --wait -w" ;;
         "cancel") words="-h --help --config --json -q --quiet" ;;
         "config") words="-h --help --config --json -q --quiet check sample" ;;
         "config check") words="-h --help --config --json -q --quiet" ;;
         "config sample") words="-h --help --config --json -q --quiet" ;;
+        "diff") words="-h --help --config --json -q --quiet --identity -i --destination -d --host --trusted-key --any-encryption" ;;
+        "find") words="-h --help --config --json -q --quiet --all --since --identity -i --destination -d --host --trusted-key --any-encryption" ;;
         "fleet-status") words="-h --help --config --json -q --quiet --destination -d --max-age" ;;
         "intake") words="-h --help --config --json -q --quiet add-user" ;;
         "intake add-user") words="-h --help --config --json -q --quiet --replace --token-dir" ;;
@@ -44,6 +50,8 @@ _odctl() {
         "key export") words="-h --help --config --json -q --quiet" ;;
         "login") words="-h --help --config --json -q --quiet --device-code --browser" ;;
         "logout") words="-h --help --config --json -q --quiet" ;;
+        "ls") words="-h --help --config --json -q --quiet --long -l --recursive -R --identity -i --destination -d --host --trusted-key --any-encryption" ;;
+        "mount") words="-h --help --config --json -q --quiet --identity -i --destination -d --host --trusted-key --any-encryption --cache-size --allow-other" ;;
         "notify") words="-h --help --config --json -q --quiet test" ;;
         "notify test") words="-h --help --config --json -q --quiet" ;;
         "prune") words="-h --help --config --json -q --quiet --dry-run -n" ;;

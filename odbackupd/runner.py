@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from . import signing
+from .series import DROP_SUFFIX, drop_series, series_config, series_job  # noqa: F401 - their home before
 from .destinations.base import Destination, DestinationError, NotLoggedIn
 from .destinations.factory import open_destination
 from .journal import MSG_LOGIN_NEEDED, MSG_RUN_FAILED, MSG_RUN_FINISHED, MSG_RUN_STARTED, MSG_SNAPSHOT_PRUNED
@@ -28,28 +29,6 @@ from .snapshot.catalog import list_snapshots
 from .state import StateStore
 
 log = logging.getLogger("odbackupd.run")
-
-
-DROP_SUFFIX = "+drop"  # "+" is not allowed in job names, so a series name never collides
-
-
-def drop_series(job: str) -> str:
-    """The side series holding one snapshot per drop-directory file of ``job``."""
-    return job + DROP_SUFFIX
-
-
-def series_job(series: str) -> str:
-    """The job a series belongs to: ``JOB`` for ``JOB+drop``, else the name itself."""
-    return series[: -len(DROP_SUFFIX)] if series.endswith(DROP_SUFFIX) else series
-
-
-def series_config(config: object, series: str) -> object | None:
-    """The configuration of the job whose snapshot series is named ``series`` (``JOB``, or
-    ``JOB+drop`` when JOB has a drop_dir), or None when there is no such series."""
-    job = config.jobs.get(series_job(series))  # type: ignore[attr-defined]
-    if job is None or (series != job.name and job.drop_dir is None):
-        return None
-    return job
 
 
 class JobBusy(Exception):

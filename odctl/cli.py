@@ -18,13 +18,13 @@ from odbackupd import __version__
 from odbackupd.bus.names import exit_codes_epilog
 from odbackupd.config.paths import DEFAULT_CONFIG
 
-from . import fleet, intake, trust
+from . import browse, fleet, intake, mount, trust
 from .commands import account, config, daemon, notify, prune, restore, snapshots, status, verify
 from .dispatch import main_errors
 
 # in the order `odctl --help`, the completions and odctl(1) list the commands
-GROUPS = (status, daemon, account, config, snapshots, restore, verify, notify, fleet, prune,
-          trust, intake)
+GROUPS = (status, daemon, account, config, snapshots, restore, browse, mount, verify, notify,
+          fleet, prune, trust, intake)
 
 
 def common_options() -> argparse.ArgumentParser:

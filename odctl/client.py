@@ -11,18 +11,34 @@ its name, becomes :class:`DaemonNotRunning`.
 """
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Any, Awaitable, Callable, TypeVar
 
-try:  # dbus-fast, falling back to dbus-next (same API)
-    from dbus_fast import BusType, Message, MessageType, Variant
-    from dbus_fast.aio import MessageBus
-except ImportError:  # pragma: no cover
-    from dbus_next import BusType, Message, MessageType, Variant  # type: ignore
-    from dbus_next.aio import MessageBus  # type: ignore
-
 from odbackupd.bus import names
+
+_DBUS_NAMES = ("BusType", "Message", "MessageType", "Variant", "MessageBus")
+
+
+def _dbus() -> dict[str, Any]:
+    """dbus-fast (falling back to dbus-next, same API), imported on first use: odctl's
+    offline commands (ls, restore, ...) import this module for its errors only, and the
+    D-Bus library with asyncio costs ~0.1 s of start-up."""
+    try:
+        import dbus_fast as lib
+        from dbus_fast.aio import MessageBus
+    except ImportError:  # pragma: no cover
+        import dbus_next as lib  # type: ignore
+        from dbus_next.aio import MessageBus  # type: ignore
+    found = {n: getattr(lib, n) for n in _DBUS_NAMES[:-1]}
+    found["MessageBus"] = MessageBus
+    globals().update(found)  # the module's own functions find them as globals from now on
+    return found
+
+
+def __getattr__(name: str) -> Any:  # ``from odctl.client import Variant``
+    if name in _DBUS_NAMES:
+        return _dbus()[name]
+    raise AttributeError(name)
 
 T = TypeVar("T")
 DBUS = ("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus")
@@ -74,7 +90,7 @@ class DaemonError(Exception):
 
 def unpack(value: Any) -> Any:
     """Variants and nested containers to plain Python values."""
-    if isinstance(value, Variant):
+    if isinstance(value, globals().get("Variant") or _dbus()["Variant"]):
         return unpack(value.value)
     if isinstance(value, dict):
         return {k: unpack(v) for k, v in value.items()}
@@ -95,6 +111,7 @@ class Client:
 
     @classmethod
     async def connect(cls, require_daemon: bool = True) -> "Client":
+        _dbus()
         try:
             bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
         except (OSError, ValueError, Exception) as e:  # noqa: BLE001 - every way a bus can be missing
@@ -168,6 +185,8 @@ def run(fn: Callable[[Client], Awaitable[T]], require_daemon: bool = True) -> T:
             return await fn(client)
         finally:
             client.close()
+
+    import asyncio
 
     return asyncio.run(main())
 

@@ -29,7 +29,7 @@ def config(args: argparse.Namespace) -> Any:
 def job(cfg: Any, name: str) -> tuple[Any, str]:
     """The job config and the snapshot series named on the command line: ``JOB``, or
     ``JOB+drop`` for the one-snapshot-per-file series of JOB's drop directory."""
-    from odbackupd.runner import series_config
+    from odbackupd.series import series_config
 
     found = series_config(cfg, name)
     if found is None:
@@ -83,6 +83,8 @@ def host(args: argparse.Namespace, cfg: Any) -> str:
 
 
 def identities(paths: Sequence[Path]) -> list:
+    if not paths:
+        return []  # age (and cryptography) imported only when a key is given
     from odbackupd.crypto.age import AgeError, load_identities
 
     out = []

@@ -43,7 +43,8 @@ def as_json(m: Any, to: str, stats: Any, took: float) -> dict:
             "failed": stats.failed, "stopped": stats.stopped, "warnings": stats.warnings,
             "unmatched": stats.unmatched, "special": stats.special,
             "special_left_out": stats.special_left_out, "special_reason": stats.special_reason,
-            "complete": stats.complete and not stats.unmatched}
+            "complete": stats.complete and not stats.unmatched,
+            "fetched": getattr(stats, "fetched", None)}
 
 
 def _listed(title: str, items: list[str], err: Any) -> None:
@@ -75,6 +76,13 @@ def report(args: Any, m: Any, stats: Any, took: float, stopped_damaged: bool = F
             special = f"; special files: {_special_text(stats.special)}" if stats.special else ""
             print(f"restored {m.snapshot} to {to}: {stats.files} files, {stats.dirs} directories, "
                   f"{render.size(stats.bytes)} in {took:.1f}s{special}")
+            if getattr(stats, "fetched", None) is not None:
+                from .browse import fetched_text
+
+                f = stats.fetched
+                print(f"{fetched_text(f)}, of the {f.get('stored_volumes', len(m.volumes))} "
+                      f"volumes ({render.size(f.get('stored_bytes', m.stored_bytes))}) a whole "
+                      "restore reads")
     for p in stats.unmatched:
         example = str(m.sources[0]).strip("/") if m.sources else "etc/ssh"
         print(f"odctl: --path {p}: nothing in snapshot {m.snapshot} is at that path (paths are as "

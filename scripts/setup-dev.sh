@@ -22,6 +22,8 @@ APT_PACKAGES="$APT_PACKAGES ansible"
 # tests/intake: odbackupd-intake behind Debian's nginx, its upload page in a headless
 # chromium driven by chromedriver (selenium comes from pyproject's test extra)
 APT_PACKAGES="$APT_PACKAGES nginx chromium chromium-driver"
+# tests/mount: odctl mount for real (fusermount3, /dev/fuse); pyfuse3 builds against libfuse3-dev
+APT_PACKAGES="$APT_PACKAGES fuse3 libfuse3-dev pkg-config"
 # tests/system: a Debian 12 container booted with systemd
 APT_PACKAGES="$APT_PACKAGES debootstrap systemd-container"
 missing=""

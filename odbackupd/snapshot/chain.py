@@ -174,11 +174,15 @@ class _VolumeReader:
 class ChainChecker:
     """Checks, volume by volume, that the stream is the one the manifest describes."""
 
-    def __init__(self, manifest: Manifest) -> None:
+    def __init__(self, manifest: Manifest, first: int = 0) -> None:
+        """``first``: how many volumes come before the first one read (a partial read,
+        snapshot/view.py): the first one's link to the volume before it cannot be checked
+        (its SHA-256 against the manifest is what binds it), every later one's is; its
+        number, snapshot and tar offset are checked as for a whole read."""
         self.m = manifest
         self.required = bool(manifest.chain)
-        self.position = 0
-        self.prev = ZERO
+        self.position = first
+        self.prev: str | None = ZERO if first == 0 else None
         self.end: dict | None = None
         self.headers = 0
         self._cur: _VolumeReader | None = None
@@ -204,7 +208,10 @@ class ChainChecker:
             if h.get("index") != self.position:
                 raise ChainError(f"{name}: is volume {h.get('index')} of the snapshot but stands at place "
                                  f"{self.position} (volumes dropped, swapped, duplicated or re-ordered)")
-            if h.get("prev") != self.prev:
+            if "tar_start" in vol and h.get("tar_start") != vol["tar_start"]:
+                raise ChainError(f"{name}: its volume header puts it at archive offset {h.get('tar_start')}, "
+                                 f"the manifest at {vol['tar_start']} (a volume re-ordered or replaced)")
+            if self.prev is not None and h.get("prev") != self.prev:
                 raise ChainError(f"{name}: does not follow the volume before it (hash chain broken: a "
                                  "volume before it was dropped or replaced)")
         self._cur = r

@@ -45,6 +45,11 @@ Plain text before compression, one JSON document per line, in this order:
    (type ``f`` file, ``d`` directory, ``l`` symlink, ``c``/``b`` device, ``p`` fifo;
    ``origin``: ``""`` = stored in this snapshot, else the id of the snapshot of the chain
    whose archive holds that data). A non-directory source has ``"r": child`` instead of ``c``.
+   A symlink's child has a 12th field, its target (``os.fsdecode``d), read when its
+   directory was listed, so ``odctl ls -l`` and ``odctl mount`` show it without fetching a
+   volume; readers accept 11 fields (an index made before it, or a link that vanished
+   before it could be read) and then take the target from the member's tar header
+   (:mod:`.view`).
 3. ``{"section": "locations"}``, then one line per entry stored in this snapshot:
    ``{"k": key, "o": tar offset, "v": volume index}`` — where its data is.
 
@@ -79,6 +84,16 @@ RACY_NS = 1_000_000_000  # "within a second of their read"
 
 # child fields
 NAME, TYPE, SIZE, MTIME, CTIME, INO, MODE, UID, GID, RACY, ORIGIN = range(11)
+LINK = 11  # optional: a symlink's target
+
+
+def _with_link(child: list, path: bytes) -> list:
+    """A symlink's child record with its target appended (left as it is when unreadable)."""
+    try:
+        child.append(os.fsdecode(os.readlink(path)))
+    except OSError:
+        pass
+    return child
 
 
 def index_name(encrypted: bool) -> str:
@@ -298,8 +313,9 @@ class IndexPlan:
                     else:
                         stats.changed += 1
             size = st.st_size if typ in "fl" else 0
-            kids.append([sname, typ, size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode,
-                         st.st_uid, st.st_gid, racy, origin])
+            kid = [sname, typ, size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode,
+                   st.st_uid, st.st_gid, racy, origin]
+            kids.append(_with_link(kid, os.path.join(entry.path, name)) if typ == "l" else kid)
             dump.append(code + name + b"\0")
         self.stats.deleted += sum(1 for p in prev_children.values() if p[TYPE] != "d")
         _write(self._tree, _dumps({"k": key_to_json(entry.key), "o": offset, "c": kids}))
@@ -315,9 +331,11 @@ class IndexPlan:
                 self.stats.changed += rec is not None
                 self.stats.new += rec is None
             st = entry.st
-            _write(self._tree, _dumps({"k": key_to_json(entry.key), "o": offset, "r": [
-                "", file_type(st.st_mode), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
-                st.st_mode, st.st_uid, st.st_gid, 1, ""]}))
+            rec = ["", file_type(st.st_mode), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
+                   st.st_mode, st.st_uid, st.st_gid, 1, ""]
+            if rec[TYPE] == "l":
+                _with_link(rec, entry.path)
+            _write(self._tree, _dumps({"k": key_to_json(entry.key), "o": offset, "r": rec}))
             return True
         parent = entry.key[:-1]
         while self._stack and self._stack[-1][0] != parent:

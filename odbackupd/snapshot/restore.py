@@ -180,10 +180,14 @@ class PlainStream(io.RawIOBase):
     """The snapshot's tar stream: each volume decrypted and decompressed, concatenated."""
 
     def __init__(self, volumes: Iterator[tuple[dict, Path]], identities: Sequence[object] | None,
-                 on_volume: Callable[[dict], None] | None = None, manifest: Manifest | None = None) -> None:
+                 on_volume: Callable[[dict], None] | None = None, manifest: Manifest | None = None,
+                 first: int | None = None) -> None:
         """``manifest``: check the volumes against it as they are read (their chain headers
-        and end marker, snapshot/chain.py; encrypted exactly when the manifest says so)."""
-        self._chain = ChainChecker(manifest) if manifest is not None else None
+        and end marker, snapshot/chain.py; encrypted exactly when the manifest says so).
+        ``first``: the volumes are a part of the snapshot, starting after ``first`` others
+        (the end marker is then not required: the read may stop before the last volume)."""
+        self._chain = ChainChecker(manifest, first or 0) if manifest is not None else None
+        self._partial = first is not None
         self._encrypted = manifest.encrypted if manifest is not None else None
         self._vols = iter(volumes)
         self._ids = identities
@@ -201,7 +205,7 @@ class PlainStream(io.RawIOBase):
         try:
             vol, path = next(self._vols)
         except StopIteration:
-            if self._chain is not None:
+            if self._chain is not None and not self._partial:
                 with _chain_errors():
                     self._chain.finish(self.tar_bytes)
             return False

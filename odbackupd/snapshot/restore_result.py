@@ -23,6 +23,9 @@ class RestoreStats:
     special_left_out: dict[str, int] = field(default_factory=dict)
     special_reason: str = ""  # why they were left out ("" = not left out)
     stopped: str = ""  # why extraction ended before the end of the archive
+    # what a restore of some paths downloaded (snapshot/partial.py): volumes, volume_bytes,
+    # indexes, index_bytes; None for a restore that streams whole snapshots
+    fetched: dict[str, int] | None = None
 
     @property
     def complete(self) -> bool:

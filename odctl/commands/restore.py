@@ -62,7 +62,11 @@ def restore(args: argparse.Namespace) -> int:
             with ExitStack() as held:
                 for c in chain or [m]:
                     held.enter_context(lease.reading(cfg, d, series, c, args.quiet))
-                if chain is not None:
+                if args.path and m.index is not None:  # only the volumes holding the paths
+                    from ..browse import restore_paths
+
+                    stats = restore_paths(args, d, m, chain, ids, authentic)
+                elif chain is not None:
                     stats = restore_chain(d, chain, args.to, identities=ids, paths=args.path,
                                           on_progress=on_progress, authentic=authentic,
                                           special_files=args.special_files)
@@ -101,7 +105,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="directory to restore into (existing files of the same name are replaced)")
     p.add_argument("--path", action="append", default=[], metavar="P",
                    help="restore only this path (as archived, e.g. etc/ssh); repeatable; "
-                        "a path not in the snapshot is an error (exit 3)")
+                        "a path not in the snapshot is an error (exit 3); only the volumes "
+                        "holding the paths are fetched (a snapshot with an index)")
     p.add_argument("--identity", "-i", action="append", type=Path, default=[], metavar="FILE",
                    help="age identity file for encrypted snapshots; repeatable")
     p.add_argument("--destination", "-d", metavar="NAME",

@@ -1,0 +1,72 @@
+"""odctl mount on OneDrive (the Graph emulator): listing reads only the index; reading one
+file of a 40-volume snapshot downloads only the volumes that hold it, counted by the
+emulator."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from odbackupd.snapshot.catalog import list_snapshots
+from odbackupd.snapshot.view import open_view
+
+from .conftest import Mount
+
+pytestmark = pytest.mark.usefixtures("fuse")
+
+VOL = re.compile(r"(vol\.\d{6}\.zst(?:\.age)?)")
+
+
+def _downloads(emu, since: int) -> list[str]:  # noqa: ANN001
+    """The objects whose content was asked for since request number ``since``."""
+    out = []
+    for q in emu.requests[since:]:
+        if q["label"] == "graph.content.get":
+            m = VOL.search(q["path"]) or re.search(r"(index\.zst(?:\.age)?)", q["path"])
+            out.append(m.group(1) if m else q["path"])
+    return out
+
+
+def test_reading_one_file_of_40_volumes_fetches_only_its_volumes(od, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):  # incompressible: each file is about one 1 MiB volume
+        (src / f"f{i:02d}").write_bytes(os.urandom(1 << 20))
+    od.write([src], volume_size="1MiB")
+    od.login()
+    p = od.once()
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err
+    d = od.destination()
+    m = list_snapshots(d, "t").complete[-1]
+    assert len(m.volumes) >= 40
+    # where f20's data is, from its index (as the mount will find it)
+    with open_view(d, m) as view:
+        node = view.lookup(f"{str(src).lstrip('/')}/f20")
+        loc = view.location(node)
+        end = view.entry_end(loc) or m.tar_bytes
+    holding = {v["name"] for v in m.volumes
+               if int(v["tar_start"]) < end and int(v.get("tar_end", m.tar_bytes)) > loc.offset}
+    after = [v["name"] for v in m.volumes if int(v["tar_start"]) >= end][:1]  # read-ahead may touch it
+    d.close()
+    assert 1 <= len(holding) <= 2
+
+    emu = od.emu
+    with Mount(od.config_path, tmp_path / "mnt") as mnt:
+        inside = mnt.path / "latest" / str(src).lstrip("/")
+        mark = len(emu.requests)
+        r = subprocess.run(["ls", "-lR", str(mnt.path) + "/"], capture_output=True, text=True)
+        assert r.returncode == 0 and "f39" in r.stdout
+        assert _downloads(emu, mark) == ["index.zst"]  # metadata: the index alone, no volume
+        mark = len(emu.requests)
+        r = subprocess.run(["sha256sum", str(inside / "f20")], capture_output=True, text=True, check=True)
+        got = set(_downloads(emu, mark))
+        assert holding <= got <= holding | set(after), (sorted(got), sorted(holding))
+        assert subprocess.run(["cmp", str(src / "f20"), str(inside / "f20")]).returncode == 0
+        mark = len(emu.requests)
+        assert (inside / "f20").read_bytes() == (src / "f20").read_bytes()  # again: from the cache
+        assert _downloads(emu, mark) == []
+    assert mnt.returncode == 0, mnt.stderr
+    assert "fetched" in mnt.stderr
