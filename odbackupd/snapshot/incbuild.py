@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import io
 import json
 import os
 import threading
@@ -54,7 +55,8 @@ def build_index(spool: Path, snapshot: str, base: str | None, roots: Sequence[st
     indexes = [int(v["index"]) for v in volumes]
     plain = spool / PLAIN_NAME
     cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
-    with open(plain, "wb") as raw, cctx.stream_writer(raw, closefd=False) as out:
+    with open(plain, "wb") as raw, cctx.stream_writer(raw, closefd=False) as zw, \
+            io.BufferedWriter(zw, 1 << 20) as out:  # a record is a line: one write each cost more
         out.write(_dumps({"format": INDEX_FORMAT, "version": INDEX_VERSION, "snapshot": snapshot,
                           "base": base, "roots": list(roots)}))
         failed = _failed(spool / LOC_SCRATCH)  # {parent key: {child names}}: as few as the warnings
