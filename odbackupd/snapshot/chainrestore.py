@@ -224,10 +224,13 @@ class _Window(io.RawIOBase):
 
 
 def is_empty_dir(path: Path) -> bool:
+    """Whether a restore into ``path`` mixes nothing in: it is missing or an empty directory.
+    A ``path`` that is (or lies below) a file counts as empty: the restore's target check
+    refuses it then, with the message a full snapshot's restore gives."""
     try:
         with os.scandir(path) as it:
             return next(it, None) is None
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return True
 
 

@@ -105,6 +105,25 @@ def test_restore_writes_each_file_once_and_needs_an_empty_target(setup, tmp_path
     assert_same_tree(src, out / str(src).lstrip("/"))
 
 
+def test_restore_of_a_chain_to_a_file_says_so_in_one_line(setup, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "small").write_text("v1")
+    cfg = setup.write([src])
+    runs = Runs(setup)
+    runs.run()
+    (src / "small").write_text("v2")
+    assert runs.run().result.manifest.kind == "incremental"
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory")
+    for to, extra in ((afile, ()), (afile / "sub", ()), (afile, ("--path", str(src).lstrip("/")))):
+        r = odctl("--config", str(cfg), "restore", "t", "--to", str(to), *extra)
+        assert r.returncode == 2, r.stderr  # usage, as for a full snapshot (odctl(1) EXIT STATUS)
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert f"--to {to}" in r.stderr and "not a directory" in r.stderr
+    assert afile.read_text() == "not a directory"
+
+
 def test_no_change_incremental_stores_no_file_data(setup, tmp_path):
     src = make_awkward_tree(tmp_path)
     setup.write([src])
