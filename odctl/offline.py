@@ -91,8 +91,11 @@ def identities(paths: Sequence[Path]) -> list:
     for p in paths:
         try:
             out.extend(load_identities(p))
-        except (AgeError, OSError) as e:
+        except AgeError as e:
             raise CliError(f"--identity {p}: {e}", EXIT_USAGE) from e
+        except OSError as e:
+            raise CliError(f"--identity {p}: {e.strerror or e}; give the age identity file "
+                           "(the one age-keygen wrote)", EXIT_USAGE) from e
     return out
 
 

@@ -357,7 +357,8 @@ def parse_identity(s: str) -> X25519Identity:
     try:
         hrp, data = bech32.decode(s)
     except bech32.Bech32Error as e:
-        raise AgeError(f"malformed age identity: {e}") from None
+        raise AgeError(f"malformed age identity ({e}); an identity file holds "
+                       "AGE-SECRET-KEY-1... lines, as age-keygen writes them") from None
     if hrp != _IDENTITY_HRP:
         raise AgeError("not an age X25519 identity (expected uppercase AGE-SECRET-KEY-1…)")
     if len(data) != 32:

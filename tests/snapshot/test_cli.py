@@ -176,6 +176,24 @@ def test_a_wrong_identity_is_a_usage_error_before_anything_is_written(setup, tmp
     assert (out / str(src).lstrip("/") / "f").read_text() == "data"
 
 
+def test_an_identity_file_missing_or_not_a_key_is_named_in_one_line(setup, tmp_path, age_key):
+    key, recipient = age_key
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("data")
+    cfg = setup.write([src], recipients=[recipient])
+    assert odbackupd("--config", str(cfg), "--once", "t").returncode == 0
+    missing = tmp_path / "no-such-key.txt"
+    for argv in (["restore", "t", "--to", str(tmp_path / "out")], ["ls", "t"]):
+        for bad, what in ((missing, "age-keygen"), (cfg, "AGE-SECRET-KEY-1")):  # e.g. the config
+            r = odctl("--config", str(cfg), *argv, "-i", str(bad))
+            assert r.returncode == 2, r.stderr  # usage (odctl(1) EXIT STATUS)
+            assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+            assert f"--identity {bad}" in r.stderr and what in r.stderr, r.stderr
+            assert "[Errno" not in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_ctrl_c_during_once_checkpoints_and_the_next_run_resumes(setup, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
