@@ -244,7 +244,7 @@ def _serve(args: argparse.Namespace, cfg, d, series: str, shown: list, complete:
                 for c in chain_of(m, complete) if m.kind == "incremental" else [m]:
                     held.enter_context(lease.reading(cfg, d, series, c, args.quiet))
             view = open_view(d, m, complete, identities=ids, source=cache, scratch=cache.dir)
-            return Adapter(view, decoders)
+            return Adapter(view, decoders, report=lambda line: _say(args, f"mount: {line}"))
         return open_snapshot
 
     fs = SnapshotFS([(m.snapshot, m.started, opener(m)) for m in shown],

@@ -25,6 +25,7 @@ kernel's page cache keeps what was read (``keep_cache``).
 from __future__ import annotations
 
 import errno
+import inspect
 import os
 import stat
 import threading
@@ -42,6 +43,18 @@ TIMEOUT = 3600.0  # a snapshot never changes: the kernel may cache names and att
 WINDOW = 4 << 20
 CHUNK = 1 << 20
 JUMP = 1 << 20  # a read further ahead than this opens at it instead of decoding up to it
+
+
+# A worker still fetching when the mount ends (Ctrl-C during a stalled download) is left to
+# finish on its own (trio's worker threads are daemon threads): the unmount never waits on
+# the network. trio before 0.23 (Debian 12: 0.22) calls the option ``cancellable``.
+_ABANDON = ("abandon_on_cancel"
+            if "abandon_on_cancel" in inspect.signature(trio.to_thread.run_sync).parameters
+            else "cancellable")
+
+
+async def _in_thread(fn: Callable, *args: Any) -> Any:
+    return await trio.to_thread.run_sync(fn, *args, **{_ABANDON: True})
 
 
 def _erofs() -> pyfuse3.FUSEError:
@@ -173,7 +186,7 @@ class SnapshotFS(pyfuse3.Operations):
 
     async def _adapter(self, snap: _Snap) -> Adapter:
         if snap.adapter is None and snap.error is None:
-            await trio.to_thread.run_sync(self._open_snap, snap)
+            await _in_thread(self._open_snap, snap)
         if snap.adapter is None:
             raise pyfuse3.FUSEError(errno.EIO)
         return snap.adapter
@@ -330,12 +343,12 @@ class SnapshotFS(pyfuse3.Operations):
     async def release(self, fh: int) -> None:
         h = self._handles.pop(fh, None)
         if h is not None:
-            await trio.to_thread.run_sync(h.close)
+            await _in_thread(h.close)
 
     async def _blocking(self, fn: Callable, *args: Any) -> Any:
         """``fn`` in a worker thread; a failure is one line for the operator and EIO."""
         try:
-            return await trio.to_thread.run_sync(fn, *args)
+            return await _in_thread(fn, *args)
         except pyfuse3.FUSEError:
             raise
         except Exception as e:  # noqa: BLE001 - damage, a lost network: the reader gets EIO

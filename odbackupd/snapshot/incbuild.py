@@ -18,6 +18,7 @@ import zstandard
 
 from ..config.units import human_size, plural
 from ..destinations.base import Destination, DestinationError, Expected
+from ..destinations.compare import check_stored
 from .catalog import list_snapshots
 from .incchain import BrokenChain, Decision, chain_of, decide, restore_text
 from .incremental import (
@@ -207,10 +208,7 @@ def store_index(dests: Sequence[Destination], folder: str, manifest: Manifest, s
     expected = Expected(built.size, built.sha256, qx)
     for d in dests:
         obj = d.put_file(folder, manifest.snapshot, built.name, built.path, expected, lambda n: None, abort)
-        bad = obj.size != built.size or (obj.quickxor is not None and obj.quickxor != qx) or (
-            obj.sha256 is not None and obj.sha256.lower() != built.sha256)
-        if bad:
-            raise DestinationError(f"{d.describe()} holds a bad copy of {built.name}")
+        check_stored(d, built.name, obj, expected)
     manifest.index = {"name": built.name, "size": built.size, "sha256": built.sha256, "quickxor": qx}
     return built
 

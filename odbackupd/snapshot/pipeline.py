@@ -19,7 +19,8 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ..destinations.base import Destination, DestinationError, Expected
+from ..destinations.base import Destination
+from ..destinations.compare import check_stored
 from . import chain
 from .incbuild import scratch_sizes
 from .incremental import Compare, IndexPlan
@@ -220,7 +221,7 @@ class Pipeline:
             if ctx.abort.is_set():
                 return
             src = ctx.spool / info.name
-            expected = Expected(info.size, info.sha256, info.quickxor)
+            expected = info.expected()
 
             def progress(n: int) -> None:
                 with ctx.lock:
@@ -230,11 +231,7 @@ class Pipeline:
                 obj = d.put_file(
                     ctx.folder, ctx.snapshot, info.name, src, expected, progress, ctx.abort
                 )
-                problems = info.differences(obj)
-                if problems:
-                    raise DestinationError(
-                        f"{d.describe()} holds a bad copy of {info.name}: " + "; ".join(problems)
-                    )
+                check_stored(d, info.name, obj, expected)
                 ctx.state.mark_stored(ctx.name, ctx.snapshot, info.index, d.name)
             with ctx.lock:
                 ctx.progress.volumes_stored += 1

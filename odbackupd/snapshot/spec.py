@@ -7,14 +7,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..destinations.base import Destination
+from ..runstatus import RunStatus
 from .manifest import Manifest
 
-COMPLETED = "completed"
-COMPLETED_WITH_WARNINGS = "completed with warnings"
-FAILED = "failed"
-CANCELLED = "cancelled"
+if TYPE_CHECKING:
+    from ..config import JobConfig
+
+# the outcomes of a run (runstatus.py names them once)
+COMPLETED = RunStatus.COMPLETED
+COMPLETED_WITH_WARNINGS = RunStatus.COMPLETED_WITH_WARNINGS
+FAILED = RunStatus.FAILED
+CANCELLED = RunStatus.CANCELLED
 
 MAX_WARNING_DETAILS = 200
 
@@ -48,14 +54,14 @@ class JobSpec:
     ignore_ctime: bool = False
 
     @classmethod
-    def from_config(cls, job: object) -> JobSpec:
+    def from_config(cls, job: JobConfig) -> JobSpec:
         return cls(
             name=job.name,
             sources=tuple(job.sources),
-            exclude=tuple(job.exclude),  # type: ignore[attr-defined]
+            exclude=tuple(job.exclude),
             recipients=tuple(job.recipients),
-            volume_size=job.volume_size,  # type: ignore[attr-defined]
-            compression_level=job.compression_level,  # type: ignore[attr-defined]
+            volume_size=job.volume_size,
+            compression_level=job.compression_level,
             compression_threads=getattr(job, "compression_threads", 0),
             one_file_system=getattr(job, "one_file_system", True),
             allow_empty_sources=getattr(job, "allow_empty_sources", False),

@@ -20,10 +20,12 @@ from typing import BinaryIO
 
 import zstandard
 
+from ..destinations.base import Expected
 from ..hashes import QuickXorHash
 
 VOLUME_DIGITS = 6
-WRITE_SIZE = 1 << 20  # compressed bytes per hand-over to the writer thread (zstd's default: 128 KiB)
+# compressed bytes per hand-over to the writer thread (zstd's default: 128 KiB)
+WRITE_SIZE = 1 << 20
 
 
 def volume_name(index: int, encrypted: bool) -> str:
@@ -59,23 +61,12 @@ class VolumeInfo:
 
     @classmethod
     def from_json(cls, d: dict) -> VolumeInfo:
-        return cls(**{k: d[k] for k in ("index", "name", "size", "sha256", "quickxor", "tar_start", "tar_end")})
+        keys = ("index", "name", "size", "sha256", "quickxor", "tar_start", "tar_end")
+        return cls(**{k: d[k] for k in keys})
 
-    def differences(self, obj) -> list[str]:  # noqa: ANN001 - a destinations.base.StoredObject
-        """How a destination's copy differs from this volume: its size, and each hash the
-        destination reports (``None``: it reports none of that kind)."""
-        problems = []
-        if obj.size != self.size:
-            problems.append(f"size {obj.size}, expected {self.size}")
-        if obj.quickxor is not None and obj.quickxor != self.quickxor:
-            problems.append(f"quickXorHash {obj.quickxor}, expected {self.quickxor}")
-        if obj.sha256 is not None and obj.sha256.lower() != self.sha256:
-            problems.append(f"SHA-256 {obj.sha256}, expected {self.sha256}")
-        return problems
-
-    def stored_as(self, obj) -> bool:  # noqa: ANN001 - a StoredObject or None
-        """A destination's object (None: it has none) is this volume."""
-        return obj is not None and not self.differences(obj)
+    def expected(self) -> Expected:
+        """What a destination must hold for this volume (destinations/compare.py checks it)."""
+        return Expected(self.size, self.sha256, self.quickxor)
 
 
 class HashedFile:
@@ -282,7 +273,8 @@ class VolumeWriter:
         self.tar_bytes = 0
         self._cctx = cctx
         # 0600: an unencrypted volume holds whatever the sources hold (/etc/shadow, keys)
-        self._f = os.fdopen(os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        self._f = os.fdopen(os.open(self.tmp, flags, 0o600), "wb")
         # compress (zstd's workers) → hand off → [encrypt →] write and hash the stored bytes
         self._file = HashedFile(self._f, quickxor)
         self._enc = Encryptor(self._file, recipients) if recipients else None
@@ -290,7 +282,9 @@ class VolumeWriter:
         if header:
             with self._naming_errors():
                 self._handoff.write(header)
-        self._zw = cctx.stream_writer(self._handoff, closefd=False, write_return_read=True, write_size=WRITE_SIZE)
+        self._zw = cctx.stream_writer(
+            self._handoff, closefd=False, write_return_read=True, write_size=WRITE_SIZE
+        )
 
     def write(self, data: bytes) -> None:
         with self._naming_errors():

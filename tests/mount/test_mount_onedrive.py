@@ -70,3 +70,37 @@ def test_reading_one_file_of_40_volumes_fetches_only_its_volumes(od, tmp_path):
         assert _downloads(emu, mark) == []
     assert mnt.returncode == 0, mnt.stderr
     assert "fetched" in mnt.stderr
+
+
+def test_ctrl_c_unmounts_while_a_download_hangs(od, tmp_path):
+    """The network stalls in the middle of a read: Ctrl-C still unmounts at once (the read
+    gets an error), it does not wait for the download."""
+    import signal
+    import sys
+    import time
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(os.urandom(1 << 20))
+    od.write([src], volume_size="1MiB")
+    od.login()
+    p = od.once()
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err
+    emu = od.emu
+    with Mount(od.config_path, tmp_path / "mnt") as mnt:
+        inside = mnt.path / "latest" / str(src).lstrip("/")
+        assert os.listdir(inside) == ["f"]
+        emu.faults.add("delay", "download.get", nth=1, seconds=40)
+        mark = len(emu.requests)
+        reader = subprocess.Popen([sys.executable, "-c", f"open({str(inside / 'f')!r}, 'rb').read()"],
+                                  stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while not any(q["label"] == "download.get" for q in emu.requests[mark:]):  # the download hangs now
+            assert time.monotonic() < deadline and reader.poll() is None, "the read did not reach the download"
+            time.sleep(0.01)
+        mnt.proc.send_signal(signal.SIGINT)
+        assert mnt.finish(timeout=20) == 0, mnt.stderr  # well before the 40 s the download takes
+        reader.wait(timeout=20)
+        assert reader.returncode != 0  # the read failed; it never got wrong data
+    assert not os.path.ismount(mnt.path)
