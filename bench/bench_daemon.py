@@ -86,7 +86,7 @@ def main() -> None:
                 try:
                     sock.recv(65536)
                     messages += 1
-                except socket.timeout:
+                except TimeoutError:
                     pass
                 peak = max(peak, proc_rss_mb(proc.pid))
             wall = time.monotonic() - w0

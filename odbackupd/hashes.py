@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Iterator
 from typing import BinaryIO
 
 __all__ = [
@@ -148,7 +149,7 @@ def quickxor_b64(data: bytes | bytearray | memoryview) -> str:
     return QuickXorHash(data).b64digest()
 
 
-def _read_chunks(stream: BinaryIO):
+def _read_chunks(stream: BinaryIO) -> Iterator[memoryview]:
     buf = bytearray(_FILE_CHUNK)
     view = memoryview(buf)
     while True:

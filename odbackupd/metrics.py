@@ -17,9 +17,11 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from . import __version__
 
@@ -195,7 +197,7 @@ def schedule_interval(expr: str, random_delay: float = 0.0, now: float | None = 
 
     it = croniter(expr, dt.datetime.fromtimestamp(now or time.time()))
     times = [it.get_next(dt.datetime).timestamp() for _ in range(32)]
-    return max(b - a for a, b in zip(times, times[1:])) + random_delay
+    return max(b - a for a, b in pairwise(times)) + random_delay
 
 
 def _computed(config: Any, series: dict[str, Any], pending: int | None) -> Iterable[tuple[str, dict, float]]:

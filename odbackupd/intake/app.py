@@ -19,7 +19,8 @@ import hashlib
 import importlib.resources
 import json
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from aiohttp import web

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import ClientPayloadError
 

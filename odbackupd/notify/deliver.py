@@ -101,7 +101,7 @@ class OnceDelivery:
         except Exception:  # noqa: BLE001 - notifications never fail a backup
             log.exception("delivering notifications failed")
 
-    def __enter__(self) -> "OnceDelivery":
+    def __enter__(self) -> OnceDelivery:
         if getattr(self.config, "notify", None):
             self._thread.start()
         return self

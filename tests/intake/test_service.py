@@ -50,7 +50,7 @@ def test_a_name_never_overwrites_even_when_sent_at_once(intake: Intake) -> None:
     assert names == sorted(["same.bin"] + [f"same-{n}.bin" for n in range(2, 7)])
     waiting = intake.waiting()
     assert sorted(waiting.values()) == sorted(payloads)  # every upload intact, none lost
-    for status, body in results:
+    for _status, body in results:
         assert hashlib.sha256(waiting[body["name"]]).hexdigest() == body["sha256"]
 
 

@@ -51,7 +51,7 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "Receiver":
+    def start(self) -> Receiver:
         rec = self
 
         class Handler(http.server.BaseHTTPRequestHandler):

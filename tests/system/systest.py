@@ -21,9 +21,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .nspawn import Container, ContainerError, base_tarball
 
@@ -221,7 +221,7 @@ class SystemTest:
 
     def security(self) -> str:
         out = self.sh("systemd-analyze security --no-pager odbackupd.service").stdout
-        line = next((l for l in out.splitlines() if "Overall exposure level" in l), "")
+        line = next((ln for ln in out.splitlines() if "Overall exposure level" in ln), "")
         check(line, f"no exposure line in:\n{out[-1500:]}")
         score = float(line.split(":")[1].split()[0])
         check(score <= 2.0, f"exposure {score} > 2.0:\n{out}")
@@ -307,7 +307,7 @@ volume_size = "1MiB"
         from odbackupd import journal
 
         out = self.journal(f"-u odbackupd JOB=data MESSAGE_ID={journal.MSG_RUN_FINISHED.hex} -o json")
-        entries = [json.loads(l) for l in out.splitlines() if l.strip()]
+        entries = [json.loads(ln) for ln in out.splitlines() if ln.strip()]
         check(entries, f"no run-finished entry with JOB=data in the journal:\n"
                        f"{self.journal('-u odbackupd -n 30 -o cat')}")
         e = entries[-1]
