@@ -13,8 +13,9 @@ same bit offset, so only the XOR of each of the 160 residue classes matters.  We
 fold the input into a "class accumulator" with big-integer XORs
 (``int.from_bytes`` on slices that start at stream positions ≡ 0 mod 160, so no
 rotation is needed), which all run in C, and only when a digest is asked for halve
-it down to 160 class bytes and spread those to their bit offsets.  Throughput is well above 1 GB/s; memory stays at about
-one slice (``_SLICE`` bytes) whatever the size of an ``update()``.
+it down to 160 class bytes and spread those to their bit offsets.  Throughput is well
+above 1 GB/s; memory stays at about one slice (``_SLICE`` bytes) whatever the size of an
+``update()``.
 """
 
 from __future__ import annotations

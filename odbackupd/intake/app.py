@@ -121,7 +121,8 @@ class Intake:
 
     async def expect(self, request: web.Request) -> web.StreamResponse | None:
         """``Expect: 100-continue``: refuse before the client sends a (large) body."""
-        refused = self.refusal(request) or (None if self.user(request) else self.unauthorized(request))
+        refused = self.refusal(request) or (
+            None if self.user(request) else self.unauthorized(request))
         if refused is None and request.method == "PUT":
             refused = self.put_precheck(request, self.user(request) or "")
         if refused is not None:
