@@ -401,7 +401,8 @@ def as_root() -> None:
     """Giving files to the daemon user and dropping to nobody need root, as CI runs the
     suite: fail loudly elsewhere instead of skipping what the tests are for."""
     if os.geteuid() != 0:
-        pytest.fail("these login tests run as root (CI does): they chown files and switch to nobody")
+        pytest.fail(
+            "these login tests run as root (CI does): they chown files and switch to nobody")
 
 
 @pytest.fixture

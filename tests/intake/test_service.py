@@ -248,7 +248,8 @@ def test_a_restart_loses_no_finished_upload(intake: Intake) -> None:
 
 def test_an_empty_file_by_tus_lands_at_creation(intake: Intake) -> None:
     status, h, _ = intake.request("POST", "/files", user="alice", tus=True, headers={
-        "Upload-Length": "0", "Upload-Metadata": "filename " + base64.b64encode(b"empty.txt").decode()})
+        "Upload-Length": "0",
+        "Upload-Metadata": "filename " + base64.b64encode(b"empty.txt").decode()})
     assert status == 201 and h["intake-name"] == "empty.txt"
     assert h["intake-sha256"] == hashlib.sha256(b"").hexdigest()
     assert intake.waiting() == {"empty.txt": b""} and intake.partials() == []

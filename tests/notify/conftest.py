@@ -58,7 +58,8 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with rec._cond:
-                    rec.requests.append(Request("POST", self.path, dict(self.headers.items()), body))
+                    rec.requests.append(Request("POST", self.path, dict(self.headers.items()),
+                                                body))
                     rec._cond.notify_all()
                 self.send_response(rec.status)
                 self.send_header("Content-Length", "0")
