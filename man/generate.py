@@ -102,6 +102,7 @@ def _positionals(parser: argparse.ArgumentParser) -> str:
 
 def commands_block() -> list[str]:
     from odctl.cli import build_parser
+    from odctl.dispatch import how_it_runs
 
     top = build_parser()
     common = {o for a in top._actions for o in a.option_strings}
@@ -119,7 +120,7 @@ def commands_block() -> list[str]:
             pos = _positionals(sub)
             out += [".SS " + f"odctl {full}" + (f" {pos}" if pos else "")]
             text = sub.description or (help_[:1].upper() + help_[1:] + "." if help_ else "")
-            out += [esc(text)]
+            out += [esc(f"{text} {how_it_runs(sub)}")]
             opts = _option_lines(sub, common)
             if opts:
                 out += [".RS"] + opts + [".RE"]
@@ -135,6 +136,18 @@ def exit_codes_block() -> list[str]:
     out = [".SH EXIT STATUS"]
     for code, text in EXIT_CODES.items():
         out += [".TP", f".B {code}", esc(text[:1].upper() + text[1:]) + "."]
+    return out
+
+
+def errors_block() -> list[str]:
+    """The D-Bus error names, each with odctl's exit code, from the one table
+    (odbackupd/bus/names.py ERRORS), as the daemon sends them."""
+    from odbackupd.bus.names import ERROR_PREFIX, ERRORS
+
+    out = [".SH ERRORS", "Errors are named", f".BI {ERROR_PREFIX} NAME :"]
+    for e in ERRORS.values():
+        text = f"{e.meaning[:1].upper()}{e.meaning[1:]} (odctl exits {e.exit})."
+        out += [".TP", f".B {e.code}", esc(text)]
     return out
 
 
@@ -199,7 +212,7 @@ def dbus_block() -> list[str]:
 def render(page: str) -> str:
     template = (HERE / f"{page}.in").read_text(encoding="utf-8")
     blocks = {"@KEYS@": keys_block, "@COMMANDS@": commands_block,
-              "@EXIT_CODES@": exit_codes_block, "@DBUS@": dbus_block}
+              "@EXIT_CODES@": exit_codes_block, "@DBUS@": dbus_block, "@ERRORS@": errors_block}
     out: list[str] = []
     for line in template.splitlines():
         marker = line.removeprefix('.\\" ').strip()

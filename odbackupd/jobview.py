@@ -14,12 +14,14 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-# a run row of the state database that is not one of these has finished
-UNFINISHED = ("queued", "running")
-# the snapshot status the daemon's ListSnapshots says; odctl says what a run's result says
+from .runrecord import RunSummary, last_finished
+from .runstatus import RunStatus
+
+# the snapshot status the daemon's ListSnapshots says (a snapshot is complete or incomplete;
+# D-Bus clients read this word); odctl says what a run's result says (runstatus.RunStatus)
 LISTED = "complete"
-COMPLETED = "completed"
-COMPLETED_WITH_WARNINGS = "completed with warnings"
+COMPLETED = RunStatus.COMPLETED
+COMPLETED_WITH_WARNINGS = RunStatus.COMPLETED_WITH_WARNINGS
 # what a listing row says as the snapshot entry does
 PASSED_ON = ("host", "encrypted", "warnings", "sequence", "signed_by", "changes")
 
@@ -38,21 +40,26 @@ def next_fire(expr: str, after: float, tz: dt.tzinfo | None = None) -> float:
     return croniter(expr, _dt(after, tz)).get_next(dt.datetime).timestamp()
 
 
+def previous_fire(expr: str, at: float, tz: dt.tzinfo | None = None) -> float:
+    """The last cron time at or before ``at`` (the scheduler's catch-up after downtime)."""
+    from croniter import croniter
+
+    nxt = next_fire(expr, at - 1e-3, tz)
+    if nxt <= at:
+        return nxt
+    return croniter(expr, _dt(at, tz)).get_prev(dt.datetime).timestamp()
+
+
 def run_summary(row: dict[str, Any]) -> dict[str, Any]:
     """A run row of the state database (``StateStore.last_runs``) as ``last_run`` says it:
-    no key whose value is unknown."""
-    d = {"run_id": row["id"], "status": row["status"], "message": row.get("message") or "",
-         "snapshot": row.get("snapshot"), "trigger": row.get("trigger"),
-         "started": row.get("started"), "finished": row.get("finished")}
-    return {k: v for k, v in d.items() if v is not None}
+    no key whose value is unknown (:class:`odbackupd.runrecord.RunSummary`, as the daemon's)."""
+    return RunSummary.of_row(row).brief()
 
 
 def last_run(rows: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
     """The newest finished run among ``rows`` (newest first), or None."""
-    for r in rows:
-        if r["status"] not in UNFINISHED:
-            return run_summary(r)
-    return None
+    found = last_finished(rows)
+    return found.brief() if found is not None else None
 
 
 def job_info(name: str, job: Any, *, state: str = "idle", queued: bool = False,

@@ -10,9 +10,9 @@ import argparse
 import logging
 import os
 import signal
-import stat
 import sys
 import threading
+import time
 from pathlib import Path
 
 from . import __version__
@@ -119,7 +119,7 @@ def run_service(config, args: argparse.Namespace) -> int:  # noqa: ANN001
 
 
 def run_once(config, job: str) -> int:  # noqa: ANN001
-    from .runner import run_job
+    from .lifecycle import RunRequest, run_now
 
     if job not in config.jobs:
         known = ", ".join(sorted(config.jobs)) or "none"
@@ -127,8 +127,8 @@ def run_once(config, job: str) -> int:  # noqa: ANN001
         return EXIT_CONFIG
     import sqlite3
 
-    from .ownership import give_back, service_dirs
     from .notify.deliver import OnceDelivery
+    from .ownership import give_back, service_dirs
     from .statefile import StateUnavailable, explain, open_state
 
     dirs = service_dirs(config, job)
@@ -144,7 +144,7 @@ def run_once(config, job: str) -> int:  # noqa: ANN001
         with OnceDelivery(config, state):  # cron users are notified too
             if not config.jobs[job].sources:
                 return run_drop_dir_once(config, job, state, cancel)
-            run = run_job(config, job, state, trigger="once", cancel=cancel)
+            run = run_now(config, state, RunRequest(job, "once"), cancel=cancel).run
     except KeyboardInterrupt:  # the second Ctrl-C: stop at once; the checkpoints stay
         print(f"odbackupd: {job}: interrupted; the next run resumes from the last volume", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -177,13 +177,12 @@ def _cancel_on_signals() -> threading.Event:
 
 def run_drop_dir_once(config, job: str, state, cancel: threading.Event | None = None) -> int:  # noqa: ANN001
     """``--once`` on a job that only has a drop directory (cron users): every file there
-    that is complete — not a temporary name, unchanged for the job's quiet_period, open for
-    writing by no process — becomes its own snapshot and is removed once stored and
-    verified, as the daemon does it."""
-    import time
-
-    from .runner import drop_series, run_job
-    from .service.dropdir import file_signature, is_temporary_name, open_for_writing
+    that is complete (service/droppolicy.py: not a temporary name, unchanged for the job's
+    quiet_period, open for writing by no process) becomes its own snapshot and is removed
+    once stored and verified, by the daemon's rules."""
+    from .lifecycle import RunRequest, run_now
+    from .series import drop_series
+    from .service.droppolicy import file_signature, left_for_later, stored_cleanly, unchanged
 
     jc = config.jobs[job]
     drop = Path(jc.drop_dir)
@@ -201,18 +200,15 @@ def run_drop_dir_once(config, job: str, state, cancel: threading.Event | None = 
             st = path.lstat()
         except FileNotFoundError:
             continue
-        if is_temporary_name(name) or not stat.S_ISREG(st.st_mode):
+        why = left_for_later(path, st, jc.quiet_period, time.time())
+        if why is not None:
+            if why != "not a complete file":
+                print(f"{job}: {name}: {why}; left for the next run")
             continue
-        if time.time() - st.st_mtime < jc.quiet_period:
-            print(f"{job}: {name}: changed less than {jc.quiet_period:g}s ago; left for the next run")
-            continue
-        if open_for_writing(path):
-            print(f"{job}: {name}: still open for writing; left for the next run")
-            continue
-        run = run_job(config, job, state, trigger="once", sources=[path], series=drop_series(job), cancel=cancel)
+        request = RunRequest(job, "once", drop_series(job), (path,))
+        run = run_now(config, state, request, cancel=cancel).run
         code = _report_once(job, run, cancel)
-        after = path.lstat()
-        if run.result.ok and not run.result.warnings and file_signature(after) == file_signature(st):
+        if stored_cleanly(run) and unchanged(file_signature(st), _lstat(path)):
             path.unlink()
             taken += 1
         elif code == EXIT_OK:
@@ -222,6 +218,13 @@ def run_drop_dir_once(config, job: str, state, cancel: threading.Event | None = 
     if not taken and worst == EXIT_OK:
         print(f"{job}: nothing complete in {drop}")
     return worst
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return path.lstat()
+    except FileNotFoundError:
+        return None
 
 
 def _report_once(job: str, run, cancel: threading.Event | None = None) -> int:  # noqa: ANN001

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .runstatus import RunStatus
 
 log = logging.getLogger("odbackupd.metrics")
 
@@ -91,8 +92,8 @@ METRICS: tuple[Metric, ...] = (
            "Notifications given up after retrying for a day, by notifier.", ("notifier",)),
 )
 _BY_NAME = {m.name: m for m in METRICS}
-RESULTS = {"completed": "success", "completed with warnings": "warning", "failed": "failure",
-           "cancelled": "cancelled"}
+RESULTS = {RunStatus.COMPLETED: "success", RunStatus.COMPLETED_WITH_WARNINGS: "warning",
+           RunStatus.FAILED: "failure", RunStatus.CANCELLED: "cancelled"}
 
 
 # ---- the values, in the state database ------------------------------------------------------
@@ -129,7 +130,7 @@ def record_run(state: Any, series: str, status: str, finished: float, duration: 
     ensure(state)
     result = RESULTS.get(status, "failure")
     add_value(state, "odbackupd_runs_total", 1, series=series, result=result)
-    if result == "cancelled":
+    if result == RunStatus.CANCELLED:
         return  # a stop or odctl cancel says nothing about whether backups work
     ok = result in ("success", "warning")
     set_value(state, "odbackupd_last_run_timestamp_seconds", finished, series=series)

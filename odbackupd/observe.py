@@ -13,10 +13,12 @@ import collections
 import logging
 import threading
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import metrics
 from .notify import message, queue
+from .runstatus import RunStatus
 
 log = logging.getLogger("odbackupd.observe")
 
@@ -114,7 +116,7 @@ class RunObserver:
 
     def _notify(self, run: Any) -> None:
         r = run.result
-        if r.status == "cancelled":
+        if r.status == RunStatus.CANCELLED:
             return
         was_failing = queue.note_result(self.state, self.series, not r.ok)
         if r.ok:

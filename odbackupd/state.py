@@ -10,9 +10,12 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from .runstatus import RunStatus
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inprogress (
@@ -103,7 +106,7 @@ class StateStore:
         with self._lock:
             self._db.close()
 
-    def _tx(self) -> "_Tx":
+    def _tx(self) -> _Tx:
         return _Tx(self)
 
     def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
@@ -174,13 +177,16 @@ class StateStore:
         self._q("DELETE FROM volumes WHERE job=? AND snapshot=? AND idx>=?", (job, snapshot, idx))
 
     # -- runs -------------------------------------------------------------------------------
-    def run_started(self, job: str, trigger: str, started: float | None = None) -> int:
+    def _new_run(self, job: str, trigger: str, when: float | None, status: RunStatus) -> int:
         with self._lock:
             cur = self._db.execute(
-                "INSERT INTO runs (job, trigger, started, status) VALUES (?,?,?, 'running')",
-                (job, trigger, started if started is not None else time.time()),
+                "INSERT INTO runs (job, trigger, started, status) VALUES (?,?,?,?)",
+                (job, trigger, when if when is not None else time.time(), status),
             )
             return int(cur.lastrowid)
+
+    def run_started(self, job: str, trigger: str, started: float | None = None) -> int:
+        return self._new_run(job, trigger, started, RunStatus.RUNNING)
 
     def run_finished(
         self, run_id: int, status: str, message: str = "", snapshot: str | None = None,
@@ -194,26 +200,22 @@ class StateStore:
 
     def run_queued(self, job: str, trigger: str, queued: float | None = None) -> int:
         """Record a run that waits for its turn (the daemon hands out its id at once)."""
-        with self._lock:
-            cur = self._db.execute(
-                "INSERT INTO runs (job, trigger, started, status) VALUES (?,?,?, 'queued')",
-                (job, trigger, queued if queued is not None else time.time()),
-            )
-            return int(cur.lastrowid)
+        return self._new_run(job, trigger, queued, RunStatus.QUEUED)
 
     def run_begin(self, run_id: int, started: float | None = None) -> None:
         """A queued run starts: its start time is now."""
-        self._q("UPDATE runs SET status='running', started=? WHERE id=?",
-                (started if started is not None else time.time(), run_id))
+        self._q("UPDATE runs SET status=?, started=? WHERE id=?",
+                (RunStatus.RUNNING, started if started is not None else time.time(), run_id))
 
     def close_stale_runs(self, message: str) -> list[int]:
         """Runs left 'running' or 'queued' by a daemon that is gone (crash, kill -9)."""
         with self._lock:
+            unfinished = (RunStatus.RUNNING, RunStatus.QUEUED)
             ids = [r[0] for r in self._db.execute(
-                "SELECT id FROM runs WHERE status IN ('running', 'queued')").fetchall()]
+                "SELECT id FROM runs WHERE status IN (?, ?)", unfinished).fetchall()]
             self._db.execute(
-                "UPDATE runs SET status='interrupted', message=?, finished=? WHERE status IN ('running', 'queued')",
-                (message, time.time()),
+                "UPDATE runs SET status=?, message=?, finished=? WHERE status IN (?, ?)",
+                (RunStatus.INTERRUPTED, message, time.time(), *unfinished),
             )
         return ids
 
@@ -268,6 +270,45 @@ class StateStore:
     def set(self, key: str, value: str) -> None:
         self._q("INSERT OR REPLACE INTO kv (key, value) VALUES (?,?)", (key, value))
 
+    # -- typed values (the kv keys are built here only) ------------------------------------------
+    def _float(self, key: str) -> float | None:
+        v = self.get(key)
+        try:
+            return float(v) if v is not None else None
+        except ValueError:
+            return None  # a damaged value counts as none: the schedule measures from now
+
+    def last_run(self, job: str) -> float | None:
+        """When the job's own series last finished a run (the schedule's catch-up)."""
+        return self._float(f"last_run:{job}")
+
+    def set_last_run(self, job: str, when: float) -> None:
+        self.set(f"last_run:{job}", repr(float(when)))
+
+    def schedule_since(self, job: str) -> float | None:
+        """When the daemon first scheduled a job that had never run."""
+        return self._float(f"schedule_since:{job}")
+
+    def set_schedule_since(self, job: str, when: float) -> None:
+        self.set(f"schedule_since:{job}", repr(float(when)))
+
+    def last_data_bytes(self, series: str, kind: str | None = None) -> int | None:
+        """The data size of the series' last snapshot (of ``kind``: "full", "incremental"):
+        the estimate progress percentages are computed from."""
+        v = self._float(f"last_data_bytes:{series}:{kind}" if kind else f"last_data_bytes:{series}")
+        return int(v) if v is not None else None
+
+    def last_stored_bytes(self, series: str) -> int | None:
+        v = self._float(f"last_stored_bytes:{series}")
+        return int(v) if v is not None else None
+
+    def set_snapshot_sizes(self, series: str, kind: str, data_bytes: int, stored_bytes: int) -> None:
+        with self._tx() as db:
+            for key, value in ((f"last_data_bytes:{series}", data_bytes),
+                               (f"last_data_bytes:{series}:{kind}", data_bytes),
+                               (f"last_stored_bytes:{series}", stored_bytes)):
+                db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?,?)", (key, str(value)))
+
     # -- tables other modules keep here (metrics counters, the notification queue) -----------
     def ensure_tables(self, sql: str) -> None:
         """Create a module's own tables (``CREATE TABLE IF NOT EXISTS …``)."""
@@ -277,7 +318,7 @@ class StateStore:
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
         return self._q(sql, args)
 
-    def transaction(self) -> "_Tx":
+    def transaction(self) -> _Tx:
         """``with state.transaction() as db:`` several statements as one."""
         return self._tx()
 

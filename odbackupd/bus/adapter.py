@@ -31,68 +31,35 @@ import grp
 import inspect
 import logging
 import pwd
-import re
-from typing import Any, Callable
-
-try:  # dbus-fast, falling back to dbus-next (same API)
-    from dbus_fast import BusType, DBusError, Message, MessageType, Variant
-    from dbus_fast.aio import MessageBus
-    from dbus_fast.constants import NameFlag, PropertyAccess, RequestNameReply
-    from dbus_fast.service import ServiceInterface, dbus_property, method, signal
-except ImportError:  # pragma: no cover - exercised only where dbus-fast is missing
-    from dbus_next import BusType, DBusError, Message, MessageType, Variant  # type: ignore
-    from dbus_next.aio import MessageBus  # type: ignore
-    from dbus_next.constants import NameFlag, PropertyAccess, RequestNameReply  # type: ignore
-    from dbus_next.service import ServiceInterface, dbus_property, method, signal  # type: ignore
+from collections.abc import Callable
+from typing import Any
 
 from odbackupd import __version__
-from odbackupd.service.errors import ControllerError
+from odbackupd.service.errors import AccessDenied, ControllerError, InvalidArgs
+from odbackupd.service.events import EventKind
 
 from . import names
+from .dbuslib import (
+    BusType,
+    DBusError,
+    Message,
+    MessageBus,
+    MessageType,
+    NameFlag,
+    PropertyAccess,
+    RequestNameReply,
+    ServiceInterface,
+    dbus_property,
+    method,
+    signal,
+)
+from .jobobject import JobInterface
+from .values import to_asv
 
 log = logging.getLogger("odbackupd.bus")
 
-_CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("odbackupd_bus_caller", default=None)
-
-
-# -- values ---------------------------------------------------------------------------------
-def to_variant(value: Any) -> Variant:
-    """A JSON-like value as a variant: str s, bool b, int x, float d, dict a{sv}, list of str
-    as, list of dicts aa{sv}, other lists av. The controller never sends None (omitted keys)."""
-    if isinstance(value, bool):
-        return Variant("b", value)
-    if isinstance(value, int):
-        return Variant("x", value)
-    if isinstance(value, float):
-        return Variant("d", value)
-    if isinstance(value, str):
-        return Variant("s", value)
-    if isinstance(value, dict):
-        return Variant("a{sv}", to_asv(value))
-    if isinstance(value, (list, tuple)):
-        if all(isinstance(v, str) for v in value):
-            return Variant("as", list(value))
-        if all(isinstance(v, dict) for v in value):
-            return Variant("aa{sv}", [to_asv(v) for v in value])
-        return Variant("av", [to_variant(v) for v in value])
-    return Variant("s", str(value))
-
-
-def to_asv(d: dict) -> dict[str, Variant]:
-    return {str(k): to_variant(v) for k, v in d.items() if v is not None}
-
-
-def volume_number(progress: dict) -> int:
-    """The number of the volume being written: ``vol.000012.zst.age`` → 12 (0 if none)."""
-    m = re.match(r"vol\.(\d+)", str(progress.get("volume", "")))
-    return int(m.group(1)) if m else 0
-
-
-def _num(d: dict, key: str, kind: type = int) -> Any:
-    try:
-        return kind(d.get(key) or 0)
-    except (TypeError, ValueError):
-        return kind(0)
+_CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("odbackupd_bus_caller",
+                                                                     default=None)
 
 
 # -- authorization --------------------------------------------------------------------------
@@ -124,9 +91,9 @@ def _exported(mutating: bool) -> Callable:
         @functools.wraps(fn)
         async def wrapper(self, *args):  # noqa: ANN001, ANN002, ANN202
             adapter: BusAdapter = self.adapter
-            if mutating:
-                await adapter.authorize(_CALLER.get(), fn.__name__)
             try:
+                if mutating:
+                    await adapter.authorize(_CALLER.get(), fn.__name__)
                 result = fn(self, *args)
                 if inspect.isawaitable(result):
                     result = await result
@@ -219,8 +186,9 @@ class ManagerInterface(ServiceInterface):
     async def StartLogin(self, account: "s", options: "a{sv}") -> "a{sv}":
         flow = options.get("flow").value if "flow" in options else "device"
         if flow not in ("device", "browser") or not isinstance(flow, str):
-            raise DBusError(names.ERRORS["InvalidArgs"].name,
-                            f"StartLogin: option 'flow' must be \"device\" or \"browser\", not {flow!r}")
+            raise InvalidArgs("StartLogin: option 'flow' must be \"device\" or \"browser\", "
+                              f"not {flow!r}",
+                              argument="flow")
         info = await self.controller.start_login(account, flow)
         # a device login completes in the background; daemon_changed then re-reads it
         self.adapter.login_changed(account)
@@ -290,7 +258,7 @@ def _name_out_args(cls: type, out_names: dict[str, str]) -> None:
                 arg.name = out_names[meta["__DBUS_METHOD"].name]
         elif "__DBUS_SIGNAL" in meta:
             params = list(inspect.signature(attr).parameters)[1:]
-            for arg, pname in zip(meta["__DBUS_SIGNAL"].introspection.args, params):
+            for arg, pname in zip(meta["__DBUS_SIGNAL"].introspection.args, params, strict=True):
                 arg.name = pname
 
 
@@ -298,118 +266,6 @@ _name_out_args(ManagerInterface, {
     "ListJobs": "jobs", "GetJob": "job", "ListSnapshots": "snapshots", "GetLoginStatus": "status",
     "BackupNow": "run", "Cancel": "cancelled", "Reload": "warnings", "StartLogin": "login",
     "CompleteLogin": "status", "NotifyTest": "result"})
-
-
-class JobInterface(ServiceInterface):
-    """org.odbackupd.ODBackup1.Job at /org/odbackupd/ODBackup1/job/<escaped name>.
-
-    Properties are read from the controller when asked; ``PropertiesChanged`` carries the
-    ones that differ from what was last announced."""
-
-    def __init__(self, adapter: "BusAdapter", name: str) -> None:
-        super().__init__(names.JOB_IFACE)
-        self.adapter = adapter
-        self.job = name
-        self.announced: dict[str, Any] = {}
-
-    def values(self) -> dict[str, Any]:
-        """Every property's current value, from the controller's job_info()."""
-        try:
-            info = self.adapter.controller.job_info(self.job)
-        except ControllerError:
-            info = {"name": self.job, "state": "removed"}
-        last = info.get("last_run") or {}
-        prog = info.get("progress") or {}
-        return {
-            "Name": self.job,
-            "State": str(info.get("state", "")),
-            "Queued": bool(info.get("queued", False)),
-            "RunId": _num(info, "run_id"),
-            "LastResult": str(last.get("status", "")),
-            "LastRunTime": _num(last, "finished", float),
-            "LastRun": last,
-            "NextRun": _num(info, "next_run", float),
-            "Progress": prog,
-            "BytesDone": _num(prog, "bytes_done"),
-            "BytesTotal": _num(prog, "bytes_total"),
-            "Rate": _num(prog, "rate", float),
-            "Volume": volume_number(prog),
-            "Percent": _num(prog, "percent", float),
-            "Settings": {k: info[k] for k in ("sources", "destinations", "encrypted", "schedule",
-                                             "watch", "drop_dir") if k in info},
-        }
-
-    def announce(self) -> None:
-        """Emit PropertiesChanged with the properties that changed since the last call."""
-        now = self.values()
-        changed = {k: v for k, v in now.items() if self.announced.get(k, object()) != v}
-        self.announced = now
-        if changed:
-            self.emit_properties_changed(
-                {k: to_asv(v) if isinstance(v, dict) else v for k, v in changed.items()})
-
-    def _get(self, key: str) -> Any:
-        return self.values()[key]
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Name(self) -> "s":
-        return self.job
-
-    @dbus_property(access=PropertyAccess.READ)
-    def State(self) -> "s":
-        return self._get("State")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Queued(self) -> "b":
-        return self._get("Queued")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def RunId(self) -> "t":
-        return self._get("RunId")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def LastResult(self) -> "s":
-        return self._get("LastResult")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def LastRunTime(self) -> "d":
-        return self._get("LastRunTime")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def LastRun(self) -> "a{sv}":
-        return to_asv(self._get("LastRun"))
-
-    @dbus_property(access=PropertyAccess.READ)
-    def NextRun(self) -> "d":
-        return self._get("NextRun")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Progress(self) -> "a{sv}":
-        return to_asv(self._get("Progress"))
-
-    @dbus_property(access=PropertyAccess.READ)
-    def BytesDone(self) -> "t":
-        return self._get("BytesDone")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def BytesTotal(self) -> "t":
-        return self._get("BytesTotal")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Rate(self) -> "d":
-        return self._get("Rate")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Volume(self) -> "u":
-        return self._get("Volume")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Percent(self) -> "d":
-        return self._get("Percent")
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Settings(self) -> "a{sv}":
-        return to_asv(self._get("Settings"))
 
 
 # -- the adapter ----------------------------------------------------------------------------
@@ -451,7 +307,7 @@ class BusAdapter:
             bus.disconnect()
             try:
                 await asyncio.wait_for(bus.wait_for_disconnect(), 5)
-            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - best effort on the way out
+            except (TimeoutError, Exception):  # noqa: BLE001 - best effort on the way out
                 pass
 
     # -- objects --
@@ -477,33 +333,33 @@ class BusAdapter:
     async def authorize(self, sender: str | None, what: str) -> None:
         """Second line behind the bus policy: the caller's uid must be root or in the admin
         group. Raises Error.AccessDenied."""
-        denied = DBusError(names.ERRORS["AccessDenied"].name,
-                           f"{what} needs root or membership of group '{names.ADMIN_GROUP}'")
+        denied = f"{what} needs root or membership of group '{names.ADMIN_GROUP}'"
         if self.bus is None or not sender:
-            raise denied
+            raise AccessDenied(denied, method=what)
         reply = await self.bus.call(Message(
             destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
             interface="org.freedesktop.DBus", member="GetConnectionUnixUser",
             signature="s", body=[sender]))
         if reply.message_type != MessageType.METHOD_RETURN:
-            raise denied
+            raise AccessDenied(denied, method=what)
         uid = int(reply.body[0])
         if not uid_is_admin(uid):
-            log.warning("refused %s from uid %d (not root, not in group %s)", what, uid, names.ADMIN_GROUP)
-            raise denied
+            log.warning("refused %s from uid %d (not root, not in group %s)", what, uid,
+                        names.ADMIN_GROUP)
+            raise AccessDenied(denied, method=what, uid=uid)
 
     # -- events --
     def _on_event(self, ev: Any) -> None:
         try:
-            if ev.kind == "run_started":
+            if ev.kind == EventKind.RUN_STARTED:
                 data = dict(ev.data)
                 data.setdefault("path", names.run_path(int(data.get("run_id", 0))))
                 self.manager.RunStarted(ev.job, int(data.get("run_id", 0)), to_asv(data))
-            elif ev.kind == "run_finished":
+            elif ev.kind == EventKind.RUN_FINISHED:
                 data = dict(ev.data)
                 data.setdefault("path", names.run_path(int(data.get("run_id", 0))))
                 self.manager.RunFinished(ev.job, int(data.get("run_id", 0)), to_asv(data))
-            elif ev.kind == "daemon_changed":
+            elif ev.kind == EventKind.DAEMON_CHANGED:
                 self.sync_jobs()
                 self._pending_logins_changed()
                 self.manager.emit_properties_changed({

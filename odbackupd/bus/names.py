@@ -23,7 +23,10 @@ ERROR_PREFIX = f"{BUS_NAME}.Error."
 POLICY_FILE = f"{BUS_NAME}.conf"
 INTROSPECTION_FILE = f"{BUS_NAME}.xml"
 ADMIN_GROUP = "odbackup"
-INTERFACE_VERSION = 3  # 2: RunFinished's resumed, reused_volumes, login_needed; 3: NotifyTest
+# 2: RunFinished's resumed, reused_volumes, login_needed; 3: NotifyTest; 4: Error.DeviceCodeRefused
+# (odctl falls back to the browser flow), StartLogin of an app-only account checks its
+# credential (state "logged_in"), StartLogin's replies carry "flow" (and "redirect_uri")
+INTERFACE_VERSION = 4
 
 # Methods the bus policy lets anyone call (reading only); every other method of our
 # interfaces changes something and needs root or the admin group (policy + adapter check).
@@ -77,6 +80,8 @@ ERRORS: dict[str, ErrorName] = {e.code: e for e in (
     ErrorName("AccessDenied", EXIT_ACCESS_DENIED,
               f"the caller is neither root nor a member of group '{ADMIN_GROUP}'"),
     ErrorName("NotLoggedIn", EXIT_NOT_LOGGED_IN, "the account needs `odctl login`"),
+    ErrorName("DeviceCodeRefused", EXIT_FAILED,
+              "the login service refuses a device-code login for the account: use the browser flow"),
     ErrorName("InvalidConfig", EXIT_USAGE, "the configuration file is invalid (old one kept)"),
     ErrorName("InvalidArgs", EXIT_USAGE, "an argument has a bad value"),
     ErrorName("Failed", EXIT_FAILED, "the operation failed; the message says why"),

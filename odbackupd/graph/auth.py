@@ -346,7 +346,7 @@ class Authenticator:
 
     def _not_logged_in(self, why: str, code: str | None = None) -> NotLoggedIn:
         return NotLoggedIn(f"account '{self.name}': {why}; run: odctl login {self.name}",
-                           code=code)
+                           account=self.name, code=code)
 
     def _token_error(self, result: dict) -> GraphError:
         err = result.get("error") if isinstance(result.get("error"), str) else None
@@ -355,7 +355,7 @@ class Authenticator:
                 return NotLoggedIn(
                     f"account '{self.name}': the app-only credential was refused "
                     f"({_describe(result)}); fix {self._credential_setting()}, then check "
-                    f"with: odctl login {self.name}", code=str(err))
+                    f"with: odctl login {self.name}", account=self.name, code=str(err))
             return self._not_logged_in(
                 f"the login has expired or was revoked ({_describe(result)})", str(err))
         return GraphError(f"account '{self.name}': getting a token failed: "

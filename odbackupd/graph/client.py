@@ -204,7 +204,7 @@ class GraphClient:
                 if refreshed >= 2:
                     raise NotLoggedIn(
                         f"account {self.account!r}: Graph refuses the login ({what}: HTTP 401); "
-                        f"run: odctl login {self.account}", status=401)
+                        f"run: odctl login {self.account}", account=self.account, status=401)
                 refreshed += 1
                 self.tokens.invalidate(token)
                 self.tokens.access_token(force_refresh=True)

@@ -15,7 +15,13 @@ class GraphError(Exception):
 
 class NotLoggedIn(GraphError):
     """No usable login for the account (never logged in, refresh token expired or
-    revoked, consent withdrawn). The message ends with what to run: ``odctl login NAME``."""
+    revoked, consent withdrawn). The message ends with what to run: ``odctl login NAME``;
+    ``account`` is NAME."""
+
+    def __init__(self, message: str, *, account: str | None = None, status: int | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message, status=status, code=code)
+        self.account = account
 
 
 class QuotaExceeded(GraphError):

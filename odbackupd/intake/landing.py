@@ -16,7 +16,7 @@ import os
 import unicodedata
 from pathlib import Path
 
-from ..service.dropdir import is_temporary_name
+from ..service.droppolicy import is_temporary_name
 
 __all__ = ["MAX_NAME_BYTES", "land", "rename_noreplace", "sanitize_name"]
 

@@ -12,7 +12,8 @@ import concurrent.futures
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import metrics
 from ..notify import queue
@@ -53,7 +54,7 @@ class Delivery:
             self.passes += 1
             try:
                 await asyncio.wait_for(self._wake.wait(), TICK)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def _pass(self) -> None:
@@ -74,7 +75,7 @@ class Delivery:
             self._wake.set()
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self._pool.shutdown(wait=False)

@@ -50,63 +50,20 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import fcntl
 import logging
 import os
-import signal
 import stat
-import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
 import pyinotify
 
+from .droppolicy import file_signature, is_temporary_name, open_for_writing, unchanged
 from .watcher import InotifyHub
 
 log = logging.getLogger("odbackupd.drop")
 
-__all__ = ["DropDir", "is_temporary_name"]
-
-_SUFFIXES = (".tmp", ".part", "~")
-
-
-def is_temporary_name(name: str) -> bool:
-    """Whether ``name`` is conventionally a file still being written, renamed when done."""
-    return name.startswith(".") or name.endswith(_SUFFIXES)
-
-
-def open_for_writing(path: str | os.PathLike) -> bool | None:
-    """Whether any process has ``path`` open for writing: True, False, or None when the
-    kernel will not say (no CAP_LEASE and not the owner, no lease support, not a regular
-    file). Asks by taking a read lease, which is refused while a writable descriptor
-    exists, and giving it back at once.
-
-    A lease break is signalled with SIGIO, whose default action ends the process: SIGIO is
-    ignored first (nothing else here uses it); off the main thread, where that cannot be
-    set, the answer is None unless it already is."""
-    if signal.getsignal(signal.SIGIO) is not signal.SIG_IGN:
-        if threading.current_thread() is not threading.main_thread():
-            return None
-        signal.signal(signal.SIGIO, signal.SIG_IGN)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
-    except OSError as e:
-        return True if e.errno in (errno.EAGAIN, errno.EBUSY) else None
-    else:
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-        return False
-    finally:
-        os.close(fd)
-
-
-def file_signature(st: os.stat_result) -> tuple[int, int, int, int]:
-    """What must not change between taking a file and deleting it after its upload."""
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
+__all__ = ["DropDir", "is_temporary_name", "open_for_writing"]
 
 class DropDir:
     """Takes the complete files of one job's drop directory, one snapshot each."""
@@ -393,7 +350,7 @@ class DropDir:
         now = self._stat(name)
         if now is None:
             return
-        if file_signature(now) != sig or name in self._writing:
+        if not unchanged(sig, now) or name in self._writing:
             log.warning("job %s: %s changed while it was being stored; it is kept and taken "
                         "again once complete", self.job, path, extra=self._fields(name))
             if name not in self._writing:

@@ -14,14 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..config import Config
 from ..journal import setup_logging
-from .controller import Controller, Event
+from .controller import Controller
 from .delivery import Delivery
 from .errors import InvalidConfig
+from .events import Event, EventKind
 from .notify import Notifier
 
 log = logging.getLogger("odbackupd")
@@ -127,7 +129,7 @@ class Service:
                 return warnings
 
     def _on_event(self, ev: Event) -> None:
-        if ev.kind in ("daemon_changed", "progress"):
+        if ev.kind in (EventKind.DAEMON_CHANGED, EventKind.PROGRESS):
             self.notifier.status(self.controller.status_line)
 
     async def _watchdog(self, interval: float) -> None:

@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import time
-from typing import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 
 log = logging.getLogger("odbackupd.notify")
 
@@ -43,7 +43,7 @@ class Notifier:
         self._last_status: str | None = None
 
     @classmethod
-    def from_environment(cls, environ: MutableMapping[str, str] | None = None) -> "Notifier":
+    def from_environment(cls, environ: MutableMapping[str, str] | None = None) -> Notifier:
         """Read and remove the variables, as sd_notify(unset_environment=1) does, so that
         the tools we start (age, zstd, tar) never talk to systemd in our name."""
         environ = os.environ if environ is None else environ

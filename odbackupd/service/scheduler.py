@@ -18,37 +18,19 @@ import datetime as dt
 import logging
 import os
 import random
-from typing import Callable, Mapping, Protocol
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
-from croniter import croniter
-
+from ..jobview import next_fire, previous_fire
 from .clock import Clock, SystemClock
 
 log = logging.getLogger("odbackupd.scheduler")
 
 
 class _KV(Protocol):
-    def get(self, key: str, default: str | None = None) -> str | None: ...
-    def set(self, key: str, value: str) -> None: ...
-
-
-def _dt(ts: float, tz: dt.tzinfo | None) -> dt.datetime:
-    # tz None: the machine's local time as a naive datetime (croniter then follows the
-    # wall clock, DST included, and .timestamp() reads it back as local time)
-    return dt.datetime.fromtimestamp(ts, tz) if tz else dt.datetime.fromtimestamp(ts)
-
-
-def next_fire(expr: str, after: float, tz: dt.tzinfo | None = None) -> float:
-    """The first cron time strictly after ``after`` (epoch seconds)."""
-    return croniter(expr, _dt(after, tz)).get_next(dt.datetime).timestamp()
-
-
-def previous_fire(expr: str, at: float, tz: dt.tzinfo | None = None) -> float:
-    """The last cron time at or before ``at``."""
-    nxt = next_fire(expr, at - 1e-3, tz)
-    if nxt <= at:
-        return nxt
-    return croniter(expr, _dt(at, tz)).get_prev(dt.datetime).timestamp()
+    def last_run(self, job: str) -> float | None: ...
+    def schedule_since(self, job: str) -> float | None: ...
+    def set_schedule_since(self, job: str, when: float) -> None: ...
 
 
 def missed_run(expr: str, since: float, now: float, tz: dt.tzinfo | None = None) -> bool:
@@ -95,7 +77,8 @@ class Scheduler:
                     self._timer(name, key, rng, *first), name=f"schedule-{name}")
                 self._tasks[name] = (key, task)
 
-    def _plan(self, name: str, key: tuple[str, float], rng: random.Random, base: float) -> tuple[float, float]:
+    def _plan(self, name: str, key: tuple[str, float], rng: random.Random,
+              base: float) -> tuple[float, float]:
         """The next cron time after ``base`` and when to run for it (random delay added)."""
         expr, random_delay = key
         fire = next_fire(expr, base, self.tz)
@@ -115,12 +98,12 @@ class Scheduler:
             expr = getattr(job, "schedule", None)
             if not expr:
                 continue
-            last = state.get(f"last_run:{name}")
-            since = state.get(f"schedule_since:{name}")
+            last = state.last_run(name)
+            since = state.schedule_since(name)
             if last is None and since is None:
-                state.set(f"schedule_since:{name}", repr(now))
+                state.set_schedule_since(name, now)
                 continue
-            ref = max(float(x) for x in (last, since) if x is not None)
+            ref = max(x for x in (last, since) if x is not None)
             if getattr(job, "persistent", True) and missed_run(expr, ref, now, self.tz):
                 due.append(name)
         return due
@@ -133,7 +116,8 @@ class Scheduler:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _timer(self, name: str, key: tuple[str, float], rng: random.Random, fire: float, when: float) -> None:
+    async def _timer(self, name: str, key: tuple[str, float], rng: random.Random, fire: float,
+                     when: float) -> None:
         try:
             while True:
                 await self.clock.sleep_until(when)

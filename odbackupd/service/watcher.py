@@ -1,5 +1,9 @@
 """inotify triggers: run a ``watch = true`` job once its sources have been quiet.
 
+(Over 400 lines on purpose: the shared inotify instance, the batched tree walk and the
+per-job debounce are one mechanism whose invariants — one watch descriptor per inode,
+shared between jobs — are explained and kept together here.)
+
 The API the controller uses::
 
     w = JobWatcher(loop, "etc", [Path("/etc"), Path("/srv/git")],
@@ -61,9 +65,10 @@ import struct
 import termios
 import time
 import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Protocol
 
 import pyinotify
 
@@ -200,7 +205,7 @@ class Owner(Protocol):
     def inotify_overflow(self) -> None: ...
 
 
-_hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, InotifyHub]" = (
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, InotifyHub] = (
     weakref.WeakKeyDictionary())
 
 
@@ -421,7 +426,7 @@ class JobWatcher:
         self.running = True
         return self._walk_steps(hub)
 
-    def _walk_steps(self, hub: "InotifyHub") -> Iterator[None]:
+    def _walk_steps(self, hub: InotifyHub) -> Iterator[None]:
         for d in sorted(self._file_dirs):
             if hub.add(self, d) is None:
                 self._unreadable.append(d)

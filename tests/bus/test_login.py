@@ -178,3 +178,51 @@ def test_declined_device_login_fails_cleanly_through_the_daemon(onedrive_daemon,
     assert r.returncode == names.EXIT_NOT_LOGGED_IN and "odctl login a" in r.stderr
     assert daemon.alive
     graph_emulator.assert_no_violations()
+
+
+def test_refused_device_code_falls_back_to_the_browser_through_the_daemon(onedrive_daemon,
+                                                                          graph_emulator, private_bus):
+    """As the in-process login does: the daemon answers Error.DeviceCodeRefused and odctl
+    carries on with the browser flow (it used to stop with the refusal)."""
+    od, daemon = onedrive_daemon
+    emu = graph_emulator
+    emu.faults.add("error", "identity.devicecode", status=400, times=None)
+    rc, out, err = OdctlProcess(private_bus, "login", "a").fall_back_to_the_browser(emu)
+    assert (rc, out) == (0, f"a: logged in as {emu.default_user}\n"), err
+    assert login_status(private_bus, "a")[0]["state"] == "logged_in"
+    r = odctl(private_bus, "login", "a", "--device-code")  # no fallback when asked for none
+    assert r.returncode == names.EXIT_FAILED and "refused a device-code login" in r.stderr, r.stderr
+    assert "Traceback" not in daemon_log(od) and daemon.alive
+    emu.assert_no_violations()
+
+
+@pytest.mark.graphemu(mode="business")
+def test_app_only_login_through_the_daemon_checks_the_credential(graph_emulator, private_bus, tmp_path,
+                                                                  monkeypatch):
+    """An app-only account has nobody to sign in: the daemon checks its credential, as odctl
+    does in process (it used to answer "StartLogin failed inside the daemon; see its log")."""
+    from tests.graph.test_auth import APP_ID, SECRET_NAME, config_text
+
+    emu = graph_emulator
+    emu.register_app(APP_ID, secret="s3cr3t")
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / SECRET_NAME).write_text("s3cr3t")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))  # the daemon's, as LoadCredential= gives it
+    (tmp_path / "state").mkdir()
+    config = tmp_path / "odbackupd.toml"
+    config.write_text(config_text(emu, tmp_path, tenant=emu.tenant, client_id=APP_ID,
+                                  extra=f'client_secret_file = "{SECRET_NAME}"\ndrive_id = "{emu.site_drive_id}"'))
+    daemon = Daemon(config, private_bus)
+    try:
+        r = odctl(private_bus, "login", "me")
+        assert (r.returncode, r.stdout) == (
+            0, f"me: the app-only credential works (client {APP_ID}, tenant {emu.tenant})\n"), r.stderr
+        (creds / SECRET_NAME).write_text("wrong")
+        r = odctl(private_bus, "login", "me", "--json")
+        assert r.returncode == names.EXIT_FAILED and json.loads(r.stdout)["ok"] is False
+        assert "AADSTS7000215" in r.stderr and "inside the daemon" not in r.stderr
+        assert "Traceback" not in (tmp_path / "daemon.log").read_text() and daemon.alive
+    finally:
+        daemon.stop()
+    emu.assert_no_violations()

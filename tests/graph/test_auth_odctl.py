@@ -59,6 +59,14 @@ class Odctl:
             if m:
                 return m
 
+    def fall_back_to_the_browser(self, emu) -> tuple[int, str, str]:  # noqa: ANN001
+        """The device code was refused: odctl says so, shows the browser's address, and the
+        user pastes where the emulator's sign-in page sent them."""
+        self.wait_for(r"refused a device-code login")
+        self.wait_for(r"Trying the browser flow instead")
+        self.paste(redirected_address(emu, self.wait_for(r"^\s+(https://\S+)$").group(1)))
+        return self.finish()
+
     def paste(self, text: str) -> None:
         self.proc.stdin.write(text + "\n")
         self.proc.stdin.flush()
@@ -108,12 +116,7 @@ def test_refused_device_code_falls_back_to_the_browser_flow(graph_emulator, tmp_
     emu = graph_emulator
     config = write_config(emu, tmp_path)
     emu.faults.add("error", "identity.devicecode", status=400)
-    odctl = Odctl(config, "login", "me")
-    odctl.wait_for(r"refused a device-code login")
-    odctl.wait_for(r"Trying the browser flow instead")
-    url = odctl.wait_for(r"^  (https://\S+)$").group(1)
-    odctl.paste(redirected_address(emu, url))
-    rc, out, err = odctl.finish()
+    rc, out, err = Odctl(config, "login", "me").fall_back_to_the_browser(emu)
     assert (rc, out) == (0, "account 'me': logged in as alice@example.com\n"), err
     emu.assert_no_violations()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from odbackupd.runner import run_job
-from odbackupd.service.controller import finished_dict
+from odbackupd.runrecord import RunSummary
 
 
 def test_a_failed_prune_is_reported_and_the_run_still_completes(od, tmp_path):
@@ -28,7 +28,7 @@ def test_a_failed_prune_is_reported_and_the_run_still_completes(od, tmp_path):
     try:
         run = run_job(cfg, "t", state)
         assert run.result.ok and run.prune_errors and run.prune_errors[0].startswith("od: ")
-        assert finished_dict(run.run_id, "manual", 0.0, run)["prune_errors"] == run.prune_errors
+        assert RunSummary.of_run(run, "manual", 0.0).as_dict()["prune_errors"] == run.prune_errors
         assert state.run(run.run_id)["stats"]["prune_errors"] == run.prune_errors
     finally:
         state.close()

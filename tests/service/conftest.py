@@ -52,6 +52,13 @@ class Daemon:
         self.path.write_text(text)
         return self.path
 
+    def add_drop_job(self, name: str, drop: Path, extra: str = "") -> Path:
+        """Append ``[job.NAME]`` taking the files of ``drop`` (made here) to the usb destination."""
+        drop.mkdir(exist_ok=True)
+        self.path.write_text(self.path.read_text() + f'\n[job.{name}]\ndrop_dir = "{drop}"\n'
+                             f'destinations = ["usb"]\n' + textwrap.dedent(extra))
+        return drop
+
     def config(self):  # noqa: ANN201
         return load_config(self.path)
 

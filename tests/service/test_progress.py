@@ -1,7 +1,7 @@
 """The percentage odctl and STATUS= show: half building, half storing, never backwards."""
 from __future__ import annotations
 
-from odbackupd.service.controller import progress_dict
+from odbackupd.service.progress import progress_dict
 from odbackupd.snapshot.builder import Progress
 
 
