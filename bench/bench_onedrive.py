@@ -1,25 +1,27 @@
 #!/usr/bin/env python3
-"""Backup throughput to OneDrive (the Graph emulator over loopback TLS) against the same run
-to a local destination.
+"""Peak memory and throughput of a backup to OneDrive (the Graph emulator over loopback
+TLS) against the same backup to a local destination, in the same run.
 
-Builds a mixed tree (~40 % log-like text, ~60 % incompressible), logs in to the emulator
-with the real device-code flow, then times ``odbackupd --once JOB`` for a job going to a
-local directory and for the same job going to OneDrive (upload sessions, 10 MiB chunks,
-``max_parallel_uploads`` workers), each in a fresh state. Prints MB/s of source data for
-both, the ratio OneDrive/local and the peak RSS of each odbackupd process.
+Builds the mixed tree of bench_snapshot.py (``--size-gb``; 20,000 small files, log-like
+text, 30 % random), logs in to the emulator with the real device-code flow, then runs
+``--pairs`` rounds of ``odbackupd --once`` to a local directory and to OneDrive (upload
+sessions, ``--chunk`` fragments, ``--parallel`` workers), each a full snapshot. Prints per
+run the seconds, MB/s of source data and the peak RSS of the whole odbackupd process
+(``wait4`` rusage), then the medians and the ratio OneDrive/local. Target: peak RSS
+< 100 MB on every destination.
 
 The emulator runs in this process and shares the machine's cores with odbackupd, and it
-writes every byte it receives to disk: the ratio is a floor for what a real network link
-that is not the bottleneck would give.
+writes every byte it receives to disk: the speed ratio is a floor for what a real network
+link that is not the bottleneck would give.
 
-    python bench/bench_onedrive.py [--dir /var/tmp/odbackupd-bench-od] [--size-mb 300]
+    python bench/bench_onedrive.py [--dir /var/tmp/odbackupd-bench-od] [--size-gb 1.1] [--pairs 3] [--age]
 """
 from __future__ import annotations
 
 import argparse
 import os
-import random
 import shutil
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -28,53 +30,33 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-MiB = 1 << 20
-
-
-def make_tree(src: Path, total: int) -> int:
-    marker = src / ".complete"
-    if marker.exists() and int(marker.read_text().split()[1]) == total:
-        return int(marker.read_text().split()[0])
-    shutil.rmtree(src, ignore_errors=True)
-    (src / "logs").mkdir(parents=True)
-    (src / "media").mkdir()
-    rnd = random.Random(7)
-    words = [rnd.randbytes(rnd.randint(2, 8)).hex() for _ in range(3000)]
-    text = "".join(" ".join(rnd.choice(words) for _ in range(12)) + "\n" for _ in range(20000)).encode()
-    written, n = 0, 0
-    while written < total * 0.4:
-        (src / "logs" / f"app-{n:04d}.log").write_bytes(f"{n:08d}".encode() + text * 4)
-        written += len(text) * 4 + 8
-        n += 1
-    n = 0
-    while written < total:
-        (src / "media" / f"blob-{n:04d}.bin").write_bytes(os.urandom(16 * MiB))
-        written += 16 * MiB
-        n += 1
-    marker.write_text(f"{written} {total}")
-    return written
+from bench_snapshot import RSS_TARGET, make_tree, peak_rss, spawn_measured  # noqa: E402 - the same tree
 
 
 def run_once(config: Path, job: str) -> tuple[float, int]:
     """Wall seconds and peak RSS (bytes) of ``odbackupd --once JOB``."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "odbackupd.main", "--config", str(config), "--once", job],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(proc.pid, 0)
+    proc = spawn_measured([sys.executable, "-m", "odbackupd.main", "--config", str(config), "--once", job,
+                           "--log-level", "warning"], cwd=ROOT, stdout=subprocess.DEVNULL)
+    err = proc.stderr.read() if proc.stderr else b""
+    proc.wait()
     dt = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"odbackupd --once {job} failed:\n{err}")
-    return dt, ru.ru_maxrss * 1024
+    rss, err = peak_rss(err)  # not this process's: it holds the emulator (see bench_snapshot.SPAWN)
+    if proc.returncode != 0:
+        sys.exit(f"odbackupd --once {job} failed:\n{err.decode(errors='replace')}")
+    return dt, rss
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", type=Path, default=Path("/var/tmp/odbackupd-bench-od"))
-    ap.add_argument("--size-mb", type=int, default=300)
+    ap.add_argument("--size-gb", type=float, default=1.1)
+    ap.add_argument("--pairs", type=int, default=3, help="rounds of local + OneDrive runs")
     ap.add_argument("--parallel", type=int, default=4, help="max_parallel_uploads")
     ap.add_argument("--chunk", default="10MiB", help="chunk_size")
+    ap.add_argument("--age", action="store_true", help="encrypted jobs")
     args = ap.parse_args()
 
     from odbackupd.config import load_config
@@ -84,12 +66,28 @@ def main() -> None:
     work = args.dir
     work.mkdir(parents=True, exist_ok=True)
     src = work / "src"
-    print(f"building a {args.size_mb} MB tree in {src} ...", flush=True)
-    data_bytes = make_tree(src, args.size_mb * 1000 * 1000)
+    print(f"building a {args.size_gb} GB tree in {src} ...", flush=True)
+    data_bytes = make_tree(src, int(args.size_gb * 1e9))
     for d in ("state", "spool", "local", "emu"):
         shutil.rmtree(work / d, ignore_errors=True)
     (work / "local").mkdir()
-
+    rec = ""
+    if args.age:
+        key = work / "key.txt"
+        if not key.exists():
+            subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
+        recipient = subprocess.run(["age-keygen", "-y", str(key)], check=True, capture_output=True,
+                                   text=True).stdout.strip()
+        rec = f'recipients = ["{recipient}"]\n'
+    job = textwrap.dedent("""
+        sources = ["{src}"]
+        destinations = ["{dest}"]
+        volume_size = "64MiB"
+        full_every = 1
+        keep_last = 1
+        """)
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; {args.parallel} upload workers, "
+          f"{args.chunk} fragments{', age-encrypted' if args.age else ''}", flush=True)
     with GraphEmulator(work / "emu", mode="personal", device_code_interval=0, strict=False) as emu:
         config = work / "odbackupd.toml"
         config.write_text(textwrap.dedent(f"""\
@@ -107,30 +105,31 @@ def main() -> None:
             account = "a"
             folder = "Backups/bench"
             chunk_size = "{args.chunk}"
-
-            [job.tolocal]
-            sources = ["{src}"]
-            destinations = ["disk"]
-            volume_size = "64MiB"
-
-            [job.toonedrive]
-            sources = ["{src}"]
-            destinations = ["od"]
-            volume_size = "64MiB"
-            """))
+            """) + "\n[job.tolocal]" + job.format(src=src, dest="disk") + rec
+            + "\n[job.toonedrive]" + job.format(src=src, dest="od") + rec)
         device_login(emu, load_config(config))
-
-        local_s, local_rss = run_once(config, "tolocal")
-        od_s, od_rss = run_once(config, "toonedrive")
+        times: dict[str, list[float]] = {"local": [], "onedrive": []}
+        rss: dict[str, list[int]] = {"local": [], "onedrive": []}
+        for n in range(1, args.pairs + 1):
+            for label, name in (("local", "tolocal"), ("onedrive", "toonedrive")):
+                t, r = run_once(config, name)
+                times[label].append(t)
+                rss[label].append(r)
+                print(f"pair {n} {label:8s}: {t:6.2f} s {data_bytes / t / 1e6:6.1f} MB/s  peak RSS {r / 1e6:5.1f} MB",
+                      flush=True)
         uploaded = emu.counters["bytes_uploaded"]
         violations = len(emu.violations)
 
     mb = data_bytes / 1e6
-    print(f"source data:            {mb:8.1f} MB ({uploaded / 1e6:.1f} MB uploaded to the emulator)")
-    print(f"local destination:      {mb / local_s:8.1f} MB/s  ({local_s:.1f} s, peak RSS {local_rss / MiB:.0f} MiB)")
-    print(f"OneDrive (emulator):    {mb / od_s:8.1f} MB/s  ({od_s:.1f} s, peak RSS {od_rss / MiB:.0f} MiB)")
-    print(f"ratio OneDrive/local:   {local_s / od_s:8.2f}")
-    print(f"emulator rule violations: {violations}")
+    print(f"source data {mb:.1f} MB per run ({uploaded / 1e6:.1f} MB uploaded to the emulator in all); "
+          f"load average now {os.getloadavg()[0]:.2f}")
+    for label in ("local", "onedrive"):
+        m = max(rss[label])
+        print(f"  {label:8s}: median {mb / statistics.median(times[label]):6.1f} MB/s, peak RSS median "
+              f"{statistics.median(rss[label]) / 1e6:5.1f} MB, max {m / 1e6:5.1f} MB "
+              f"(target < 100: {'met' if m < RSS_TARGET else 'NOT met'})")
+    print(f"  ratio OneDrive/local speed (medians): {statistics.median(times['local']) / statistics.median(times['onedrive']):.2f}")
+    print(f"  emulator rule violations: {violations}")
 
 
 if __name__ == "__main__":

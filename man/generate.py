@@ -101,6 +101,7 @@ def _positionals(parser: argparse.ArgumentParser) -> str:
 
 def commands_block() -> list[str]:
     from odctl.cli import build_parser
+    from odctl.dispatch import how_it_runs
 
     top = build_parser()
     common = {o for a in top._actions for o in a.option_strings}
@@ -118,7 +119,7 @@ def commands_block() -> list[str]:
             pos = _positionals(sub)
             out += [".SS " + f"odctl {full}" + (f" {pos}" if pos else "")]
             text = sub.description or (help_[:1].upper() + help_[1:] + "." if help_ else "")
-            out += [esc(text)]
+            out += [esc(f"{text} {how_it_runs(sub)}")]
             opts = _option_lines(sub, common)
             if opts:
                 out += [".RS"] + opts + [".RE"]

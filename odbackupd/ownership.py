@@ -14,6 +14,9 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from .config import Config
+from .config.destkinds import directory_of
+
 log = logging.getLogger("odbackupd")
 
 
@@ -46,11 +49,11 @@ def give_back(dirs: Iterable[Path]) -> list[str]:
     return problems
 
 
-def service_dirs(config, job: str) -> list[Path]:  # noqa: ANN001
+def service_dirs(config: Config, job: str) -> list[Path]:
     """state_dir, spool_dir and the job's local destinations."""
     dirs = [config.daemon.state_dir, config.daemon.spool_dir]
     for name in config.jobs[job].destinations:
-        d = config.destinations.get(name)
-        if d is not None and d.type == "local" and d.path is not None:
-            dirs.append(d.path)
+        path = directory_of(config.destinations.get(name))
+        if path is not None:
+            dirs.append(path)
     return dirs

@@ -65,12 +65,14 @@ class JobRun:
     kept: dict[str, list] = field(default_factory=dict)  # destination -> manifests after retention
 
 
-def open_destinations(config: object, job: object, state: StateStore | None) -> list[Destination]:
-    return [open_destination(config, n, state) for n in job.destinations]  # type: ignore[attr-defined]
+def open_destinations(
+    config: Config, job: JobConfig, state: StateStore | None
+) -> list[Destination]:
+    return [open_destination(config, n, state) for n in job.destinations]
 
 
 def run_job(
-    config: object,
+    config: Config,
     job_name: str,
     state: StateStore,
     *,
@@ -91,8 +93,8 @@ def run_job(
     own lock, resume state and retention (the job's keep_* settings); a side series is
     full-only. ``clock``: the time snapshots are stamped with (tests pass a manual one).
     """
-    job = config.jobs[job_name]  # type: ignore[attr-defined]
-    daemon = config.daemon  # type: ignore[attr-defined]
+    job = config.jobs[job_name]
+    daemon = config.daemon
     series = series or job_name
     fields = {"JOB": job_name}
     if series != job_name:
@@ -115,7 +117,8 @@ def run_job(
             builder = SnapshotBuilder(
                 spec, dests, state, daemon.spool_dir / "jobs", daemon.hostname,
                 signing_key=signing.load_or_create(daemon.state_dir),
-                upload_workers=1 if all(d.kind == "local" for d in dests) else daemon.max_parallel_uploads,
+                upload_workers=(daemon.max_parallel_uploads
+                                if any(d.capabilities.parallel_uploads for d in dests) else 1),
                 progress=progress, cancel=cancel,
                 skip_paths=[daemon.state_dir, daemon.spool_dir], clock=clock,
                 index_dir=Path(daemon.state_dir) / "index",
@@ -185,15 +188,15 @@ def _log_login_needed(config: Config, job: JobConfig, err: NotLoggedIn, fields: 
 
 
 def apply_retention(
-    job: object, dest: Destination, host: str, protect: Sequence[str] = (), dry_run: bool = False,
-    series: str | None = None, state_dir: Path | None = None,
+    job: JobConfig, dest: Destination, host: str, protect: Sequence[str] = (),
+    dry_run: bool = False, series: str | None = None, state_dir: Path | None = None,
 ) -> retention.RetentionPlan:
     """Plan the job's retention on one destination and, unless ``dry_run``, delete. Only
     ``host``'s snapshots are looked at: servers sharing a destination and a job name never
     prune each other's. ``state_dir``: where readers' leases are (snapshot/leases.py); a
     snapshot a restore or verify is reading is deferred (``plan.deferred``), not deleted."""
     policy = retention.RetentionPolicy.from_job(job)
-    series = series or job.name  # type: ignore[attr-defined]
+    series = series or job.name
     plan = retention.plan(list_snapshots(dest, series, host).complete, policy, protect=protect)
     if not dry_run:
         for m in list(plan.delete):
@@ -213,8 +216,8 @@ def apply_retention(
     return plan
 
 
-def _prune(job: object, dests: list[Destination], host: str, keep: str | None, run: JobRun, series: str,
-           state_dir: Path | None = None) -> None:
+def _prune(job: JobConfig, dests: list[Destination], host: str, keep: str | None, run: JobRun,
+           series: str, state_dir: Path | None = None) -> None:
     """Retention after a successful run: a failure is reported, never fails the run."""
     for d in dests:
         try:
@@ -227,20 +230,21 @@ def _prune(job: object, dests: list[Destination], host: str, keep: str | None, r
         except (DestinationError, OSError) as e:
             run.prune_errors.append(f"{d.name}: {e}")
             log.warning("job %s: retention on %s failed (the snapshot is complete; the next run prunes "
-                        "again): %s", job.name, d.describe(), e,  # type: ignore[attr-defined]
-                        extra={"journal_fields": {"JOB": job.name, "DESTINATION": d.name}})  # type: ignore[attr-defined]
+                        "again): %s", job.name, d.describe(), e,
+                        extra={"journal_fields": {"JOB": job.name, "DESTINATION": d.name}})
 
 
 def prune_job(
-    config: object, job_name: str, state: StateStore | None, dry_run: bool, series: str | None = None,
+    config: Config, job_name: str, state: StateStore | None, dry_run: bool,
+    series: str | None = None,
 ) -> dict[str, retention.RetentionPlan]:
-    job = config.jobs[job_name]  # type: ignore[attr-defined]
+    job = config.jobs[job_name]
     plans = {}
     for d in open_destinations(config, job, state):
         try:
-            plans[d.name] = apply_retention(job, d, config.daemon.hostname,  # type: ignore[attr-defined]
+            plans[d.name] = apply_retention(job, d, config.daemon.hostname,
                                             dry_run=dry_run, series=series,
-                                            state_dir=config.daemon.state_dir)  # type: ignore[attr-defined]
+                                            state_dir=config.daemon.state_dir)
         finally:
             d.close()
     return plans

@@ -7,6 +7,11 @@ start-up (``odctl ls`` is meant to answer in a fraction of a restore's time).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only for the annotations: this module stays light
+    from .config import Config, JobConfig
+
 DROP_SUFFIX = "+drop"  # "+" is not allowed in job names, so a series name never collides
 
 
@@ -20,10 +25,10 @@ def series_job(series: str) -> str:
     return series[: -len(DROP_SUFFIX)] if series.endswith(DROP_SUFFIX) else series
 
 
-def series_config(config: object, series: str) -> object | None:
+def series_config(config: Config, series: str) -> JobConfig | None:
     """The configuration of the job whose snapshot series is named ``series`` (``JOB``, or
     ``JOB+drop`` when JOB has a drop_dir), or None when there is no such series."""
-    job = config.jobs.get(series_job(series))  # type: ignore[attr-defined]
+    job = config.jobs.get(series_job(series))
     if job is None or (series != job.name and job.drop_dir is None):
         return None
     return job

@@ -39,17 +39,21 @@ class _Job:
         self.policy = trust.policy(args, self.job)
         self.host = offline.host(args, self.cfg)
         self.dest = offline.destination(self.cfg, self.job, args.destination)
-        self._listing: list | None = None
+        self._listing: Any = None
 
-    def snapshots(self) -> list:
+    def listing(self) -> Any:
+        """The series' listing, made once per command (it costs requests per snapshot)."""
         from odbackupd.snapshot.catalog import list_snapshots
 
         if self._listing is None:
-            self._listing = list_snapshots(self.dest, self.series, self.host).complete
+            self._listing = list_snapshots(self.dest, self.series, self.host)
         return self._listing
 
+    def snapshots(self) -> list:
+        return self.listing().complete
+
     def find(self, ref: str | None, command: str) -> Any:
-        return offline.find(self.dest, self.series, ref, self.host, command)
+        return offline.find(self.dest, self.series, ref, self.host, command, self.listing())
 
     def view(self, m: Any, quiet: bool = False) -> Any:
         """The view of ``m`` after the trust checks (of every snapshot of its chain)."""

@@ -11,7 +11,9 @@ its name, becomes :class:`DaemonNotRunning`.
 """
 from __future__ import annotations
 
+import functools
 import os
+from types import SimpleNamespace
 from typing import Any, Awaitable, Callable, TypeVar
 
 from odbackupd.bus import names
@@ -19,7 +21,8 @@ from odbackupd.bus import names
 _DBUS_NAMES = ("BusType", "Message", "MessageType", "Variant", "MessageBus")
 
 
-def _dbus() -> dict[str, Any]:
+@functools.cache
+def _dbus() -> SimpleNamespace:
     """dbus-fast (falling back to dbus-next, same API), imported on first use: odctl's
     offline commands (ls, restore, ...) import this module for its errors only, and the
     D-Bus library with asyncio costs ~0.1 s of start-up."""
@@ -29,16 +32,14 @@ def _dbus() -> dict[str, Any]:
     except ImportError:  # pragma: no cover
         import dbus_next as lib  # type: ignore
         from dbus_next.aio import MessageBus  # type: ignore
-    found = {n: getattr(lib, n) for n in _DBUS_NAMES[:-1]}
-    found["MessageBus"] = MessageBus
-    globals().update(found)  # the module's own functions find them as globals from now on
-    return found
+    return SimpleNamespace(**{n: getattr(lib, n) for n in _DBUS_NAMES[:-1]}, MessageBus=MessageBus)
 
 
 def __getattr__(name: str) -> Any:  # ``from odctl.client import Variant``
     if name in _DBUS_NAMES:
-        return _dbus()[name]
+        return getattr(_dbus(), name)
     raise AttributeError(name)
+
 
 T = TypeVar("T")
 DBUS = ("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus")
@@ -90,7 +91,7 @@ class DaemonError(Exception):
 
 def unpack(value: Any) -> Any:
     """Variants and nested containers to plain Python values."""
-    if isinstance(value, globals().get("Variant") or _dbus()["Variant"]):
+    if isinstance(value, _dbus().Variant):
         return unpack(value.value)
     if isinstance(value, dict):
         return {k: unpack(v) for k, v in value.items()}
@@ -106,14 +107,14 @@ def bus_description() -> str:
 class Client:
     """One connection to the bus for one odctl command."""
 
-    def __init__(self, bus: MessageBus) -> None:
+    def __init__(self, bus: Any) -> None:  # a dbus MessageBus
         self.bus = bus
 
     @classmethod
     async def connect(cls, require_daemon: bool = True) -> "Client":
-        _dbus()
+        d = _dbus()
         try:
-            bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+            bus = await d.MessageBus(bus_type=d.BusType.SYSTEM).connect()
         except (OSError, ValueError, Exception) as e:  # noqa: BLE001 - every way a bus can be missing
             raise DaemonNotRunning(f"cannot connect to {bus_description()} ({e.__class__.__name__}: {e}); "
                                    "is odbackupd running (systemctl status odbackupd)?") from None
@@ -130,9 +131,10 @@ class Client:
 
     async def _call(self, destination: str, path: str, interface: str, member: str,
                     signature: str = "", body: list | None = None) -> list:
-        reply = await self.bus.call(Message(destination=destination, path=path, interface=interface,
-                                            member=member, signature=signature, body=body or []))
-        if reply.message_type == MessageType.ERROR:
+        msg = _dbus().Message(destination=destination, path=path, interface=interface,
+                              member=member, signature=signature, body=body or [])
+        reply = await self.bus.call(msg)
+        if reply.message_type == _dbus().MessageType.ERROR:
             message = reply.body[0] if reply.body and isinstance(reply.body[0], str) else reply.error_name
             if reply.error_name in ("org.freedesktop.DBus.Error.ServiceUnknown",
                                     "org.freedesktop.DBus.Error.NameHasNoOwner"):
@@ -161,14 +163,14 @@ class Client:
                          interface: str = names.MANAGER_IFACE) -> dict:
         return await self.call("GetAll", "s", interface, path=path, interface=PROPERTIES)
 
-    async def subscribe(self, callback: Callable[[Message], None], **match: str) -> None:
+    async def subscribe(self, callback: Callable[[Any], None], **match: str) -> None:
         """Add a match rule (sender = the daemon's name, plus ``match``) and deliver matching
         signals to ``callback``. Subscribe before the call whose signals you wait for."""
         rule = ",".join(["type='signal'"] + [f"{k}='{v}'" for k, v in match.items()])
         await self._call(*DBUS, "AddMatch", "s", [rule])
 
-        def handler(msg: Message) -> None:
-            if msg.message_type != MessageType.SIGNAL:
+        def handler(msg: Any) -> None:  # a dbus Message
+            if msg.message_type != _dbus().MessageType.SIGNAL:
                 return
             if all(getattr(msg, k, None) == v for k, v in match.items() if k != "sender"):
                 callback(msg)

@@ -51,6 +51,19 @@ def declare(parser: argparse.ArgumentParser, *, daemon: DaemonFn | None = None,
                                               fallback_note))
 
 
+def how_it_runs(parser: argparse.ArgumentParser) -> str:
+    """The sentence odctl(1) says about a command's need of the daemon (man/generate.py)."""
+    cmd = parser.get_default("odctl_command")
+    if cmd is None or cmd.daemon is None:
+        return "Works without the daemon."
+    if cmd.offline is None:
+        return "Needs the running daemon (exit 6 without it)."
+    local = " or ".join(f"--{o}" for o in cmd.local_options)
+    return ("Asks the daemon when it runs, else works in odctl's own process"
+            + (" (and says so on standard error)" if cmd.fallback_note else "")
+            + (f"; given {local}, always in odctl's process." if local else "."))
+
+
 class _NoDaemon:
     """What :func:`_ask_daemon` returns when nobody serves the bus name."""
 

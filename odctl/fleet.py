@@ -140,10 +140,12 @@ def command(args: argparse.Namespace, cfg: Any, open_state: Callable[[Any], Any]
     if args.json:
         render.out_json({"destinations": names, "series": rows})
     else:
-        render.table(["DESTINATION", "HOST", "SERIES", "LAST SNAPSHOT", "AGE", "SIZE", "KIND",
-                      "SNAPSHOTS",
-                      "STATUS"], [_cells(r) for r in rows if not args.quiet or r["stale"]])
+        render.table(HEADERS, [_cells(r) for r in rows if not args.quiet or r["stale"]])
     return EXIT_FAILED if any(r["stale"] for r in rows) else EXIT_OK
+
+
+HEADERS = ["DESTINATION", "HOST", "SERIES", "LAST SNAPSHOT", "AGE", "SIZE", "KIND", "SNAPSHOTS",
+           "STATUS"]
 
 
 def _cells(r: dict[str, Any]) -> list[str]:

@@ -96,13 +96,14 @@ def identities(paths: Sequence[Path]) -> list:
     return out
 
 
-def find(d: Any, series: str, ref: str, host: str, command: str = "restore") -> Any:
+def find(d: Any, series: str, ref: str, host: str, command: str = "restore",
+         listing: Any = None) -> Any:
     """The snapshot ``ref`` (id, unique prefix, 'latest') names; 'latest' never silently
     means an older one when the newest is damaged (exit 4)."""
     from odbackupd.snapshot.catalog import DamagedLatest, SnapshotNotFound, find_snapshot
 
     try:
-        return find_snapshot(d, series, ref, host)
+        return find_snapshot(d, series, ref, host, listing)
     except SnapshotNotFound as e:
         raise CliError(str(e), EXIT_NOT_FOUND) from e
     except DamagedLatest as e:

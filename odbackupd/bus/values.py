@@ -1,7 +1,7 @@
 """Controller values (plain JSON-like dicts, missing values omitted) as D-Bus variants."""
 from typing import Any
 
-from odbackupd.service.progress import volume_index
+from odbackupd.snapshot.volumes import volume_number as volume_index
 
 from .dbuslib import Variant
 

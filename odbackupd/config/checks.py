@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from . import destkinds
 from .errors import KeyPath
 from .kinds import suggest
-from .schema import BUILTIN_LOCAL_PATH, DaemonConfig, schema_fields
+from .schema import DaemonConfig, schema_fields
 from .units import format_duration, format_size
 
 __all__ = ["Reporter", "Table", "cross_check"]
@@ -56,22 +57,20 @@ def cross_check(
     *,
     check_sources: bool,
 ) -> None:
-    used_accounts: set[str] = set()
-    for name, t in destinations.items():
-        _check_destination(r, t, accounts, used_accounts)
-        path = t.get("path")
-        if check_sources and t.get("type") == "local" and path is not None and not Path(path).is_dir():
-            # a warning, not an error: a disk may be mounted only around backup time
-            r.warn((*t.path, "path"), f"{path} does not exist or is not a directory (disk not "
-                   "mounted?); runs to this destination fail until it does")
+    ctx = destkinds.CheckContext(accounts, set(), check_sources)
+    for t in destinations.values():
+        _check_destination(r, t, ctx)
     _check_duplicate_destinations(r, destinations)
     for name, t in accounts.items():
         _check_account(r, t)
-        if name not in used_accounts:
+        if name not in ctx.used_accounts:
             r.warn(t.path, f"account '{name}' is not used by any destination")
-    dest_names = set(destinations) | {"local"}
-    local_paths = {n: t.get("path") for n, t in destinations.items() if t.get("type") == "local"}
-    local_paths.setdefault("local", BUILTIN_LOCAL_PATH)
+    builtin = {k.name: k for k in destkinds.kinds() if k.builtin is not None}
+    dest_names = set(destinations) | set(builtin)
+    local_paths = _local_paths(destinations)
+    for name, k in builtin.items():
+        if name not in destinations and k.directory_key is not None:
+            local_paths[name] = k.builtin.get(k.directory_key)
     daemon_fields = schema_fields(DaemonConfig)
     own_dirs = {k: daemon.get(k, daemon_fields[k].default) for k in ("state_dir", "spool_dir")}
     for t in jobs.values():
@@ -80,57 +79,40 @@ def cross_check(
     _check_jobs_together(r, jobs)
 
 
-def _personal_account(t: Table) -> bool:
-    """An account whose drive can only be a personal OneDrive (tenant consumers, "me")."""
-    return t.get("tenant", "consumers") == "consumers" and not t.get("drive_id") and not t.get("site")
+def _kind(t: Table) -> destkinds.DestinationKind | None:
+    return destkinds.get(t.get("type"))
 
 
-def _only_for(r: Reporter, t: Table, keys: tuple[str, ...], kind: str) -> None:
-    for k in keys:
-        if k in t.written:
-            r.error((*t.path, k), f"'{k}' applies only to destinations of type = \"{kind}\"")
+def _local_paths(destinations: dict[str, Table]) -> dict[str, Path | None]:
+    """Destinations storing to a directory of this machine, and that directory."""
+    return {n: t.get(k.directory_key) for n, t in destinations.items()
+            if (k := _kind(t)) is not None and k.directory_key is not None}
 
 
-def _check_destination(
-    r: Reporter, t: Table, accounts: dict[str, Table], used_accounts: set[str]
-) -> None:
-    kind = t.get("type")
-    if kind == "local":
-        if "path" not in t.written:
-            r.error(t.path, "missing required key 'path' (needed for type = \"local\")")
-        _only_for(r, t, ("account", "folder", "chunk_size", "hard_delete"), "onedrive")
-    elif kind == "onedrive":
-        if "account" not in t.written:
-            r.error(t.path, "missing required key 'account' (needed for type = \"onedrive\")")
-        account = t.get("account")
-        if account is not None:
-            used_accounts.add(account)
-            if account not in accounts:
-                hint = suggest(account, list(accounts)) or (
-                    f"; define it in [account.{account}]" if not accounts else ""
-                )
-                r.error((*t.path, "account"), f"unknown account '{account}'{hint}")
-            elif t.get("hard_delete") and _personal_account(accounts[account]):
-                r.warn((*t.path, "hard_delete"), (
-                    f"account '{account}' is a personal OneDrive (no drive_id or site, tenant "
-                    f"'{accounts[account].get('tenant', 'consumers')}'), which has no permanent "
-                    "delete: pruned snapshots go to the recycle bin and count against the quota "
-                    "until it is emptied"))
-        _only_for(r, t, ("path",), "local")
-
-
-def _destination_target(t: Table) -> tuple | None:
-    if t.get("type") == "local" and t.get("path") is not None:
-        return ("local", t.get("path"))
-    if t.get("type") == "onedrive" and t.get("account") and t.valid("folder"):
-        return ("onedrive", t.get("account"), t.get("folder", "odbackupd").lower())
-    return None
+def _check_destination(r: Reporter, t: Table, ctx: destkinds.CheckContext) -> None:
+    """The keys its kind needs, the kind's own rules, and no key of another kind."""
+    kind = _kind(t)
+    if kind is None:
+        return  # no type, or an invalid one: reported at 'type'
+    for k in kind.required:
+        if k not in t.written:
+            r.error(t.path, f"missing required key '{k}' (needed for type = \"{kind.name}\")")
+    if kind.check is not None:
+        kind.check(r, t, ctx)
+    for other in destkinds.kinds():
+        if other is kind:
+            continue
+        for k in other.keys():
+            if k in t.written:
+                r.error((*t.path, k),
+                        f"'{k}' applies only to destinations of type = \"{other.name}\"")
 
 
 def _check_duplicate_destinations(r: Reporter, destinations: dict[str, Table]) -> None:
     seen: dict[tuple, str] = {}
     for name, t in destinations.items():
-        target = _destination_target(t)
+        kind = _kind(t)
+        target = kind.target(t) if kind is not None and kind.target is not None else None
         if target is None:
             continue
         if target in seen:
@@ -140,12 +122,12 @@ def _check_duplicate_destinations(r: Reporter, destinations: dict[str, Table]) -
             )
         else:
             seen[target] = name
-    local = [(n, t.get("path")) for n, t in destinations.items() if t.get("type") == "local"]
+    local = list(_local_paths(destinations).items())
     for n1, p1 in local:
         for n2, p2 in local:
             if n1 != n2 and p1 and p2 and p1 != p2 and _inside(p1, p2):
                 r.warn(
-                    (*destinations[n1].path, "path"),
+                    (*destinations[n1].path, _kind(destinations[n1]).directory_key),
                     f"is inside the path of destination '{n2}'; their job folders may collide",
                 )
 

@@ -5,6 +5,9 @@ convert what the user wrote (raising :class:`Invalid` with a message that names 
 was expected), how to spell a Python value back as TOML (for defaults in the sample
 and the docs), and what to call itself in the reference ("size", "list of absolute
 paths").
+
+Some 400 lines on purpose: one small class per kind of value, sharing the wording of
+their messages (``describe_type``, ``suggest``); a module each would scatter it.
 """
 
 from __future__ import annotations

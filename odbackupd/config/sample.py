@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 
 from .kinds import toml_literal
-from .schema import SECTIONS, KeyDoc, Section, schema_reference
+from .schema import KeyDoc, Section, schema_reference, sections
 
 __all__ = ["sample_config"]
 
@@ -77,6 +77,6 @@ def sample_config() -> str:
     """A commented configuration showing every key; it loads without errors as it is."""
     reference = schema_reference()
     lines = [f"# {line}".rstrip() for line in _HEADER.splitlines()]
-    for section in SECTIONS:
+    for section in sections():
         lines += _section_lines(section, [d for d in reference if d.section == section.name])
     return "\n".join(lines) + "\n"

@@ -1,61 +1,43 @@
-"""The configuration schema: the one place where every key is defined.
+"""The configuration schema: every section, each key declared once.
 
 Each key is a field of a frozen dataclass, and the field's metadata holds everything
 else about it — its kind (how it is checked and converted), its description and an
 example. Loading, validation, the generated sample (:func:`~.sample.sample_config`)
 and the reference for the man page (:func:`schema_reference`) all read these fields,
-so a key added here is checked, documented and shown in the sample at once.
+so a key added to a section is checked, documented and shown in the sample at once.
 
-Rules that tie several keys together (a job naming a destination, a local
-destination needing a path, …) live in :mod:`.checks`.
+This module holds [daemon] and puts the sections together; the others have modules of
+their own (``account_schema``, ``job_schema``, ``notify_schema``, ``intake``), and
+``[destination.NAME]`` is made from the destination kinds (:mod:`.destkinds`): ``name``,
+``type`` (one of the kinds) and every kind's keys, in the kinds' order. Rules that tie
+several keys together (a job naming a destination, a local destination needing a path,
+…) live in :mod:`.checks`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import socket
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from .kinds import (
-    AgeRecipient,
-    Bool,
-    Choice,
-    Cron,
-    Duration,
-    Int,
-    Kind,
-    ListOf,
-    PathKind,
-    Size,
-    Str,
-    toml_literal,
-)
-from .fields import key, name_ref
+from .account_schema import AccountConfig
+from .destkinds import DestinationKind
+from .destkinds import kinds as destination_kinds
+from .fields import key
 from .intake import IntakeConfig, IntakeUserConfig
+from .job_schema import SAMPLE_RECIPIENT, JobConfig
+from .kinds import Choice, Int, PathKind, Size, Str, toml_literal
 from .notify_schema import NOTIFY_SECTION, NotifyConfig, notify_list
-from .units import KiB, MiB
 
 __all__ = [
-    "BUILTIN_LOCAL_PATH", "CHUNK_LIMIT", "CHUNK_UNIT", "SAMPLE_RECIPIENT", "SECTIONS",
-    "AccountConfig", "Config", "DaemonConfig", "DestinationConfig", "IntakeConfig",
-    "IntakeUserConfig", "JobConfig", "KeyDoc",
-    "Section", "schema_fields", "schema_reference",
+    "SAMPLE_RECIPIENT", "SECTIONS", "AccountConfig", "Config", "DaemonConfig", "DestinationConfig",
+    "IntakeConfig", "IntakeUserConfig", "JobConfig", "KeyDoc", "Section", "destination_config",
+    "schema_fields", "schema_reference", "sections",
 ]  # fmt: skip
-
-#: Microsoft Graph upload sessions take chunks in multiples of 320 KiB, below 60 MiB.
-CHUNK_UNIT = 320 * KiB
-CHUNK_LIMIT = 60 * MiB
-BUILTIN_LOCAL_PATH = Path("/var/backups/odbackupd")
-#: A public key whose identity was thrown away: safe to print in samples and docs.
-SAMPLE_RECIPIENT = "age1ad0jxaw65u4plmvqnhru9vmjr5tlrtjkyz652yh722ycqk570y5qkpds2l"
-
-_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_DOMAIN = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
-_LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
 # ---- string checks (each returns the normalised value, or raises ValueError) ----------
@@ -64,84 +46,6 @@ _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 def _hostname(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
         raise ValueError(f"invalid host name '{value}': use letters, digits, '.', '_' and '-'")
-    return value
-
-
-def _onedrive_folder(value: str) -> str:
-    parts = value.strip("/").split("/")
-    for part in parts:
-        if not part or part in (".", ".."):
-            raise ValueError(f"invalid folder '{value}': empty, '.' or '..' path component")
-        bad = sorted(set(part) & set('"*:<>?\\|'))
-        if bad:
-            raise ValueError(
-                f"invalid folder '{value}': OneDrive does not allow {' '.join(bad)} in names"
-            )
-        if part != part.strip() or part.endswith("."):
-            raise ValueError(
-                f"invalid folder '{value}': OneDrive names cannot start or end with a space "
-                "or end with '.'"
-            )
-    return "/".join(parts)
-
-
-def _client_id(value: str) -> str:
-    if not _GUID.fullmatch(value):
-        raise ValueError(
-            f"invalid client_id '{value}': expected the application (client) ID of an "
-            "app registration, a GUID like 00000000-0000-0000-0000-000000000000"
-        )
-    return value.lower()
-
-
-def _tenant(value: str) -> str:
-    if value in ("consumers", "organizations", "common"):
-        return value
-    if _GUID.fullmatch(value) or _DOMAIN.fullmatch(value):
-        return value.lower()
-    raise ValueError(
-        f"invalid tenant '{value}': expected consumers, organizations, common, a tenant ID "
-        "(GUID) or a domain such as contoso.onmicrosoft.com"
-    )
-
-
-def _drive_id(value: str) -> str:
-    if re.search(r"[\s/?#]", value):
-        raise ValueError(f"invalid drive_id '{value}': must not contain spaces, '/', '?' or '#'")
-    return value
-
-
-def _site(value: str) -> str:
-    if ":" in value:
-        host, _, path = value.partition(":")
-        if _DOMAIN.fullmatch(host) and re.fullmatch(r"/[^\s?#]+", path):
-            return value.rstrip("/")
-        raise ValueError(
-            f"invalid site '{value}': expected 'hostname:/sites/path' "
-            "(e.g. contoso.sharepoint.com:/sites/backup) or a site ID"
-        )
-    if re.search(r"[\s/?#]", value):
-        raise ValueError(
-            f"invalid site '{value}': expected 'hostname:/sites/path' or a site ID "
-            "(host,site-guid,web-guid)"
-        )
-    return value
-
-
-def _url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme == "https" and parts.hostname:
-        return value.rstrip("/")
-    if parts.scheme == "http" and parts.hostname in _LOOPBACK:
-        return value.rstrip("/")  # a local test emulator
-    raise ValueError(
-        f"invalid URL '{value}': expected https://host[/path] (http only for localhost)"
-    )
-
-
-def _pattern(value: str) -> str:
-    if "\0" in value:
-        raise ValueError("must not contain a NUL character")
     return value
 
 
@@ -210,334 +114,6 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
-class DestinationConfig:
-    name: str
-    type: str = key(
-        kind=Choice("local", "onedrive"),
-        doc='Where snapshots go: "local" (a directory, e.g. a mounted disk) or "onedrive" '
-        "(a OneDrive or SharePoint drive reached through an [account.NAME]).",
-        example="local",
-    )
-    path: Path | None = key(  # noqa: RUF009 - key() returns a Field
-        None,
-        kind=PathKind(),
-        doc='type = "local" only, and required there: the directory that receives '
-        "<host>/<job>/<snapshot>/ folders.",
-        example="/mnt/usb/backups",
-    )
-    account: str | None = key(
-        None,
-        kind=Str("account name", check=name_ref),
-        doc='type = "onedrive" only, and required there: the [account.NAME] to log in with.',
-        example="personal",
-    )
-    folder: str = key(
-        "odbackupd",
-        kind=Str("folder", check=_onedrive_folder),
-        doc='type = "onedrive" only: the folder in the drive that receives '
-        "<host>/<job>/<snapshot>/ folders; '/' separates subfolders.",
-        example="Backups/odbackupd",
-    )
-    chunk_size: int = key(
-        10 * MiB,
-        kind=Size(CHUNK_UNIT, below=CHUNK_LIMIT, multiple_of=CHUNK_UNIT),
-        doc='type = "onedrive" only: the size of each upload request; a failed upload '
-        "resumes from the last whole chunk. Microsoft Graph needs a multiple of 320KiB "
-        "below 60MiB.",
-        example="10MiB",
-    )
-    hard_delete: bool = key(
-        False,
-        kind=Bool(),
-        doc='type = "onedrive" only: delete pruned snapshots for good (Graph\'s permanentDelete) '
-        "instead of moving them to the recycle bin, where they keep counting against the "
-        "drive's quota (OneDrive for Business and SharePoint keep them up to 93 days). Work or "
-        "school drives only: personal OneDrive has no permanent delete, so there pruned "
-        "snapshots go to the recycle bin whatever this says.",
-        example=True,
-    )
-
-
-@dataclass(frozen=True)
-class AccountConfig:
-    name: str
-    client_id: str = key(
-        kind=Str("GUID", check=_client_id),
-        doc="The application (client) ID of the Microsoft Entra app registration used to "
-        "log in (`odctl login`).",
-        example="00000000-0000-0000-0000-000000000000",
-    )
-    tenant: str = key(
-        "consumers",
-        kind=Str("tenant", check=_tenant),
-        doc='"consumers" for a personal Microsoft account, "organizations" or "common" for '
-        "work or school accounts, or a tenant ID or domain (required for app-only login).",
-        example="consumers",
-    )
-    drive: str = key(
-        "me",
-        kind=Choice("me"),
-        doc='"me": the signed-in user\'s own OneDrive. Leave unset when drive_id or site '
-        "is given; those take precedence.",
-        example="me",
-    )
-    drive_id: str | None = key(
-        None,
-        kind=Str("drive ID", check=_drive_id),
-        doc="A specific drive (e.g. a SharePoint document library) by its Graph drive ID. "
-        "Excludes site.",
-        example="b!xK2nLq0bP0aFd8HFl2GNJvA3H1RoEUVPh0u5QqzXxLm",
-    )
-    site: str | None = key(
-        None,
-        kind=Str("site", check=_site),
-        doc="A SharePoint site whose default document library receives the backups: "
-        "'hostname:/sites/path' or a site ID. Excludes drive_id; needs a work or school "
-        "tenant.",
-        example="contoso.sharepoint.com:/sites/backup",
-    )
-    client_secret_file: Path | None = key(  # noqa: RUF009 - key() returns a Field
-        None,
-        kind=PathKind(credential=True),
-        doc="App-only (client credentials) login: the client secret, read from this "
-        "systemd credential (LoadCredential=) or absolute path. Needs a specific tenant "
-        "and drive_id or site. Excludes certificate_file.",
-        example="odbackupd-client-secret",
-    )
-    certificate_file: Path | None = key(  # noqa: RUF009 - key() returns a Field
-        None,
-        kind=PathKind(credential=True),
-        doc="App-only login with a certificate instead of a secret: a PEM file holding the "
-        "private key and certificate, as a systemd credential name or absolute path.",
-        example="/etc/odbackupd/app.pem",
-    )
-    authority_url: str = key(
-        "https://login.microsoftonline.com",
-        kind=Str("URL", check=_url),
-        doc="The Microsoft identity platform endpoint (change it for national clouds).",
-        example="https://login.microsoftonline.com",
-    )
-    graph_url: str = key(
-        "https://graph.microsoft.com/v1.0",
-        kind=Str("URL", check=_url),
-        doc="The Microsoft Graph endpoint (change it for national clouds).",
-        example="https://graph.microsoft.com/v1.0",
-    )
-    ca_bundle: Path | None = key(  # noqa: RUF009 - key() returns a Field
-        None,
-        kind=PathKind(),
-        doc="PEM file of CA certificates to trust for login and Graph instead of the "
-        "system's (for a TLS-inspecting proxy).",
-        example="/etc/ssl/certs/corporate-proxy.pem",
-    )
-    read_only: bool = key(
-        False,
-        kind=Bool(),
-        doc="Log in with read permission only (Files.Read.All): for a monitoring or restore "
-        "machine running odctl fleet-status, snapshots, verify and restore. Backups and "
-        "pruning through this account fail.",
-        example=False,
-    )
-
-
-@dataclass(frozen=True)
-class JobConfig:
-    name: str
-    sources: tuple[Path, ...] = key(
-        (),
-        kind=ListOf(PathKind(), unique=True),  # empty only with a drop_dir: see checks
-        default_doc="none; a job without sources needs a drop_dir",
-        doc="The directories (or single files) to back up. Required unless the job only "
-        "takes files from a drop_dir.",
-        example=["/etc", "/srv/git"],
-    )
-    destinations: tuple[str, ...] = key(
-        ("local",),
-        kind=ListOf(Str("destination name", check=name_ref), nonempty=True, unique=True),
-        doc="The [destination.NAME]s that receive every snapshot of this job. "
-        '"local" is built in (/var/backups/odbackupd) unless you define your own.',
-        example=["usb"],
-    )
-    exclude: tuple[str, ...] = key(
-        (),
-        kind=ListOf(Str("pattern", check=_pattern)),
-        doc="Shell patterns of paths to leave out. Without a '/' a pattern is matched "
-        "against each name (*.tmp); starting with '/' against the whole path; otherwise "
-        "against the end of the path. '*' and '?' stay within a name, '**' crosses "
-        "directories; an excluded directory is not descended into.",
-        example=["*.tmp", "/srv/git/**/cache"],
-    )
-    recipients: tuple[str, ...] = key(
-        (),
-        kind=ListOf(AgeRecipient(), unique=True),
-        doc="age public keys (age1…, from `age-keygen -y`) that can decrypt the snapshots; "
-        "keep the identities offline. Unset or empty: the job is not encrypted.",
-        example=[SAMPLE_RECIPIENT],
-    )
-    trusted_key: Path | None = key(  # noqa: RUF009 - key() returns a Field
-        None,
-        kind=PathKind(),
-        doc="The public key that signs this job's snapshots (what `odctl key export` prints on "
-        "the host that makes them). odctl verify and restore then refuse a snapshot that is "
-        "unsigned or signed by another key. Set it where snapshots are restored, e.g. on "
-        "another machine; --trusted-key FILE does the same for one command.",
-        example="/etc/odbackupd/web1-signing.pub",
-    )
-    volume_size: int = key(
-        64 * MiB,
-        kind=Size(MiB, maximum=250 * 1024**3),
-        doc="Snapshots are cut into volumes of this size; the spool holds a few of them. "
-        "At least 1MiB.",
-        example="64MiB",
-    )
-    compression_level: int = key(
-        3,
-        kind=Int(1, 22),
-        doc="zstd compression level, 1 (fastest) to 19. 20 to 22 are accepted with a "
-        "warning: they need far more memory per thread.",
-        example=3,
-    )
-    compression_threads: int = key(
-        0,
-        kind=Int(0, 256),
-        doc="zstd worker threads; 0 uses all cores.",
-        example=0,
-    )
-    one_file_system: bool = key(
-        True,
-        kind=Bool(),
-        doc="Stay on the file system of each source, like `tar --one-file-system` (skips "
-        "/proc, other mounts, …).",
-        example=True,
-    )
-    allow_empty_sources: bool = key(
-        False,
-        kind=Bool(),
-        doc="A source directory that had files at the last snapshot and is empty now fails the "
-        "run (an unmounted disk leaves an empty mount point; an empty snapshot would count for "
-        "retention). Set true when a source may be emptied on purpose.",
-        example=False,
-    )
-    keep_last: int | None = key(
-        None,
-        kind=Int(1),
-        doc="Retention: keep the newest N snapshots. Unset: no such rule. A snapshot kept "
-        "by any rule is kept, and the newest snapshot always is.",
-        example=10,
-    )
-    keep_daily: int | None = key(
-        None,
-        kind=Int(1),
-        doc="Retention: keep the last snapshot of each of the last N days that have one.",
-        example=7,
-    )
-    keep_weekly: int | None = key(
-        None,
-        kind=Int(1),
-        doc="Retention: keep the last snapshot of each of the last N weeks that have one.",
-        example=4,
-    )
-    keep_monthly: int | None = key(
-        None,
-        kind=Int(1),
-        doc="Retention: keep the last snapshot of each of the last N months that have one.",
-        example=6,
-    )
-    max_size: int | None = key(
-        None,
-        kind=Size(1),
-        doc="Retention: size cap for this job's snapshots on each destination; the oldest "
-        "are deleted to stay under it. Unset: no cap.",
-        example="20GiB",
-    )
-    full_every: int = key(
-        14,
-        kind=Int(1),
-        doc="Incremental snapshots: a full snapshot at least every Nth run of this job, "
-        "incrementals (only what changed since the previous snapshot) in between; 1 makes "
-        "every snapshot a full. A restore of an incremental applies its whole chain (the full "
-        "and every incremental up to it), and retention keeps a chain's snapshots while any "
-        "later one of it is kept.",
-        example=7,
-    )
-    full_if_older_than: float = key(
-        30 * 86400.0,
-        kind=Duration(minimum=1.0),
-        doc="Incremental snapshots: the next run is a full when the last full snapshot is "
-        "at least this old (either this or full_every makes a full).",
-        example="30d",
-    )
-    ignore_inode: bool = key(
-        False,
-        kind=Bool(),
-        doc="Change detection: do not compare inode numbers (for FUSE and network file "
-        "systems whose inode numbers change between mounts).",
-        example=False,
-    )
-    ignore_ctime: bool = key(
-        False,
-        kind=Bool(),
-        doc="Change detection: do not compare ctime (for file systems that do not keep it); "
-        "a rewrite that sets the mtime back is then missed.",
-        example=False,
-    )
-    schedule: str | None = key(
-        None,
-        kind=Cron(),
-        doc="When to run, as a cron expression (minute hour day month weekday, or "
-        "@daily, @hourly, …) in the machine's time zone. Unset: no scheduled runs.",
-        example="30 2 * * *",
-    )
-    random_delay: float = key(
-        0.0,
-        kind=Duration(),
-        doc="Delay each scheduled run by a random time up to this, to spread load.",
-        example="10min",
-    )
-    persistent: bool = key(
-        True,
-        kind=Bool(),
-        doc="Run at start-up if a scheduled run was missed while the machine was off.",
-        example=True,
-    )
-    watch: bool = key(
-        False,
-        kind=Bool(),
-        doc="Watch the sources with inotify and run after changes.",
-        example=False,
-    )
-    quiet_period: float = key(
-        300.0,
-        kind=Duration(),
-        doc="With watch: run once no change has been seen for this long. With drop_dir: "
-        "how long a file whose closing was not seen (there at start-up, or hard-linked in) "
-        "must stay unchanged, and not open for writing, before it is taken.",
-        example="5min",
-    )
-    max_delay: float = key(
-        3600.0,
-        kind=Duration(),
-        doc="With watch: run at the latest this long after the first change, even if "
-        "changes keep coming. At least quiet_period.",
-        example="1h",
-    )
-    drop_dir: Path | None = key(  # noqa: RUF009 - key() returns a Field
-        None,
-        kind=PathKind(),
-        doc="A drop directory: each complete file put here (closed after writing or moved "
-        "in) becomes its own snapshot in the series <job>+drop (encrypted if the job is) "
-        "and is removed once that is verified. Names starting with '.' or ending in .tmp, "
-        ".part or ~ wait until renamed; subdirectories are left alone. Must exist and not "
-        "overlap sources, destinations or the daemon's own directories; under the packaged "
-        "unit it also needs ReadWritePaths= (systemctl edit odbackupd) so files can be removed.",
-        example="/srv/drop/etc",
-    )
-    notify: tuple[str, ...] | None = notify_list(
-        "The [notify.NAME]s told about this job's runs; [] for none.", None
-    )
-
-
-@dataclass(frozen=True)
 class Config:
     """The whole, validated configuration; ``warnings`` are worth logging, not fatal."""
 
@@ -569,6 +145,44 @@ class Section:
         return tuple(self.name.split("."))
 
 
+_DESTINATION_DOC = (
+    "Destinations: where snapshots are stored, one [destination.NAME] each. Names may "
+    "use letters, digits, '_', '.' and '-' (quote names with a dot: "
+    '[destination."a.b"]).'
+)
+
+
+def _copy_field(f: dataclasses.Field) -> dataclasses.Field:
+    if f.default_factory is not MISSING:
+        return field(default_factory=f.default_factory, metadata=f.metadata)
+    return field(default=f.default, metadata=f.metadata)
+
+
+def _either(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
+
+
+@functools.cache
+def _destination_section(kinds: tuple[DestinationKind, ...]) -> Section:
+    """The [destination.NAME] section of these kinds; the same kinds give the same class."""
+    names = [k.name for k in kinds]
+    kind_type = key(
+        kind=Choice(*names),
+        doc="Where snapshots go: " + _either([f'"{k.name}" ({k.summary})' for k in kinds]) + ".",
+        example=names[0],
+    )
+    cls = dataclasses.make_dataclass(
+        "DestinationConfig",
+        [("name", str), ("type", str, kind_type)]
+        + [(f.name, f.type, _copy_field(f)) for k in kinds for f in dataclasses.fields(k.settings)],
+        frozen=True,
+    )
+    cls.__module__ = __name__  # make_dataclass(module=) is Python 3.12
+    cls.__doc__ = "One [destination.NAME]: its type and the keys of every destination kind."
+    samples = tuple(s for k in kinds for s in k.samples)
+    return Section("destination", cls, True, _DESTINATION_DOC, samples)
+
+
 SECTIONS: tuple[Section, ...] = (
     Section(
         "daemon",
@@ -577,22 +191,7 @@ SECTIONS: tuple[Section, ...] = (
         "Settings of the daemon itself.",
         (("", {}, ""),),
     ),
-    Section(
-        "destination",
-        DestinationConfig,
-        True,
-        "Destinations: where snapshots are stored, one [destination.NAME] each. Names may "
-        "use letters, digits, '_', '.' and '-' (quote names with a dot: "
-        '[destination."a.b"]).',
-        (
-            ("usb", {"type": "local", "path": "/mnt/usb/backups"}, "A local directory."),
-            (
-                "onedrive",
-                {"type": "onedrive", "account": "personal"},
-                "A OneDrive folder, reached through [account.personal].",
-            ),
-        ),
-    ),
+    _destination_section(destination_kinds()),
     Section(
         "account",
         AccountConfig,
@@ -638,6 +237,19 @@ SECTIONS: tuple[Section, ...] = (
         (("pve1", {"token_file": "intake_pve1", "drop_job": "pve1-dumps"}, ""),),
     ),
 )
+#: The class of [destination.NAME] tables for the built-in kinds.
+DestinationConfig = SECTIONS[1].cls
+
+
+def sections() -> tuple[Section, ...]:
+    """SECTIONS with the destination section of the kinds registered now."""
+    current = _destination_section(destination_kinds())
+    return tuple(current if s.name == "destination" else s for s in SECTIONS)
+
+
+def destination_config() -> type:
+    """The class of [destination.NAME] tables for the kinds registered now."""
+    return _destination_section(destination_kinds()).cls
 
 
 def schema_fields(cls: type) -> dict[str, dataclasses.Field]:
@@ -673,7 +285,7 @@ def _default_doc(f: dataclasses.Field) -> str | None:
 def schema_reference() -> list[KeyDoc]:
     """Every key of every section, in schema order: the source of the docs."""
     out = []
-    for section in SECTIONS:
+    for section in sections():
         for f in schema_fields(section.cls).values():
             out.append(
                 KeyDoc(

@@ -10,30 +10,35 @@ from pathlib import Path
 from typing import Any
 
 from .checks import Table, cross_check
-from .intake import check_intake
+from .destkinds import kinds as destination_kinds
 from .errors import ConfigError, KeyPath, Problem, format_key
+from .intake import check_intake
 from .kinds import Invalid, check_name, describe_type, suggest, toml_literal
 from .load import Document, read_config_files, read_files
 from .notify_schema import NotifyConfig, check_monitoring
 from .schema import (
-    BUILTIN_LOCAL_PATH,
-    SECTIONS,
     AccountConfig,
     Config,
     DaemonConfig,
-    DestinationConfig,
     IntakeConfig,
     IntakeUserConfig,
     JobConfig,
     Section,
+    destination_config,
     is_required,
     schema_fields,
+    sections,
 )
 
 __all__ = ["default_config", "load_config", "load_config_text"]
 
-_SECTIONS = {s.name: s for s in SECTIONS}
-_TOP = {s.path[0]: s for s in SECTIONS if len(s.path) == 1}  # [intake.user.*] is in [intake]
+
+def _by_name() -> dict[str, Section]:
+    return {s.name: s for s in sections()}
+
+
+def _top() -> dict[str, Section]:
+    return {s.path[0]: s for s in sections() if len(s.path) == 1}  # [intake.user.*] is in [intake]
 
 
 def _raw(doc: Document, section: Section) -> Any:
@@ -46,7 +51,7 @@ def _raw(doc: Document, section: Section) -> Any:
 
 def _subsections(section: Section) -> set[str]:
     """Keys of *section* that are sections of their own ("user" in [intake])."""
-    return {s.path[-1] for s in SECTIONS if s.path[:-1] == section.path}
+    return {s.path[-1] for s in sections() if s.path[:-1] == section.path}
 
 
 class _Reporter:
@@ -76,7 +81,7 @@ def _unknown_key(section: Section, path: KeyPath, key: str, value: Any) -> str:
     hint = suggest(key, list(fields))
     if hint:
         return message + hint
-    homes = [s for s in SECTIONS if s is not section and key in schema_fields(s.cls)]
+    homes = [s for s in sections() if s.name != section.name and key in schema_fields(s.cls)]
     if homes:
         where = " or ".join(f"[{s.name}.NAME]" if s.named else f"[{s.name}]" for s in homes)
         return f"{message} (it is a key of {where})"
@@ -128,7 +133,7 @@ def _section_tables(r: _Reporter, section: Section, raw: Any) -> dict[str, Table
                 r.error(
                     p,
                     f"'{name}' must go in a named table: write [{section.name}.NAME] "
-                    f"(e.g. [{section.name}.{_SAMPLE_NAME[section.name]}]) and put it there",
+                    f"(e.g. [{section.name}.{_sample_name(section)}]) and put it there",
                 )
             else:
                 r.error(p, f"expected a table [{section.name}.{name}], got {describe_type(body)}")
@@ -140,7 +145,8 @@ def _section_tables(r: _Reporter, section: Section, raw: Any) -> dict[str, Table
     return tables
 
 
-_SAMPLE_NAME = {s.name: (s.samples[0][0] if s.samples else "NAME") for s in SECTIONS}
+def _sample_name(section: Section) -> str:
+    return section.samples[0][0] if section.samples else "NAME"
 
 
 def _build(table: Table, cls: type, name: str | None = None) -> Any:
@@ -153,23 +159,24 @@ def _build(table: Table, cls: type, name: str | None = None) -> Any:
 def validate_document(doc: Document, path: Path | None, *, check_sources: bool) -> Config:
     """Check a merged document and build the Config, or raise ConfigError with everything."""
     r = _Reporter(doc)
+    by_name, top_sections = _by_name(), _top()
     for top in doc.data:
-        if top not in _TOP:
-            hint = suggest(top, list(_TOP)) or (
-                " (sections are " + ", ".join(f"[{s}]" for s in _TOP) + ")"
+        if top not in top_sections:
+            hint = suggest(top, list(top_sections)) or (
+                " (sections are " + ", ".join(f"[{s}]" for s in top_sections) + ")"
             )
             r.error((top,), f"unknown section '{top}'{hint}")
 
     raw_daemon = doc.data.get("daemon", {})
     if isinstance(raw_daemon, dict):
-        daemon = _convert_table(r, _SECTIONS["daemon"], raw_daemon, ("daemon",))
+        daemon = _convert_table(r, by_name["daemon"], raw_daemon, ("daemon",))
     else:
         r.error(("daemon",), f"expected a table [daemon], got {describe_type(raw_daemon)}")
         daemon = Table(("daemon",), {}, set())
-    named = {s.name: _section_tables(r, s, _raw(doc, s)) for s in SECTIONS if s.named}
+    named = {s.name: _section_tables(r, s, _raw(doc, s)) for s in by_name.values() if s.named}
     raw_intake = doc.data.get("intake", {})
     if isinstance(raw_intake, dict):
-        intake = _convert_table(r, _SECTIONS["intake"], raw_intake, ("intake",))
+        intake = _convert_table(r, by_name["intake"], raw_intake, ("intake",))
     else:
         r.error(("intake",), f"expected a table [intake], got {describe_type(raw_intake)}")
         intake = Table(("intake",), {}, set())
@@ -186,12 +193,13 @@ def validate_document(doc: Document, path: Path | None, *, check_sources: bool) 
     if r.problems:
         raise ConfigError(r.sorted(r.problems))
 
-    destinations = {}
-    if "local" not in named["destination"]:
-        destinations["local"] = DestinationConfig("local", "local", path=BUILTIN_LOCAL_PATH)
-    destinations.update(
-        {n: _build(t, DestinationConfig, n) for n, t in named["destination"].items()}
-    )
+    dest_cls = destination_config()
+    destinations = {  # the built-in ones ("local") unless configured
+        k.name: dest_cls(k.name, k.name, **k.builtin)
+        for k in destination_kinds()
+        if k.builtin is not None and k.name not in named["destination"]
+    }
+    destinations.update({n: _build(t, dest_cls, n) for n, t in named["destination"].items()})
     return Config(
         path=path,
         daemon=_build(daemon, DaemonConfig),

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from ..config.destkinds import Capabilities
+
 MANIFEST_NAME = "manifest.json"
 
 
@@ -52,7 +54,7 @@ class Expected:
 
     size: int
     sha256: str
-    quickxor: str
+    quickxor: str | None  # None: a manifest entry without one (destinations/compare.py)
 
 
 ProgressFn = Callable[[int], None]  # called with bytes newly stored
@@ -62,9 +64,14 @@ class Destination(ABC):
     """One configured place snapshots go to."""
 
     kind: str = "?"
-    # True when list_objects reports hashes of what is stored (OneDrive's quickXorHash), so
-    # verify can trust them without reading anything back; False: verify reads the data.
-    reports_hashes: bool = False
+    #: What this kind can do: its registry entry's (config/destkinds.py).
+    capabilities: Capabilities = Capabilities()
+
+    @property
+    def reports_hashes(self) -> bool:
+        """Whether list_objects reports hashes of what is stored (OneDrive's quickXorHash), so
+        verify can trust them without reading anything back; False: verify reads the data."""
+        return bool(self.capabilities.hashes)
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -17,6 +17,7 @@ from typing import BinaryIO, Iterator
 from .base import (
     MANIFEST_NAME, Destination, DestinationError, Expected, ObjectNotFound, ProgressFn, StoredObject,
 )
+from .kinds.local import CAPABILITIES
 
 _TMP_SUFFIX = ".partial"
 
@@ -37,6 +38,7 @@ def _safe_component(name: str) -> str:
 
 class LocalDestination(Destination):
     kind = "local"
+    capabilities = CAPABILITIES
 
     def __init__(self, name: str, path: Path, create: bool = False) -> None:
         super().__init__(name)

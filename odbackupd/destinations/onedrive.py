@@ -4,7 +4,7 @@ Layout: ``<folder>/<host>/<series>/<snapshot>/<file>`` in the drive the ``[accou
 Volumes go up in resumable upload sessions (graph/upload.py) and appear only once
 complete; the manifest goes last with one simple PUT, so a snapshot folder without a
 manifest is, as everywhere, incomplete. OneDrive reports each file's quickXorHash, which
-is what ``odctl verify`` without ``--download`` checks (``reports_hashes``).
+is what ``odctl verify`` without ``--download`` checks (``capabilities.hashes``).
 Downloads follow the 302 to the pre-authenticated URL and resume with ``Range`` after a
 reset. Deletes go to the recycle bin, as a user deleting by hand would, or with
 ``hard_delete`` on work or school drives for good (``permanentDelete``).
@@ -17,7 +17,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 
 import requests
 import urllib3
@@ -32,6 +32,11 @@ from .base import (
     MANIFEST_NAME, Destination, DestinationError, Expected, NotLoggedIn, ObjectNotFound, ProgressFn,
     StoredObject,
 )
+from .kinds.onedrive import CAPABILITIES, OneDriveSettings
+
+if TYPE_CHECKING:
+    from ..config import AccountConfig, DaemonConfig
+    from ..state import StateStore
 
 log = logging.getLogger("odbackupd.onedrive")
 
@@ -41,15 +46,15 @@ _READ_ERRORS = TRANSPORT_ERRORS + (urllib3.exceptions.HTTPError, OSError)
 
 class OneDriveDestination(Destination):
     kind = "onedrive"
-    reports_hashes = True
+    capabilities = CAPABILITIES
 
     def __init__(
         self,
         name: str,
-        dest: Any,
-        account: Any,
-        state: Any = None,
-        daemon: Any = None,
+        dest: OneDriveSettings,
+        account: AccountConfig,
+        state: StateStore | None = None,
+        daemon: DaemonConfig | None = None,
         *,
         tokens: Any = None,
         session: requests.Session | None = None,

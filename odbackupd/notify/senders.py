@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-
 from .. import __version__
 from .message import text
 
@@ -47,6 +45,9 @@ def _host(url: str) -> str:
 
 
 def _post(cfg: Any, url: str, body: bytes, headers: dict[str, str]) -> None:
+    # imported here: a run that sends nothing (a local --once) loads no HTTP stack (16 MB RSS)
+    import requests
+
     headers = {"User-Agent": f"odbackupd/{__version__}", **headers}
     try:
         resp = requests.post(url, data=body, headers=headers, timeout=cfg.timeout,

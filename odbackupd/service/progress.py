@@ -33,14 +33,6 @@ def progress_dict(p: Progress, now: float) -> dict:
     return out
 
 
-def volume_index(name: str) -> int | None:
-    """The number of a volume file: ``vol.000012.zst.age`` → 12; None for another name."""
-    parts = name.split(".")
-    if len(parts) >= 2 and parts[0] == "vol" and parts[1].isdigit():
-        return int(parts[1])
-    return None
-
-
 def never_back(previous: dict | None, now: dict) -> dict:
     """Estimates wobble; the percentage a client sees never goes back."""
     if "percent" in now and previous and now["percent"] < previous.get("percent", 0):

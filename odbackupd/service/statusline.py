@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .progress import volume_index
+from ..snapshot.volumes import volume_number as volume_index
 
 STATUS_MAX = 200
 

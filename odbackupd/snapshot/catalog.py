@@ -105,10 +105,12 @@ def list_snapshots(dest: Destination, series: str, host: str | None = None) -> L
     return Listing(complete, incomplete, bad, legacy_incomplete)
 
 
-def find_snapshot(dest: Destination, series: str, ref: str | None, host: str | None = None) -> Manifest:
-    """``ref``: a snapshot id, a unique prefix of one, or ``latest``/None."""
+def find_snapshot(dest: Destination, series: str, ref: str | None, host: str | None = None,
+                  listing: Listing | None = None) -> Manifest:
+    """``ref``: a snapshot id, a unique prefix of one, or ``latest``/None; ``listing``: the
+    series' listing when the caller has it already (one listing costs requests per snapshot)."""
     host = host or socket.gethostname()
-    listing = list_snapshots(dest, series, host)
+    listing = listing if listing is not None else list_snapshots(dest, series, host)
     snaps = listing.complete
     if ref in (None, "", "latest"):
         # this host's own folders only: a damaged manifest in the old shared layout may be

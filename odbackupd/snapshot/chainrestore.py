@@ -21,7 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Sequence
 
-from ..destinations.base import Destination, DestinationError
+from ..destinations.base import Destination, DestinationError, StoredObject
+from ..destinations.compare import expected_of, mismatches
 from .incchain import BrokenChain, chain_of
 from .incremental import NAME, ORIGIN, TYPE, open_tree
 from .manifest import Manifest
@@ -46,8 +47,10 @@ def fetch_index(dest: Destination, m: Manifest, identities: Sequence[object] | N
             size, sha, _ = _hash_stream(src, out)
     except DestinationError as e:
         raise IntegrityError(f"the index of {m.snapshot}: {e}") from e
-    if size != int(m.index["size"]) or sha != m.index["sha256"]:
-        raise IntegrityError(f"the index of {m.snapshot} ({m.index['name']}) does not match its manifest")
+    problems = mismatches(StoredObject(m.index["name"], size, sha), expected_of(m.index))
+    if problems:
+        raise IntegrityError(f"the index of {m.snapshot} ({m.index['name']}) does not match "
+                             "its manifest: " + "; ".join(map(str, problems)))
     if not m.index["name"].endswith(".age"):
         return raw
     from ..crypto.age import AgeError, AgeReader

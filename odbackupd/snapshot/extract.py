@@ -33,7 +33,7 @@ from .restore_errors import IntegrityError, RestoreStopped
 from .restore_result import RestoreStats
 from .tarread import open_tar, read_members
 from .target import parse_paths
-from .tarstream import parse_ns
+from .tarheader import parse_ns
 
 log = logging.getLogger("odbackupd.restore")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import io
 import json
 import os
 import threading
@@ -17,6 +18,7 @@ import zstandard
 
 from ..config.units import human_size, plural
 from ..destinations.base import Destination, DestinationError, Expected
+from ..destinations.compare import check_stored
 from .catalog import list_snapshots
 from .incchain import BrokenChain, Decision, chain_of, decide, restore_text
 from .incremental import (
@@ -53,7 +55,8 @@ def build_index(spool: Path, snapshot: str, base: str | None, roots: Sequence[st
     indexes = [int(v["index"]) for v in volumes]
     plain = spool / PLAIN_NAME
     cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
-    with open(plain, "wb") as raw, cctx.stream_writer(raw, closefd=False) as out:
+    with open(plain, "wb") as raw, cctx.stream_writer(raw, closefd=False) as zw, \
+            io.BufferedWriter(zw, 1 << 20) as out:  # a record is a line: one write each cost more
         out.write(_dumps({"format": INDEX_FORMAT, "version": INDEX_VERSION, "snapshot": snapshot,
                           "base": base, "roots": list(roots)}))
         failed = _failed(spool / LOC_SCRATCH)  # {parent key: {child names}}: as few as the warnings
@@ -205,10 +208,7 @@ def store_index(dests: Sequence[Destination], folder: str, manifest: Manifest, s
     expected = Expected(built.size, built.sha256, qx)
     for d in dests:
         obj = d.put_file(folder, manifest.snapshot, built.name, built.path, expected, lambda n: None, abort)
-        bad = obj.size != built.size or (obj.quickxor is not None and obj.quickxor != qx) or (
-            obj.sha256 is not None and obj.sha256.lower() != built.sha256)
-        if bad:
-            raise DestinationError(f"{d.describe()} holds a bad copy of {built.name}")
+        check_stored(d, built.name, obj, expected)
     manifest.index = {"name": built.name, "size": built.size, "sha256": built.sha256, "quickxor": qx}
     return built
 

@@ -116,8 +116,12 @@ def file_type(mode: int) -> str:
     return "s"  # a socket: tar cannot archive it; never listed
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(...) makes an encoder per call
+_ENCODE_STR = json.encoder.encode_basestring_ascii  # how _ENCODE writes a string (ensure_ascii)
+
+
 def _dumps(d: dict) -> bytes:
-    return json.dumps(d, separators=(",", ":")).encode() + b"\n"
+    return _ENCODE(d).encode() + b"\n"
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,8 @@ class IndexPlan:
                 self.prev.seek(last[0])  # already compared: its counts are in the checkpoint
         self._tree = open(tree, "ab")
         self._loc = open(loc, "ab")
+        self._loc_parent: Key | None = None  # stored(): the directory whose prefix is encoded
+        self._loc_prefix = b""
 
     def _push(self, key: Key, children: list, decisions: dict[bytes, bool] | None = None) -> None:
         while self._stack and self._stack[-1][0] != key[: len(self._stack[-1][0])]:
@@ -339,7 +345,19 @@ class IndexPlan:
         return self._stack[-1][1].get(entry.key[-1], True)
 
     def stored(self, entry: Entry, offset: int) -> None:
-        _write(self._loc, _dumps({"k": key_to_json(entry.key), "o": offset}))
+        key = entry.key
+        if len(key) == 1:  # a source that is a file
+            _write(self._loc, _dumps({"k": key_to_json(key), "o": offset}))
+            return
+        # what _dumps({"k": key_to_json(key), "o": offset}) gives, byte for byte, with the
+        # parent's part encoded once per directory: one record per file stored was a tenth
+        # of the builder thread's time on a tree of small files
+        parent = key[:-1]
+        if parent != self._loc_parent:
+            self._loc_parent = parent
+            self._loc_prefix = _ENCODE({"k": key_to_json(parent)})[:-2].encode()  # '{"k":[0,"a"'
+        name = _ENCODE_STR(os.fsdecode(key[-1])).encode()
+        _write(self._loc, b'%s,%s],"o":%d}\n' % (self._loc_prefix, name, offset))
 
     def failed(self, entry: Entry, offset: int) -> None:
         """A non-directory meant to be stored that could not be read (vanished, unreadable):

@@ -25,7 +25,8 @@ from typing import BinaryIO, Callable, Iterator, Sequence
 
 import zstandard
 
-from ..destinations.base import Destination, DestinationError, ObjectNotFound
+from ..destinations.base import Destination, DestinationError, ObjectNotFound, StoredObject
+from ..destinations.compare import expected_of, mismatches
 from ..hashes import QuickXorHash
 from .chain import ChainChecker, ChainError, FirstBytes, kind_problem
 from .extract import Extractor
@@ -89,10 +90,10 @@ def _hash_stream(f: BinaryIO, sink: BinaryIO | None = None, quickxor: bool = Fal
 
 
 def check_volume(vol: dict, size: int, sha256: str) -> None:
-    if size != int(vol["size"]):
-        raise IntegrityError(f"{vol['name']}: {size} bytes, the manifest says {vol['size']}")
-    if sha256 != vol["sha256"]:
-        raise IntegrityError(f"{vol['name']}: SHA-256 {sha256} does not match the manifest's {vol['sha256']}")
+    """A fetched volume (its size and SHA-256 as read) against its manifest entry."""
+    problems = mismatches(StoredObject(vol["name"], size, sha256), expected_of(vol))
+    if problems:
+        raise IntegrityError(f"{vol['name']}: " + "; ".join(map(str, problems)))
 
 
 # How long a closing fetch waits for its worker to notice (it checks between 1 MiB reads).
@@ -364,9 +365,10 @@ def verify_snapshot(
 ) -> VerifyReport:
     """Check every volume against the manifest.
 
-    Without ``download``: sizes and the hashes the destination reports (OneDrive's
-    quickXorHash, ``dest.reports_hashes``); a destination that reports none (a local
-    directory) is read instead, which costs no transfer.
+    First the listing: each object's size and the hashes the destination reports, by the
+    rules of ``destinations.compare``. Without ``download`` that is all, and at least one
+    hash must agree (OneDrive's quickXorHash, ``dest.capabilities.hashes``); a destination
+    that reports none (a local directory) is read instead, which costs no transfer.
     With ``download``: everything is read back and hashed, and with the identity (or for
     an unencrypted snapshot) decrypted, decompressed and read through to the tar end.
     """
@@ -376,36 +378,32 @@ def verify_snapshot(
     rep.method = "read back" if read_back else "destination hashes"
     for vol in [*manifest.volumes, *([manifest.index] if manifest.index else [])]:  # the index too
         rep.volumes += 1
-        obj = objs.get(vol["name"])
-        if obj is None:
-            rep.problems.append(f"{vol['name']}: missing")
-            continue
-        if obj.size != vol["size"]:
-            rep.problems.append(f"{vol['name']}: {obj.size} bytes stored, manifest says {vol['size']}")
+        name, expected = vol["name"], expected_of(vol)
+        obj = objs.get(name)
+        # the listing first: what it reports is checked in both modes, and without a
+        # download a hash must have been compared
+        problems = mismatches(obj, expected, need_hash=not read_back)
+        if not read_back and obj is not None and not any(p.what == "size" for p in problems):
+            rep.bytes += obj.size  # checked by its hashes, good or bad
+        if problems:
+            hint = {"unverifiable": "; use --download"}
+            rep.problems += [f"{name}: {p}{hint.get(p.what, '')}" for p in problems]
             continue
         if read_back:
             try:
-                with dest.open_read(manifest.location, manifest.snapshot, vol["name"]) as f:
+                with dest.open_read(manifest.location, manifest.snapshot, name) as f:
                     f = FirstBytes(f)  # type: ignore[assignment]
-                    size, sha, qx = _hash_stream(f, quickxor=bool(vol.get("quickxor")))  # type: ignore[arg-type]
+                    size, sha, qx = _hash_stream(  # type: ignore[arg-type]
+                        f, quickxor=bool(expected.quickxor))
             except DestinationError as e:
-                rep.problems.append(f"{vol['name']}: {e}")
+                rep.problems.append(f"{name}: {e}")
                 continue
             rep.bytes += size
-            if sha != vol["sha256"]:
-                rep.problems.append(f"{vol['name']}: SHA-256 mismatch (stored data is damaged)")
-            elif vol.get("quickxor") and qx != vol["quickxor"]:
-                rep.problems.append(f"{vol['name']}: quickXorHash mismatch")
-            elif (kind := kind_problem(vol["name"], f.head, manifest.encrypted)) is not None:
+            read = mismatches(StoredObject(name, size, sha, qx), expected)
+            if read:
+                rep.problems += [f"{name}: {p} (stored data is damaged)" for p in read]
+            elif (kind := kind_problem(name, f.head, manifest.encrypted)) is not None:
                 rep.problems.append(kind)
-        else:
-            if obj.quickxor is None and obj.sha256 is None:
-                rep.problems.append(f"{vol['name']}: the destination reports no hash; use --download")
-            elif obj.quickxor is not None and obj.quickxor != vol.get("quickxor"):
-                rep.problems.append(f"{vol['name']}: quickXorHash {obj.quickxor} != manifest {vol.get('quickxor')}")
-            elif obj.sha256 is not None and obj.sha256.lower() != vol["sha256"]:
-                rep.problems.append(f"{vol['name']}: SHA-256 mismatch")
-            rep.bytes += obj.size
     if download and manifest.encrypted and not identities:
         rep.method = "read back and hashed; not decrypted (encrypted, no identity given)"
     if download and not rep.problems and (identities or not manifest.encrypted):

@@ -12,9 +12,12 @@ from __future__ import annotations
 import time
 from datetime import date
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .manifest import Manifest, order_key
+
+if TYPE_CHECKING:
+    from ..config import JobConfig
 
 
 @dataclass
@@ -26,8 +29,8 @@ class RetentionPolicy:
     max_size: int | None = None
 
     @classmethod
-    def from_job(cls, job: object) -> "RetentionPolicy":
-        return cls(*(getattr(job, k, None) for k in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly", "max_size")))
+    def from_job(cls, job: JobConfig) -> RetentionPolicy:
+        return cls(job.keep_last, job.keep_daily, job.keep_weekly, job.keep_monthly, job.max_size)
 
     @property
     def has_keep_rules(self) -> bool:

@@ -65,7 +65,7 @@ from .incremental import (
 from .manifest import Manifest
 from .restore_errors import IntegrityError, RestoreError
 from .tarread import open_tar, read_members
-from .tarstream import parse_ns
+from .tarheader import parse_ns
 
 TYPES = "fdlcbp"
 _S_IFMT = {

@@ -424,3 +424,17 @@ def test_root_restore_path_of_an_unsigned_snapshot_leaves_setuid_out(setup, tmp_
     )
     assert r.returncode == 0 and stat.S_IMODE(os.stat(tmp_path / "o2" / a / "su").st_mode) == 0o4755
     shutil.rmtree(out)
+
+
+def test_restore_path_of_a_file_spanning_volumes(setup, tmp_path):
+    src, a, cfg, snap = one_full(setup, tmp_path)
+    keep, snaps = _holding(cfg, snap, [f"{a}/big2"])
+    assert len(keep) >= 3  # 3 MiB in 1 MiB volumes
+    for v in snaps[-1].volumes:
+        if (snap, v["name"]) not in keep:
+            (snapshot_dir(setup.dest, snap) / v["name"]).unlink()
+    out = tmp_path / "out"
+    r = odctl("--config", cfg, "restore", "t", "--to", str(out), "--path", f"{a}/big2", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["fetched"]["volumes"] == len(keep)
+    assert (out / a / "big2").read_bytes() == (src / "big2").read_bytes()

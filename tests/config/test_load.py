@@ -110,6 +110,16 @@ def test_default_config():
     assert daemon.bandwidth_limit is None and daemon.log_level == "info"
 
 
+def test_a_destination_named_local_of_another_type_replaces_the_builtin_one():
+    """Its directory is not /var/backups/odbackupd: no warning about backing that up."""
+    config = load_config_text(
+        '[account.me]\nclient_id = "00000000-0000-0000-0000-000000000000"\n'
+        '[destination.local]\ntype = "onedrive"\naccount = "me"\n[job.etc]\nsources = ["/var"]\n'
+    )
+    assert config.destinations["local"].type == "onedrive"
+    assert config.warnings == ()
+
+
 def test_defaults_of_a_minimal_job():
     job = load_config_text('[job.home]\nsources = ["/home"]\n').jobs["home"]
     assert job.destinations == ("local",)

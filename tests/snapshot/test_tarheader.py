@@ -14,7 +14,7 @@ import tarfile
 
 import pytest
 
-from odbackupd.snapshot.tarstream import encode_header, format_ns
+from odbackupd.snapshot.tarheader import encode_header, format_ns
 
 
 class _TarfilePax(tarfile.TarInfo):

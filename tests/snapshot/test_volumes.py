@@ -69,3 +69,13 @@ def test_a_write_error_in_the_writer_thread_reaches_the_builder(tmp_path):
     vol.abort()
     assert not (tmp_path / "vol.000001.zst").exists()
 
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "age"])
+def test_a_volume_name_gives_back_its_number_and_nothing_else_does(encrypted):
+    from odbackupd.snapshot.volumes import volume_name, volume_number
+
+    for n in (1, 12, 999_999, 1_000_000):  # past the padding too
+        assert volume_number(volume_name(n, encrypted)) == n
+    for other in ("", "vol.", "vol.12", "vol.x.zst", "vol.000012.zst.part", "index.zst", "manifest.json"):
+        assert volume_number(other) is None, other
