@@ -145,7 +145,4 @@ def pending_count(state: Any) -> int:
 
 def note_result(state: Any, series: str, failed: bool) -> bool:
     """Record whether the series' last run failed; returns whether the one before did."""
-    key = f"notify:failing:{series}"
-    before = state.get(key) == "1"
-    state.set(key, "1" if failed else "0")
-    return before
+    return state.note_failing(series, failed)
