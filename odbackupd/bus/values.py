@@ -1,7 +1,7 @@
 """Controller values (plain JSON-like dicts, missing values omitted) as D-Bus variants."""
 from typing import Any
 
-from odbackupd.snapshot import volumes
+from odbackupd.snapshot.volumes import volume_number as volume_index
 
 from .dbuslib import Variant
 
@@ -34,7 +34,7 @@ def to_asv(d: dict) -> dict[str, Variant]:
 
 def volume_number(progress: dict) -> int:
     """The number of the volume being written: ``vol.000012.zst.age`` → 12 (0 if none)."""
-    return volumes.volume_number(str(progress.get("volume", ""))) or 0
+    return volume_index(str(progress.get("volume", ""))) or 0
 
 
 def num(d: dict, key: str, kind: type = int) -> Any:

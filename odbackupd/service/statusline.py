@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..snapshot.volumes import volume_number
+from ..snapshot.volumes import volume_number as volume_index
 
 STATUS_MAX = 200
 
@@ -24,7 +24,7 @@ class StatusFacts:
 
 def volume_label(name: str) -> str:
     """``vol.000012.zst.age`` → ``vol 12``."""
-    n = volume_number(name)
+    n = volume_index(name)
     return name if n is None else f"vol {n}"
 
 

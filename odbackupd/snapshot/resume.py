@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..destinations.base import Destination
-from ..destinations.compare import matches
 from .completed import finish_if_stored
 from .incbuild import ChainPlanner, IndexCache, adopt_index, scratch_intact, without_chain
 from .incchain import Decision
@@ -168,8 +167,7 @@ def _reconcile(ctx: RunContext, spool: Path) -> Resume:
     keep = len(records)
     for i, rec in enumerate(records):
         info = VolumeInfo.from_json(rec.info)
-        expected = info.expected()
-        missing = [d for d in ctx.dests if not matches(stored[d.name].get(info.name), expected)]
+        missing = [d for d in ctx.dests if not info.stored_as(stored[d.name].get(info.name))]
         for d in ctx.dests:
             if d not in missing and d.name not in rec.stored:
                 ctx.state.mark_stored(job, snapshot, info.index, d.name)

@@ -16,7 +16,7 @@ from .manifest import Manifest
 if TYPE_CHECKING:
     from ..config import JobConfig
 
-# the outcomes of a run (runstatus.py names them once)
+# a run's end, in the words of odbackupd.runstatus (one vocabulary for every layer)
 COMPLETED = RunStatus.COMPLETED
 COMPLETED_WITH_WARNINGS = RunStatus.COMPLETED_WITH_WARNINGS
 FAILED = RunStatus.FAILED
