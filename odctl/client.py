@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 from odbackupd.bus import names
 
@@ -111,7 +112,7 @@ class Client:
         self.bus = bus
 
     @classmethod
-    async def connect(cls, require_daemon: bool = True) -> "Client":
+    async def connect(cls, require_daemon: bool = True) -> Client:
         d = _dbus()
         try:
             bus = await d.MessageBus(bus_type=d.BusType.SYSTEM).connect()

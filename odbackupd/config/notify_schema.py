@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import KeyPath
 from .fields import key, name_ref
 from .kinds import Choice, Duration, Int, ListOf, PathKind, Str, suggest
 

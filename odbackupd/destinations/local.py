@@ -10,12 +10,19 @@ import errno
 import os
 import shutil
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from .base import (
-    MANIFEST_NAME, Destination, DestinationError, Expected, ObjectNotFound, ProgressFn, StoredObject,
+    MANIFEST_NAME,
+    Destination,
+    DestinationError,
+    Expected,
+    ObjectNotFound,
+    ProgressFn,
+    StoredObject,
 )
 from .kinds.local import CAPABILITIES
 

@@ -15,21 +15,36 @@ import io
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import requests
 import urllib3
 
 from ..config.units import human_size
 from ..graph import errors as gerr
-from ..graph.client import RETRY_STATUSES, TRANSPORT_ERRORS, Drive, GraphClient, encode_path, error_from, resolve_drive
+from ..graph.client import (
+    RETRY_STATUSES,
+    TRANSPORT_ERRORS,
+    Drive,
+    GraphClient,
+    encode_path,
+    error_from,
+    resolve_drive,
+)
 from ..graph.http import make_session
 from ..graph.throttle import Cancelled, bandwidth_limiter, gate_for, upload_slots
 from ..graph.upload import SIMPLE_UPLOAD_MAX, Uploader
 from .base import (
-    MANIFEST_NAME, Destination, DestinationError, Expected, NotLoggedIn, ObjectNotFound, ProgressFn,
+    MANIFEST_NAME,
+    Destination,
+    DestinationError,
+    Expected,
+    NotLoggedIn,
+    ObjectNotFound,
+    ProgressFn,
     StoredObject,
 )
 from .kinds.onedrive import CAPABILITIES, OneDriveSettings

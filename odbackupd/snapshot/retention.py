@@ -10,9 +10,10 @@ oldest first — never the chain of the newest snapshot or of the one just made.
 from __future__ import annotations
 
 import time
-from datetime import date
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from datetime import date
+from typing import TYPE_CHECKING
 
 from .manifest import Manifest, order_key
 

@@ -11,10 +11,10 @@ from odbackupd.crypto.age import load_identities
 from odbackupd.runner import run_job
 from odbackupd.snapshot.catalog import list_snapshots
 from odbackupd.snapshot.restore import restore_snapshot, verify_snapshot
+from tests.layout import HOST
 from tests.snapshot.treegen import assert_same_tree, make_awkward_tree
 
 from .conftest import CHUNK
-from tests.layout import HOST
 
 BUSINESS = pytest.mark.graphemu(mode="business")
 

@@ -6,8 +6,8 @@ import random
 
 from odbackupd.crypto.age import load_identities
 from odbackupd.snapshot.catalog import list_snapshots
-from odbackupd.snapshot.incchain import chain_of
 from odbackupd.snapshot.chainrestore import restore_chain, verify_chain
+from odbackupd.snapshot.incchain import chain_of
 from tests.snapshot.incgen import Runs, level1, level2, stock_restore
 from tests.snapshot.treegen import assert_same_tree, make_awkward_tree
 

@@ -7,10 +7,10 @@ import signal
 
 from odbackupd.snapshot.catalog import list_snapshots
 from odbackupd.snapshot.restore import restore_snapshot
+from tests.layout import HOST
 from tests.snapshot.treegen import assert_same_tree
 
 from .conftest import CHUNK, wait_until
-from tests.layout import HOST
 
 
 def test_sigkill_mid_volume_then_the_next_run_resends_at_most_one_chunk(od, tmp_path):
