@@ -43,7 +43,8 @@ def test_three_level_chain_round_trip(od, age_key, tmp_path):
             for name in dest.list_objects(m.location, m.snapshot):
                 with dest.open_read(m.location, m.snapshot, name) as f:
                     (local / m.snapshot / name).write_bytes(f.read())
-        assert " ".join(m.snapshot for m in chain) in (local / chain[-1].snapshot / "RESTORE.txt").read_text()
+        assert " ".join(m.snapshot for m in chain) in (
+            local / chain[-1].snapshot / "RESTORE.txt").read_text()
         stock_restore(local, [m.snapshot for m in chain], tmp_path / "tar", key)
         assert_same_tree(src, tmp_path / "tar" / str(src).lstrip("/"))
     finally:
