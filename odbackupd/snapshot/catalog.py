@@ -34,7 +34,7 @@ class DamagedLatest(Exception):
     """``latest`` was asked for, but the newest snapshot folder has a manifest that does not
     read: taking the newest intact one instead would quietly restore older data."""
 
-    def __init__(self, folder: str, problem: str, intact: "Manifest | None") -> None:
+    def __init__(self, folder: str, problem: str, intact: Manifest | None) -> None:
         super().__init__(f"the newest snapshot, {folder}, has a damaged manifest ({problem})")
         self.folder, self.problem, self.intact = folder, problem, intact
 

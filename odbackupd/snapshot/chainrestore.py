@@ -18,18 +18,26 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Sequence
+from typing import BinaryIO
 
 from ..destinations.base import Destination, DestinationError, StoredObject
 from ..destinations.compare import expected_of, mismatches
+from .extract import Extractor
 from .incchain import BrokenChain, chain_of
 from .incremental import NAME, ORIGIN, TYPE, open_tree
 from .manifest import Manifest
-from .extract import Extractor
 from .restore import (
-    IntegrityError, PlainStream, RestoreError, RestoreStats, VerifyReport, VolumeFetcher, _hash_stream,
-    check_identities, verify_snapshot,
+    IntegrityError,
+    PlainStream,
+    RestoreError,
+    RestoreStats,
+    VerifyReport,
+    VolumeFetcher,
+    _hash_stream,
+    check_identities,
+    verify_snapshot,
 )
 from .restore_result import special_policy
 from .target import open_target, parse_paths

@@ -9,7 +9,7 @@ stored copy, every volume being there already, and the run goes on with a new sn
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..destinations.base import MANIFEST_NAME, Destination
 

@@ -6,8 +6,8 @@ A chain is a full snapshot and the incrementals built on it, each on the one bef
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from .manifest import Manifest, iso
 

@@ -17,11 +17,12 @@ import shutil
 import tarfile
 import tempfile
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty, Full, Queue
-from typing import BinaryIO, Callable, Iterator, Sequence
+from typing import BinaryIO
 
 import zstandard
 
@@ -31,8 +32,8 @@ from ..hashes import QuickXorHash
 from .chain import ChainChecker, ChainError, FirstBytes, kind_problem
 from .extract import Extractor
 from .manifest import Manifest
-from .restore_result import RestoreStats, compare_with_manifest, special_policy
 from .restore_errors import BadTarget, IntegrityError, RestoreError, RestoreStopped, WrongIdentity
+from .restore_result import RestoreStats, compare_with_manifest, special_policy
 from .target import open_target, parse_paths
 from .tarread import open_tar, read_members
 

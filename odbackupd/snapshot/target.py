@@ -17,8 +17,8 @@ import grp
 import os
 import pwd
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from .restore_errors import BadTarget
 

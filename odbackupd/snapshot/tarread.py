@@ -8,7 +8,8 @@ of the snapshot missing with exit 0. Here both are :class:`IntegrityError`. rest
 from __future__ import annotations
 
 import tarfile
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from .restore_errors import IntegrityError
 

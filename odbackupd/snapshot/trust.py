@@ -12,8 +12,9 @@ Two checks on the manifest, before a volume is fetched:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from .. import signing
 from .manifest import Manifest

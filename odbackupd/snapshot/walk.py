@@ -11,8 +11,8 @@ import errno
 import os
 import re
 import stat
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
 
 Key = tuple  # (source index, *path components as bytes)
 

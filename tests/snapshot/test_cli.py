@@ -7,10 +7,11 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+
+from tests.layout import series_dir
 
 from .treegen import assert_same_tree, make_awkward_tree
-from tests.layout import series_dir
 
 
 def odbackupd(*args: str) -> subprocess.CompletedProcess:
@@ -53,7 +54,7 @@ def test_full_cycle_through_the_commands(setup, tmp_path, age_key):
     assert len(snaps) == 2  # keep_last = 2 pruned the first
     assert all(s["encrypted"] and s["files"] > 10 for s in snaps)
     for s in snaps:  # RFC 3339 in UTC, as jq's fromdate and datetime.fromisoformat read it
-        when = datetime.strptime(s["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        when = datetime.strptime(s["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         assert abs(when.timestamp() - time.time()) < 3600
 
     r = odctl("--config", str(cfg), "snapshots", "t")

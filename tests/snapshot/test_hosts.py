@@ -18,9 +18,9 @@ from odbackupd.runner import run_job
 from odbackupd.snapshot.catalog import list_snapshots
 from odbackupd.snapshot.restore import restore_snapshot
 from odbackupd.state import StateStore
+from tests.layout import series_dir
 
 from .treegen import assert_same_tree
-from tests.layout import series_dir
 
 
 class Host:

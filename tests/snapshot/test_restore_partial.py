@@ -17,7 +17,6 @@ import pytest
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.snapshot.restore import restore_snapshot
 from tests.config.conftest import NOBODY, as_unprivileged
-
 from tests.layout import series_dir
 
 from .archives import snapshot_of, tar_bytes, ti

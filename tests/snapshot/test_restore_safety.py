@@ -9,7 +9,6 @@ from pathlib import Path
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.snapshot.manifest import Manifest
 from odbackupd.snapshot.restore import restore_snapshot
-
 from tests.layout import series_dir
 
 from .archives import snapshot_of, ti

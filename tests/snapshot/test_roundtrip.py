@@ -11,15 +11,15 @@ import threading
 import pytest
 
 from odbackupd.crypto.age import load_identities
-from odbackupd.hashes import quickxor_file
 from odbackupd.destinations.local import LocalDestination
+from odbackupd.hashes import quickxor_file
 from odbackupd.runner import run_job
 from odbackupd.snapshot.catalog import find_snapshot, list_snapshots
 from odbackupd.snapshot.restore import IntegrityError, restore_snapshot, verify_snapshot
 from odbackupd.state import StateStore
+from tests.layout import series_dir
 
 from .treegen import IS_ROOT, assert_same_tree, make_awkward_tree
-from tests.layout import series_dir
 
 
 def _backup(setup, sources, **kw):
