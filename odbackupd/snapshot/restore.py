@@ -144,7 +144,7 @@ class VolumeFetcher:
             except _Stopped:
                 if path is not None:
                     path.unlink(missing_ok=True)
-            except BaseException as e:  # handed to the consumer
+            except BaseException as e:  # noqa: BLE001 - handed to the consumer, which re-raises it
                 put(e)
 
         t = threading.Thread(target=worker, name="restore-fetch", daemon=True)

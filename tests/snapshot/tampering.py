@@ -49,7 +49,8 @@ def drop_middle_renumbered(files: Files, doc: dict, ctx: dict) -> tuple[Files, d
     names = vols(doc)
     kept = [files[n] for n in names[:1] + names[2:]]
     others = {n: b for n, b in files.items() if n not in names}  # the index, RESTORE.txt: untouched
-    files = {**others, **{n: b for n, b in zip(names, kept)}}
+    # kept is one shorter than names: the last name goes unused, so not strict
+    files = {**others, **{n: b for n, b in zip(names, kept, strict=False)}}
     return files, fix_up(doc, files, names[: len(kept)])
 
 
