@@ -26,5 +26,6 @@ def finish_if_stored(dests: Sequence[Destination], folder: str, snapshot: str) -
         if d not in have:
             d.put_bytes(folder, snapshot, MANIFEST_NAME, data)
     log.info("%s: snapshot %s was completed by a run that stopped before recording it; "
-             "starting a new snapshot", folder, snapshot, extra={"journal_fields": {"SNAPSHOT": snapshot}})
+             "starting a new snapshot", folder, snapshot,
+             extra={"journal_fields": {"SNAPSHOT": snapshot}})
     return True

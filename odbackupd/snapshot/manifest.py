@@ -71,7 +71,8 @@ class Manifest:
     sequence: int = 0
     previous: str | None = None
     chain: dict[str, Any] | None = None  # the volumes carry chain headers (snapshot/chain.py)
-    raw: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # as loaded (signing.py)
+    # as loaded (signing.py)
+    raw: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     # where the snapshot folder's parent is on the destination (``HOST/SERIES``, or ``SERIES``
     # in the layout before 0.2): set by the catalog when it lists, never stored
     folder: str = field(default="", compare=False, repr=False)
@@ -83,7 +84,8 @@ class Manifest:
 
     @property
     def stored_bytes(self) -> int:
-        return sum(int(v["size"]) for v in self.volumes) + (int(self.index["size"]) if self.index else 0)
+        return (sum(int(v["size"]) for v in self.volumes)
+                + (int(self.index["size"]) if self.index else 0))
 
     @property
     def encrypted(self) -> bool:
@@ -136,7 +138,8 @@ class Manifest:
                 raise ManifestError("not an odbackupd manifest")
             if int(d.get("format_version", 0)) > FORMAT_VERSION:
                 raise ManifestError(
-                    f"manifest format {d['format_version']} is newer than this odbackupd understands"
+                    f"manifest format {d['format_version']} is newer than "
+                    "this odbackupd understands"
                 )
             if d.get("kind", "full") not in ("full", "incremental"):
                 raise ManifestError(f"unknown snapshot kind {d.get('kind')!r}")
