@@ -284,9 +284,10 @@ class Authenticator:
             exposed = readable_by_everyone(path)
             if exposed:
                 raise CredentialUnavailable(
-                    f"account '{self.name}': {setting} {path} is readable by every user ({exposed}), so "
-                    f"anyone on this machine can act as the app: run chmod 600 {path} (or move it to "
-                    "/etc/odbackupd/credentials/, root only), and consider rotating the secret")
+                    f"account '{self.name}': {setting} {path} is readable by every user "
+                    f"({exposed}), so anyone on this machine can act as the app: "
+                    f"run chmod 600 {path} (or move it to /etc/odbackupd/credentials/, "
+                    "root only), and consider rotating the secret")
             data = path.read_bytes()
         except OSError as e:
             detail = str(e) if isinstance(e, FileNotFoundError) and not e.filename \
