@@ -28,9 +28,11 @@ def fix_up(doc: dict, files: Files, order: list[str]) -> dict:
     hashes, the counts to match, and no signature (they do not have the key)."""
     doc = dict(doc)
     doc.pop("signature", None)
-    doc["volumes"] = [{"name": n, "size": len(files[n]), "sha256": hashlib.sha256(files[n]).hexdigest(),
+    doc["volumes"] = [{"name": n, "size": len(files[n]),
+                       "sha256": hashlib.sha256(files[n]).hexdigest(),
                        "quickxor": _qx(files[n])} for n in order]
-    doc["counts"] = dict(doc["counts"], volumes=len(order), stored_bytes=sum(len(files[n]) for n in order))
+    doc["counts"] = dict(doc["counts"], volumes=len(order),
+                         stored_bytes=sum(len(files[n]) for n in order))
     return doc
 
 
@@ -110,7 +112,8 @@ CASES: dict[str, tuple[Callable, str]] = {
     "reorder": (reorder, "stands at place 2"),
     "replay-same-snapshot": (replay_same, "stands at place 3"),
     "replay-other-snapshot": (replay_other, "a volume replayed from another snapshot"),
-    "plain-under-age": (plain_under_age, "age file, though the manifest says the snapshot is encrypted"),
+    "plain-under-age": (plain_under_age,
+                        "age file, though the manifest says the snapshot is encrypted"),
 }
 
 # refused from the manifest alone, before anything is fetched (the job has recipients)
@@ -122,7 +125,8 @@ POLICY_CASES: dict[str, tuple[Callable, str]] = {
 
 # -- signatures ------------------------------------------------------------------------------------
 def resign_other_key(doc: dict) -> dict:
-    return signing.sign({k: v for k, v in doc.items() if k != "signature"}, Ed25519PrivateKey.generate())
+    return signing.sign({k: v for k, v in doc.items() if k != "signature"},
+                        Ed25519PrivateKey.generate())
 
 
 def unsign(doc: dict) -> dict:
