@@ -15,6 +15,12 @@ ciphertext) whatever the file's size. `AgeReader` hands out each chunk's plainte
 after its tag has been checked, but a file's end is only proven when `read` returns
 ``b""``: truncation, trailing data or a tampered later chunk raise `AgePayloadError`
 part-way through, and the caller must then discard everything it has read.
+
+Why one module of ~1000 lines: it is one format read against one specification. The
+header parser, the stanza types, the STREAM writer and reader and the armor decoder share
+private framing helpers (line reading with limits, strict base64, the nonce and key
+derivation), and splitting them would make those helpers public API. The public surface
+stays small: the names in HACKING.md.
 """
 
 from __future__ import annotations

@@ -21,6 +21,11 @@ reach, which includes SharePoint libraries (``drive_id``) -- plus ``Sites.Read.A
 the account names a ``site`` (resolving a site by its path needs it). msal adds
 ``offline_access openid profile`` itself. App-only asks for ``<graph root>/.default``:
 the application permissions an administrator granted (e.g. ``Sites.Selected``).
+
+Why ~600 lines in one module: the delegated and app-only grants share one msal application
+per account, its HTTP client, the token cache (reloaded when another process wrote it) and
+one translation of msal's result dictionaries into the errors above; every other module
+sees only :class:`Authenticator` and the login classes.
 """
 from __future__ import annotations
 
