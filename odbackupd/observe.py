@@ -76,8 +76,9 @@ class RunObserver:
         for d in self.dests:
             put = d.put_file
 
+            # the arguments are Destination.put_file's own, passed on unchanged
             def counted(job, snapshot, name, src, expected, progress=None, cancel=None,  # noqa: ANN001, ANN202
-                        _put=put, _name=d.name):
+                        _put: Callable[..., Any] = put, _name: str = d.name):
                 def step(n: int) -> None:
                     self.uploaded[_name] += n
                     if progress is not None:

@@ -12,18 +12,24 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from . import signing
 from .config import Config, JobConfig
-from .series import DROP_SUFFIX, drop_series, series_config, series_job  # noqa: F401 - their home before
 from .destinations.base import Destination, DestinationError, NotLoggedIn
 from .destinations.factory import open_destination
-from .journal import MSG_LOGIN_NEEDED, MSG_RUN_FAILED, MSG_RUN_FINISHED, MSG_RUN_STARTED, MSG_SNAPSHOT_PRUNED
+from .journal import (
+    MSG_LOGIN_NEEDED,
+    MSG_RUN_FAILED,
+    MSG_RUN_FINISHED,
+    MSG_RUN_STARTED,
+    MSG_SNAPSHOT_PRUNED,
+)
 from .observe import RunObserver
+from .series import DROP_SUFFIX, drop_series, series_config, series_job  # noqa: F401 - their home before
 from .snapshot import leases, retention
 from .snapshot.builder import FAILED, JobSpec, Progress, RunResult, SnapshotBuilder
 from .snapshot.catalog import list_snapshots

@@ -239,7 +239,7 @@ class StateStore:
         keys = ("id", "job", "snapshot", "trigger", "started", "finished", "status", "message", "stats")
         out = []
         for r in rows:
-            d = dict(zip(keys, r))
+            d = dict(zip(keys, r, strict=True))
             d["stats"] = json.loads(d["stats"]) if d["stats"] else {}
             out.append(d)
         return out

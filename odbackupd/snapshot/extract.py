@@ -27,13 +27,14 @@ import os
 import pwd
 import stat
 import tarfile
-from typing import BinaryIO, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import BinaryIO
 
 from .restore_errors import IntegrityError, RestoreStopped
 from .restore_result import RestoreStats
-from .tarread import open_tar, read_members
 from .target import parse_paths
 from .tarheader import parse_ns
+from .tarread import open_tar, read_members
 
 log = logging.getLogger("odbackupd.restore")
 
@@ -93,7 +94,7 @@ class _DirChain:
         del self.fds[n:], self.names[n:]
         cur = self.fds[-1] if self.fds else self.root
         for i in range(n, len(dirs)):
-            cur = open_dir(cur, dirs[i], create, lambda: self.describe(dirs[: i + 1]))
+            cur = open_dir(cur, dirs[i], create, lambda i=i: self.describe(dirs[: i + 1]))
             self.fds.append(cur)
             self.names.append(dirs[i])
         return cur

@@ -18,8 +18,8 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -176,7 +176,7 @@ class Daemon:
                 msg = sock.recv(4096).decode()
                 if "READY=1" in msg.split("\n"):
                     break
-        except socket.timeout:
+        except TimeoutError:
             self.stop()
             raise RuntimeError("odbackupd did not become ready: "
                                + (self.config.parent / "daemon.log").read_text()) from None

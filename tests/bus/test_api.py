@@ -102,7 +102,7 @@ def test_backup_now_wait_follows_the_run_and_snapshots_come_from_the_daemon(daem
     assert offline.returncode == 0, offline.stderr
     off = json.loads(offline.stdout)["destinations"]["usb"]["snapshots"]
     assert [s["snapshot"] for s in off] == [s["snapshot"] for s in snaps]
-    for a, b in zip(off, snaps):  # the same shape and values, whoever lists
+    for a, b in zip(off, snaps, strict=True):  # the same shape and values, whoever lists
         keys = ("host", "files", "volumes", "encrypted", "warnings", "status", "sequence", "signed_by", "kind", "base")
         assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
         assert a["sequence"] >= 1 and a["signed_by"].startswith("SHA256:")
@@ -153,7 +153,7 @@ def test_signals_seen_by_gdbus_monitor(daemon, private_bus):
     assert "'completed'" in finished and names.run_path(run_id) in finished
     changed = [ln for ln in seen if ln.startswith(names.job_path("t")) and "PropertiesChanged" in ln]
     assert any("'State': <'running'>" in ln for ln in changed)
-    assert any("'RunId': <uint64 %d>" % run_id in ln for ln in changed)
+    assert any(f"'RunId': <uint64 {run_id}>" in ln for ln in changed)
 
 
 def test_everyone_reads_but_only_admins_change(daemon, private_bus, admin_user):
@@ -261,9 +261,9 @@ def test_reload_with_a_broken_config_keeps_the_daemon(daemon, private_bus):
 
 
 def test_unprivileged_user_of_the_admin_group_is_recognised(admin_user):
-    from odbackupd.bus.adapter import uid_is_admin
-
     import pwd
+
+    from odbackupd.bus.adapter import uid_is_admin
 
     assert uid_is_admin(0)
     assert not uid_is_admin(pwd.getpwnam("nobody").pw_uid)

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from odbackupd.bus import names
+from tests.layout import HOST
 from tests.onedrive.conftest import OneDriveSetup, wait_until
 from tests.snapshot.treegen import assert_same_tree
 
 from .conftest import Daemon, PrivateBus, busctl, odctl
-from tests.layout import HOST
 
 LIMIT = 'bandwidth_limit = "1MiB"\n'  # the run's volumes take about six seconds to store
 

@@ -21,10 +21,10 @@ from odbackupd.bus import names
 from odbackupd.graph.tokencache import token_cache_path
 from tests.graph.test_auth import cached_secrets, redirected_address
 from tests.graph.test_auth_odctl import Odctl
+from tests.layout import HOST
 from tests.onedrive.conftest import OneDriveSetup
 
 from .conftest import Daemon, PrivateBus, busctl, odctl
-from tests.layout import HOST
 
 
 class OdctlProcess(Odctl):

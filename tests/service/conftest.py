@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import textwrap
 import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import AsyncIterator, Callable
 
 import pytest
 

@@ -12,8 +12,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from odbackupd.snapshot.catalog import find_snapshot
 from odbackupd.snapshot.restore import restore_snapshot
@@ -44,7 +44,7 @@ class Notify:
             self.sock.settimeout(left)
             try:
                 raw = self.sock.recv(65536).decode()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             msg = dict(line.split("=", 1) for line in raw.splitlines() if "=" in line)
             self.messages.append(msg)

@@ -8,8 +8,8 @@ import functools
 import os
 import subprocess
 import textwrap
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Awaitable, Callable, Iterator
 
 import pytest
 

@@ -12,7 +12,7 @@ from odbackupd.state import StateStore
 
 from .conftest import running
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def at(s: str) -> float:

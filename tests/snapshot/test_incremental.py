@@ -14,10 +14,9 @@ import pytest
 from odbackupd.crypto.age import load_identities
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.snapshot.catalog import list_snapshots
-from odbackupd.snapshot.incchain import chain_of
 from odbackupd.snapshot.chainrestore import restore_chain
+from odbackupd.snapshot.incchain import chain_of
 from odbackupd.snapshot.restore import restore_snapshot
-
 from tests.layout import series_dir
 
 from .incgen import Runs, level1, level2, stock_restore

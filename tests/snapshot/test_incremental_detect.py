@@ -8,9 +8,8 @@ import shutil
 
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.snapshot.catalog import list_snapshots
-from odbackupd.snapshot.incchain import chain_of
 from odbackupd.snapshot.chainrestore import restore_chain
-
+from odbackupd.snapshot.incchain import chain_of
 from tests.layout import series_dir
 
 from .incgen import Runs, stock_restore

@@ -35,7 +35,7 @@ def test_forty_runs_full_every_7_keep_daily(setup, tmp_path):
         chains = _check_chains(snaps)
         present = set(chains)
         # what is gone is a whole chain or the tail of one: never a base of something still there
-        for s, chain in chains.items():
+        for chain in chains.values():
             assert set(chain) <= present
         # the newest snapshot of each of the last 4 days that have one is there
         days = {}

@@ -12,9 +12,9 @@ from pathlib import Path
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.snapshot.catalog import list_snapshots
 from odbackupd.snapshot.restore import restore_snapshot, verify_snapshot
+from tests.layout import series_dir
 
 from .treegen import assert_same_tree
-from tests.layout import series_dir
 
 
 def _once(cfg: Path) -> subprocess.Popen:
