@@ -201,8 +201,8 @@ class StateStore:
         stats: dict | None = None, finished: float | None = None,
     ) -> None:
         self._q(
-            "UPDATE runs SET status=?, message=?, snapshot=COALESCE(?, snapshot), stats=?, finished=?"
-            " WHERE id=?",
+            "UPDATE runs SET status=?, message=?, snapshot=COALESCE(?, snapshot),"
+            " stats=?, finished=? WHERE id=?",
             (status, message, snapshot, json.dumps(stats or {}),
              finished if finished is not None else time.time(), run_id),
         )
