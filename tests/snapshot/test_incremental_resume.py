@@ -60,7 +60,8 @@ def test_sigkill_mid_incremental_then_resume(setup, tmp_path):
     assert [m.snapshot for m in snaps] == [base.snapshot, snapdir.name]
     m = snaps[-1]
     assert m.kind == "incremental" and m.base == base.snapshot and m.resumes == 1
-    assert all((snapdir / n).stat().st_ino == ino for n, ino in stored.items()), "a stored volume was rebuilt"
+    assert all((snapdir / n).stat().st_ino == ino
+               for n, ino in stored.items()), "a stored volume was rebuilt"
     assert m.changes["deleted"] == 1 and m.changes["changed"] >= 30
     assert all(r.ok for r in verify_chain(dest, m, snaps, download=True))
     chain = chain_of(m, snaps)

@@ -27,7 +27,8 @@ def _once(cfg: Path) -> subprocess.Popen:
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
-        assert proc.poll() is None, f"the run ended before {path.name} appeared: {proc.communicate()}"
+        assert proc.poll() is None, (
+            f"the run ended before {path.name} appeared: {proc.communicate()}")
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.002)
 
