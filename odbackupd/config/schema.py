@@ -208,8 +208,12 @@ SECTIONS: tuple[Section, ...] = (
         "Jobs: what to back up, where, when, and for how long to keep it, one [job.NAME] "
         "each. The name is the job's folder name on every destination.",
         (
-            ("etc", {"sources": ["/etc", "/srv/git"], "destinations": ["usb", "onedrive"], "notify": ["ops"]},
-             ""),
+            (
+                "etc",
+                {"sources": ["/etc", "/srv/git"], "destinations": ["usb", "onedrive"],
+                 "notify": ["ops"]},
+                "",
+            ),
             (
                 "pve1-dumps",
                 {"drop_dir": "/srv/intake/pve1", "destinations": ["onedrive"]},
