@@ -125,6 +125,9 @@ class Config:
     warnings: tuple[str, ...] = ()
     notify: dict[str, NotifyConfig] = field(default_factory=dict)
     intake: IntakeConfig = field(default_factory=lambda: IntakeConfig())
+    # destinations that are the embedded default (no [destination.NAME] of that name): only
+    # these are created on first use; a configured one must exist (an unmounted disk)
+    embedded: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ def test_public_api():
         assert hasattr(config_pkg, name), name
     assert [f.name for f in dataclasses.fields(config_pkg.Config)] == [
         "path", "daemon", "destinations", "accounts", "jobs", "warnings", "notify", "intake",
+        "embedded",
     ]  # fmt: skip
 
 

@@ -343,3 +343,23 @@ def test_check_config_warns_about_a_missing_destination_directory(setup, tmp_pat
     assert r.returncode == 0  # it may be mounted only around backup time
     assert f"at 'destination.usb.path': {setup.dest} does not exist" in r.stderr, r.stderr
     assert "not mounted?" in r.stderr
+
+
+def test_a_configured_destination_named_local_must_exist_too(tmp_path):
+    """Only the embedded default is created on first use: a [destination.local] the
+    sysadmin wrote is a disk like any other, so a missing directory is an error."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("data")
+    dest = tmp_path / "usb" / "backups"
+    (tmp_path / "usb").mkdir()
+    cfg = tmp_path / "odbackupd.toml"
+    cfg.write_text(
+        f'[daemon]\nstate_dir = "{tmp_path / "state"}"\nspool_dir = "{tmp_path / "spool"}"\n'
+        f'[destination.local]\ntype = "local"\npath = "{dest}"\n'
+        f'[job.t]\nsources = ["{src}"]\ndestinations = ["local"]\n'
+    )
+    r = odbackupd("--config", str(cfg), "--once", "t")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and "is the disk mounted?" in r.stderr
+    assert not dest.exists()
