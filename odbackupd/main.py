@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .config import ConfigError, default_config, load_config
-
-DEFAULT_CONFIG = Path("/etc/odbackupd/odbackupd.toml")
+from .config import ConfigError
+from .config.paths import DEFAULT_CONFIG, load
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -27,14 +26,6 @@ EXIT_BUSY = 75  # EX_TEMPFAIL: the job is already running
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 log = logging.getLogger("odbackupd")
-
-
-def load(path: Path | None, *, check_sources: bool = False, explicit: bool = False):  # noqa: ANN201
-    """The configuration at ``path``; the embedded default when the default path is absent."""
-    p = path or DEFAULT_CONFIG
-    if not p.exists() and not explicit:
-        return default_config()
-    return load_config(p, check_sources=check_sources)
 
 
 def build_parser() -> argparse.ArgumentParser:
