@@ -334,6 +334,14 @@ class StateStore:
                                (f"last_stored_bytes:{series}", stored_bytes)):
                 db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?,?)", (key, str(value)))
 
+    def nonempty_sources(self, series: str) -> list[str]:
+        """The source directories that had entries at the series' last snapshot (an empty
+        one of these now is a disk not mounted: the builder's source guard)."""
+        return list(json.loads(self.get(f"nonempty_sources:{series}") or "[]"))
+
+    def set_nonempty_sources(self, series: str, paths: list[str]) -> None:
+        self.set(f"nonempty_sources:{series}", json.dumps(paths))
+
     # -- tables other modules keep here (metrics counters, the notification queue) -----------
     def ensure_tables(self, sql: str) -> None:
         """Create a module's own tables (``CREATE TABLE IF NOT EXISTS …``)."""
