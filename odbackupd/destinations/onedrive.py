@@ -8,6 +8,10 @@ is what ``odctl verify`` without ``--download`` checks (``capabilities.hashes``)
 Downloads follow the 302 to the pre-authenticated URL and resume with ``Range`` after a
 reset. Deletes go to the recycle bin, as a user deleting by hand would, or with
 ``hard_delete`` on work or school drives for good (``permanentDelete``).
+
+Why ~430 lines: it is the whole ``Destination`` contract for one service (list, upload
+with resumable sessions, download, delete, space), each method a thin layer over
+``graph``; the HTTP, sessions and throttling themselves live in ``graph/``.
 """
 from __future__ import annotations
 

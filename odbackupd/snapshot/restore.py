@@ -6,6 +6,11 @@ fetched in the background. Scratch disk is two volumes; the whole snapshot never
 
 The extractor never trusts the archive: members that would land outside the target
 (absolute paths, ``..``, anything reached through a symlink) are refused and reported.
+
+Why ~440 lines: restore and ``verify --download`` share the volume stream (background
+fetch, per-volume checks against the manifest, the chain frames) and its error mapping;
+what they do with the members is already elsewhere (``extract``, ``partial``,
+``chainrestore``, ``restore_result``).
 """
 from __future__ import annotations
 
