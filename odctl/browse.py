@@ -9,6 +9,7 @@ before indexes existed is listed by streaming its volumes once, and the command 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import stat
 import sys
@@ -125,6 +126,8 @@ def _row(n) -> dict[str, Any]:  # noqa: ANN001
         "inode": n.inode,
         "origin": n.origin,
         "link": n.link,
+        # a device's [major, minor] (null for others; [0, 0] from an index made before them)
+        "device": [os.major(n.rdev), os.minor(n.rdev)] if n.type in "cb" else None,
     }
 
 
@@ -137,7 +140,8 @@ def _long(n, name: str) -> str:  # noqa: ANN001
     when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(n.mtime_ns / 1e9))
     if n.type == "l":
         name += f" -> {n.link if n.link is not None else '?'}"
-    return f"{mode} {n.uid:>6} {n.gid:>6} {n.size:>12} {when} {name}"
+    size = f"{os.major(n.rdev)}, {os.minor(n.rdev)}" if n.type in "cb" else n.size  # as ls(1)
+    return f"{mode} {n.uid:>6} {n.gid:>6} {size:>12} {when} {name}"
 
 
 def _show(n) -> str:  # noqa: ANN001

@@ -63,13 +63,15 @@ the next run a full, and the run says why.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import json
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Sequence
 
 import zstandard
 
@@ -85,6 +87,7 @@ RACY_NS = 1_000_000_000  # "within a second of their read"
 # child fields
 NAME, TYPE, SIZE, MTIME, CTIME, INO, MODE, UID, GID, RACY, ORIGIN = range(11)
 LINK = 11  # optional: a symlink's target
+RDEV = 11  # optional: a device's [major, minor]
 
 
 def _with_link(child: list, path: bytes) -> list:
@@ -94,6 +97,55 @@ def _with_link(child: list, path: bytes) -> list:
     except OSError:
         pass
     return child
+
+
+def _with_rdev(child: list, st: os.stat_result) -> list:
+    """A device's child record with its [major, minor] appended."""
+    child.append([os.major(st.st_rdev), os.minor(st.st_rdev)])
+    return child
+
+
+def _extra(child: list, st: os.stat_result, path: bytes) -> list:
+    """The type's optional 12th field: a symlink's target, a device's numbers."""
+    typ = child[TYPE]
+    if typ == "l":
+        return _with_link(child, path)
+    if typ in "cb":
+        return _with_rdev(child, st)
+    return child
+
+
+XATTR_CAP = 64 << 10  # an entry's xattrs (names + values) recorded in the index up to this
+_PAX_XATTR = b"SCHILY.xattr."
+
+
+def xattr_fields(records: Sequence[tuple[bytes, bytes]]) -> dict:
+    """The index fields for an entry's xattrs (its ``SCHILY.xattr.*`` PAX records, as the
+    tar stream wrote them): ``{}`` for none, ``{"x": {name: base64 value}}``, or ``{"xl":
+    total bytes}`` when they are over :data:`XATTR_CAP` (then read from the tar header)."""
+    pairs = [(n[len(_PAX_XATTR):], v) for n, v in records if n.startswith(_PAX_XATTR)]
+    if not pairs:
+        return {}
+    total = sum(len(n) + len(v) for n, v in pairs)
+    if total > XATTR_CAP:
+        return {"xl": total}
+    return {"x": {os.fsdecode(n): base64.b64encode(v).decode() for n, v in pairs}}
+
+
+def xattrs_of(record: dict) -> dict[str, bytes] | None:
+    """An index record's xattrs ({} for none); None: too large for the index (``xl``).
+    Raises ValueError for a field that is not what :func:`xattr_fields` writes."""
+    if "xl" in record:
+        return None
+    x = record.get("x")
+    if x is None:
+        return {}
+    if not isinstance(x, dict) or not all(isinstance(k, str) and k and isinstance(v, str) for k, v in x.items()):
+        raise ValueError(f"xattrs {x!r}")
+    try:
+        return {k: base64.b64decode(v, validate=True) for k, v in x.items()}
+    except binascii.Error as e:
+        raise ValueError(f"an xattr value that is not base64 ({e})") from None
 
 
 def index_name(encrypted: bool) -> str:
@@ -278,8 +330,10 @@ class IndexPlan:
             else:
                 self.stats.deleted += sum(1 for c in r["c"] if c[TYPE] != "d")
 
-    def directory(self, entry: Entry, offset: int) -> list[tuple[bytes, bytes]]:
-        """Called just before a directory's header: its tree record and dumpdir record."""
+    def directory(self, entry: Entry, offset: int,
+                  xattrs: Sequence[tuple[bytes, bytes]] = ()) -> list[tuple[bytes, bytes]]:
+        """Called just before a directory's header (``xattrs``: its SCHILY.xattr records):
+        its tree record and dumpdir record."""
         prev_children: dict[str, list] = {}
         if self.prev is not None:
             rec, skipped = self.prev.seek(entry.key)
@@ -315,10 +369,15 @@ class IndexPlan:
             size = st.st_size if typ in "fl" else 0
             kid = [sname, typ, size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode,
                    st.st_uid, st.st_gid, racy, origin]
-            kids.append(_with_link(kid, os.path.join(entry.path, name)) if typ == "l" else kid)
+            kids.append(_extra(kid, st, os.path.join(entry.path, name)) if typ in "lcb" else kid)
             dump.append(code + name + b"\0")
         self.stats.deleted += sum(1 for p in prev_children.values() if p[TYPE] != "d")
-        _write(self._tree, _dumps({"k": key_to_json(entry.key), "o": offset, "c": kids}))
+        rec = {"k": key_to_json(entry.key), "o": offset, "c": kids, **xattr_fields(xattrs)}
+        if len(entry.key) == 1:  # a source directory: its own attributes are in no parent's record
+            st = entry.st
+            rec["s"] = ["", "d", 0, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, st.st_uid,
+                        st.st_gid, 0, ""]
+        _write(self._tree, _dumps(rec))
         self._push(entry.key, kids, decisions)
         return [(b"GNU.dumpdir", b"".join(dump) + b"\0")]
 
@@ -333,8 +392,7 @@ class IndexPlan:
             st = entry.st
             rec = ["", file_type(st.st_mode), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
                    st.st_mode, st.st_uid, st.st_gid, 1, ""]
-            if rec[TYPE] == "l":
-                _with_link(rec, entry.path)
+            _extra(rec, st, entry.path)
             _write(self._tree, _dumps({"k": key_to_json(entry.key), "o": offset, "r": rec}))
             return True
         parent = entry.key[:-1]
@@ -344,10 +402,13 @@ class IndexPlan:
             return True  # cannot happen in walk order; storing is always safe
         return self._stack[-1][1].get(entry.key[-1], True)
 
-    def stored(self, entry: Entry, offset: int) -> None:
+    def stored(self, entry: Entry, offset: int, xattrs: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        """A non-directory's header is written at ``offset`` (``xattrs``: its SCHILY.xattr
+        records): its location record."""
         key = entry.key
+        x = xattr_fields(xattrs) if xattrs else None
         if len(key) == 1:  # a source that is a file
-            _write(self._loc, _dumps({"k": key_to_json(key), "o": offset}))
+            _write(self._loc, _dumps({"k": key_to_json(key), "o": offset, **(x or {})}))
             return
         # what _dumps({"k": key_to_json(key), "o": offset}) gives, byte for byte, with the
         # parent's part encoded once per directory: one record per file stored was a tenth
@@ -357,7 +418,10 @@ class IndexPlan:
             self._loc_parent = parent
             self._loc_prefix = _ENCODE({"k": key_to_json(parent)})[:-2].encode()  # '{"k":[0,"a"'
         name = _ENCODE_STR(os.fsdecode(key[-1])).encode()
-        _write(self._loc, b'%s,%s],"o":%d}\n' % (self._loc_prefix, name, offset))
+        if x:  # after "o": readers take the offset from the text before it
+            _write(self._loc, b'%s,%s],"o":%d,%s}\n' % (self._loc_prefix, name, offset, _ENCODE(x)[1:-1].encode()))
+        else:
+            _write(self._loc, b'%s,%s],"o":%d}\n' % (self._loc_prefix, name, offset))
 
     def failed(self, entry: Entry, offset: int) -> None:
         """A non-directory meant to be stored that could not be read (vanished, unreadable):
