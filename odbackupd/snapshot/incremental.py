@@ -49,9 +49,34 @@ Plain text before compression, one JSON document per line, in this order:
    directory was listed, so ``odctl ls -l`` and ``odctl mount`` show it without fetching a
    volume; readers accept 11 fields (an index made before it, or a link that vanished
    before it could be read) and then take the target from the member's tar header
-   (:mod:`.view`).
+   (:mod:`.view`). A device's (``c``/``b``) 12th field is ``[major, minor]`` of its
+   ``st_rdev``; readers take 11 fields (an index made before it) as 0,0.
+   A directory's record has ``"x"`` when the directory has xattrs (below). A source
+   directory's record has ``"s": child`` (with name ``""``): its own mode, owner and
+   times, which no parent's record holds; without it (an index made before it) readers
+   show it as 0755 root.
 3. ``{"section": "locations"}``, then one line per entry stored in this snapshot:
-   ``{"k": key, "o": tar offset, "v": volume index}`` — where its data is.
+   ``{"k": key, "o": tar offset, "v": volume index}`` — where its data is — plus ``"x"``
+   when the entry has xattrs.
+
+Extended attributes: exactly the ``SCHILY.xattr.*`` records the tar stream wrote in the
+entry's header (user.*, security.*, trusted.*, system.posix_acl_*: what ``listxattr``
+gives), handed to the plan by the stream (``directory``/``stored``), so recording them
+costs no system call. ``"x": {name: base64 value}`` (names ``os.fsdecode``d, values raw
+bytes); an entry whose names and values add up to more than :data:`XATTR_CAP` (64 KiB) has
+``"xl": total bytes`` instead, and readers take them from its tar header (one volume).
+They sit in the directory's own record and in the location records, not in the child
+records: the children are listed before their headers (and xattrs) are read, and an
+unchanged file's xattrs are in the location record of the snapshot that holds its data
+(``origin``), as its data is. The header's ``"xattrs": true`` says the index records them
+(an entry without ``"x"`` has none); an index without it records none, and readers show
+none (``odctl restore`` restores them from the archive).
+
+All of these are optional fields of format version 1: an older reader ignores them, this
+one reads an index without them.
+
+Why one module over 400 lines: this note is a fifth of it; the rest is the format's one
+writer (``IndexPlan``) with the field helpers it shares with the readers, one contract.
 
 While a snapshot is built the tree and location records go to two scratch files in the
 spool (each record carries its tar offset, so a resumed run keeps exactly the records of

@@ -23,7 +23,13 @@ name, a location outside its volume, an origin outside the chain are
 :class:`IntegrityError` (exit 4), before anything is read or written.
 
 Symlink targets: the index holds them (the optional 12th child field, incremental.py);
-for an older index ``readlink`` reads the member's tar header (one volume).
+for an older index ``readlink`` reads the member's tar header (one volume). Device numbers
+(``Node.rdev``) likewise, 0 for an older index (a device's getattr never fetches a volume).
+Extended attributes (``xattrs(node)``): a directory's from its own record, a file's from
+the location record of the snapshot holding its data (its index fetched once, as for
+reading data); over the index's cap, from the member's tar header; none from an index
+made before they were recorded. A source directory's own attributes come from its record's
+``"s"`` (an older index: 0755 root, the snapshot's start time).
 
 Why one module over 400 lines: the tree, the locations and member reading all rest on
 the same checks of the index (paths, offsets, origins) and the same lazily parsed
