@@ -90,6 +90,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import json
 import os
@@ -155,6 +156,19 @@ def xattr_fields(records: Sequence[tuple[bytes, bytes]]) -> dict:
     if total > XATTR_CAP:
         return {"xl": total}
     return {"x": {os.fsdecode(n): base64.b64encode(v).decode() for n, v in pairs}}
+
+
+def _xattr_json(records: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """``xattr_fields`` as JSON members (``"x":{...}``; b"" for none). Small sets are cached
+    (at most ~1 MiB): on a system that labels every file (SELinux) a few repeat throughout."""
+    if sum(len(v) for _, v in records) <= 512:
+        return _xattr_json_small(tuple(records))
+    return _ENCODE(xattr_fields(records))[1:-1].encode()
+
+
+@functools.lru_cache(maxsize=1024)
+def _xattr_json_small(records: tuple[tuple[bytes, bytes], ...]) -> bytes:
+    return _ENCODE(xattr_fields(records))[1:-1].encode()
 
 
 def xattrs_of(record: dict) -> dict[str, bytes] | None:
@@ -431,9 +445,8 @@ class IndexPlan:
         """A non-directory's header is written at ``offset`` (``xattrs``: its SCHILY.xattr
         records): its location record."""
         key = entry.key
-        x = xattr_fields(xattrs) if xattrs else None
         if len(key) == 1:  # a source that is a file
-            _write(self._loc, _dumps({"k": key_to_json(key), "o": offset, **(x or {})}))
+            _write(self._loc, _dumps({"k": key_to_json(key), "o": offset, **xattr_fields(xattrs)}))
             return
         # what _dumps({"k": key_to_json(key), "o": offset}) gives, byte for byte, with the
         # parent's part encoded once per directory: one record per file stored was a tenth
@@ -443,8 +456,9 @@ class IndexPlan:
             self._loc_parent = parent
             self._loc_prefix = _ENCODE({"k": key_to_json(parent)})[:-2].encode()  # '{"k":[0,"a"'
         name = _ENCODE_STR(os.fsdecode(key[-1])).encode()
-        if x:  # after "o": readers take the offset from the text before it
-            _write(self._loc, b'%s,%s],"o":%d,%s}\n' % (self._loc_prefix, name, offset, _ENCODE(x)[1:-1].encode()))
+        if xattrs:  # after "o": readers take the offset from the text before it
+            x = _xattr_json(xattrs)
+            _write(self._loc, b'%s,%s],"o":%d%s%s}\n' % (self._loc_prefix, name, offset, b"," if x else b"", x))
         else:
             _write(self._loc, b'%s,%s],"o":%d}\n' % (self._loc_prefix, name, offset))
 
