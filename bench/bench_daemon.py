@@ -68,7 +68,8 @@ def main() -> None:
         sock.bind(str(work / "notify"))
         env = {**os.environ, "NOTIFY_SOCKET": str(work / "notify"), "WATCHDOG_USEC": "30000000"}
         t0 = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "odbackupd.main", "--config", str(config), "--no-dbus"],
+        proc = subprocess.Popen([sys.executable, "-m", "odbackupd.main", "--config", str(config),
+                                 "--no-dbus"],
                                 env=env, cwd=HERE.parent, stderr=open(work / "stderr", "w"))  # noqa: SIM115
         try:
             sock.settimeout(120)
@@ -86,14 +87,15 @@ def main() -> None:
                 try:
                     sock.recv(65536)
                     messages += 1
-                except socket.timeout:
+                except TimeoutError:
                     pass
                 peak = max(peak, proc_rss_mb(proc.pid))
             wall = time.monotonic() - w0
             cpu = proc_cpu(proc.pid) - c0
             rss_end = proc_rss_mb(proc.pid)
             print(f"idle   {wall:.0f}s: CPU {cpu:.3f}s ({100 * cpu / wall:.3f} % of one core); "
-                  f"RSS {rss_ready:.1f} -> {rss_end:.1f} MB (peak {peak:.1f}); {messages} notify messages")
+                  f"RSS {rss_ready:.1f} -> {rss_end:.1f} MB (peak {peak:.1f}); "
+                  f"{messages} notify messages")
 
             t1 = time.monotonic()
             proc.send_signal(signal.SIGTERM)

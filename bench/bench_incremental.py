@@ -85,7 +85,8 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, float]:
     """Wall seconds, the child's peak RSS (bytes), its CPU seconds (user + system: on a
     shared machine the wall time also counts the time others had the CPUs)."""
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                            cwd=ROOT)
     err = proc.stderr.read()  # type: ignore[union-attr]
     _, status, ru = os.wait4(proc.pid, 0)
     dt = time.monotonic() - t0
@@ -99,7 +100,8 @@ def du(path: Path) -> int:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", type=Path, default=Path("/var/tmp/odbackupd-bench-inc"))
     ap.add_argument("--files", type=int, default=100_000)
     ap.add_argument("--size-gb", type=float, default=2.0)
@@ -110,7 +112,8 @@ def main() -> None:
     src = work / "src"
     t0 = time.monotonic()
     make_tree(src, args.files, int(args.size_gb * 1e9))
-    print(f"tree: {args.files} files, {du(src) / 1e9:.2f} GB ({time.monotonic() - t0:.0f} s to make or reuse)")
+    print(f"tree: {args.files} files, {du(src) / 1e9:.2f} GB "
+          f"({time.monotonic() - t0:.0f} s to make or reuse)")
     # files written in the second before a run are "racy" and read again by the next one:
     # let the tree settle as a real one has, so (b) measures an incremental, not that rule
     time.sleep(1.1)
@@ -151,15 +154,17 @@ def main() -> None:
         stored = m["counts"]["stored_bytes"]  # volumes and the index
         rows["odbackupd"][step] = (dt, m["counts"]["stored_bytes"], rss)
         idx = (m.get("index") or {}).get("size", 0)
-        print(f"({step}) odbackupd {m['kind']:<11} {dt:7.2f} s (CPU {cpu:6.2f} s)  stored {stored / MiB:9.2f} MiB "
-              f"(index {idx / MiB:.2f} MiB)  peak RSS {rss / 1e6:6.1f} MB  changes {m.get('changes')}")
+        print(f"({step}) odbackupd {m['kind']:<11} {dt:7.2f} s (CPU {cpu:6.2f} s)  "
+              f"stored {stored / MiB:9.2f} MiB (index {idx / MiB:.2f} MiB)  "
+              f"peak RSS {rss / 1e6:6.1f} MB  changes {m.get('changes')}")
         if use_restic:
             before = du(work / "restic")
             dt, rss, cpu = timed(["restic", "backup", "--quiet", str(src)], env=renv)
             stored = du(work / "restic") - before
             rows["restic"][step] = (dt, stored, rss)
-            print(f"({step}) restic               {dt:7.2f} s (CPU {cpu:6.2f} s)  stored {stored / MiB:9.2f} MiB"
-                  f"                    peak RSS {rss / 1e6:6.1f} MB")
+            print(f"({step}) restic               {dt:7.2f} s (CPU {cpu:6.2f} s)  "
+                  f"stored {stored / MiB:9.2f} MiB                    "
+                  f"peak RSS {rss / 1e6:6.1f} MB")
 
     o = rows["odbackupd"]
     idx = (manifests()[-1].get("index") or {}).get("size", 0)

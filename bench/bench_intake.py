@@ -12,7 +12,8 @@ and prints MB/s, the ratio to the baseline of the same round, and the service's 
 target: RSS flat and under 100 MB whatever the size. Landed files are deleted after
 each upload. The machine may be shared: compare ratios, not absolute speeds.
 
-    .venv/bin/python bench/bench_intake.py [--dir /var/tmp/odbackupd-bench-intake] [--size-gb 10] [--runs 1]
+    .venv/bin/python bench/bench_intake.py [--dir /var/tmp/odbackupd-bench-intake]
+        [--size-gb 10] [--runs 1]
 """
 from __future__ import annotations
 
@@ -129,8 +130,10 @@ def main() -> None:
     med = {k: size / statistics.median(v) / 1e6 for k, v in rows.items()}
     print(f"\nfile {size / 1e9:.1f} GB, median of {args.runs} round(s):")
     print(f"  cp + sync (baseline)   {med['cp']:8.0f} MB/s")
-    print(f"  intake direct          {med['direct']:8.0f} MB/s   {med['direct'] / med['cp']:.2f} x cp")
-    print(f"  intake through nginx   {med['nginx']:8.0f} MB/s   {med['nginx'] / med['cp']:.2f} x cp")
+    print(f"  intake direct          {med['direct']:8.0f} MB/s   "
+          f"{med['direct'] / med['cp']:.2f} x cp")
+    print(f"  intake through nginx   {med['nginx']:8.0f} MB/s   "
+          f"{med['nginx'] / med['cp']:.2f} x cp")
     for k in ("direct", "nginx"):
         print(f"  service CPU, {k:6s}    {statistics.median(cpu[k]) / (size / 1e9):8.2f} s per GB")
     print(f"  service peak RSS       {rss / 1e6:8.1f} MB     (target < 100 MB, flat in the size)")

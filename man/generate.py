@@ -62,7 +62,8 @@ def keys_block() -> list[str]:
     return out
 
 
-def _visible_subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser, str]]:
+def _visible_subcommands(
+        parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser, str]]:
     out = []
     for action in parser._actions:  # argparse has no public accessor for the tree
         if isinstance(action, argparse._SubParsersAction):
@@ -177,7 +178,8 @@ def dbus_block() -> list[str]:
             "busctl introspect org.odbackupd.ODBackup1 /org/odbackupd/ODBackup1",
             ".EE",
         ]
-    out: list[str] = [f"Generated from {esc(xml.name)}, which a test compares with the live daemon."]
+    out: list[str] = [
+        f"Generated from {esc(xml.name)}, which a test compares with the live daemon."]
     root = ET.parse(xml).getroot()
     for iface in root.iter("interface"):
         name = iface.get("name", "")
@@ -185,7 +187,8 @@ def dbus_block() -> list[str]:
             continue
         out += [".SS " + esc(name)]
         first = True
-        for kind, title in (("method", "Methods"), ("property", "Properties"), ("signal", "Signals")):
+        for kind, title in (("method", "Methods"), ("property", "Properties"),
+                            ("signal", "Signals")):
             items = iface.findall(kind)
             if not items:
                 continue
@@ -193,12 +196,14 @@ def dbus_block() -> list[str]:
             first = False
             for it in items:
                 if kind == "property":
-                    head = f"\\fB{esc(it.get('name', ''))}\\fR \\fI{esc(it.get('type', ''))}\\fR ({it.get('access', 'read')})"
+                    head = (f"\\fB{esc(it.get('name', ''))}\\fR "
+                            f"\\fI{esc(it.get('type', ''))}\\fR ({it.get('access', 'read')})")
                 else:
                     head = f"\\fB{esc(it.get('name', ''))}\\fR({esc(_dbus_signature_args(it))})"
                 doc = " ".join(
                     (d.text or "").strip() for d in it.iter()
-                    if d.tag.endswith("docstring") or (d.tag == "annotation" and d.get("name", "").endswith("DocString"))
+                    if d.tag.endswith("docstring")
+                    or (d.tag == "annotation" and d.get("name", "").endswith("DocString"))
                 )
                 out += [".TP", head] + ([esc(doc)] if doc else [".br"])
     return out
@@ -206,8 +211,8 @@ def dbus_block() -> list[str]:
 
 def render(page: str) -> str:
     template = (HERE / f"{page}.in").read_text(encoding="utf-8")
-    blocks = {"@KEYS@": keys_block, "@COMMANDS@": commands_block, "@EXIT_CODES@": exit_codes_block,
-              "@DBUS@": dbus_block, "@ERRORS@": errors_block}
+    blocks = {"@KEYS@": keys_block, "@COMMANDS@": commands_block,
+              "@EXIT_CODES@": exit_codes_block, "@DBUS@": dbus_block, "@ERRORS@": errors_block}
     out: list[str] = []
     for line in template.splitlines():
         marker = line.removeprefix('.\\" ').strip()

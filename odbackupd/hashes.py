@@ -13,8 +13,9 @@ same bit offset, so only the XOR of each of the 160 residue classes matters.  We
 fold the input into a "class accumulator" with big-integer XORs
 (``int.from_bytes`` on slices that start at stream positions ≡ 0 mod 160, so no
 rotation is needed), which all run in C, and only when a digest is asked for halve
-it down to 160 class bytes and spread those to their bit offsets.  Throughput is well above 1 GB/s; memory stays at about
-one slice (``_SLICE`` bytes) whatever the size of an ``update()``.
+it down to 160 class bytes and spread those to their bit offsets.  Throughput is well
+above 1 GB/s; memory stays at about one slice (``_SLICE`` bytes) whatever the size of an
+``update()``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Iterator
 from typing import BinaryIO
 
 __all__ = [
@@ -148,7 +150,7 @@ def quickxor_b64(data: bytes | bytearray | memoryview) -> str:
     return QuickXorHash(data).b64digest()
 
 
-def _read_chunks(stream: BinaryIO):
+def _read_chunks(stream: BinaryIO) -> Iterator[memoryview]:
     buf = bytearray(_FILE_CHUNK)
     view = memoryview(buf)
     while True:

@@ -24,7 +24,8 @@ MSG_STATE_DAMAGED = uuid.UUID("b3f0c6a2d94e4c1f8e5a7d2c61f0e9a4")
 MSG_INTAKE_STORED = uuid.UUID("6c1d2b7e0b4f4a51a7c4d1f0b6f3a111")  # odbackupd-intake
 
 _PRIORITY = {
-    logging.DEBUG: 7, logging.INFO: 6, 25: 5, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2,
+    logging.DEBUG: 7, logging.INFO: 6, 25: 5, logging.WARNING: 4, logging.ERROR: 3,
+    logging.CRITICAL: 2,
 }
 NOTICE = 25
 logging.addLevelName(NOTICE, "NOTICE")

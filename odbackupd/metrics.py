@@ -17,9 +17,11 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from . import __version__
 from .runstatus import RunStatus
@@ -49,16 +51,21 @@ METRICS: tuple[Metric, ...] = (
     Metric("odbackupd_build_info", "gauge", "odbackupd's version (always 1).", ("version",)),
     Metric("odbackupd_last_success_timestamp_seconds", "gauge",
            "When the last successful run of the series finished, per destination.", _SD),
-    Metric("odbackupd_last_run_timestamp_seconds", "gauge", "When the last run of the series finished.", _S),
-    Metric("odbackupd_last_run_success", "gauge", "1 if the last run of the series succeeded, else 0.", _S),
-    Metric("odbackupd_last_run_duration_seconds", "gauge", "How long the last run of the series took.", _S),
+    Metric("odbackupd_last_run_timestamp_seconds", "gauge",
+           "When the last run of the series finished.", _S),
+    Metric("odbackupd_last_run_success", "gauge",
+           "1 if the last run of the series succeeded, else 0.", _S),
+    Metric("odbackupd_last_run_duration_seconds", "gauge",
+           "How long the last run of the series took.", _S),
     Metric("odbackupd_runs_total", "counter",
-           "Finished runs by result: success, warning (completed with warnings), failure, cancelled.",
-           ("series", "result")),
+           "Finished runs by result: success, warning (completed with warnings), failure,"
+           " cancelled.", ("series", "result")),
     Metric("odbackupd_last_snapshot_stored_bytes", "gauge",
            "Stored size of the series' newest snapshot on the destination.", _SD),
-    Metric("odbackupd_snapshots", "gauge", "Complete snapshots of the series on the destination.", _SD),
-    Metric("odbackupd_stored_bytes", "gauge", "Bytes all snapshots of the series take on the destination.", _SD),
+    Metric("odbackupd_snapshots", "gauge",
+           "Complete snapshots of the series on the destination.", _SD),
+    Metric("odbackupd_stored_bytes", "gauge",
+           "Bytes all snapshots of the series take on the destination.", _SD),
     Metric("odbackupd_last_full_timestamp_seconds", "gauge",
            "Start of the newest full snapshot of the series on the destination.", _SD),
     Metric("odbackupd_chain_length", "gauge",
@@ -67,7 +74,8 @@ METRICS: tuple[Metric, ...] = (
            "The longest gap the series' schedule (plus random_delay) leaves between runs.", _S),
     Metric("odbackupd_last_verify_timestamp_seconds", "gauge",
            "When odctl verify last checked the series on the destination.", _SD),
-    Metric("odbackupd_last_verify_success", "gauge", "1 if the last verify found no damage, else 0.", _SD),
+    Metric("odbackupd_last_verify_success", "gauge",
+           "1 if the last verify found no damage, else 0.", _SD),
     Metric("odbackupd_uploaded_bytes_total", "counter", "Bytes sent to the destination.", _D),
     Metric("odbackupd_throttled_total", "counter",
            "Throttling answers (429/503) Microsoft Graph gave the account.", _A),
@@ -76,8 +84,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("odbackupd_destination_free_bytes", "gauge",
            "Free space on the destination (OneDrive: remaining quota) at the last run.", _D),
     Metric("odbackupd_destination_deleted_bytes", "gauge",
-           "Bytes in the destination's recycle bin that still count against its quota (OneDrive).", _D),
-    Metric("odbackupd_notifications_pending", "gauge", "Notifications waiting to be delivered.", ()),
+           "Bytes in the destination's recycle bin that still count against its quota"
+           " (OneDrive).", _D),
+    Metric("odbackupd_notifications_pending", "gauge",
+           "Notifications waiting to be delivered.", ()),
     Metric("odbackupd_notifications_failed_total", "counter",
            "Notifications given up after retrying for a day, by notifier.", ("notifier",)),
 )
@@ -103,8 +113,9 @@ def set_value(state: Any, name: str, value: float, **labels: str) -> None:
 
 def add_value(state: Any, name: str, by: float, **labels: str) -> None:
     if by:
-        state.query("INSERT INTO metrics (name, labels, value) VALUES (?,?,?) ON CONFLICT (name, labels)"
-                    " DO UPDATE SET value = value + excluded.value", (name, _key(name, labels), float(by)))
+        state.query("INSERT INTO metrics (name, labels, value) VALUES (?,?,?)"
+                    " ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
+                    (name, _key(name, labels), float(by)))
 
 
 def stored(state: Any) -> list[tuple[str, dict[str, str], float]]:
@@ -127,7 +138,8 @@ def record_run(state: Any, series: str, status: str, finished: float, duration: 
     set_value(state, "odbackupd_last_run_duration_seconds", max(0.0, duration), series=series)
     if ok:
         for d in destinations:
-            set_value(state, "odbackupd_last_success_timestamp_seconds", finished, series=series, destination=d)
+            set_value(state, "odbackupd_last_success_timestamp_seconds", finished,
+                      series=series, destination=d)
 
 
 def record_snapshots(state: Any, series: str, destination: str, kept: Sequence[Any]) -> None:
@@ -146,16 +158,20 @@ def record_snapshots(state: Any, series: str, destination: str, kept: Sequence[A
         set_value(state, "odbackupd_chain_length", len(kept) - fulls[-1], **labels)
 
 
-def record_destination(state: Any, destination: str, uploaded: int, space: dict[str, int] | None) -> None:
+def record_destination(state: Any, destination: str, uploaded: int,
+                       space: dict[str, int] | None) -> None:
     ensure(state)
     add_value(state, "odbackupd_uploaded_bytes_total", uploaded, destination=destination)
     if space and "remaining" in space:
-        set_value(state, "odbackupd_destination_free_bytes", space["remaining"], destination=destination)
+        set_value(state, "odbackupd_destination_free_bytes", space["remaining"],
+                  destination=destination)
     if space and "deleted" in space:
-        set_value(state, "odbackupd_destination_deleted_bytes", space["deleted"], destination=destination)
+        set_value(state, "odbackupd_destination_deleted_bytes", space["deleted"],
+                  destination=destination)
 
 
-def record_account(state: Any, account: str, *, throttled: int = 0, login_ok: bool | None = None) -> None:
+def record_account(state: Any, account: str, *, throttled: int = 0,
+                   login_ok: bool | None = None) -> None:
     ensure(state)
     add_value(state, "odbackupd_throttled_total", throttled, account=account)
     if login_ok is not None:
@@ -169,7 +185,8 @@ def note_login(config: Any, state: Any, account: str, ok: bool) -> None:
         publish(config, state)
 
 
-def record_verify(state: Any, series: str, destination: str, ok: bool, when: float | None = None) -> None:
+def record_verify(state: Any, series: str, destination: str, ok: bool,
+                  when: float | None = None) -> None:
     ensure(state)
     labels = {"series": series, "destination": destination}
     set_value(state, "odbackupd_last_verify_timestamp_seconds", when or time.time(), **labels)
@@ -196,10 +213,11 @@ def schedule_interval(expr: str, random_delay: float = 0.0, now: float | None = 
 
     it = croniter(expr, dt.datetime.fromtimestamp(now or time.time()))
     times = [it.get_next(dt.datetime).timestamp() for _ in range(32)]
-    return max(b - a for a, b in zip(times, times[1:])) + random_delay
+    return max(b - a for a, b in pairwise(times)) + random_delay
 
 
-def _computed(config: Any, series: dict[str, Any], pending: int | None) -> Iterable[tuple[str, dict, float]]:
+def _computed(config: Any, series: dict[str, Any],
+              pending: int | None) -> Iterable[tuple[str, dict, float]]:
     yield "odbackupd_build_info", {"version": __version__}, 1
     for name, job in series.items():
         if job.schedule and name == job.name:  # drop files arrive when they arrive
@@ -234,7 +252,8 @@ def render(config: Any, state: Any, pending: int | None = None) -> str:
         out += [f"# HELP {m.name} {m.help}", f"# TYPE {m.name} {m.type}"]
         for labels, value in sorted(rows[m.name], key=lambda r: sorted(r[0].items())):
             lab = ",".join(f'{k}="{_escape(str(labels[k]))}"' for k in m.labels)
-            out.append(f"{m.name}{{{lab}}} {_number(value)}" if lab else f"{m.name} {_number(value)}")
+            out.append(f"{m.name}{{{lab}}} {_number(value)}" if lab
+                       else f"{m.name} {_number(value)}")
     return "\n".join(out) + "\n"
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .config import Config
 from .config.destkinds import directory_of
@@ -42,8 +42,9 @@ def give_back(dirs: Iterable[Path]) -> list[str]:
                 except FileNotFoundError:
                     continue
                 except OSError as e:
-                    problems.append(f"{p} stays owned by root ({e.strerror}); the service cannot use it "
-                                    f"until: chown -R {top.st_uid}:{top.st_gid} {d}")
+                    problems.append(
+                        f"{p} stays owned by root ({e.strerror}); the service cannot use it "
+                        f"until: chown -R {top.st_uid}:{top.st_gid} {d}")
     for p in problems:
         log.warning("%s", p)
     return problems

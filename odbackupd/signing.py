@@ -45,7 +45,8 @@ class UntrustedSnapshot(ValueError):
 
 def canonical(doc: dict[str, Any]) -> bytes:
     body = {k: v for k, v in doc.items() if k != "signature"}
-    return DOMAIN + json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return DOMAIN + json.dumps(body, sort_keys=True, separators=(",", ":"),
+                               ensure_ascii=True).encode()
 
 
 def _raw(pub: Ed25519PublicKey) -> bytes:
@@ -59,7 +60,8 @@ def fingerprint(pub: Ed25519PublicKey) -> str:
 
 
 def public_line(pub: Ed25519PublicKey, comment: str = "") -> str:
-    line = pub.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    line = pub.public_bytes(serialization.Encoding.OpenSSH,
+                            serialization.PublicFormat.OpenSSH).decode()
     return f"{line} {comment}".rstrip()
 
 
@@ -86,8 +88,9 @@ def check(doc: dict[str, Any], trusted: list[Ed25519PublicKey], what: str) -> st
     names = ", ".join(fingerprint(k) for k in trusted)
     sig = doc.get("signature")
     if not isinstance(sig, dict):
-        raise UntrustedSnapshot(f"{what} is not signed, and only snapshots signed by {names} are trusted "
-                                "(made by an older odbackupd, or its manifest was replaced)")
+        raise UntrustedSnapshot(
+            f"{what} is not signed, and only snapshots signed by {names} are trusted "
+            "(made by an older odbackupd, or its manifest was replaced)")
     try:
         raw = base64.b64decode(str(sig["public_key"]), validate=True)
         value = base64.b64decode(str(sig["value"]), validate=True)
@@ -95,13 +98,15 @@ def check(doc: dict[str, Any], trusted: list[Ed25519PublicKey], what: str) -> st
         raise UntrustedSnapshot(f"{what}: its signature is malformed ({e})") from None
     key = next((k for k in trusted if _raw(k) == raw), None)
     if key is None or sig.get("algorithm") != "ed25519":
-        raise UntrustedSnapshot(f"{what} is signed by key {sig.get('key')}, not by the trusted key {names} "
-                                "(made by another host or key, or forged)")
+        raise UntrustedSnapshot(
+            f"{what} is signed by key {sig.get('key')}, not by the trusted key {names} "
+            "(made by another host or key, or forged)")
     try:
         key.verify(value, canonical(doc))
     except InvalidSignature:
-        raise UntrustedSnapshot(f"{what}: its signature does not match the manifest (the manifest was "
-                                "changed after it was signed)") from None
+        raise UntrustedSnapshot(
+            f"{what}: its signature does not match the manifest (the manifest was "
+            "changed after it was signed)") from None
     return fingerprint(key)
 
 
@@ -119,8 +124,9 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
         else:
             key = serialization.load_pem_public_key(text)
     except (ValueError, TypeError) as e:
-        raise SigningError(f"trusted key {path}: not an Ed25519 public key as 'odctl key export' prints it "
-                           f"({e})") from None
+        raise SigningError(
+            f"trusted key {path}: not an Ed25519 public key as 'odctl key export' prints it "
+            f"({e})") from None
     if not isinstance(key, Ed25519PublicKey):
         raise SigningError(f"trusted key {path}: not an Ed25519 key")
     return key
@@ -143,8 +149,10 @@ def _read_private(path: Path) -> Ed25519PrivateKey:
     except OSError as e:
         raise SigningError(f"manifest signing key {path}: {e.strerror}") from None
     except (ValueError, TypeError) as e:
-        raise SigningError(f"manifest signing key {path}: not a PEM private key ({e}); move it aside "
-                           "and a new key is made (then give the new 'odctl key export' to whoever verifies)") from None
+        raise SigningError(
+            f"manifest signing key {path}: not a PEM private key ({e}); move it aside "
+            "and a new key is made (then give the new 'odctl key export' to whoever verifies)"
+        ) from None
     if not isinstance(key, Ed25519PrivateKey):
         raise SigningError(f"manifest signing key {path}: not an Ed25519 key")
     return key
@@ -180,8 +188,9 @@ def load_or_create(state_dir: Path) -> Ed25519PrivateKey:
             tmp.unlink(missing_ok=True)
         write_public(pub_path, key.public_key(), owner)
     except OSError as e:
-        raise SigningError(f"cannot create the manifest signing key {path}: {e.strerror} (the state "
-                           "directory must be writable by the service's user)") from None
+        raise SigningError(
+            f"cannot create the manifest signing key {path}: {e.strerror} (the state "
+            "directory must be writable by the service's user)") from None
     return key
 
 
@@ -204,9 +213,10 @@ def public_key(state_dir: Path) -> Ed25519PublicKey:
     if pub_path.exists():
         return load_public_key(pub_path)
     if not Path(state_dir).is_dir():
-        raise SigningError(f"no signing key: the state directory {state_dir} does not exist (odbackupd "
-                           "makes the key there with its first snapshot; on a machine that only restores, "
-                           "use the key exported on the host that makes the snapshots)")
+        raise SigningError(
+            f"no signing key: the state directory {state_dir} does not exist (odbackupd "
+            "makes the key there with its first snapshot; on a machine that only restores, "
+            "use the key exported on the host that makes the snapshots)")
     return load_or_create(state_dir).public_key()
 
 

@@ -292,6 +292,16 @@ class StateStore:
     def set_schedule_since(self, job: str, when: float) -> None:
         self.set(f"schedule_since:{job}", repr(float(when)))
 
+    def note_failing(self, series: str, failing: bool) -> bool:
+        """Record whether the series' last run failed; returns whether the one before did
+        (the notifiers' "recovered" and reminder logic)."""
+        key = f"notify:failing:{series}"
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
+            db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?,?)",
+                       (key, "1" if failing else "0"))
+        return bool(row) and row[0] == "1"
+
     def last_data_bytes(self, series: str, kind: str | None = None) -> int | None:
         """The data size of the series' last snapshot (of ``kind``: "full", "incremental"):
         the estimate progress percentages are computed from."""

@@ -23,7 +23,8 @@ def test_key_is_made_once_private_and_exported(tmp_path):
     assert signing.fingerprint(exported) == signing.fingerprint(key.public_key())
     assert signing._raw(signing.load_public_key(pub)) == signing._raw(key.public_key())
     if shutil.which("ssh-keygen"):  # the fingerprint is the one ssh-keygen -l shows for the file
-        out = subprocess.run(["ssh-keygen", "-l", "-f", str(pub)], capture_output=True, text=True, check=True)
+        out = subprocess.run(["ssh-keygen", "-l", "-f", str(pub)],
+                             capture_output=True, text=True, check=True)
         assert signing.fingerprint(exported) in out.stdout
 
 
@@ -32,7 +33,8 @@ def test_systemd_credential_wins(tmp_path, monkeypatch):
     creds.mkdir()
     key = Ed25519PrivateKey.generate()
     (creds / signing.CREDENTIAL).write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
     got = signing.load_or_create(tmp_path / "state")
     assert signing._raw(got.public_key()) == signing._raw(key.public_key())
@@ -41,7 +43,8 @@ def test_systemd_credential_wins(tmp_path, monkeypatch):
 
 def test_signature_covers_every_field(tmp_path):
     key = signing.load_or_create(tmp_path)
-    doc = signing.sign({"snapshot": "s", "volumes": [{"name": "v", "sha256": "00"}], "future_field": 1}, key)
+    doc = signing.sign({"snapshot": "s", "volumes": [{"name": "v", "sha256": "00"}],
+                        "future_field": 1}, key)
     assert signing.check(doc, [key.public_key()], "s") == signing.fingerprint(key.public_key())
     for changed in ({**doc, "future_field": 2}, {**doc, "volumes": []}):
         with pytest.raises(signing.UntrustedSnapshot, match="does not match"):

@@ -19,7 +19,8 @@ import hashlib
 import importlib.resources
 import json
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
@@ -120,7 +121,8 @@ class Intake:
 
     async def expect(self, request: web.Request) -> web.StreamResponse | None:
         """``Expect: 100-continue``: refuse before the client sends a (large) body."""
-        refused = self.refusal(request) or (None if self.user(request) else self.unauthorized(request))
+        refused = self.refusal(request) or (
+            None if self.user(request) else self.unauthorized(request))
         if refused is None and request.method == "PUT":
             refused = self.put_precheck(request, self.user(request) or "")
         if refused is not None:

@@ -1,18 +1,19 @@
 """Streaming a request body into a partial file, within limits.
 
 Bytes are buffered up to :data:`BLOCK`, then written and hashed by a writer thread; memory
-per upload stays at a few blocks whatever the file size, and fsync runs off the event loop. ``limit`` is checked as bytes
-arrive, so a chunked body (no Content-Length) that grows past ``max_file_size`` or the
-quota stops there. A full disk or quota surfaces as :class:`DiskFull`.
+per upload stays at a few blocks whatever the file size, and fsync runs off the event loop.
+``limit`` is checked as bytes arrive, so a chunked body (no Content-Length) that grows past
+``max_file_size`` or the quota stops there. A full disk or quota surfaces as :class:`DiskFull`.
 """
 from __future__ import annotations
 
 import asyncio
 import errno
 import os
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import ClientPayloadError
 

@@ -4,9 +4,9 @@ The upload was streamed into a partial file outside the drop directory on the sa
 system and fsynced. :func:`land` renames it in with ``renameat2(RENAME_NOREPLACE)`` (the
 kernel refuses with EEXIST instead of replacing, so a file the daemon has not stored yet is
 never lost), tries ``name-2.ext``, ``name-3.ext``… on a clash, and fsyncs the directory (or,
-in a write-only one, the file) so the new entry survives a crash. The daemon's drop watcher sees one ``IN_MOVED_TO`` of a
-complete file. The intake needs no read permission on the drop directory (mode 1730 is
-enough): it never lists it, only tries names.
+in a write-only one, the file) so the new entry survives a crash. The daemon's drop watcher
+sees one ``IN_MOVED_TO`` of a complete file. The intake needs no read permission on the drop
+directory (mode 1730 is enough): it never lists it, only tries names.
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ MAX_CLASH = 10000
 _libc = ctypes.CDLL(None, use_errno=True)
 _renameat2 = getattr(_libc, "renameat2", None)
 if _renameat2 is not None:
-    _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                           ctypes.c_uint]
     _renameat2.restype = ctypes.c_int
 
 

@@ -103,11 +103,13 @@ class Store:
                 if not check_only:
                     a.partial_dir.mkdir(mode=0o700, exist_ok=True)
                 drop_dev = os.stat(a.drop_dir).st_dev
-                partial = a.partial_dir if a.partial_dir.exists() or not check_only else a.partial_dir.parent
+                partial = (a.partial_dir if a.partial_dir.exists() or not check_only
+                           else a.partial_dir.parent)
                 partial_dev = os.stat(partial).st_dev
             except OSError as e:
-                raise SetupError(f"intake user '{a.user}': {e.filename}: {e.strerror or e} "
-                                 "(create the drop directory, writable by odbackupd-intake)") from None
+                raise SetupError(
+                    f"intake user '{a.user}': {e.filename}: {e.strerror or e} "
+                    "(create the drop directory, writable by odbackupd-intake)") from None
             if drop_dev != partial_dev:
                 raise SetupError(
                     f"intake user '{a.user}': partial_dir {a.partial_dir} is not on the file "
@@ -231,7 +233,8 @@ class Store:
     def sweep(self) -> list[Upload]:
         """Delete unfinished uploads that received nothing for upload_expiry."""
         now = self.clock()
-        gone = [u for u in self.uploads.values() if u.id not in self.busy and self.expires(u) <= now]
+        gone = [u for u in self.uploads.values()
+                if u.id not in self.busy and self.expires(u) <= now]
         for up in gone:
             self.forget(up, remove_partial=True)
         return gone

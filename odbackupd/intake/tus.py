@@ -74,7 +74,8 @@ class Tus:
         if user is None:
             return None, self.intake.unauthorized(request)
         if request.headers.get("Tus-Resumable") != VERSION:
-            return None, self._reply(412, "Tus-Resumable: 1.0.0 is required", **{"Tus-Version": VERSION})
+            return None, self._reply(412, "Tus-Resumable: 1.0.0 is required",
+                                     **{"Tus-Version": VERSION})
         return user, None
 
     async def options(self, request: web.Request, _arg: str) -> web.StreamResponse:
@@ -122,8 +123,10 @@ class Tus:
         up = self.store.find(user, upload_id)
         if up is None:
             return self._reply(404, "no such upload")
-        return self._reply(200, **{"Upload-Offset": str(up.offset), "Upload-Length": str(up.length),
-                                   "Upload-Expires": self._expires(up), "Cache-Control": "no-store"})
+        return self._reply(200, **{"Upload-Offset": str(up.offset),
+                                   "Upload-Length": str(up.length),
+                                   "Upload-Expires": self._expires(up),
+                                   "Cache-Control": "no-store"})
 
     async def delete(self, request: web.Request, upload_id: str) -> web.StreamResponse:
         user, refused = self._begin(request)
@@ -200,7 +203,8 @@ class Tus:
         finally:
             self.store.busy.discard(up.id)
 
-    async def _append(self, request: web.Request, up: Upload, checksum: Any, left: int) -> web.StreamResponse:
+    async def _append(self, request: web.Request, up: Upload, checksum: Any,
+                      left: int) -> web.StreamResponse:
         whole = (await self._whole_hash(up)).copy()
         hashers = [whole] + ([checksum[0]] if checksum else [])
         sink = Sink(self.store.partial(up), up.offset, hashers, create=False)
@@ -240,9 +244,11 @@ class Tus:
         if sink.offset == up.length:
             return await self._finish(request, up, whole)
         self.store.acknowledge(up, sink.offset)
-        return self._reply(204, **{"Upload-Offset": str(up.offset), "Upload-Expires": self._expires(up)})
+        return self._reply(204, **{"Upload-Offset": str(up.offset),
+                                   "Upload-Expires": self._expires(up)})
 
-    def _keep_what_arrived(self, up: Upload, sink: Sink, pending: list[bytes], checksummed: bool) -> None:
+    def _keep_what_arrived(self, up: Upload, sink: Sink, pending: list[bytes],
+                           checksummed: bool) -> None:
         """A PATCH that ended early (dropped connection, service stopping): keep and record
         the bytes that arrived, so the client resumes after them; not an unverified chunk."""
         try:
@@ -264,7 +270,8 @@ class Tus:
                  "resumes at %d of %d bytes", up.id, up.name, up.user,
                  min(sink.offset, up.length - 1), up.length)
 
-    async def _finish(self, request: web.Request, up: Upload, whole: Any, location: str | None = None) -> web.StreamResponse:
+    async def _finish(self, request: web.Request, up: Upload, whole: Any,
+                      location: str | None = None) -> web.StreamResponse:
         try:
             name = self.store.land(up.user, self.store.partial(up), up.name)
         except OSError as e:

@@ -27,14 +27,16 @@ def backoff(attempts: int) -> float:
     return min(MAX_RETRY, FIRST_RETRY * 2 ** max(0, attempts - 1))
 
 
-def deliver_due(config: Any, state: Any, *, now: float | None = None, stop: threading.Event | None = None,
-                deadline: float | None = None, everything: bool = False) -> int:
+def deliver_due(config: Any, state: Any, *, now: float | None = None,
+                stop: threading.Event | None = None, deadline: float | None = None,
+                everything: bool = False) -> int:
     """Send every due message once (``everything``: also those waiting for a retry, as a
     daemon start does); returns how many got through. ``deadline`` (time.monotonic()) and
     ``stop`` end the pass early; the rest stays queued."""
     sent = 0
     for item in queue.due(state, float("inf") if everything else now):
-        if (stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() >= deadline):
+        if ((stop is not None and stop.is_set())
+                or (deadline is not None and time.monotonic() >= deadline)):
             break
         fields = {"NOTIFIER": item.notifier, "EVENT": item.event, "SERIES": item.series,
                   "JOB": item.message.get("job", item.series)}
@@ -54,18 +56,20 @@ def deliver_due(config: Any, state: Any, *, now: float | None = None, stop: thre
             else:
                 wait = backoff(item.attempts + 1)
                 queue.retry_at(state, item.id, t + wait, str(e))
-                log.warning("notifier %s: %s message about %s not delivered (attempt %d): %s; next try in %.0fs",
+                log.warning("notifier %s: %s message about %s not delivered (attempt %d): %s;"
+                            " next try in %.0fs",
                             item.notifier, item.event, item.series, item.attempts + 1, e, wait,
                             extra={"journal_fields": fields})
             continue
         except Exception as e:  # noqa: BLE001 - a bug in a sender must not stop the queue
             log.exception("notifier %s: sending failed", item.notifier)
-            queue.retry_at(state, item.id, (time.time() if now is None else now) + MAX_RETRY, repr(e))
+            queue.retry_at(state, item.id, (time.time() if now is None else now) + MAX_RETRY,
+                           repr(e))
             continue
         queue.done(state, item.id)
         sent += 1
-        log.info("notifier %s: %s message about %s delivered", item.notifier, item.event, item.series,
-                 extra={"journal_fields": fields})
+        log.info("notifier %s: %s message about %s delivered",
+                 item.notifier, item.event, item.series, extra={"journal_fields": fields})
     return sent
 
 
@@ -101,7 +105,7 @@ class OnceDelivery:
         except Exception:  # noqa: BLE001 - notifications never fail a backup
             log.exception("delivering notifications failed")
 
-    def __enter__(self) -> "OnceDelivery":
+    def __enter__(self) -> OnceDelivery:
         if getattr(self.config, "notify", None):
             self._thread.start()
         return self

@@ -25,7 +25,8 @@ def iso(ts: float | None) -> str | None:
 
 def title(doc: dict) -> str:
     """``[odbackupd] HOST SERIES FAILED``: the mail subject and the webhook's ``title``."""
-    return f"[odbackupd] {doc.get('host', '?')} {doc.get('series', '?')} {WORDS.get(doc['event'], doc['event'].upper())}"
+    return (f"[odbackupd] {doc.get('host', '?')} {doc.get('series', '?')} "
+            f"{WORDS.get(doc['event'], doc['event'].upper())}")
 
 
 def document(event: str, *, host: str, series: str, job: str, run_id: int | None = None,

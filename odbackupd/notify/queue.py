@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS notify_queue (
@@ -69,7 +70,8 @@ def choose(events: Sequence[str], candidates: Sequence[str]) -> str | None:
     return next((c for c in candidates if c in events), None)
 
 
-def run_end_candidates(ok: bool, warnings: bool, login_needed: bool, was_failing: bool) -> list[str]:
+def run_end_candidates(ok: bool, warnings: bool, login_needed: bool,
+                       was_failing: bool) -> list[str]:
     if not ok:
         return ["login_expired", "failure"] if login_needed else ["failure"]
     out = ["recovery"] if was_failing else []
@@ -100,12 +102,13 @@ def queue_event(config: Any, state: Any, job: Any, series: str, candidates: Sequ
         if event is None:
             continue
         if event in REMINDING:
-            rows = state.query("SELECT sent FROM notify_sent WHERE notifier=? AND series=? AND event=?",
+            rows = state.query("SELECT sent FROM notify_sent"
+                               " WHERE notifier=? AND series=? AND event=?",
                                (n.name, series, event))
             if rows and (n.repeat <= 0 or now - rows[0][0] < n.repeat):
                 continue
-            state.query("INSERT OR REPLACE INTO notify_sent (notifier, series, event, sent) VALUES (?,?,?,?)",
-                        (n.name, series, event, now))
+            state.query("INSERT OR REPLACE INTO notify_sent (notifier, series, event, sent)"
+                        " VALUES (?,?,?,?)", (n.name, series, event, now))
         enqueue(state, n.name, event, series, make(event), now)
         out.append((n.name, event))
     return out
@@ -121,7 +124,8 @@ def due(state: Any, now: float | None = None, limit: int = 100) -> list[Pending]
     ensure(state)
     rows = state.query(
         "SELECT id, notifier, event, series, message, created, attempts FROM notify_queue"
-        " WHERE next_attempt <= ? ORDER BY id LIMIT ?", (time.time() if now is None else now, limit))
+        " WHERE next_attempt <= ? ORDER BY id LIMIT ?",
+        (time.time() if now is None else now, limit))
     return [Pending(i, n, e, s, json.loads(m), c, a) for i, n, e, s, m, c, a in rows]
 
 
@@ -130,8 +134,8 @@ def done(state: Any, item_id: int) -> None:
 
 
 def retry_at(state: Any, item_id: int, when: float, error: str) -> None:
-    state.query("UPDATE notify_queue SET attempts = attempts + 1, next_attempt=?, last_error=? WHERE id=?",
-                (when, error, item_id))
+    state.query("UPDATE notify_queue SET attempts = attempts + 1, next_attempt=?, last_error=?"
+                " WHERE id=?", (when, error, item_id))
 
 
 def pending_count(state: Any) -> int:
@@ -141,7 +145,4 @@ def pending_count(state: Any) -> int:
 
 def note_result(state: Any, series: str, failed: bool) -> bool:
     """Record whether the series' last run failed; returns whether the one before did."""
-    key = f"notify:failing:{series}"
-    before = state.get(key) == "1"
-    state.set(key, "1" if failed else "0")
-    return before
+    return state.note_failing(series, failed)

@@ -51,13 +51,16 @@ def _post(cfg: Any, url: str, body: bytes, headers: dict[str, str]) -> None:
     headers = {"User-Agent": f"odbackupd/{__version__}", **headers}
     try:
         resp = requests.post(url, data=body, headers=headers, timeout=cfg.timeout,
-                             verify=str(cfg.ca_bundle) if cfg.ca_bundle else True, allow_redirects=False)
+                             verify=str(cfg.ca_bundle) if cfg.ca_bundle else True,
+                             allow_redirects=False)
     except requests.exceptions.SSLError:
-        raise DeliveryError(f"TLS to {_host(url)} failed (certificate not trusted? see ca_bundle)") from None
+        raise DeliveryError(
+            f"TLS to {_host(url)} failed (certificate not trusted? see ca_bundle)") from None
     except requests.RequestException as e:
         raise DeliveryError(f"{type(e).__name__}: could not reach {_host(url)}") from None
     except OSError as e:  # e.g. ca_bundle missing
-        raise DeliveryError(f"cannot connect to {_host(url)}: {e.strerror or type(e).__name__}") from None
+        raise DeliveryError(
+            f"cannot connect to {_host(url)}: {e.strerror or type(e).__name__}") from None
     with resp:
         if not 200 <= resp.status_code < 300:
             raise DeliveryError(f"{_host(url)} answered HTTP {resp.status_code}")
@@ -68,7 +71,8 @@ def webhook(cfg: Any, doc: dict) -> None:
     headers = {"Content-Type": "application/json"}
     for h in cfg.headers:
         name, _, value = h.partition(":")
-        headers[name.strip()] = _PLACEHOLDER.sub(lambda m: str(doc.get(m.group(1), "")), value.strip())
+        headers[name.strip()] = _PLACEHOLDER.sub(lambda m: str(doc.get(m.group(1), "")),
+                                                 value.strip())
     if cfg.secret_file is not None:
         mac = hmac.new(read_secret(cfg.secret_file), body, hashlib.sha256).hexdigest()
         headers[SIGNATURE_HEADER] = f"sha256={mac}"
@@ -77,7 +81,8 @@ def webhook(cfg: Any, doc: dict) -> None:
 
 def healthchecks(cfg: Any, doc: dict) -> None:
     suffix = HEALTHCHECKS_SUFFIX.get(doc["event"], "")
-    _post(cfg, cfg.url.rstrip("/") + suffix, text(doc).encode(), {"Content-Type": "text/plain; charset=utf-8"})
+    _post(cfg, cfg.url.rstrip("/") + suffix, text(doc).encode(),
+          {"Content-Type": "text/plain; charset=utf-8"})
 
 
 def mail(cfg: Any, doc: dict) -> None:
@@ -106,17 +111,20 @@ def mail(cfg: Any, doc: dict) -> None:
                 smtp.login(cfg.username, password)
             smtp.send_message(msg)
     except smtplib.SMTPAuthenticationError as e:
-        raise DeliveryError(f"{where} refused the login of {cfg.username} ({e.smtp_code})") from None
+        raise DeliveryError(
+            f"{where} refused the login of {cfg.username} ({e.smtp_code})") from None
     except smtplib.SMTPNotSupportedError as e:
         if "STARTTLS" in str(e):
-            raise DeliveryError(f"{where} does not offer STARTTLS; refusing to send in clear") from None
+            raise DeliveryError(
+                f"{where} does not offer STARTTLS; refusing to send in clear") from None
         raise DeliveryError(f"{where}: {e}") from None
     except ssl.SSLError as e:
         raise DeliveryError(f"{where}: TLS failed ({e.reason or e}); see ca_bundle") from None
     except smtplib.SMTPResponseException as e:
         raise DeliveryError(f"{where} answered {e.smtp_code}") from None
     except (smtplib.SMTPException, OSError) as e:
-        raise DeliveryError(f"{where}: {type(e).__name__}: {getattr(e, 'strerror', None) or e}") from None
+        raise DeliveryError(
+            f"{where}: {type(e).__name__}: {getattr(e, 'strerror', None) or e}") from None
 
 
 SENDERS = {"webhook": webhook, "healthchecks": healthchecks, "email": mail}
@@ -137,6 +145,7 @@ def test_message(config: Any, name: str) -> str:
     if notifier is None:
         known = ", ".join(sorted(config.notify)) or "none configured"
         raise LookupError(f"no notifier {name!r} (notifiers: {known})")
-    send(notifier, document("test", host=config.daemon.hostname, series="test", job="test", result="test",
-                            finished=time.time(), log="A test message sent by odctl notify test."))
+    send(notifier, document("test", host=config.daemon.hostname, series="test", job="test",
+                            result="test", finished=time.time(),
+                            log="A test message sent by odctl notify test."))
     return notifier.type

@@ -15,11 +15,13 @@ SITE = ROOT / "contrib" / "ansible" / "site.yml"
 
 def playbook(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     inv = tmp_path / "inventory"
-    inv.write_text(f"[backup_clients]\nweb1 ansible_connection=local ansible_python_interpreter={sys.executable}\n")
-    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+    inv.write_text("[backup_clients]\n"
+                   f"web1 ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+    env = {**os.environ, "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
            "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-tmp"), "ANSIBLE_RETRY_FILES_ENABLED": "0"}
-    return subprocess.run(["ansible-playbook", "-i", str(inv), str(SITE), *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(["ansible-playbook", "-i", str(inv), str(SITE), *args],
+                          capture_output=True, text=True, env=env, timeout=300)
 
 
 def test_playbook_syntax(tmp_path):
@@ -30,13 +32,14 @@ def test_playbook_syntax(tmp_path):
 def test_dropins_are_validated_before_they_take_effect(tmp_path):
     etc = tmp_path / "etc"
     (etc / "odbackupd.toml.d").mkdir(parents=True)
-    (etc / "odbackupd.toml").write_text(f'[daemon]\nstate_dir = "{tmp_path}/state"\nspool_dir = "{tmp_path}/spool"\n')
+    (etc / "odbackupd.toml").write_text(f'[daemon]\nstate_dir = "{tmp_path}/state"\n'
+                                        f'spool_dir = "{tmp_path}/spool"\n')
     src = tmp_path / "srv"
     src.mkdir()
     textfile = tmp_path / "textfile"
     textfile.mkdir()
-    common = ["--tags", "dropins", "-e", f"odbackupd_config_dir={etc}", "-e", "odbackupd_reload=false",
-              "-e", "ansible_become=false",
+    common = ["--tags", "dropins", "-e", f"odbackupd_config_dir={etc}",
+              "-e", "odbackupd_reload=false", "-e", "ansible_become=false",
               "-e", json.dumps({"odbackupd_check_command": f"{sys.executable} -m odbackupd.main"}),
               "-e", f"odbackupd_metrics_file={textfile}/odbackupd.prom"]
     jobs = {"etc": {"sources": [str(src)], "schedule": "30 2 * * *"}}
@@ -44,9 +47,11 @@ def test_dropins_are_validated_before_they_take_effect(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     dropin = etc / "odbackupd.toml.d" / "50-fleet.toml"
     text = dropin.read_text()
-    assert 'hostname = "web1"' in text and 'random_delay = "30min"' in text and f"{textfile}/odbackupd.prom" in text
-    check = subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(etc / "odbackupd.toml"),
-                            "--check-config"], capture_output=True, text=True)
+    assert 'hostname = "web1"' in text and 'random_delay = "30min"' in text
+    assert f"{textfile}/odbackupd.prom" in text
+    check = subprocess.run([sys.executable, "-m", "odbackupd.main",
+                            "--config", str(etc / "odbackupd.toml"), "--check-config"],
+                           capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
 
     bad = {"etc": {"sources": [str(src)], "schedule": "every night"}}  # not cron: must never land

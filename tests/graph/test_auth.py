@@ -401,7 +401,8 @@ def as_root() -> None:
     """Giving files to the daemon user and dropping to nobody need root, as CI runs the
     suite: fail loudly elsewhere instead of skipping what the tests are for."""
     if os.geteuid() != 0:
-        pytest.fail("these login tests run as root (CI does): they chown files and switch to nobody")
+        pytest.fail(
+            "these login tests run as root (CI does): they chown files and switch to nobody")
 
 
 @pytest.fixture
@@ -600,7 +601,7 @@ def self_signed() -> tuple[bytes, bytes]:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "odbackupd test app")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))

@@ -510,7 +510,7 @@ class GraphEmulator:
         req.client_request_id = req.header("client-request-id") or ""
         try:
             resp = self._process(req)
-        except Exception:  # an emulator bug must be visible, not a hung client
+        except Exception:  # noqa: BLE001 - an emulator bug must be visible, not a hung client
             self.internal_errors.append(traceback.format_exc())
             resp = error_response(req, 500, "generalException", "graphemu internal error")
         if resp.action is None:

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit
 
+import certifi
 import msal
 import pytest
-import certifi
 import requests
 
 from tests.graphemu import FRAGMENT_MULTIPLE, GraphEmulator, QuickXorHash, quickxor_b64
@@ -1202,7 +1202,7 @@ def test_parallel_uploads_under_random_faults(graph_emulator):
                 if pos == len(data):
                     break
             results[n] = data
-        except BaseException as e:  # surfaced below
+        except BaseException as e:  # noqa: BLE001 - surfaced below
             errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]

@@ -44,7 +44,8 @@ def tmpfs(tmp_path: Path):
     """A real 6 MiB file system holding the drop and partial directories."""
     root = tmp_path / "small"
     root.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6M,mode=0700", "tmpfs", str(root)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6M,mode=0700", "tmpfs", str(root)],
+                   check=True)
     try:
         yield root
     finally:
@@ -56,7 +57,8 @@ def _used(root: Path) -> int:
     return (st.f_blocks - st.f_bfree) * st.f_frsize
 
 
-def test_a_full_disk_answers_507_and_leaves_nothing_half_landed(tmp_path: Path, tmpfs: Path) -> None:
+def test_a_full_disk_answers_507_and_leaves_nothing_half_landed(tmp_path: Path,
+                                                                tmpfs: Path) -> None:
     svc = Intake(tmp_path, drop_root=tmpfs, max_file_size="100MiB")
     svc.start()
     try:
@@ -139,7 +141,8 @@ def test_every_stored_file_becomes_a_drop_snapshot_that_restores(intake: Intake)
                        "sha256": __import__("hashlib").sha256(put_data).hexdigest()})
             loc = await loop.run_in_executor(None, intake.create, len(tus_data), "vm.vma")
             for off in range(0, len(tus_data), MiB):
-                r = await loop.run_in_executor(None, intake.patch, loc, off, tus_data[off:off + MiB])
+                r = await loop.run_in_executor(None, intake.patch, loc, off,
+                                               tus_data[off:off + MiB])
                 assert r[0] == 204
             await asyncio.wait_for(done.wait(), 120)
         finally:

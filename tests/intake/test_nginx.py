@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import os
 import shutil
 import socket
@@ -39,7 +38,8 @@ def test_put_and_chunked_put_through_nginx(proxied) -> None:
     assert ngx.request("PUT", "/upload/chunked.bin", chunks,
                        headers={"Transfer-Encoding": "chunked"})[0] == 201
     big = (os.urandom(MiB) for _ in range(10))  # past max_file_size while streaming
-    assert ngx.request("PUT", "/upload/big.bin", big, headers={"Transfer-Encoding": "chunked"})[0] == 413
+    assert ngx.request("PUT", "/upload/big.bin", big,
+                       headers={"Transfer-Encoding": "chunked"})[0] == 413
     assert ngx.request("PUT", "/upload/x.bin", b"x", user=None)[0] == 401
     assert ngx.request("GET", "/upload/through-nginx.bin")[0] == 405
     assert set(intake.waiting()) == {"through-nginx.bin", "chunked.bin"}

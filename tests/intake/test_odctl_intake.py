@@ -49,13 +49,15 @@ def test_add_user_for_an_unconfigured_user_uses_the_credential_directory(tmp_pat
 
 def test_check_config_checks_without_creating_anything(tmp_path: Path) -> None:
     svc = Intake(tmp_path)
-    cmd = [sys.executable, "-m", "odbackupd.intake.main", "--config", str(svc.config), "--check-config"]
+    cmd = [sys.executable, "-m", "odbackupd.intake.main", "--config", str(svc.config),
+           "--check-config"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "OK, 2 intake users" in r.stdout, r.stderr
     assert not svc.state.exists() and not svc.partial["alice"].exists()
     (tmp_path / "bob.sha256").write_text("the token itself, by mistake\n")
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "intake user 'bob'" in r.stderr and "must hold one SHA-256" in r.stderr
+    assert (r.returncode == 2 and "intake user 'bob'" in r.stderr
+            and "must hold one SHA-256" in r.stderr)
     svc.drop["alice"].rmdir()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "intake user 'alice'" in r.stderr and "Traceback" not in r.stderr

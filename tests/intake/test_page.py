@@ -84,7 +84,8 @@ def test_page_uploads_two_files_and_resumes_across_a_restart(tmp_path: Path, bro
         assert log.count("alice sent first.bin") == log.count("alice sent second.bin") == 1
         status = browser.find_element("css selector", "#file-0 .status").text
         assert status == "stored as first.bin"
-        problems = [e for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+        problems = [e for e in browser.get_log("browser")
+                    if "Content Security Policy" in e["message"]]
         assert problems == []
     finally:
         svc.close()
@@ -112,7 +113,8 @@ def test_page_takes_dropped_files(tmp_path: Path, browser, intake: Intake) -> No
             new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
     """)
     WebDriverWait(browser, 60, poll_frequency=0.02).until(lambda d: _state(d, "file-1") == "failed")
-    assert browser.find_element("css selector", "#file-1 .status").text == "the token was not accepted"
+    status = browser.find_element("css selector", "#file-1 .status").text
+    assert status == "the token was not accepted"
     assert intake.waiting("bob") == {"dropped.txt": b"dropped by drag and drop\n"}
 
 

@@ -50,7 +50,7 @@ def test_a_name_never_overwrites_even_when_sent_at_once(intake: Intake) -> None:
     assert names == sorted(["same.bin"] + [f"same-{n}.bin" for n in range(2, 7)])
     waiting = intake.waiting()
     assert sorted(waiting.values()) == sorted(payloads)  # every upload intact, none lost
-    for status, body in results:
+    for _status, body in results:
         assert hashlib.sha256(waiting[body["name"]]).hexdigest() == body["sha256"]
 
 
@@ -248,7 +248,8 @@ def test_a_restart_loses_no_finished_upload(intake: Intake) -> None:
 
 def test_an_empty_file_by_tus_lands_at_creation(intake: Intake) -> None:
     status, h, _ = intake.request("POST", "/files", user="alice", tus=True, headers={
-        "Upload-Length": "0", "Upload-Metadata": "filename " + base64.b64encode(b"empty.txt").decode()})
+        "Upload-Length": "0",
+        "Upload-Metadata": "filename " + base64.b64encode(b"empty.txt").decode()})
     assert status == 201 and h["intake-name"] == "empty.txt"
     assert h["intake-sha256"] == hashlib.sha256(b"").hexdigest()
     assert intake.waiting() == {"empty.txt": b""} and intake.partials() == []

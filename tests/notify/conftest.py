@@ -51,14 +51,15 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "Receiver":
+    def start(self) -> Receiver:
         rec = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with rec._cond:
-                    rec.requests.append(Request("POST", self.path, dict(self.headers.items()), body))
+                    rec.requests.append(Request("POST", self.path, dict(self.headers.items()),
+                                                body))
                     rec._cond.notify_all()
                 self.send_response(rec.status)
                 self.send_header("Content-Length", "0")

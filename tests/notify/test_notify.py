@@ -22,8 +22,8 @@ from .conftest import PASSWORD
 
 
 def once(cfg: Path, job: str = "t") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--once", job],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg),
+                           "--once", job], capture_output=True, text=True, timeout=120)
 
 
 def odctl(cfg: Path, *args: str) -> subprocess.CompletedProcess:
@@ -62,8 +62,9 @@ def test_webhook_failure_reminder_and_recovery_signed(setup, tmp_path, receiver)
     secret = tmp_path / "hook-secret"
     secret.write_text("hmac-key-123\n")
     receiver.start()
-    cfg, src = configure(setup, tmp_path, f'type = "webhook"\nurl = "{receiver.url}/hook/T0PSECRET"\n'
-                         f'headers = ["X-Title: {{title}}", "X-Priority: 4"]\nsecret_file = "{secret}"\n')
+    cfg, src = configure(setup, tmp_path, (
+        f'type = "webhook"\nurl = "{receiver.url}/hook/T0PSECRET"\n'
+        f'headers = ["X-Title: {{title}}", "X-Priority: 4"]\nsecret_file = "{secret}"\n'))
     assert once(cfg).returncode == 0
     assert receiver.requests == []  # the default events: failure, recovery, login_expired
     break_source(src)
@@ -93,7 +94,8 @@ def test_webhook_failure_reminder_and_recovery_signed(setup, tmp_path, receiver)
 
 def test_healthchecks_pings_start_success_and_fail_with_the_log(setup, tmp_path, receiver):
     receiver.start()
-    cfg, src = configure(setup, tmp_path, f'type = "healthchecks"\nurl = "{receiver.url}/ping/uuid-1"\n')
+    cfg, src = configure(setup, tmp_path,
+                         f'type = "healthchecks"\nurl = "{receiver.url}/ping/uuid-1"\n')
     assert once(cfg).returncode == 0
     start, ok = receiver.wait_for(2)
     assert (start.path, ok.path) == ("/ping/uuid-1/start", "/ping/uuid-1")
@@ -105,8 +107,10 @@ def test_healthchecks_pings_start_success_and_fail_with_the_log(setup, tmp_path,
     assert str(src).encode() in fail.body and b"failed" in fail.body  # the run's log tail
 
 
-def test_a_receiver_down_gets_the_message_later_even_across_a_daemon_restart(setup, tmp_path, receiver):
-    cfg, src = configure(setup, tmp_path, f'type = "webhook"\nurl = "{receiver.url}/hook/T0PSECRET"\n')
+def test_a_receiver_down_gets_the_message_later_even_across_a_daemon_restart(
+        setup, tmp_path, receiver):
+    cfg, src = configure(setup, tmp_path,
+                         f'type = "webhook"\nurl = "{receiver.url}/hook/T0PSECRET"\n')
     break_source(src)
     t0 = time.monotonic()
     r = once(cfg)  # the receiver is down: the backup's result is unaffected, the message waits
@@ -119,7 +123,8 @@ def test_a_receiver_down_gets_the_message_later_even_across_a_daemon_restart(set
     notify = Notify(tmp_path / "notify.sock")
     d1 = Daemon(cfg, tmp_path, notify)  # still down: it tries again at start, then waits
     notify.expect(lambda m: m.get("READY") == "1", "READY=1")
-    wait_until(lambda: pending(setup)[0].attempts > item.attempts, "the daemon's attempt", proc=d1.proc)
+    wait_until(lambda: pending(setup)[0].attempts > item.attempts, "the daemon's attempt",
+               proc=d1.proc)
     assert "not delivered (attempt" in d1.log()
     d1.signal(signal.SIGTERM)
     assert d1.wait(60) == 0
@@ -128,12 +133,14 @@ def test_a_receiver_down_gets_the_message_later_even_across_a_daemon_restart(set
     d2 = Daemon(cfg, tmp_path, notify)
     [req] = receiver.wait_for(1)
     assert json.loads(req.body)["event"] == "failure"
-    wait_until(lambda: pending(setup) == [], "the delivered message leaving the queue", proc=d2.proc)
+    wait_until(lambda: pending(setup) == [], "the delivered message leaving the queue",
+               proc=d2.proc)
     d2.signal(signal.SIGTERM)
     assert d2.wait(60) == 0
     assert len(receiver.requests) == 1
     assert "T0PSECRET" not in d1.log() + d2.log()
-    assert "could not reach 127.0.0.1" in d1.log() and "failure message about t delivered" in d2.log()
+    assert ("could not reach 127.0.0.1" in d1.log()
+            and "failure message about t delivered" in d2.log())
     notify.close()
 
 
@@ -153,12 +160,14 @@ def test_given_up_after_a_day_with_its_own_journal_record(setup, tmp_path, recei
         assert str(rec.journal_fields["MESSAGE_ID"]) == "6c1d2b7e-0b4f-4a51-a7c4-d1f0b6f3a1a1"
         assert rec.journal_fields["NOTIFIER"] == "n" and rec.journal_fields["SERIES"] == "t"
         from odbackupd import metrics
-        assert ("odbackupd_notifications_failed_total", {"notifier": "n"}, 1.0) in metrics.stored(st)
+        assert (("odbackupd_notifications_failed_total", {"notifier": "n"}, 1.0)
+                in metrics.stored(st))
     finally:
         st.close()
 
 
-def test_email_over_starttls_with_a_verified_certificate_and_a_credential(setup, tmp_path, smtp_starttls):
+def test_email_over_starttls_with_a_verified_certificate_and_a_credential(
+        setup, tmp_path, smtp_starttls):
     box = smtp_starttls
     pw = tmp_path / "smtp-password"
     pw.write_text(PASSWORD + "\n")
@@ -186,8 +195,9 @@ def test_email_over_implicit_tls_and_an_untrusted_certificate_is_refused(setup, 
     box = smtp_tls
     pw = tmp_path / "smtp-password"
     pw.write_text(PASSWORD)
-    base = (f'type = "email"\nsmtp_host = "127.0.0.1"\nsmtp_port = {box.port}\nsmtp_security = "tls"\n'
-            f'username = "backup"\npassword_file = "{pw}"\nmail_from = "b@example.com"\nmail_to = ["o@example.com"]\n')
+    base = (f'type = "email"\nsmtp_host = "127.0.0.1"\nsmtp_port = {box.port}\n'
+            f'smtp_security = "tls"\nusername = "backup"\npassword_file = "{pw}"\n'
+            'mail_from = "b@example.com"\nmail_to = ["o@example.com"]\n')
     cfg, _ = configure(setup, tmp_path, base + f'ca_bundle = "{box.ca_file}"\n')
     assert odctl(cfg, "notify", "test", "n").returncode == 0
     assert box.wait_for(1)[0]["Subject"].endswith(" test TEST")

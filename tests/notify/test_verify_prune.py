@@ -14,12 +14,14 @@ from .test_notify import configure, odctl, once
 
 def test_verify_damage_is_a_metric_and_a_notification(setup, tmp_path, receiver):
     receiver.start()
-    cfg, _ = configure(setup, tmp_path, f'type = "webhook"\nurl = "{receiver.url}/hook"\non = ["verify_failed"]\n')
+    cfg, _ = configure(setup, tmp_path,
+                       f'type = "webhook"\nurl = "{receiver.url}/hook"\non = ["verify_failed"]\n')
     prom = tmp_path / "odbackupd.prom"
     cfg.write_text(cfg.read_text().replace("[daemon]\n", f'[daemon]\nmetrics_file = "{prom}"\n', 1))
     assert once(cfg).returncode == 0
     assert odctl(cfg, "verify", "t").returncode == 0
-    assert value(parse(prom.read_text()), "odbackupd_last_verify_success", series="t", destination="usb") == 1
+    assert value(parse(prom.read_text()), "odbackupd_last_verify_success",
+                 series="t", destination="usb") == 1
     assert receiver.requests == []
 
     [snap] = series_dir(setup.dest).iterdir()
@@ -33,7 +35,8 @@ def test_verify_damage_is_a_metric_and_a_notification(setup, tmp_path, receiver)
     assert value(m, "odbackupd_last_verify_success", series="t", destination="usb") == 0
     [req] = receiver.wait_for(1)
     doc = json.loads(req.body)
-    assert doc["event"] == "verify_failed" and doc["snapshot"] == snap.name and doc["destination"] == "usb"
+    assert (doc["event"] == "verify_failed" and doc["snapshot"] == snap.name
+            and doc["destination"] == "usb")
     assert vol.name in doc["log"] and doc["title"].endswith(" t VERIFY FAILED")
 
 
@@ -42,7 +45,8 @@ def test_prune_by_hand_updates_the_snapshot_count(setup, tmp_path):
     src.mkdir()
     (src / "a").write_text("x")
     prom = tmp_path / "odbackupd.prom"
-    cfg = setup.write([src], extra="keep_last = 3\nfull_every = 1\n")  # fulls: keep_last counts one for one
+    # fulls: keep_last counts one for one
+    cfg = setup.write([src], extra="keep_last = 3\nfull_every = 1\n")
     cfg.write_text(cfg.read_text().replace("[daemon]\n", f'[daemon]\nmetrics_file = "{prom}"\n', 1))
     for _ in range(3):
         assert once(cfg).returncode == 0

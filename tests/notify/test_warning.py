@@ -21,7 +21,8 @@ def test_a_run_with_warnings(shared_dir, receiver):  # noqa: F811
     (src / "ok.txt").write_text("readable\n")
     setup = Setup(shared_dir)
     cfg = setup.write([src], extra='notify = ["w", "s"]\n')
-    cfg.write_text(cfg.read_text() + f'\n[notify.w]\ntype = "webhook"\nurl = "{receiver.url}/w"\non = ["warning"]\n'
+    cfg.write_text(cfg.read_text()
+                   + f'\n[notify.w]\ntype = "webhook"\nurl = "{receiver.url}/w"\non = ["warning"]\n'
                    f'\n[notify.s]\ntype = "webhook"\nurl = "{receiver.url}/s"\non = ["success"]\n')
     _give_to_nobody(shared_dir)
     secret = src / "key.pem"
@@ -44,5 +45,6 @@ def test_a_run_with_warnings(shared_dir, receiver):  # noqa: F811
         state.close()
     docs = {r.path: json.loads(r.body) for r in receiver.wait_for(2)}
     assert docs["/w"]["event"] == "warning" and docs["/w"]["warnings"] == 1
-    assert docs["/w"]["title"].endswith(" t WARNING") and f"{secret}: Permission denied" in docs["/w"]["log"]
+    assert (docs["/w"]["title"].endswith(" t WARNING")
+            and f"{secret}: Permission denied" in docs["/w"]["log"])
     assert docs["/s"]["event"] == "success" and docs["/s"]["result"] == "completed with warnings"

@@ -37,8 +37,8 @@ def value(metrics: dict, name: str, **labels: str) -> float | None:
 
 
 def once(cfg: Path, job: str = "t") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--once", job],
-                          capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg),
+                           "--once", job], capture_output=True, text=True)
 
 
 @pytest.fixture
@@ -49,8 +49,10 @@ def textfile_dir(tmp_path: Path) -> Path:
 
 
 def write_config(setup: Setup, src: Path, textfile_dir: Path, extra: str = "") -> Path:
-    cfg = setup.write([src], extra='keep_last = 2\nfull_every = 1\nschedule = "0 */6 * * *"\n' + extra)  # fulls
-    text = cfg.read_text().replace("[daemon]\n", f'[daemon]\nmetrics_file = "{textfile_dir}/odbackupd.prom"\n', 1)
+    cfg = setup.write([src], extra='keep_last = 2\nfull_every = 1\nschedule = "0 */6 * * *"\n'
+                      + extra)  # fulls
+    text = cfg.read_text().replace(
+        "[daemon]\n", f'[daemon]\nmetrics_file = "{textfile_dir}/odbackupd.prom"\n', 1)
     cfg.write_text(text)
     return cfg
 
@@ -63,7 +65,8 @@ def small_source(tmp_path: Path) -> Path:
 
 
 def promtool_check(path: Path) -> None:
-    r = subprocess.run(["promtool", "check", "metrics"], stdin=path.open("rb"), capture_output=True, text=True)
+    r = subprocess.run(["promtool", "check", "metrics"], stdin=path.open("rb"),
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -82,16 +85,21 @@ def test_once_writes_the_metrics_the_issue_lists(setup, tmp_path, textfile_dir):
     text = prom.read_text()
     assert 'job="' not in text  # Prometheus would rename it to exported_job
     m = parse(text)
-    snaps = json.loads(subprocess.run([sys.executable, "-m", "odctl.cli", "--config", str(cfg), "snapshots", "t",
-                                       "--json"], capture_output=True, text=True, check=True).stdout)
+    snaps = json.loads(subprocess.run([sys.executable, "-m", "odctl.cli", "--config", str(cfg),
+                                       "snapshots", "t", "--json"],
+                                      capture_output=True, text=True, check=True).stdout)
     snaps = snaps["destinations"]["usb"]["snapshots"]
-    assert value(m, "odbackupd_runs_total", series="t", result="success") == 3  # counted across processes
+    # counted across processes
+    assert value(m, "odbackupd_runs_total", series="t", result="success") == 3
     assert value(m, "odbackupd_snapshots", series="t", destination="usb") == 2 == len(snaps)
-    assert value(m, "odbackupd_stored_bytes", series="t", destination="usb") == sum(s["stored_bytes"] for s in snaps)
-    assert value(m, "odbackupd_last_snapshot_stored_bytes", series="t", destination="usb") == snaps[-1]["stored_bytes"]
+    assert (value(m, "odbackupd_stored_bytes", series="t", destination="usb")
+            == sum(s["stored_bytes"] for s in snaps))
+    assert (value(m, "odbackupd_last_snapshot_stored_bytes", series="t", destination="usb")
+            == snaps[-1]["stored_bytes"])
     assert value(m, "odbackupd_uploaded_bytes_total", destination="usb") >= 3 * 300_000
     assert value(m, "odbackupd_last_run_success", series="t") == 1
-    assert abs(value(m, "odbackupd_last_success_timestamp_seconds", series="t", destination="usb") - time.time()) < 120
+    assert abs(value(m, "odbackupd_last_success_timestamp_seconds", series="t", destination="usb")
+               - time.time()) < 120
     assert value(m, "odbackupd_last_run_duration_seconds", series="t") > 0
     assert value(m, "odbackupd_schedule_interval_seconds", series="t") == 6 * 3600
     assert value(m, "odbackupd_destination_free_bytes", destination="usb") > 0
@@ -129,9 +137,10 @@ def test_check_config_wants_a_prom_file(setup, tmp_path):
     src.mkdir()
     cfg = write_config(setup, src, tmp_path)
     cfg.write_text(cfg.read_text().replace("odbackupd.prom", "odbackupd.txt"))
-    r = subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--check-config"],
-                       capture_output=True, text=True)
-    assert r.returncode == 2 and "daemon.metrics_file" in r.stderr and "must end in .prom" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg),
+                        "--check-config"], capture_output=True, text=True)
+    assert (r.returncode == 2 and "daemon.metrics_file" in r.stderr
+            and "must end in .prom" in r.stderr)
 
 
 # ---- a real node_exporter ------------------------------------------------------------------------
@@ -146,8 +155,9 @@ def free_port() -> int:
 def node_exporter(textfile_dir: Path):
     port = free_port()
     proc = subprocess.Popen(
-        ["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{port}", "--collector.disable-defaults",
-         "--collector.textfile", f"--collector.textfile.directory={textfile_dir}"],
+        ["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{port}",
+         "--collector.disable-defaults", "--collector.textfile",
+         f"--collector.textfile.directory={textfile_dir}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}/metrics"
     deadline = time.monotonic() + 30
@@ -158,15 +168,16 @@ def node_exporter(textfile_dir: Path):
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError("node_exporter did not start: " + proc.stderr.read().decode()) from None
+                raise RuntimeError("node_exporter did not start: "
+                                   + proc.stderr.read().decode()) from None
             time.sleep(0.05)  # polling for the listener, not synchronising on time
     yield lambda: urllib.request.urlopen(url, timeout=10).read().decode()
     proc.terminate()
     proc.wait(10)
 
 
-def test_node_exporter_serves_them_after_a_success_and_after_a_failure(setup, tmp_path, textfile_dir,
-                                                                        node_exporter):
+def test_node_exporter_serves_them_after_a_success_and_after_a_failure(
+        setup, tmp_path, textfile_dir, node_exporter):
     src = tmp_path / "src"
     src.mkdir()
     (src / "a").write_bytes(os.urandom(50_000))
@@ -179,8 +190,10 @@ def test_node_exporter_serves_them_after_a_success_and_after_a_failure(setup, tm
     assert value(m, "odbackupd_snapshots", series="t", destination="usb") == 1
     mtime = value(m, "node_textfile_mtime_seconds")
     assert mtime is not None and abs(mtime - time.time()) < 120  # what the stale-file alert reads
-    assert any(n == "node_textfile_mtime_seconds" and ("file", str(textfile_dir / "odbackupd.prom")) in lab
-               or ("file", "odbackupd.prom") in lab for (n, lab) in m)  # the rule's file=~ matches either
+    # the rule's file=~ matches either
+    assert any(n == "node_textfile_mtime_seconds"
+               and ("file", str(textfile_dir / "odbackupd.prom")) in lab
+               or ("file", "odbackupd.prom") in lab for (n, lab) in m)
 
     (src / "a").unlink()
     src.rmdir()
@@ -192,7 +205,8 @@ def test_node_exporter_serves_them_after_a_success_and_after_a_failure(setup, tm
     assert value(m, "odbackupd_runs_total", series="t", result="success") == 1
 
 
-def test_the_daemon_rewrites_the_file_at_start_with_the_counters_kept(setup, tmp_path, textfile_dir):
+def test_the_daemon_rewrites_the_file_at_start_with_the_counters_kept(
+        setup, tmp_path, textfile_dir):
     import signal
 
     from tests.onedrive.conftest import wait_until
@@ -207,7 +221,8 @@ def test_the_daemon_rewrites_the_file_at_start_with_the_counters_kept(setup, tmp
     d = Daemon(cfg, tmp_path, notify)
     try:
         notify.expect(lambda msg: msg.get("READY") == "1", "READY=1")
-        wait_until(lambda: prom.stat().st_mtime > 1_000_000, "the daemon's metrics file", proc=d.proc)
+        wait_until(lambda: prom.stat().st_mtime > 1_000_000, "the daemon's metrics file",
+                   proc=d.proc)
         m = parse(prom.read_text())
         assert value(m, "odbackupd_runs_total", series="t", result="success") == 1
         assert value(m, "odbackupd_last_run_success", series="t") == 1
@@ -219,8 +234,8 @@ def test_the_daemon_rewrites_the_file_at_start_with_the_counters_kept(setup, tmp
 
 def test_check_config_warns_of_a_missing_textfile_directory(setup, tmp_path):
     cfg = write_config(setup, small_source(tmp_path), tmp_path / "no-node-exporter")
-    r = subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--check-config"],
-                       capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg),
+                        "--check-config"], capture_output=True, text=True)
     assert r.returncode == 0 and "daemon.metrics_file" in r.stderr
     assert f"directory {tmp_path / 'no-node-exporter'} does not exist" in r.stderr
 
@@ -234,8 +249,10 @@ def test_every_declared_metric_passes_promtool_lint(tmp_path):
     config = load_config_text('[job.etc]\nsources = ["/etc"]\nschedule = "@daily"\n'
                               '[account.a]\nclient_id = "00000000-0000-0000-0000-000000000000"\n'
                               '[destination.od]\ntype = "onedrive"\naccount = "a"\n'
-                              '[notify.n]\ntype = "webhook"\nurl = "https://h.example/x"\n[daemon]\nnotify = ["n"]\n')
-    labels = {"series": "etc", "destination": "od", "account": "a", "notifier": "n", "result": "success"}
+                              '[notify.n]\ntype = "webhook"\nurl = "https://h.example/x"\n'
+                              '[daemon]\nnotify = ["n"]\n')
+    labels = {"series": "etc", "destination": "od", "account": "a", "notifier": "n",
+              "result": "success"}
     st = StateStore(tmp_path / "state.db")
     try:
         metrics.ensure(st)
@@ -249,5 +266,6 @@ def test_every_declared_metric_passes_promtool_lint(tmp_path):
     assert all(f"# TYPE {m.name} " in text for m in metrics.METRICS)
     path = tmp_path / "all.prom"
     path.write_text(text)
-    r = subprocess.run(["promtool", "check", "metrics"], stdin=path.open("rb"), capture_output=True, text=True)
+    r = subprocess.run(["promtool", "check", "metrics"], stdin=path.open("rb"),
+                       capture_output=True, text=True)
     assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), r.stdout + r.stderr

@@ -34,7 +34,8 @@ def intake_step(t) -> str:  # noqa: ANN001 - the SystemTest
     for unit in ("odbackupd-intake.socket", "odbackupd-intake.service"):
         state = t.sh(f"systemctl is-enabled {unit}", check=False).stdout.strip()
         check(state in ("disabled", "static", "indirect"), f"{unit} is {state!r} after install")
-    verify = t.sh("systemd-analyze verify odbackupd-intake.service odbackupd-intake.socket", check=False)
+    verify = t.sh("systemd-analyze verify odbackupd-intake.service odbackupd-intake.socket",
+                  check=False)
     check(verify.returncode == 0 and not (verify.stdout + verify.stderr).strip(),
           f"systemd-analyze verify said:\n{verify.stdout}{verify.stderr}")
     out = t.sh("systemd-analyze security --no-pager odbackupd-intake.service").stdout
@@ -66,18 +67,22 @@ def intake_step(t) -> str:  # noqa: ANN001 - the SystemTest
     refused = t.sh(f"python3 /root/put.py {url} /root/pve1.vma", input="wrong-token").stdout
     check(refused.startswith("401"), f"a wrong token got {refused!r}")
     t.ct.wait_until("the daemon to store and remove the intake file",
-                    lambda: t.sh("test -e /srv/intake/pve1/pve1.vma", check=False).returncode != 0, 90)
+                    lambda: t.sh("test -e /srv/intake/pve1/pve1.vma",
+                                 check=False).returncode != 0, 90)
     snaps = t.snapshot_ids("pve1-dumps+drop")
     check(len(snaps) == 1, f"expected one pve1-dumps+drop snapshot, found {sorted(snaps)}")
-    t.sh("rm -rf /root/intake-restore && odctl restore pve1-dumps+drop latest --to /root/intake-restore")
+    t.sh("rm -rf /root/intake-restore"
+         " && odctl restore pve1-dumps+drop latest --to /root/intake-restore")
     back = t.ct.path("/root/intake-restore/srv/intake/pve1/pve1.vma").read_bytes()
     check(back == payload, "the restored intake file differs from what was sent")
     from odbackupd import journal
 
-    entries = [json.loads(ln) for ln in t.journal(
-        f"-t odbackupd-intake MESSAGE_ID={journal.MSG_INTAKE_STORED.hex} -o json").splitlines() if ln]
+    records = t.journal(f"-t odbackupd-intake MESSAGE_ID={journal.MSG_INTAKE_STORED.hex} -o json")
+    entries = [json.loads(ln) for ln in records.splitlines() if ln]
     check(entries and entries[-1].get("INTAKE_USER") == "pve1"
           and entries[-1].get("INTAKE_SHA256") == hashlib.sha256(payload).hexdigest(),
-          f"no structured intake entry in the journal: {entries[-1:] or t.journal('-t odbackupd-intake -o cat')}")
+          "no structured intake entry in the journal: "
+          f"{entries[-1:] or t.journal('-t odbackupd-intake -o cat')}")
     check(token not in t.journal("-o cat"), "the token is in the journal")
-    return f"{score} exposure; PUT -> 201, stored as snapshot {snaps.pop()}, restored byte-identical"
+    return (f"{score} exposure; PUT -> 201, stored as snapshot {snaps.pop()}, "
+            "restored byte-identical")

@@ -24,7 +24,8 @@ SUITE = "bookworm"
 # (man for Documentation=man: lines, procps for kill/pgrep).
 INCLUDE = ["systemd", "systemd-sysv", "dbus", "man-db", "procps", "ca-certificates"]
 CACHE_DIR = Path(os.environ.get("ODBACKUPD_TEST_CACHE", "/var/cache/odbackupd-test"))
-CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "TERM": "dumb", "HOME": "/root"}
+CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "TERM": "dumb",
+             "HOME": "/root"}
 
 
 class ContainerError(RuntimeError):
@@ -45,10 +46,12 @@ def debian_mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
-def _run(cmd: list[str], *, timeout: float, check: bool = True, **kw) -> subprocess.CompletedProcess:
+def _run(cmd: list[str], *, timeout: float, check: bool = True,
+         **kw) -> subprocess.CompletedProcess:
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
     if check and p.returncode != 0:
-        raise ContainerError(f"{shlex.join(cmd)} exited {p.returncode}:\n{p.stdout[-2000:]}{p.stderr[-3000:]}")
+        raise ContainerError(f"{shlex.join(cmd)} exited {p.returncode}:\n"
+                             f"{p.stdout[-2000:]}{p.stderr[-3000:]}")
     return p
 
 
@@ -63,12 +66,15 @@ def base_tarball(log=print) -> Path:
     with tempfile.TemporaryDirectory(prefix="debootstrap-", dir=CACHE_DIR) as tmp:
         root = Path(tmp) / "root"
         log(f"debootstrap {SUITE} from {mirror} (cached afterwards as {tarball})")
-        _run(["debootstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}", SUITE, str(root), mirror],
-             timeout=900)
+        _run(["debootstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}", SUITE,
+              str(root), mirror], timeout=900)
         # The apt lists and downloaded .debs are stale by the next run: do not keep them.
-        _run(["sh", "-c", f"rm -rf {root}/var/cache/apt/archives/*.deb {root}/var/lib/apt/lists/*_*"], timeout=60)
+        _run(["sh", "-c",
+              f"rm -rf {root}/var/cache/apt/archives/*.deb {root}/var/lib/apt/lists/*_*"],
+             timeout=60)
         part = tarball.with_suffix(".part")
-        _run(["tar", "-C", str(root), "--numeric-owner", "--xattrs", "-cf", str(part), "."], timeout=600)
+        _run(["tar", "-C", str(root), "--numeric-owner", "--xattrs", "-cf", str(part), "."],
+             timeout=600)
         part.rename(tarball)
     return tarball
 
@@ -87,10 +93,12 @@ class Container:
 
     # --- life cycle ---
     def create(self, tarball: Path) -> None:
-        _run(["mount", "-t", "tmpfs", "-o", "size=6G,mode=0755", "tmpfs", str(self.dir)], timeout=30)
+        _run(["mount", "-t", "tmpfs", "-o", "size=6G,mode=0755", "tmpfs", str(self.dir)],
+             timeout=30)
         self._mounted = True
         self.root.mkdir()
-        _run(["tar", "-C", str(self.root), "--numeric-owner", "--xattrs", "-xf", str(tarball)], timeout=300)
+        _run(["tar", "-C", str(self.root), "--numeric-owner", "--xattrs", "-xf", str(tarball)],
+             timeout=300)
         (self.root / "etc/hostname").write_text(self.name + "\n")
         (self.root / "etc/apt/sources.list").write_text(f"deb {debian_mirror()} {SUITE} main\n")
 
@@ -99,7 +107,8 @@ class Container:
         self.nspawn = subprocess.Popen(
             ["systemd-nspawn", "-D", str(self.root), "-b", "--register=no", "--keep-unit",
              "--console=passive", "-M", self.name],
-            stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True,
+            stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
 
@@ -107,7 +116,8 @@ class Container:
             if self.nspawn.poll() is not None:
                 raise ContainerError(f"systemd-nspawn exited {self.nspawn.returncode}: "
                                      f"{self.console.read_text()[-2000:]}")
-            kids = Path(f"/proc/{self.nspawn.pid}/task/{self.nspawn.pid}/children").read_text().split()
+            pid = self.nspawn.pid
+            kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
             # nspawn's child becomes the container's init when it execs systemd
             if kids and Path(f"/proc/{kids[0]}/comm").read_text().strip() == "systemd":
                 return int(kids[0])
@@ -121,7 +131,8 @@ class Container:
         state = self.wait_until("the container to finish booting", booted, timeout)
         if state not in ("running", "degraded"):
             failed = self.run("systemctl --failed --no-legend", check=False).stdout
-            raise ContainerError(f"the container's boot ended in state {state!r}; failed units:\n{failed}")
+            raise ContainerError(
+                f"the container's boot ended in state {state!r}; failed units:\n{failed}")
 
     def destroy(self) -> None:
         if self.nspawn and self.nspawn.poll() is None:
@@ -147,11 +158,13 @@ class Container:
                "env", "-i", *[f"{k}={v}" for k, v in CLEAN_ENV.items()], "sh", "-c", script]
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
         if check and p.returncode != 0:
-            raise ContainerError(f"`{script}` exited {p.returncode}:\n{p.stdout[-2000:]}{p.stderr[-3000:]}")
+            raise ContainerError(
+                f"`{script}` exited {p.returncode}:\n{p.stdout[-2000:]}{p.stderr[-3000:]}")
         return p
 
     def path(self, inside: str) -> Path:
-        """The host path of a file inside the container (not under /tmp: that is a tmpfs of its own)."""
+        """The host path of a file inside the container (not under /tmp: that is a tmpfs of its
+        own)."""
         return self.root / inside.lstrip("/")
 
     def write(self, inside: str, text: str, mode: int = 0o644) -> None:
@@ -163,8 +176,9 @@ class Container:
     def show(self, prop: str, unit: str = "odbackupd.service") -> str:
         return self.run(f"systemctl show -p {prop} --value {unit}").stdout.strip()
 
-    def wait_until(self, what: str, cond, timeout: float, interval: float = 0.5):  # noqa: ANN001, ANN201
-        """Polls ``cond()`` until it returns a true value (the container has no event to wait on)."""
+    def wait_until(self, what: str, cond, timeout: float, interval: float = 0.5):
+        """Polls ``cond()`` until it returns a true value (the container has no event to wait
+        on)."""
         deadline = time.monotonic() + timeout
         while True:
             value = cond()

@@ -29,7 +29,8 @@ def test_man_pages_are_lint_clean(pages: Path) -> None:
     files = sorted(pages.iterdir())
     assert [f.name for f in files] == ["odbackupd-dbus.5", "odbackupd-intake.8", "odbackupd.8",
                                        "odbackupd.toml.5", "odctl.1"]
-    p = subprocess.run([mandoc, "-Tlint", "-Wwarning", *map(str, files)], capture_output=True, text=True)
+    p = subprocess.run([mandoc, "-Tlint", "-Wwarning", *map(str, files)],
+                       capture_output=True, text=True)
     assert p.returncode == 0 and not p.stdout.strip(), p.stdout + p.stderr
 
 
@@ -46,7 +47,8 @@ def test_odctl_page_documents_every_command(pages: Path) -> None:
     text = (pages / "odctl.1").read_text()
     sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
     for name in sub.choices:
-        assert re.search(rf"^\.SS odctl {re.escape(name)}\b", text, re.M), f"odctl(1) lacks `odctl {name}`"
+        assert re.search(rf"^\.SS odctl {re.escape(name)}\b", text, re.M), (
+            f"odctl(1) lacks `odctl {name}`")
 
 
 def test_odctl_page_lists_every_exit_code(pages: Path) -> None:
@@ -73,7 +75,8 @@ def test_every_odctl_argument_is_explained() -> None:
             elif a.help != argparse.SUPPRESS:
                 assert a.help, f"{name}: {a.option_strings or a.dest} has no help text"
                 if not a.option_strings:
-                    assert a.metavar and a.metavar.isupper(), f"{name}: positional {a.dest} has no METAVAR"
+                    assert a.metavar and a.metavar.isupper(), (
+                        f"{name}: positional {a.dest} has no METAVAR")
 
     walk(build_parser(), "odctl")
 
@@ -82,7 +85,8 @@ def test_catalog_has_every_message_id() -> None:
     catalog = (REPO / "systemd/odbackupd.catalog").read_text()
     ids = {v.hex for k, v in vars(journal).items() if k.startswith("MSG_")}
     entries = set(re.findall(r"^-- ([0-9a-f]{32})$", catalog, re.M))
-    assert ids == entries, f"catalog entries {sorted(entries)} != journal.py MESSAGE_IDs {sorted(ids)}"
+    assert ids == entries, (
+        f"catalog entries {sorted(entries)} != journal.py MESSAGE_IDs {sorted(ids)}")
 
 
 def test_packaged_config_has_no_jobs_and_every_sample_line(tmp_path: Path) -> None:
@@ -90,7 +94,8 @@ def test_packaged_config_has_no_jobs_and_every_sample_line(tmp_path: Path) -> No
     subprocess.run([sys.executable, str(REPO / "packaging/conffile.py"), str(out)], check=True)
     config = load_config(out)
     assert config.jobs == {}
-    uncommented = [line[1:] if line.startswith("#") else line for line in out.read_text().splitlines()]
+    uncommented = [line[1:] if line.startswith("#") else line
+                   for line in out.read_text().splitlines()]
     for line in sample_config().splitlines():
         if line.strip() and not line.startswith("#"):
             assert line in uncommented, f"the packaged config lacks the sample's {line!r}"

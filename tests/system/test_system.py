@@ -16,7 +16,8 @@ from .systest import SystemTest
 @pytest.mark.slow
 def test_package_in_booted_debian() -> None:
     if os.geteuid() != 0 or not (shutil.which("systemd-nspawn") and shutil.which("debootstrap")):
-        pytest.fail("the system test needs root, systemd-nspawn and debootstrap: run scripts/setup-dev.sh as root")
+        pytest.fail("the system test needs root, systemd-nspawn and debootstrap: "
+                    "run scripts/setup-dev.sh as root")
     t = SystemTest(None)
     try:
         report = t.run()
