@@ -4,6 +4,9 @@ Each command reads only index objects (ls, find, diff) or the index plus the vol
 hold the selected entries (restore --path), after the same trust checks as restore
 (--trusted-key, the job's trusted_key and recipients, --any-encryption). A snapshot made
 before indexes existed is listed by streaming its volumes once, and the command says so.
+
+Why one module over 400 lines: the four commands share the job/snapshot lookup, the trust
+checks and the row formats (``ls --long``: a device's "major, minor" as ls(1) prints it).
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ increasing offsets; the last 4 MiB read stay in memory for the kernel's reordere
 readahead; a read further back, or more than 1 MiB ahead, opens the member again at that
 offset (odctl/mountread.py: from a kept decoder, or the volume holding the byte). The
 kernel's page cache keeps what was read (``keep_cache``).
+
+Why one module over 400 lines: pyfuse3's operations are one class over one inode table
+and handle table; most of the length is the one-line EROFS refusals.
 """
 from __future__ import annotations
 
