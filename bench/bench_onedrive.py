@@ -14,7 +14,8 @@ The emulator runs in this process and shares the machine's cores with odbackupd,
 writes every byte it receives to disk: the speed ratio is a floor for what a real network
 link that is not the bottleneck would give.
 
-    python bench/bench_onedrive.py [--dir /var/tmp/odbackupd-bench-od] [--size-gb 1.1] [--pairs 3] [--age]
+    python bench/bench_onedrive.py [--dir /var/tmp/odbackupd-bench-od] [--size-gb 1.1]
+        [--pairs 3] [--age]
 """
 from __future__ import annotations
 
@@ -38,8 +39,9 @@ from bench_snapshot import RSS_TARGET, make_tree, peak_rss, spawn_measured  # no
 def run_once(config: Path, job: str) -> tuple[float, int]:
     """Wall seconds and peak RSS (bytes) of ``odbackupd --once JOB``."""
     t0 = time.perf_counter()
-    proc = spawn_measured([sys.executable, "-m", "odbackupd.main", "--config", str(config), "--once", job,
-                           "--log-level", "warning"], cwd=ROOT, stdout=subprocess.DEVNULL)
+    proc = spawn_measured([sys.executable, "-m", "odbackupd.main", "--config", str(config),
+                           "--once", job, "--log-level", "warning"],
+                          cwd=ROOT, stdout=subprocess.DEVNULL)
     err = proc.stderr.read() if proc.stderr else b""
     proc.wait()
     dt = time.perf_counter() - t0
@@ -86,7 +88,8 @@ def main() -> None:
         full_every = 1
         keep_last = 1
         """)
-    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; {args.parallel} upload workers, "
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
+          f"{args.parallel} upload workers, "
           f"{args.chunk} fragments{', age-encrypted' if args.age else ''}", flush=True)
     with GraphEmulator(work / "emu", mode="personal", device_code_interval=0, strict=False) as emu:
         config = work / "odbackupd.toml"
@@ -115,20 +118,23 @@ def main() -> None:
                 t, r = run_once(config, name)
                 times[label].append(t)
                 rss[label].append(r)
-                print(f"pair {n} {label:8s}: {t:6.2f} s {data_bytes / t / 1e6:6.1f} MB/s  peak RSS {r / 1e6:5.1f} MB",
-                      flush=True)
+                print(f"pair {n} {label:8s}: {t:6.2f} s {data_bytes / t / 1e6:6.1f} MB/s  "
+                      f"peak RSS {r / 1e6:5.1f} MB", flush=True)
         uploaded = emu.counters["bytes_uploaded"]
         violations = len(emu.violations)
 
     mb = data_bytes / 1e6
-    print(f"source data {mb:.1f} MB per run ({uploaded / 1e6:.1f} MB uploaded to the emulator in all); "
+    print(f"source data {mb:.1f} MB per run "
+          f"({uploaded / 1e6:.1f} MB uploaded to the emulator in all); "
           f"load average now {os.getloadavg()[0]:.2f}")
     for label in ("local", "onedrive"):
         m = max(rss[label])
-        print(f"  {label:8s}: median {mb / statistics.median(times[label]):6.1f} MB/s, peak RSS median "
-              f"{statistics.median(rss[label]) / 1e6:5.1f} MB, max {m / 1e6:5.1f} MB "
+        print(f"  {label:8s}: median {mb / statistics.median(times[label]):6.1f} MB/s, "
+              f"peak RSS median {statistics.median(rss[label]) / 1e6:5.1f} MB, "
+              f"max {m / 1e6:5.1f} MB "
               f"(target < 100: {'met' if m < RSS_TARGET else 'NOT met'})")
-    print(f"  ratio OneDrive/local speed (medians): {statistics.median(times['local']) / statistics.median(times['onedrive']):.2f}")
+    print("  ratio OneDrive/local speed (medians): "
+          f"{statistics.median(times['local']) / statistics.median(times['onedrive']):.2f}")
     print(f"  emulator rule violations: {violations}")
 
 

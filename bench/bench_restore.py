@@ -10,7 +10,8 @@ made, then each round restores it:
 and prints files/s, MB/s and the ratio to the baseline of the same round, then the medians
 over ``--runs`` rounds (the machine may be shared: compare ratios, not absolute speeds).
 
-    python bench/bench_restore.py [--dir /var/tmp/odbackupd-bench-restore] [--files 20000] [--runs 3]
+    python bench/bench_restore.py [--dir /var/tmp/odbackupd-bench-restore] [--files 20000]
+        [--runs 3]
 """
 from __future__ import annotations
 
@@ -72,7 +73,8 @@ def main() -> int:
         cfg_path = base / "odbackupd.toml"
         cfg_path.write_text(f'[daemon]\nstate_dir = "{base}/state"\nspool_dir = "{base}/spool"\n\n'
                             f'[destination.d]\ntype = "local"\npath = "{dest}"\n\n'
-                            f'[job.b]\nsources = ["{src}"]\ndestinations = ["d"]\nvolume_size = "64MiB"\n')
+                            f'[job.b]\nsources = ["{src}"]\ndestinations = ["d"]\n'
+                            'volume_size = "64MiB"\n')
         cfg = load_config(cfg_path)
         state = StateStore(base / "state" / "state.db")
         run = run_job(cfg, "b", state, trigger="bench")
@@ -89,7 +91,8 @@ def main() -> int:
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
             t0 = time.monotonic()
-            subprocess.run(["bash", "-o", "pipefail", "-c", f"cat vol.* | zstd -dq | tar -xpf - -C {out}"],
+            subprocess.run(["bash", "-o", "pipefail", "-c",
+                            f"cat vol.* | zstd -dq | tar -xpf - -C {out}"],
                            cwd=snapdir, check=True)
             tb = time.monotonic() - t0
             shutil.rmtree(out, ignore_errors=True)
@@ -103,10 +106,12 @@ def main() -> int:
             ratios.append(tb / to)
             ours_s.append(to)
             base_s.append(tb)
-            print(f"round {r + 1}: tar -x {tb:.2f}s ({n / tb:.0f} entries/s, {nbytes / MiB / tb:.0f} MB/s); "
+            print(f"round {r + 1}: tar -x {tb:.2f}s "
+                  f"({n / tb:.0f} entries/s, {nbytes / MiB / tb:.0f} MB/s); "
                   f"odbackupd {to:.2f}s ({n / to:.0f} entries/s, {nbytes / MiB / to:.0f} MB/s); "
                   f"speed ratio {tb / to:.2f}")
-        print(f"median: tar -x {statistics.median(base_s):.2f}s, odbackupd {statistics.median(ours_s):.2f}s, "
+        print(f"median: tar -x {statistics.median(base_s):.2f}s, "
+              f"odbackupd {statistics.median(ours_s):.2f}s, "
               f"ratio {statistics.median(ratios):.2f} (1.0 = as fast as GNU tar)")
     finally:
         if args.dir is None:

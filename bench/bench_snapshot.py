@@ -48,7 +48,8 @@ def make_tree(src: Path, total: int) -> int:
     shutil.rmtree(src, ignore_errors=True)
     rnd = random.Random(42)
     words = [rnd.randbytes(rnd.randint(2, 9)).hex() for _ in range(4000)]
-    line_pool = [" ".join(rnd.choice(words) for _ in range(12)).encode() + b"\n" for _ in range(20000)]
+    line_pool = [" ".join(rnd.choice(words) for _ in range(12)).encode() + b"\n"
+                 for _ in range(20000)]
     text_block = b"".join(line_pool)  # ~1.8 MB of log-like text
     written = 0
     for d in range(100):
@@ -81,7 +82,8 @@ def make_tree(src: Path, total: int) -> int:
         with open(src / f"big-{i}.img", "wb") as f:
             left = big
             while left > 0:
-                chunk = os.urandom(min(16 * MiB, left)) if i == 0 else text_block[: min(len(text_block), left)]
+                chunk = (os.urandom(min(16 * MiB, left)) if i == 0
+                         else text_block[: min(len(text_block), left)])
                 f.write(chunk)
                 left -= len(chunk)
         written += big
@@ -168,7 +170,8 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=Path("/var/tmp/odbackupd-bench"))
     ap.add_argument("--size-gb", type=float, default=1.1, help="size of the generated tree")
     ap.add_argument("--volume-size", default="64MiB")
-    ap.add_argument("--pairs", type=int, default=5, help="baseline + odbackupd pairs of each variant")
+    ap.add_argument("--pairs", type=int, default=5,
+                    help="baseline + odbackupd pairs of each variant")
     ap.add_argument("--only", choices=sorted(TARGETS), help="run one variant only")
     args = ap.parse_args()
     work = args.dir
@@ -186,10 +189,12 @@ def main() -> None:
     from odbackupd.config import parse_size
 
     vs = parse_size(args.volume_size)
-    variants = [(label, rec) for label, rec in (("unencrypted", ""), ("age", f'recipients = ["{recipient}"]\n'))
+    variants = [(label, rec)
+                for label, rec in (("unencrypted", ""), ("age", f'recipients = ["{recipient}"]\n'))
                 if args.only in (None, label)]
     # warm the page cache so every run reads from memory
-    subprocess.run(f"tar -cf - {src} > /dev/null", shell=True, check=True, stderr=subprocess.DEVNULL)
+    subprocess.run(f"tar -cf - {src} > /dev/null", shell=True, check=True,
+                   stderr=subprocess.DEVNULL)
     out = work / "baseline.tar.zst"
     base_cmd = f"tar -cf - {src} 2>/dev/null | zstd -T0 -3 -q -f -o {out}"
     ratios: dict[str, list[float]] = {label: [] for label, _ in variants}
@@ -213,7 +218,8 @@ def main() -> None:
             cfg.write_text(
                 f'[daemon]\nstate_dir = "{work}/state"\nspool_dir = "{work}/spool"\n'
                 f'[destination.d]\ntype = "local"\npath = "{dest}"\n'
-                f'[job.bench]\nsources = ["{src}"]\ndestinations = ["d"]\nvolume_size = "{args.volume_size}"\n'
+                f'[job.bench]\nsources = ["{src}"]\ndestinations = ["d"]\n'
+                f'volume_size = "{args.volume_size}"\n'
                 f"compression_level = 3\n" + rec
             )
             cmd = [sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--once", "bench",
@@ -226,19 +232,24 @@ def main() -> None:
             spools[label].append(spool)
             cpu_ratios[label].append(base_cpu / cpu)
             print(
-                f"pair {run} {label:11s}: baseline {base_t:6.2f} s {base:6.1f} MB/s ({base_size / 1e6:.0f} MB) | "
-                f"odbackupd {t:6.2f} s {rate:6.1f} MB/s ({stored / 1e6:.0f} MB) | ratio {rate / base:4.2f} | "
+                f"pair {run} {label:11s}: baseline {base_t:6.2f} s {base:6.1f} MB/s "
+                f"({base_size / 1e6:.0f} MB) | "
+                f"odbackupd {t:6.2f} s {rate:6.1f} MB/s ({stored / 1e6:.0f} MB) | "
+                f"ratio {rate / base:4.2f} | "
                 f"CPU {base_cpu:5.2f} s vs {cpu:5.2f} s | "
-                f"peak RSS {peak_rss / 1e6:5.1f} MB | peak spool {spool / vs:4.2f} x volume_size", flush=True)
-    print(f"median of {args.pairs} pairs each (baseline median {median(base_rates):.1f} MB/s; load average now "
-          f"{os.getloadavg()[0]:.2f}):")
+                f"peak RSS {peak_rss / 1e6:5.1f} MB | peak spool {spool / vs:4.2f} x volume_size",
+                flush=True)
+    print(f"median of {args.pairs} pairs each (baseline median {median(base_rates):.1f} MB/s; "
+          f"load average now {os.getloadavg()[0]:.2f}):")
     for label, _rec in variants:
         r, m = median(ratios[label]), max(rss[label])
         print(
-            f"  {label:11s}: ratio {r:4.2f} (target >= {TARGETS[label]}: {'met' if r >= TARGETS[label] else 'NOT met'})"
+            f"  {label:11s}: ratio {r:4.2f} (target >= {TARGETS[label]}: "
+            f"{'met' if r >= TARGETS[label] else 'NOT met'})"
             f"  CPU ratio {median(cpu_ratios[label]):4.2f}"
-            f"  peak RSS median {median(rss[label]) / 1e6:5.1f} MB, max {m / 1e6:5.1f} MB (target < 100:"
-            f" {'met' if m < RSS_TARGET else 'NOT met'})  peak spool {median(spools[label]) / vs:4.2f} x volume_size"
+            f"  peak RSS median {median(rss[label]) / 1e6:5.1f} MB, max {m / 1e6:5.1f} MB "
+            f"(target < 100: {'met' if m < RSS_TARGET else 'NOT met'})"
+            f"  peak spool {median(spools[label]) / vs:4.2f} x volume_size"
         )
 
 

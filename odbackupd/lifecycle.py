@@ -8,7 +8,9 @@ daemon stays up, ``--once`` prints one line), and returns the run with its
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +59,11 @@ def execute(
     try:
         run = run_fn(config, request.job, state, trigger=request.trigger, progress=progress,
                      cancel=cancel, run_id=run_id, sources=request.sources, series=request.series)
+    except KeyboardInterrupt:  # a second Ctrl-C of --once: the checkpoints stay; say so here
+        with contextlib.suppress(sqlite3.Error):
+            state.run_finished(run_id, RunStatus.CANCELLED,
+                               "interrupted (a second Ctrl-C); the next run resumes it")
+        raise
     except Exception as e:  # noqa: BLE001 - a bug in a run must not take the daemon down
         log.exception("job %s: run %d crashed", request.job, run_id,
                       extra={"journal_fields": {"JOB": request.job, "RUN_ID": str(run_id)}})

@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .config import ConfigError, default_config, load_config
-
-DEFAULT_CONFIG = Path("/etc/odbackupd/odbackupd.toml")
+from .config import ConfigError
+from .config.paths import DEFAULT_CONFIG, load
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -29,32 +28,27 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 log = logging.getLogger("odbackupd")
 
 
-def load(path: Path | None, *, check_sources: bool = False, explicit: bool = False):  # noqa: ANN201
-    """The configuration at ``path``; the embedded default when the default path is absent."""
-    p = path or DEFAULT_CONFIG
-    if not p.exists() and not explicit:
-        return default_config()
-    return load_config(p, check_sources=check_sources)
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="odbackupd",
         description="Encrypted, verified, off-site snapshots of this server's directories.",
     )
     ap.add_argument("--config", type=Path, default=None, metavar="PATH",
-                    help=f"configuration file (default {DEFAULT_CONFIG}, plus PATH.d/*.toml drop-ins)")
+                    help=f"configuration file (default {DEFAULT_CONFIG}, "
+                    "plus PATH.d/*.toml drop-ins)")
     ap.add_argument("--check-config", action="store_true",
                     help="validate the configuration (and that sources are readable) and exit")
-    ap.add_argument("--once", metavar="JOB", help="run one snapshot of JOB in the foreground and exit")
+    ap.add_argument("--once", metavar="JOB",
+                    help="run one snapshot of JOB in the foreground and exit")
     ap.add_argument("--no-dbus", action="store_true",
                     help="run the service without the D-Bus API (foreground use and tests)")
     ap.add_argument("--stop-timeout", type=float, default=None, metavar="SECONDS",
                     help="on SIGTERM, how long runs get to checkpoint before the daemon exits "
                     "(default 45; keep it below the unit's TimeoutStopSec)")
-    ap.add_argument("--log-level", choices=["debug", "info", "notice", "warning", "error"], default=None,
-                    help="log this and more severe messages (default: the configuration's log_level; "
-                    "--once on a terminal: warning)")
+    ap.add_argument("--log-level", choices=["debug", "info", "notice", "warning", "error"],
+                    default=None,
+                    help="log this and more severe messages (default: the configuration's "
+                    "log_level; --once on a terminal: warning)")
     ap.add_argument("--version", action="version", version=f"odbackupd {__version__}")
     return ap
 
@@ -66,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging("odbackupd", args.log_level or "info")
     try:
-        config = load(args.config, check_sources=args.check_config, explicit=args.config is not None)
+        config = load(args.config, check_sources=args.check_config,
+                      explicit=args.config is not None)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return EXIT_CONFIG
@@ -79,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         where = config.path or "the embedded default configuration"
         from .config.units import plural
 
-        print(f"{where}: OK ({plural(len(config.jobs), 'job')}, {plural(len(config.destinations), 'destination')})")
+        print(f"{where}: OK ({plural(len(config.jobs), 'job')}, "
+              f"{plural(len(config.destinations), 'destination')})")
         return EXIT_OK
 
     if args.once:
@@ -146,14 +142,17 @@ def run_once(config, job: str) -> int:  # noqa: ANN001
                 return run_drop_dir_once(config, job, state, cancel)
             run = run_now(config, state, RunRequest(job, "once"), cancel=cancel).run
     except KeyboardInterrupt:  # the second Ctrl-C: stop at once; the checkpoints stay
-        print(f"odbackupd: {job}: interrupted; the next run resumes from the last volume", file=sys.stderr)
+        print(f"odbackupd: {job}: interrupted; the next run resumes from the last volume",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     except sqlite3.Error as e:  # the state directory filled up or went read-only during the run
-        print(f"odbackupd: {job}: {explain(db, e)}; the earlier snapshots are untouched", file=sys.stderr)
+        print(f"odbackupd: {job}: {explain(db, e)}; the earlier snapshots are untouched",
+              file=sys.stderr)
         return EXIT_FAILED
     finally:
         state.close()
-        give_back(dirs)  # root's --once in the service's directories: the service must use them next
+        # root's --once in the service's directories: the service must use them next
+        give_back(dirs)
     return _report_once(job, run, cancel)
 
 
@@ -235,13 +234,15 @@ def _report_once(job: str, run, cancel: threading.Event | None = None) -> int:  
             if names:
                 print(f"{job}: pruned from {dest}: {', '.join(names)}")
         for dest, names in run.deferred.items():
-            print(f"{job}: not pruned from {dest} while a restore or verify reads it (next run): {', '.join(names)}")
+            print(f"{job}: not pruned from {dest} while a restore or verify reads it (next run): "
+                  f"{', '.join(names)}")
         for problem in run.prune_errors:
-            print(f"odbackupd: {job}: warning: retention failed on {problem}; the snapshot is complete "
-                  "and the next run prunes again", file=sys.stderr)
+            print(f"odbackupd: {job}: warning: retention failed on {problem}; the snapshot is "
+                  "complete and the next run prunes again", file=sys.stderr)
         return EXIT_OK
     if cancel is not None and cancel.is_set() and not run.busy:
-        print(f"odbackupd: {job}: interrupted; the next run resumes snapshot {r.snapshot}", file=sys.stderr)
+        print(f"odbackupd: {job}: interrupted; the next run resumes snapshot {r.snapshot}",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"odbackupd: {job}: {r.status}: {r.message}", file=sys.stderr)
     return EXIT_BUSY if run.busy else EXIT_FAILED

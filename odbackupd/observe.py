@@ -46,8 +46,10 @@ class _LogTail(logging.Handler):
 
 
 class RunObserver:
-    def __init__(self, config: Any, state: Any, job: str, series: str, run_id: int, trigger: str) -> None:
-        self.config, self.state, self.job, self.series, self.run_id = config, state, job, series, run_id
+    def __init__(self, config: Any, state: Any, job: str, series: str, run_id: int,
+                 trigger: str) -> None:
+        self.config, self.state, self.job, self.series, self.run_id = (
+            config, state, job, series, run_id)
         self.trigger = trigger
         self.started = time.time()
         self.uploaded: collections.Counter[str] = collections.Counter()
@@ -67,8 +69,9 @@ class RunObserver:
             log.exception("job %s: %s failed", self.job, what)
 
     def _doc(self, event: str, **kw: Any) -> dict:
-        return message.document(event, host=self.config.daemon.hostname, series=self.series, job=self.job,
-                                run_id=self.run_id, started=self.started, trigger=self.trigger, **kw)
+        return message.document(event, host=self.config.daemon.hostname, series=self.series,
+                                job=self.job, run_id=self.run_id, started=self.started,
+                                trigger=self.trigger, **kw)
 
     def attach(self, dests: Sequence[Any]) -> None:
         """Count what each destination is sent (volumes, including resumed uploads' rest)."""
@@ -76,8 +79,9 @@ class RunObserver:
         for d in self.dests:
             put = d.put_file
 
+            # the arguments are Destination.put_file's own, passed on unchanged
             def counted(job, snapshot, name, src, expected, progress=None, cancel=None,  # noqa: ANN001, ANN202
-                        _put=put, _name=d.name):
+                        _put: Callable[..., Any] = put, _name: str = d.name):
                 def step(n: int) -> None:
                     self.uploaded[_name] += n
                     if progress is not None:
@@ -97,8 +101,8 @@ class RunObserver:
     def _metrics(self, run: Any) -> None:
         r = run.result
         job = self.config.jobs[self.job]
-        metrics.record_run(self.state, self.series, r.status, time.time(), time.time() - self.started,
-                           list(job.destinations))
+        metrics.record_run(self.state, self.series, r.status, time.time(),
+                           time.time() - self.started, list(job.destinations))
         for name, kept in getattr(run, "kept", {}).items():
             metrics.record_snapshots(self.state, self.series, name, kept)
         throttled: collections.Counter[str] = collections.Counter()
@@ -122,12 +126,15 @@ class RunObserver:
         if r.ok:
             queue.series_recovered(self.state, self.series)
         m = r.manifest
-        candidates = queue.run_end_candidates(r.ok, bool(r.warning_counts), run.login_needed, was_failing)
+        candidates = queue.run_end_candidates(r.ok, bool(r.warning_counts), run.login_needed,
+                                              was_failing)
         lines = list(self._tail.lines) + [f"{r.status}: {r.message}"]
-        queue.queue_event(self.config, self.state, self.config.jobs[self.job], self.series, candidates,
+        queue.queue_event(self.config, self.state, self.config.jobs[self.job], self.series,
+                          candidates,
                           lambda ev: self._doc(
                               ev, snapshot=r.snapshot, result=r.status, finished=time.time(),
                               files=m.files if m else None, data_bytes=m.data_bytes if m else None,
                               stored_bytes=m.stored_bytes if m else None,
-                              warnings=sum(r.warning_counts.values()), error=None if r.ok else r.message,
+                              warnings=sum(r.warning_counts.values()),
+                              error=None if r.ok else r.message,
                               log="\n".join(lines)))

@@ -12,18 +12,24 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from . import signing
 from .config import Config, JobConfig
-from .series import DROP_SUFFIX, drop_series, series_config, series_job  # noqa: F401 - their home before
 from .destinations.base import Destination, DestinationError, NotLoggedIn
 from .destinations.factory import open_destination
-from .journal import MSG_LOGIN_NEEDED, MSG_RUN_FAILED, MSG_RUN_FINISHED, MSG_RUN_STARTED, MSG_SNAPSHOT_PRUNED
+from .journal import (
+    MSG_LOGIN_NEEDED,
+    MSG_RUN_FAILED,
+    MSG_RUN_FINISHED,
+    MSG_RUN_STARTED,
+    MSG_SNAPSHOT_PRUNED,
+)
 from .observe import RunObserver
+from .series import DROP_SUFFIX, drop_series, series_config, series_job  # noqa: F401 - their home before
 from .snapshot import leases, retention
 from .snapshot.builder import FAILED, JobSpec, Progress, RunResult, SnapshotBuilder
 from .snapshot.catalog import list_snapshots
@@ -46,7 +52,8 @@ def job_lock(state_dir: Path, job: str, wait: bool = False) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except OSError as e:
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise JobBusy(f"job {job!r} is already running (another odbackupd holds its lock)") from e
+                raise JobBusy(f"job {job!r} is already running "
+                              "(another odbackupd holds its lock)") from e
             raise
         yield
     finally:
@@ -103,8 +110,10 @@ def run_job(
         run_id = state.run_started(job_name, trigger)
     fields["RUN_ID"] = str(run_id)
     log.info("job %s: run %d started (%s)", job_name, run_id, trigger,
-             extra={"journal_fields": {**fields, "MESSAGE_ID": MSG_RUN_STARTED, "TRIGGER": trigger}})
-    observer = RunObserver(config, state, job_name, series, run_id, trigger)  # metrics, notifications
+             extra={"journal_fields": {**fields, "MESSAGE_ID": MSG_RUN_STARTED,
+                                       "TRIGGER": trigger}})
+    # metrics, notifications
+    observer = RunObserver(config, state, job_name, series, run_id, trigger)
     dests: list[Destination] = []
     login_error: NotLoggedIn | None = None
     try:
@@ -156,7 +165,8 @@ def run_job(
         state.set_last_run(job_name, time.time())
     fields.update(SNAPSHOT=result.snapshot or "", STATUS=result.status)
     if result.ok:
-        fields.update(BYTES=str(m.data_bytes if m else 0), STORED_BYTES=str(m.stored_bytes if m else 0))
+        fields.update(BYTES=str(m.data_bytes if m else 0),
+                      STORED_BYTES=str(m.stored_bytes if m else 0))
         if m is not None:
             fields["KIND"] = m.kind
             if m.base:
@@ -164,7 +174,8 @@ def run_job(
             for k, v in (m.changes or {}).items():
                 fields[k.upper()] = str(v)
         log.log(logging.WARNING if result.warning_counts else logging.INFO,
-                "job %s: snapshot %s %s: %s", job_name, result.snapshot, result.status, result.message,
+                "job %s: snapshot %s %s: %s",
+                job_name, result.snapshot, result.status, result.message,
                 extra={"journal_fields": {**fields, "MESSAGE_ID": MSG_RUN_FINISHED}})
     else:
         log.error("job %s: run %d %s: %s", job_name, run_id, result.status, result.message,
@@ -183,8 +194,10 @@ def _log_login_needed(config: Config, job: JobConfig, err: NotLoggedIn, fields: 
         d.account for n in job.destinations
         if (d := config.destinations.get(n)) is not None and getattr(d, "account", None)
     })), "")
-    log.error("job %s: OneDrive login needed for account %s: %s", fields["JOB"], account or "?", err,
-              extra={"journal_fields": {**fields, "ACCOUNT": account, "MESSAGE_ID": MSG_LOGIN_NEEDED}})
+    log.error("job %s: OneDrive login needed for account %s: %s",
+              fields["JOB"], account or "?", err,
+              extra={"journal_fields": {**fields, "ACCOUNT": account,
+                                        "MESSAGE_ID": MSG_LOGIN_NEEDED}})
 
 
 def apply_retention(
@@ -204,8 +217,9 @@ def apply_retention(
                 if not free:
                     plan.delete.remove(m)
                     plan.deferred.append(m)
-                    log.info("job %s: snapshot %s on %s is being read (restore or verify); its deletion "
-                             "is deferred to the next run", m.job, m.snapshot, dest.describe(),
+                    log.info("job %s: snapshot %s on %s is being read (restore or verify); "
+                             "its deletion is deferred to the next run",
+                             m.job, m.snapshot, dest.describe(),
                              extra={"journal_fields": {"JOB": m.job, "SNAPSHOT": m.snapshot}})
                     continue
                 dest.delete_snapshot(m.location, m.snapshot)
@@ -229,8 +243,8 @@ def _prune(job: JobConfig, dests: list[Destination], host: str, keep: str | None
                 run.deferred[d.name] = [m.snapshot for m in plan.deferred]
         except (DestinationError, OSError) as e:
             run.prune_errors.append(f"{d.name}: {e}")
-            log.warning("job %s: retention on %s failed (the snapshot is complete; the next run prunes "
-                        "again): %s", job.name, d.describe(), e,
+            log.warning("job %s: retention on %s failed (the snapshot is complete; the next run "
+                        "prunes again): %s", job.name, d.describe(), e,
                         extra={"journal_fields": {"JOB": job.name, "DESTINATION": d.name}})
 
 

@@ -115,7 +115,9 @@ class StateStore:
 
     # -- in-progress snapshots ------------------------------------------------------------
     def inprogress(self, job: str) -> InProgress | None:
-        rows = self._q("SELECT job, snapshot, started, params, resumes FROM inprogress WHERE job=?", (job,))
+        rows = self._q(
+            "SELECT job, snapshot, started, params, resumes FROM inprogress WHERE job=?", (job,)
+        )
         if not rows:
             return None
         j, s, t, p, r = rows[0]
@@ -125,17 +127,20 @@ class StateStore:
         with self._tx() as db:
             db.execute("DELETE FROM volumes WHERE job=?", (job,))
             db.execute(
-                "INSERT OR REPLACE INTO inprogress (job, snapshot, started, params, resumes) VALUES (?,?,?,?,0)",
+                "INSERT OR REPLACE INTO inprogress (job, snapshot, started, params, resumes)"
+                " VALUES (?,?,?,?,0)",
                 (job, snapshot, started, json.dumps(params)),
             )
-            db.execute("INSERT OR IGNORE INTO made (series, snapshot) VALUES (?,?)", (job, snapshot))
+            db.execute("INSERT OR IGNORE INTO made (series, snapshot) VALUES (?,?)",
+                       (job, snapshot))
 
     def made_here(self, series: str, snapshot: str) -> bool:
         """Whether this host started ``snapshot`` of ``series`` (runs recorded before the
         ``made`` table existed count through the run history)."""
         return bool(self._q(
             "SELECT 1 FROM made WHERE series=? AND snapshot=? UNION ALL "
-            "SELECT 1 FROM runs WHERE snapshot=? UNION ALL SELECT 1 FROM inprogress WHERE snapshot=? LIMIT 1",
+            "SELECT 1 FROM runs WHERE snapshot=? UNION ALL "
+            "SELECT 1 FROM inprogress WHERE snapshot=? LIMIT 1",
             (series, snapshot, snapshot, snapshot)))
 
     def note_resume(self, job: str) -> None:
@@ -148,14 +153,16 @@ class StateStore:
 
     def add_volume(self, job: str, snapshot: str, idx: int, info: dict, checkpoint: dict) -> None:
         self._q(
-            "INSERT OR REPLACE INTO volumes (job, snapshot, idx, info, checkpoint, stored) VALUES (?,?,?,?,?, '[]')",
+            "INSERT OR REPLACE INTO volumes (job, snapshot, idx, info, checkpoint, stored)"
+            " VALUES (?,?,?,?,?, '[]')",
             (job, snapshot, idx, json.dumps(info), json.dumps(checkpoint)),
         )
 
     def mark_stored(self, job: str, snapshot: str, idx: int, destination: str) -> None:
         with self._tx() as db:
             row = db.execute(
-                "SELECT stored FROM volumes WHERE job=? AND snapshot=? AND idx=?", (job, snapshot, idx)
+                "SELECT stored FROM volumes WHERE job=? AND snapshot=? AND idx=?",
+                (job, snapshot, idx),
             ).fetchone()
             if row is None:
                 return
@@ -168,7 +175,8 @@ class StateStore:
 
     def volumes(self, job: str, snapshot: str) -> list[VolumeRecord]:
         rows = self._q(
-            "SELECT idx, info, checkpoint, stored FROM volumes WHERE job=? AND snapshot=? ORDER BY idx",
+            "SELECT idx, info, checkpoint, stored FROM volumes"
+            " WHERE job=? AND snapshot=? ORDER BY idx",
             (job, snapshot),
         )
         return [VolumeRecord(i, json.loads(a), json.loads(c), json.loads(s)) for i, a, c, s in rows]
@@ -193,7 +201,8 @@ class StateStore:
         stats: dict | None = None, finished: float | None = None,
     ) -> None:
         self._q(
-            "UPDATE runs SET status=?, message=?, snapshot=COALESCE(?, snapshot), stats=?, finished=? WHERE id=?",
+            "UPDATE runs SET status=?, message=?, snapshot=COALESCE(?, snapshot),"
+            " stats=?, finished=? WHERE id=?",
             (status, message, snapshot, json.dumps(stats or {}),
              finished if finished is not None else time.time(), run_id),
         )
@@ -221,7 +230,8 @@ class StateStore:
 
     def run(self, run_id: int) -> dict[str, Any] | None:
         rows = self._q(
-            "SELECT id, job, snapshot, trigger, started, finished, status, message, stats FROM runs WHERE id=?",
+            "SELECT id, job, snapshot, trigger, started, finished, status, message, stats FROM runs"
+            " WHERE id=?",
             (run_id,),
         )
         return self._run_dicts(rows)[0] if rows else None
@@ -236,22 +246,25 @@ class StateStore:
 
     @staticmethod
     def _run_dicts(rows: list[tuple]) -> list[dict[str, Any]]:
-        keys = ("id", "job", "snapshot", "trigger", "started", "finished", "status", "message", "stats")
+        keys = ("id", "job", "snapshot", "trigger", "started", "finished", "status", "message",
+                "stats")
         out = []
         for r in rows:
-            d = dict(zip(keys, r))
+            d = dict(zip(keys, r, strict=True))
             d["stats"] = json.loads(d["stats"]) if d["stats"] else {}
             out.append(d)
         return out
 
     # -- upload sessions (destinations persist their resumable state here) -------------------
     def session_get(self, destination: str, path: str) -> dict | None:
-        rows = self._q("SELECT data FROM upload_sessions WHERE destination=? AND path=?", (destination, path))
+        rows = self._q("SELECT data FROM upload_sessions WHERE destination=? AND path=?",
+                       (destination, path))
         return json.loads(rows[0][0]) if rows else None
 
     def session_put(self, destination: str, path: str, data: dict) -> None:
         self._q(
-            "INSERT OR REPLACE INTO upload_sessions (destination, path, data, updated) VALUES (?,?,?,?)",
+            "INSERT OR REPLACE INTO upload_sessions (destination, path, data, updated)"
+            " VALUES (?,?,?,?)",
             (destination, path, json.dumps(data), time.time()),
         )
 
@@ -259,7 +272,8 @@ class StateStore:
         self._q("DELETE FROM upload_sessions WHERE destination=? AND path=?", (destination, path))
 
     def sessions(self, destination: str) -> Iterator[tuple[str, dict]]:
-        for p, d in self._q("SELECT path, data FROM upload_sessions WHERE destination=?", (destination,)):
+        for p, d in self._q("SELECT path, data FROM upload_sessions WHERE destination=?",
+                            (destination,)):
             yield p, json.loads(d)
 
     # -- small values --------------------------------------------------------------------------
@@ -312,12 +326,21 @@ class StateStore:
         v = self._float(f"last_stored_bytes:{series}")
         return int(v) if v is not None else None
 
-    def set_snapshot_sizes(self, series: str, kind: str, data_bytes: int, stored_bytes: int) -> None:
+    def set_snapshot_sizes(self, series: str, kind: str, data_bytes: int,
+                           stored_bytes: int) -> None:
         with self._tx() as db:
             for key, value in ((f"last_data_bytes:{series}", data_bytes),
                                (f"last_data_bytes:{series}:{kind}", data_bytes),
                                (f"last_stored_bytes:{series}", stored_bytes)):
                 db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?,?)", (key, str(value)))
+
+    def nonempty_sources(self, series: str) -> list[str]:
+        """The source directories that had entries at the series' last snapshot (an empty
+        one of these now is a disk not mounted: the builder's source guard)."""
+        return list(json.loads(self.get(f"nonempty_sources:{series}") or "[]"))
+
+    def set_nonempty_sources(self, series: str, paths: list[str]) -> None:
+        self.set(f"nonempty_sources:{series}", json.dumps(paths))
 
     # -- tables other modules keep here (metrics counters, the notification queue) -----------
     def ensure_tables(self, sql: str) -> None:

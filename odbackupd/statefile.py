@@ -54,8 +54,9 @@ def _owned_by_another(path: Path) -> str | None:
                     return pwd.getpwuid(u).pw_name
                 except KeyError:
                     return str(u)
-            return (f"{p} is owned by {name(uid)}, not by {name(me)}, who runs this (was odbackupd --once run "
-                    f"as {name(uid)}?); as root, run: chown -R {name(me)}: {path.parent}")
+            return (f"{p} is owned by {name(uid)}, not by {name(me)}, who runs this "
+                    f"(was odbackupd --once run as {name(uid)}?); "
+                    f"as root, run: chown -R {name(me)}: {path.parent}")
     return None
 
 
@@ -95,10 +96,10 @@ def open_state(path: Path) -> StateStore:
             if src.exists():
                 os.replace(src, str(moved) + suffix)
     except OSError as e:
-        raise StateUnavailable(f"state database {path} is damaged ({reason}) and cannot be moved aside: "
-                               f"{e.strerror}; move it away by hand") from None
-    log.error("state database %s is damaged (%s): moved to %s; starting a new one (no snapshot is lost; "
-              "an interrupted snapshot starts over)", path, reason, moved,
+        raise StateUnavailable(f"state database {path} is damaged ({reason}) and cannot be moved "
+                               f"aside: {e.strerror}; move it away by hand") from None
+    log.error("state database %s is damaged (%s): moved to %s; starting a new one "
+              "(no snapshot is lost; an interrupted snapshot starts over)", path, reason, moved,
               extra={"journal_fields": {"MESSAGE_ID": MSG_STATE_DAMAGED, "STATE_DB": str(path),
                                         "MOVED_TO": str(moved), "ERROR": reason}})
     try:

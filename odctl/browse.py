@@ -298,7 +298,11 @@ def cmd_find(args: argparse.Namespace) -> int:
                 ],
             )
             if not args.quiet:
-                print(f"odctl: {len(hits)} matches in {len(chosen)} snapshots", file=sys.stderr)
+                from odbackupd.config.units import plural
+
+                word = "match" if len(hits) == 1 else "matches"
+                print(f"odctl: {len(hits)} {word} in {plural(len(chosen), 'snapshot')}",
+                      file=sys.stderr)
     finally:
         j.close()
     return EXIT_OK if hits else EXIT_NOT_FOUND

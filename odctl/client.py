@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 from odbackupd.bus import names
 
@@ -55,9 +56,9 @@ COMMANDS = {"BackupNow": "starting a backup (backup-now)", "Cancel": "cancelling
 
 def refused_message(member: str) -> str:
     what = COMMANDS.get(member, f"calling {member}")
-    return (f"the system bus refused {what}: it needs root or membership of group '{names.ADMIN_GROUP}' "
-            f"(run it with sudo, or have an admin run: usermod -aG {names.ADMIN_GROUP} {_me()}, "
-            "then log in again)")
+    return (f"the system bus refused {what}: it needs root or membership of group "
+            f"'{names.ADMIN_GROUP}' (run it with sudo, or have an admin run: "
+            f"usermod -aG {names.ADMIN_GROUP} {_me()}, then log in again)")
 
 
 def _me() -> str:
@@ -86,7 +87,8 @@ class DaemonError(Exception):
     @property
     def code(self) -> str:
         """Our short code (NoSuchJob …), or the full name for errors from the bus."""
-        return self.name[len(names.ERROR_PREFIX):] if self.name.startswith(names.ERROR_PREFIX) else self.name
+        return (self.name[len(names.ERROR_PREFIX):] if self.name.startswith(names.ERROR_PREFIX)
+                else self.name)
 
 
 def unpack(value: Any) -> Any:
@@ -111,12 +113,13 @@ class Client:
         self.bus = bus
 
     @classmethod
-    async def connect(cls, require_daemon: bool = True) -> "Client":
+    async def connect(cls, require_daemon: bool = True) -> Client:
         d = _dbus()
         try:
             bus = await d.MessageBus(bus_type=d.BusType.SYSTEM).connect()
         except (OSError, ValueError, Exception) as e:  # noqa: BLE001 - every way a bus can be missing
-            raise DaemonNotRunning(f"cannot connect to {bus_description()} ({e.__class__.__name__}: {e}); "
+            raise DaemonNotRunning(f"cannot connect to {bus_description()} "
+                                   f"({e.__class__.__name__}: {e}); "
                                    "is odbackupd running (systemctl status odbackupd)?") from None
         client = cls(bus)
         if require_daemon and not await client.daemon_running():
@@ -135,7 +138,8 @@ class Client:
                               member=member, signature=signature, body=body or [])
         reply = await self.bus.call(msg)
         if reply.message_type == _dbus().MessageType.ERROR:
-            message = reply.body[0] if reply.body and isinstance(reply.body[0], str) else reply.error_name
+            message = (reply.body[0] if reply.body and isinstance(reply.body[0], str)
+                       else reply.error_name)
             if reply.error_name in ("org.freedesktop.DBus.Error.ServiceUnknown",
                                     "org.freedesktop.DBus.Error.NameHasNoOwner"):
                 raise DaemonNotRunning(f"odbackupd is not running: {message}")

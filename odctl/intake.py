@@ -111,7 +111,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("intake", parents=[common], help="manage odbackupd-intake's upload users")
     isub = p.add_subparsers(dest="intake_command", metavar="SUBCOMMAND", required=True)
     a = isub.add_parser("add-user", parents=[common], help="make an upload token for a user",
-                        description=__doc__.split("\n\n")[1].replace("\n", " "))
+                        description=__doc__.split("\n\n")[1].replace("\n", " ").replace("``", "'"))
     a.add_argument("user", metavar="NAME", help="the NAME of an [intake.user.NAME] table")
     a.add_argument("--replace", action="store_true",
                    help="replace the user's existing token (the old one stops working)")

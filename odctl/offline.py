@@ -33,6 +33,12 @@ def job(cfg: Any, name: str) -> tuple[Any, str]:
 
     found = series_config(cfg, name)
     if found is None:
+        if cfg.path is None:  # no --config and no default file: the embedded default
+            from odbackupd.config.paths import DEFAULT_CONFIG
+
+            raise CliError(f"no job {name!r}: {DEFAULT_CONFIG} does not exist, so no job is "
+                           "configured; give the configuration file with --config FILE",
+                           EXIT_NOT_FOUND)
         known = ", ".join(sorted(cfg.jobs)) or "none configured"
         raise CliError(f"no job {name!r} (jobs: {known})", EXIT_NOT_FOUND)
     return found, name
@@ -91,8 +97,11 @@ def identities(paths: Sequence[Path]) -> list:
     for p in paths:
         try:
             out.extend(load_identities(p))
-        except (AgeError, OSError) as e:
+        except AgeError as e:
             raise CliError(f"--identity {p}: {e}", EXIT_USAGE) from e
+        except OSError as e:
+            raise CliError(f"--identity {p}: {e.strerror or e}; give the age identity file "
+                           "(the one age-keygen wrote)", EXIT_USAGE) from e
     return out
 
 

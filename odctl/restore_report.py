@@ -61,6 +61,8 @@ def report(args: Any, m: Any, stats: Any, took: float, stopped_damaged: bool = F
            chain: list[str] | None = None) -> int:
     """Print the outcome of a restore of ``m`` (finished or stopped) and return the exit code;
     ``chain``: the snapshots an incremental's restore applied, oldest first."""
+    from odbackupd.config.units import plural
+
     code = exit_code(stats, stopped_damaged)
     to = str(args.to)
     if args.json:
@@ -74,7 +76,8 @@ def report(args: Any, m: Any, stats: Any, took: float, stopped_damaged: bool = F
             print(f"warning: {w}", file=err)
         if not args.quiet:
             special = f"; special files: {_special_text(stats.special)}" if stats.special else ""
-            print(f"restored {m.snapshot} to {to}: {stats.files} files, {stats.dirs} directories, "
+            print(f"restored {m.snapshot} to {to}: {plural(stats.files, 'file')}, "
+                  f"{stats.dirs} {'directory' if stats.dirs == 1 else 'directories'}, "
                   f"{render.size(stats.bytes)} in {took:.1f}s{special}")
             if getattr(stats, "fetched", None) is not None:
                 from .browse import fetched_text

@@ -52,7 +52,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_USAGE: "usage or configuration error, invalid arguments",
     EXIT_NOT_FOUND: "no such job, account or snapshot",
     EXIT_INTEGRITY: "stored data is damaged (verify found a bad volume, restore refused members)",
-    EXIT_ACCESS_DENIED: f"access denied: the command needs root or membership of group '{ADMIN_GROUP}'",
+    EXIT_ACCESS_DENIED: "access denied: the command needs root or membership of group "
+                        f"'{ADMIN_GROUP}'",
     EXIT_NOT_RUNNING: "the daemon is not running (or the system bus is unreachable)",
     EXIT_NOT_LOGGED_IN: "the account is not logged in: run odctl login ACCOUNT",
     EXIT_BUSY: "busy: the job or the daemon cannot take the request now",
@@ -75,13 +76,15 @@ class ErrorName:
 ERRORS: dict[str, ErrorName] = {e.code: e for e in (
     ErrorName("NoSuchJob", EXIT_NOT_FOUND, "no job of that name in the configuration"),
     ErrorName("NoSuchAccount", EXIT_NOT_FOUND, "no account of that name in the configuration"),
-    ErrorName("NoSuchNotifier", EXIT_NOT_FOUND, "no [notify.NAME] of that name in the configuration"),
+    ErrorName("NoSuchNotifier", EXIT_NOT_FOUND,
+              "no [notify.NAME] of that name in the configuration"),
     ErrorName("Busy", EXIT_BUSY, "the job or daemon cannot take the request now"),
     ErrorName("AccessDenied", EXIT_ACCESS_DENIED,
               f"the caller is neither root nor a member of group '{ADMIN_GROUP}'"),
     ErrorName("NotLoggedIn", EXIT_NOT_LOGGED_IN, "the account needs `odctl login`"),
     ErrorName("DeviceCodeRefused", EXIT_FAILED,
-              "the login service refuses a device-code login for the account: use the browser flow"),
+              "the login service refuses a device-code login for the account: "
+              "use the browser flow"),
     ErrorName("InvalidConfig", EXIT_USAGE, "the configuration file is invalid (old one kept)"),
     ErrorName("InvalidArgs", EXIT_USAGE, "an argument has a bad value"),
     ErrorName("Failed", EXIT_FAILED, "the operation failed; the message says why"),

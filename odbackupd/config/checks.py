@@ -311,9 +311,9 @@ def symlinked_dir_source(path: Path) -> str | None:
     with its fix. A link to a file (/etc/localtime) is stored as the link, as intended."""
     if not path.is_symlink() or not path.is_dir():
         return None
-    return (f"source {path} is a symbolic link to the directory {os.path.realpath(path)}: only the link "
-            f"would be stored, with none of the files; name the directory itself in sources "
-            f'(sources = ["{os.path.realpath(path)}"])')
+    return (f"source {path} is a symbolic link to the directory {os.path.realpath(path)}: "
+            f"only the link would be stored, with none of the files; name the directory itself "
+            f'in sources (sources = ["{os.path.realpath(path)}"])')
 
 
 def _source_problem(path: Path) -> str | None:

@@ -50,7 +50,7 @@ class Problem:
 class ConfigError(Exception):
     """The configuration is invalid; ``problems`` lists everything found, not just the first."""
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem]) -> None:
         self.problems = list(problems)
         super().__init__(str(self))
 

@@ -126,6 +126,8 @@ def check_intake(r, users: dict, jobs: dict) -> None:  # noqa: ANN001
             r.error(at, f"job '{job_name}' has no drop_dir: intake files land in a drop directory")
             continue
         partial = t.get("partial_dir")
-        if partial is not None and (partial == drop or drop in partial.parents or partial in drop.parents):
+        if partial is not None and (
+            partial == drop or drop in partial.parents or partial in drop.parents
+        ):
             r.error((*t.path, "partial_dir"), f"'{partial}' overlaps drop_dir '{drop}' of job "
                     f"'{job_name}': unfinished uploads must stay outside the drop directory")

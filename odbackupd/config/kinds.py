@@ -44,7 +44,7 @@ NAME_MAX = 64
 class Invalid(ValueError):
     """A value is wrong; ``at`` is the position inside it (list index) when known."""
 
-    def __init__(self, message: str, at: tuple[int, ...] = ()):
+    def __init__(self, message: str, at: tuple[int, ...] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.at = at
@@ -130,7 +130,7 @@ class Str(Kind):
         *,
         check: Callable[[str], str | None] | None = None,
         allow_empty: bool = False,
-    ):
+    ) -> None:
         self.doc = doc
         self.check = check
         self.allow_empty = allow_empty
@@ -153,7 +153,7 @@ class Str(Kind):
 class Choice(Kind):
     """One of a fixed set of strings."""
 
-    def __init__(self, *choices: str):
+    def __init__(self, *choices: str) -> None:
         self.choices = choices
         self.doc = (
             " or ".join(f'"{c}"' for c in choices)
@@ -173,7 +173,9 @@ class Choice(Kind):
         return value
 
 
-def _range_message(minimum: float | None, maximum: float | None, show=str) -> str:
+def _range_message(
+    minimum: float | None, maximum: float | None, show: Callable[[float], str] = str
+) -> str:
     if minimum is not None and maximum is not None:
         return f"must be between {show(minimum)} and {show(maximum)}"
     if minimum is not None:
@@ -184,7 +186,7 @@ def _range_message(minimum: float | None, maximum: float | None, show=str) -> st
 class Int(Kind):
     """An integer (never a boolean: TOML's ``true`` is not 1)."""
 
-    def __init__(self, minimum: int | None = None, maximum: int | None = None):
+    def __init__(self, minimum: int | None = None, maximum: int | None = None) -> None:
         self.minimum = minimum
         self.maximum = maximum
         self.doc = "integer"
@@ -231,7 +233,7 @@ class Size(Kind):
         maximum: int | None = None,
         multiple_of: int | None = None,
         per_second: bool = False,
-    ):
+    ) -> None:
         self.minimum = minimum
         self.below = below
         self.maximum = maximum
@@ -273,7 +275,7 @@ class Duration(Kind):
 
     doc = "duration"
 
-    def __init__(self, minimum: float = 0.0):
+    def __init__(self, minimum: float = 0.0) -> None:
         self.minimum = minimum
 
     def convert(self, value: Any) -> float:
@@ -296,7 +298,7 @@ class Duration(Kind):
 class PathKind(Kind):
     """A file system path; absolute unless *credential* allows a systemd credential name."""
 
-    def __init__(self, *, credential: bool = False):
+    def __init__(self, *, credential: bool = False) -> None:
         self.credential = credential
         self.doc = "credential name or absolute path" if credential else "absolute path"
 
@@ -326,7 +328,7 @@ class PathKind(Kind):
 class ListOf(Kind):
     """An array of items of one kind, converted to a tuple."""
 
-    def __init__(self, item: Kind, *, nonempty: bool = False, unique: bool = False):
+    def __init__(self, item: Kind, *, nonempty: bool = False, unique: bool = False) -> None:
         self.item = item
         self.nonempty = nonempty
         self.unique = unique

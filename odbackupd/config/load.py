@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import KeyPath, Problem
-from .locate import scan_key_lines
+from .locate import KeyLines, scan_key_lines
 
 __all__ = ["Document", "dropin_dir", "parse_text", "read_config_files", "read_files", "walk_paths"]
 
@@ -47,7 +47,7 @@ class Document:
         self.files.append(filename)
         self._merge(self.data, data, (), filename, lines)
 
-    def _merge(self, dst: dict, src: dict, path: KeyPath, filename: str, lines) -> None:
+    def _merge(self, dst: dict, src: dict, path: KeyPath, filename: str, lines: KeyLines) -> None:
         for k, v in src.items():
             p = (*path, k)
             if isinstance(dst.get(k), dict) and isinstance(v, dict):

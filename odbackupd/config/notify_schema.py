@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import KeyPath
 from .fields import key, name_ref
 from .kinds import Choice, Duration, Int, ListOf, PathKind, Str, suggest
 
@@ -76,7 +75,8 @@ class NotifyConfig:
     )
     on: tuple[str, ...] | None = key(
         None,
-        default_doc='["failure", "recovery", "login_expired"]; healthchecks: ["start", "success", "failure"]',
+        default_doc='["failure", "recovery", "login_expired"]; '
+        'healthchecks: ["start", "success", "failure"]',
         kind=_list(Choice(*EVENTS), "list of events", unique=True, nonempty=True),
         doc="The events to send: start, success, failure, recovery (the first success after "
         "a failure), warning (completed with warnings), verify_failed (odctl verify found "
@@ -194,11 +194,16 @@ NOTIFY_SECTION: dict[str, Any] = dict(
     samples=(("ops", {"type": "webhook", "url": "https://ntfy.example.com/backups"}, ""),),
 )
 
-_NEEDS = {"webhook": ("url",), "healthchecks": ("url",), "email": ("smtp_host", "mail_from", "mail_to")}
+_NEEDS = {
+    "webhook": ("url",),
+    "healthchecks": ("url",),
+    "email": ("smtp_host", "mail_from", "mail_to"),
+}
 _ONLY = {
     "webhook": ("url", "headers", "secret_file"),
     "healthchecks": ("url",),
-    "email": ("smtp_host", "smtp_port", "smtp_security", "username", "password_file", "mail_from", "mail_to"),
+    "email": ("smtp_host", "smtp_port", "smtp_security", "username", "password_file",
+              "mail_from", "mail_to"),
 }
 
 

@@ -125,6 +125,9 @@ class Config:
     warnings: tuple[str, ...] = ()
     notify: dict[str, NotifyConfig] = field(default_factory=dict)
     intake: IntakeConfig = field(default_factory=lambda: IntakeConfig())
+    # destinations that are the embedded default (no [destination.NAME] of that name): only
+    # these are created on first use; a configured one must exist (an unmounted disk)
+    embedded: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -208,8 +211,12 @@ SECTIONS: tuple[Section, ...] = (
         "Jobs: what to back up, where, when, and for how long to keep it, one [job.NAME] "
         "each. The name is the job's folder name on every destination.",
         (
-            ("etc", {"sources": ["/etc", "/srv/git"], "destinations": ["usb", "onedrive"], "notify": ["ops"]},
-             ""),
+            (
+                "etc",
+                {"sources": ["/etc", "/srv/git"], "destinations": ["usb", "onedrive"],
+                 "notify": ["ops"]},
+                "",
+            ),
             (
                 "pve1-dumps",
                 {"drop_dir": "/srv/intake/pve1", "destinations": ["onedrive"]},

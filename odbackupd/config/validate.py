@@ -206,6 +206,7 @@ def validate_document(doc: Document, path: Path | None, *, check_sources: bool) 
         destinations=destinations,
         accounts={n: _build(t, AccountConfig, n) for n, t in named["account"].items()},
         jobs={n: _build(t, JobConfig, n) for n, t in named["job"].items()},
+        embedded=frozenset(n for n in destinations if n not in named["destination"]),
         intake=IntakeConfig(**intake.values, users={
             n: _build(t, IntakeUserConfig, n) for n, t in named["intake.user"].items()}),
         warnings=tuple(str(w) for w in r.sorted(r.warnings)),

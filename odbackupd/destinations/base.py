@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from ..config.destkinds import Capabilities
 
@@ -78,6 +79,7 @@ class Destination(ABC):
 
     def prepare(self, needed_bytes: int | None = None) -> None:
         """Check the destination is usable before a run (reachable, writable, quota)."""
+        return None  # optional, not abstract: a kind with nothing to check keeps this no-op
 
     @abstractmethod
     def list_snapshot_dirs(self, job: str) -> list[str]:
@@ -136,6 +138,7 @@ class Destination(ABC):
 
     def close(self) -> None:
         """Release sessions and connections."""
+        return None  # optional, not abstract: a kind that holds no connections keeps this no-op
 
     def describe(self) -> str:
         return f"{self.kind} destination {self.name!r}"

@@ -10,12 +10,19 @@ import errno
 import os
 import shutil
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from .base import (
-    MANIFEST_NAME, Destination, DestinationError, Expected, ObjectNotFound, ProgressFn, StoredObject,
+    MANIFEST_NAME,
+    Destination,
+    DestinationError,
+    Expected,
+    ObjectNotFound,
+    ProgressFn,
+    StoredObject,
 )
 from .kinds.local import CAPABILITIES
 
@@ -72,8 +79,9 @@ class LocalDestination(Destination):
 
     def _missing(self) -> DestinationError:
         return DestinationError(
-            f"{self.describe()}: {self.root} does not exist or is not a directory: is the disk mounted?"
-            f" (a plain directory, not a mount point? create it: install -d -m 0700 {self.root})"
+            f"{self.describe()}: {self.root} does not exist or is not a directory: "
+            "is the disk mounted? (a plain directory, not a mount point? create it: "
+            f"install -d -m 0700 {self.root})"
         )
 
     def _dir(self, job: str, snapshot: str | None = None) -> Path:
@@ -84,7 +92,8 @@ class LocalDestination(Destination):
     def list_snapshot_dirs(self, job: str) -> list[str]:
         try:
             with os.scandir(self._dir(job)) as it:
-                return sorted(e.name for e in it if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+                return sorted(e.name for e in it
+                              if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
         except FileNotFoundError:
             # no folder for the job yet is an empty listing; a missing root is an unmounted
             # disk, and "no snapshots" would be a lie (the built-in destination is made on use)
@@ -92,7 +101,9 @@ class LocalDestination(Destination):
                 raise self._missing() from None
             return []
         except OSError as e:
-            raise DestinationError(f"{self.describe()}: cannot list {self._dir(job)}: {e.strerror}") from e
+            raise DestinationError(
+                f"{self.describe()}: cannot list {self._dir(job)}: {e.strerror}"
+            ) from e
 
     def list_objects(self, job: str, snapshot: str) -> dict[str, StoredObject]:
         out: dict[str, StoredObject] = {}
@@ -155,7 +166,9 @@ class LocalDestination(Destination):
 
     def put_bytes(self, job: str, snapshot: str, name: str, data: bytes) -> StoredObject:
         with self._atomic(job, snapshot, name) as tmp:
-            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as f:
+            with os.fdopen(
+                os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb"
+            ) as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
@@ -181,11 +194,14 @@ class LocalDestination(Destination):
     def list_root(self) -> list[str]:
         try:
             with os.scandir(self.root) as it:
-                return sorted(e.name for e in it if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+                return sorted(e.name for e in it
+                              if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
         except FileNotFoundError:
             raise self._missing() from None
         except OSError as e:
-            raise DestinationError(f"{self.describe()}: cannot list {self.root}: {e.strerror}") from e
+            raise DestinationError(
+                f"{self.describe()}: cannot list {self.root}: {e.strerror}"
+            ) from e
 
     def last_space(self) -> dict[str, int] | None:
         return self.space()  # a statvfs: as cheap as remembering

@@ -15,21 +15,36 @@ import io
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import requests
 import urllib3
 
 from ..config.units import human_size
 from ..graph import errors as gerr
-from ..graph.client import RETRY_STATUSES, TRANSPORT_ERRORS, Drive, GraphClient, encode_path, error_from, resolve_drive
+from ..graph.client import (
+    RETRY_STATUSES,
+    TRANSPORT_ERRORS,
+    Drive,
+    GraphClient,
+    encode_path,
+    error_from,
+    resolve_drive,
+)
 from ..graph.http import make_session
 from ..graph.throttle import Cancelled, bandwidth_limiter, gate_for, upload_slots
 from ..graph.upload import SIMPLE_UPLOAD_MAX, Uploader
 from .base import (
-    MANIFEST_NAME, Destination, DestinationError, Expected, NotLoggedIn, ObjectNotFound, ProgressFn,
+    MANIFEST_NAME,
+    Destination,
+    DestinationError,
+    Expected,
+    NotLoggedIn,
+    ObjectNotFound,
+    ProgressFn,
     StoredObject,
 )
 from .kinds.onedrive import CAPABILITIES, OneDriveSettings
@@ -67,7 +82,8 @@ class OneDriveDestination(Destination):
         self._warned_soft = False
         self.state = state
         parallel = int(getattr(daemon, "max_parallel_uploads", 4) or 4)
-        self.session = session or make_session(getattr(account, "ca_bundle", None), pool_size=parallel + 4)
+        self.session = session or make_session(getattr(account, "ca_bundle", None),
+                                               pool_size=parallel + 4)
         if tokens is None:
             from ..graph.auth import Authenticator
 
@@ -76,7 +92,8 @@ class OneDriveDestination(Destination):
         self.tokens = tokens
         self.client = GraphClient(
             tokens, account.graph_url, self.session,
-            gate_for(f"{account.authority_url}|{account.client_id}", getattr(daemon, "state_dir", None)),
+            gate_for(f"{account.authority_url}|{account.client_id}",
+                     getattr(daemon, "state_dir", None)),
             account=account.name,
         )
         self.slots = upload_slots(parallel)
@@ -87,7 +104,8 @@ class OneDriveDestination(Destination):
         self._lock = threading.Lock()
 
     def describe(self) -> str:
-        return f"OneDrive destination {self.name!r} (account {self.account.name!r}, folder {self.folder!r})"
+        return (f"OneDrive destination {self.name!r} (account {self.account.name!r}, "
+                f"folder {self.folder!r})")
 
     # -- plumbing ---------------------------------------------------------------------------------
     @contextmanager
@@ -107,9 +125,11 @@ class OneDriveDestination(Destination):
         except gerr.GraphError as e:
             raise DestinationError(f"{self.describe()}: {doing}: {e}") from None
         except Cancelled:
-            raise DestinationError(f"{self.describe()}: {doing}: cancelled; the next run resumes it") from None
+            raise DestinationError(
+                f"{self.describe()}: {doing}: cancelled; the next run resumes it") from None
         except requests.RequestException as e:
-            raise DestinationError(f"{self.describe()}: {doing}: {type(e).__name__} (network problem)") from None
+            raise DestinationError(
+                f"{self.describe()}: {doing}: {type(e).__name__} (network problem)") from None
 
     def _app_only(self) -> bool:
         return bool(getattr(self.tokens, "app_only", False))
@@ -157,7 +177,8 @@ class OneDriveDestination(Destination):
             self.client.get_json(self._item(rel) + "?$select=id,folder", what=f"looking up {rel}")
         except gerr.ItemNotFound:
             self._ensure_folder(parent)
-            where = self._item(parent) + ":/children" if parent else f"{self.drive().base}/root/children"
+            where = (self._item(parent) + ":/children" if parent
+                     else f"{self.drive().base}/root/children")
             self.client.request(
                 "POST", where, what=f"creating folder {rel}", ok=(200, 201, 409),
                 json={"name": name, "folder": {}, "@microsoft.graph.conflictBehavior": "fail"},
@@ -171,7 +192,7 @@ class OneDriveDestination(Destination):
         return StoredObject(item["name"], int(item.get("size", 0)), sha.lower() if sha else None,
                             hashes.get("quickXorHash"))
 
-    # -- the interface ------------------------------------------------------------------------------
+    # -- the interface ----------------------------------------------------------------------------
     def prepare(self, needed_bytes: int | None = None) -> None:
         """Log in, find the drive and check its quota before a run, so a full drive is a
         clear error up front rather than a 507 after an hour of uploading."""
@@ -184,13 +205,15 @@ class OneDriveDestination(Destination):
         log.info("%s: %s free of %s, %s of it used by the recycle bin%s", self.describe(),
                  human_size(remaining), human_size(total), human_size(deleted),
                  "" if not deleted or self._permanent() else
-                 " (pruned snapshots wait there; hard_delete = true frees them at once on work or school drives)")
+                 " (pruned snapshots wait there; hard_delete = true frees them at once on work "
+                 "or school drives)")
         need = needed_bytes or 1
         if q.get("state") == "exceeded" or remaining < need:
             raise DestinationError(
                 f"{self.describe()}: the drive of account {self.account.name!r}"
-                f"{' (' + self._drive.owner + ')' if self._drive and self._drive.owner else ''} is full: "
-                f"{human_size(remaining)} free of {human_size(total)} ({human_size(int(q.get('used') or 0))} used, "
+                f"{' (' + self._drive.owner + ')' if self._drive and self._drive.owner else ''}"
+                f" is full: {human_size(remaining)} free of {human_size(total)} "
+                f"({human_size(int(q.get('used') or 0))} used, "
                 f"{human_size(int(q.get('deleted') or 0))} in the recycle bin)"
                 + (f", about {human_size(needed_bytes)} needed" if needed_bytes else "")
                 + ". Free space (empty the recycle bin) or lower the job's max_size."
@@ -236,7 +259,8 @@ class OneDriveDestination(Destination):
     def put_bytes(self, job: str, snapshot: str, name: str, data: bytes) -> StoredObject:
         rel = self._rel(job, snapshot, name)
         if len(data) > SIMPLE_UPLOAD_MAX:
-            raise DestinationError(f"{self.describe()}: {name} is {len(data)} bytes; small files only")
+            raise DestinationError(
+                f"{self.describe()}: {name} is {len(data)} bytes; small files only")
         with self._errors(f"writing {job}/{snapshot}/{name}"):
             self._ensure_folder(self._rel(job, snapshot))
             return self._stored(self.uploader().put_small(self._item(rel), rel, data))
@@ -256,9 +280,9 @@ class OneDriveDestination(Destination):
         if self.drive().drive_type == "personal":
             if not self._warned_soft:
                 self._warned_soft = True
-                log.warning("%s: hard_delete = true, but personal OneDrive has no permanent delete: "
-                            "pruned snapshots go to the recycle bin and count against the quota "
-                            "until it is emptied", self.describe())
+                log.warning("%s: hard_delete = true, but personal OneDrive has no permanent "
+                            "delete: pruned snapshots go to the recycle bin and count against the "
+                            "quota until it is emptied", self.describe())
             return False
         return True
 
@@ -274,7 +298,8 @@ class OneDriveDestination(Destination):
                     self.client.request("POST", self._item(rel) + ":/permanentDelete",
                                         what=f"deleting {rel} permanently", ok=(204, 404))
                 else:
-                    self.client.request("DELETE", self._item(rel), what=f"deleting {rel}", ok=(204, 404))
+                    self.client.request("DELETE", self._item(rel), what=f"deleting {rel}",
+                                        ok=(204, 404))
             if self.state is not None:  # upload sessions of an abandoned snapshot: cancel them
                 for path, rec in list(self.state.sessions(self.name)):
                     if path.startswith(folder + "/"):
@@ -317,8 +342,9 @@ class _Download(io.RawIOBase):
 
     def _fresh_url(self) -> str:
         try:
-            resp = self.client.request("GET", self.dest._item(self.rel) + ":/content", what=f"reading {self.rel}",
-                                       ok=(302,), allow_redirects=False)
+            resp = self.client.request("GET", self.dest._item(self.rel) + ":/content",
+                                       what=f"reading {self.rel}", ok=(302,),
+                                       allow_redirects=False)
         except gerr.ItemNotFound:
             raise ObjectNotFound(f"{self.dest.describe()}: {self.rel} is missing") from None
         resp.close()
@@ -360,7 +386,8 @@ class _Download(io.RawIOBase):
 
     def _give_up_after(self, failures: int, problem: str) -> None:
         if failures >= self.client.retry.attempts:
-            raise gerr.GraphError(f"reading {self.rel}: giving up after {failures} attempts ({problem})")
+            raise gerr.GraphError(
+                f"reading {self.rel}: giving up after {failures} attempts ({problem})")
         if failures > 1:
             time.sleep(self.client.retry.delay(failures))
 
@@ -393,7 +420,8 @@ class _Download(io.RawIOBase):
                 return 0
             failures += 1  # reset or truncated: go on from self.pos
             if failures >= self.client.retry.attempts:
-                raise DestinationError(f"{self.dest.describe()}: reading {self.rel}: the download keeps breaking off")
+                raise DestinationError(f"{self.dest.describe()}: reading {self.rel}: "
+                                       "the download keeps breaking off")
             log.debug("reading %s: connection lost at byte %d; resuming", self.rel, self.pos)
 
     def close(self) -> None:

@@ -21,6 +21,11 @@ reach, which includes SharePoint libraries (``drive_id``) -- plus ``Sites.Read.A
 the account names a ``site`` (resolving a site by its path needs it). msal adds
 ``offline_access openid profile`` itself. App-only asks for ``<graph root>/.default``:
 the application permissions an administrator granted (e.g. ``Sites.Selected``).
+
+Why ~600 lines in one module: the delegated and app-only grants share one msal application
+per account, its HTTP client, the token cache (reloaded when another process wrote it) and
+one translation of msal's result dictionaries into the errors above; every other module
+sees only :class:`Authenticator` and the login classes.
 """
 from __future__ import annotations
 
@@ -284,9 +289,10 @@ class Authenticator:
             exposed = readable_by_everyone(path)
             if exposed:
                 raise CredentialUnavailable(
-                    f"account '{self.name}': {setting} {path} is readable by every user ({exposed}), so "
-                    f"anyone on this machine can act as the app: run chmod 600 {path} (or move it to "
-                    "/etc/odbackupd/credentials/, root only), and consider rotating the secret")
+                    f"account '{self.name}': {setting} {path} is readable by every user "
+                    f"({exposed}), so anyone on this machine can act as the app: "
+                    f"run chmod 600 {path} (or move it to /etc/odbackupd/credentials/, "
+                    "root only), and consider rotating the secret")
             data = path.read_bytes()
         except OSError as e:
             detail = str(e) if isinstance(e, FileNotFoundError) and not e.filename \

@@ -20,8 +20,9 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import requests
@@ -33,7 +34,11 @@ log = logging.getLogger("odbackupd.graph")
 
 THROTTLE_STATUSES = (429, 503, 509)
 RETRY_STATUSES = (500, 502, 503, 504, 509, 429)
-TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+TRANSPORT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
 
 
 class TokenSource(Protocol):
@@ -73,7 +78,11 @@ def error_code(resp: requests.Response) -> tuple[str | None, str | None, str]:
     if not isinstance(err, dict):
         return None, None, ""
     inner = err.get("innerError") or err.get("innererror") or {}
-    return err.get("code"), inner.get("code") if isinstance(inner, dict) else None, str(err.get("message", ""))
+    return (
+        err.get("code"),
+        inner.get("code") if isinstance(inner, dict) else None,
+        str(err.get("message", "")),
+    )
 
 
 def error_from(resp: requests.Response, what: str) -> GraphError:
@@ -181,7 +190,9 @@ class GraphClient:
         ``idempotent=False``: a lost connection is not retried (the caller must find out
         whether the request took effect).
         """
-        what = what or f"{method} {url if not url.startswith('http') else '(pre-authenticated URL)'}"
+        what = what or (
+            f"{method} {url if not url.startswith('http') else '(pre-authenticated URL)'}"
+        )
         refreshed = 0
         attempt = 0
         while True:
@@ -274,6 +285,9 @@ def resolve_drive(client: GraphClient, account: Any, app_only: bool = False) -> 
     owner = body.get("owner") or {}
     who = (owner.get("user") or owner.get("group") or owner.get("application") or {})
     return Drive(
-        id=body["id"], base=f"/drives/{quote(body['id'], safe='!')}", drive_type=body.get("driveType", ""),
-        quota=body.get("quota") or {}, owner=str(who.get("email") or who.get("displayName") or ""),
+        id=body["id"],
+        base=f"/drives/{quote(body['id'], safe='!')}",
+        drive_type=body.get("driveType", ""),
+        quota=body.get("quota") or {},
+        owner=str(who.get("email") or who.get("displayName") or ""),
     )

@@ -16,8 +16,8 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 __all__ = [
     "Cancelled",
@@ -73,7 +73,7 @@ class RetryAfterGate:
     this host: a run or odctl started right after another one was throttled waits too.
     """
 
-    def __init__(self, shared: "SharedDeadline | None" = None) -> None:
+    def __init__(self, shared: SharedDeadline | None = None) -> None:
         self._until = 0.0
         self._lock = threading.Lock()
         self._shared = shared

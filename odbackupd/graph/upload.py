@@ -148,10 +148,12 @@ class Uploader:
             if progress and size:
                 progress(size)
         else:
-            item = self._session_upload(item_path, remote, src, size, sha256, quickxor, progress, cancel)
+            item = self._session_upload(item_path, remote, src, size, sha256, quickxor, progress,
+                                        cancel)
         return self.confirmed(item_path, remote, item, size, quickxor)
 
-    def put_small(self, item_path: str, remote: str, data: bytes, cancel: threading.Event | None = None) -> dict:
+    def put_small(self, item_path: str, remote: str, data: bytes,
+                  cancel: threading.Event | None = None) -> dict:
         """One simple PUT (replaces whatever is there, atomically)."""
         self.limiter.consume(len(data), cancel)
         resp = self.client.request(
@@ -198,9 +200,10 @@ class Uploader:
                         return item
                     failures += 1
                     if failures >= self.client.retry.attempts:
-                        raise GraphError(f"uploading {remote}: the session holds every byte but the file "
-                                         "does not appear")
-                    log.info("uploading %s: the session holds every byte but no file; starting again", remote)
+                        raise GraphError(f"uploading {remote}: the session holds every byte but "
+                                         "the file does not appear")
+                    log.info("uploading %s: the session holds every byte but no file; "
+                             "starting again", remote)
                     self.discard(remote, rec)
                     rec = None
                     continue
@@ -211,7 +214,8 @@ class Uploader:
                 self.limiter.consume(end - offset, cancel)
                 try:
                     resp = self.client.send(
-                        "PUT", rec["uploadUrl"], auth=False, data=FileRange(f, offset, end - offset), cancel=cancel,
+                        "PUT", rec["uploadUrl"], auth=False,
+                        data=FileRange(f, offset, end - offset), cancel=cancel,
                         headers={"Content-Range": f"bytes {offset}-{end - 1}/{size}",
                                  "Content-Type": "application/octet-stream"},
                     )
@@ -230,12 +234,14 @@ class Uploader:
                         done = resp.json()
                     elif resp is not None and resp.status_code in (401, 403, 404):
                         raise _SessionGone()
-                    elif resp is None or resp.status_code == 416 or resp.status_code in RETRY_STATUSES:
+                    elif (resp is None or resp.status_code == 416
+                          or resp.status_code in RETRY_STATUSES):
                         failures += 1
                         if failures >= self.client.retry.attempts:
-                            raise GraphError(f"uploading {remote}: giving up after {failures} failed "
-                                             f"fragments (last: {problem})")
-                        log.debug("uploading %s: fragment at %d: %s; asking the session", remote, offset, problem)
+                            raise GraphError(f"uploading {remote}: giving up after {failures} "
+                                             f"failed fragments (last: {problem})")
+                        log.debug("uploading %s: fragment at %d: %s; asking the session",
+                                  remote, offset, problem)
                         if resp is not None and resp.status_code != 416:
                             self.client.pause_after(resp, failures)
                         elif resp is None:
@@ -248,12 +254,15 @@ class Uploader:
                     if item is not None:
                         done = item
                     else:
-                        log.info("uploading %s: the upload session is gone; starting the file again", remote)
+                        log.info("uploading %s: the upload session is gone; "
+                                 "starting the file again", remote)
                         self._forget(remote)
                         rec = None
                         failures += 1
                         if failures >= self.client.retry.attempts:
-                            raise GraphError(f"uploading {remote}: upload sessions keep disappearing") from None
+                            raise GraphError(
+                                f"uploading {remote}: upload sessions keep disappearing"
+                            ) from None
                         continue
                 finally:
                     if resp is not None:
@@ -272,7 +281,8 @@ class Uploader:
                     progress(offset - reported)
                     reported = offset
 
-    def _create(self, item_path: str, remote: str, size: int, sha256: str, cancel: threading.Event | None) -> dict:
+    def _create(self, item_path: str, remote: str, size: int, sha256: str,
+                cancel: threading.Event | None) -> dict:
         item: dict = {"@microsoft.graph.conflictBehavior": "replace"}
         if self.send_file_size:
             item["fileSize"] = size
@@ -294,8 +304,9 @@ class Uploader:
             # cannot be cancelled and blocks the name until it expires. Upload under a
             # name of our own and rename the file when it is complete.
             alt = f"{item_path}.{secrets.token_hex(4)}.upload"
-            log.info("uploading %s: OneDrive holds an upload session for it that was lost; uploading "
-                     "as %s and renaming it when complete", remote, alt.rsplit("/", 1)[-1])
+            log.info("uploading %s: OneDrive holds an upload session for it that was lost; "
+                     "uploading as %s and renaming it when complete",
+                     remote, alt.rsplit("/", 1)[-1])
             body = create(alt)
         rec = {"uploadUrl": body["uploadUrl"], "expiry": body.get("expirationDateTime"),
                "offset": 0, "size": size, "sha256": sha256}
@@ -317,7 +328,8 @@ class Uploader:
             return item
         return self.client.request(
             "PATCH", alt, what=f"renaming the upload of {remote}", ok=(200,), cancel=cancel,
-            json={"name": item_path.rsplit("/", 1)[-1], "@microsoft.graph.conflictBehavior": "replace"},
+            json={"name": item_path.rsplit("/", 1)[-1],
+                  "@microsoft.graph.conflictBehavior": "replace"},
         ).json()
 
     def _resume(self, item_path: str, remote: str, rec: dict, size: int, quickxor: str,

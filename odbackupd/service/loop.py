@@ -80,13 +80,15 @@ class Service:
         watchdog = None
         if self.notifier.watchdog_interval:
             watchdog = loop.create_task(self._watchdog(self.notifier.watchdog_interval))
-        log.info("odbackupd serving: %d jobs (%s)", len(ctl.config.jobs), ", ".join(ctl.job_names()) or "none")
+        log.info("odbackupd serving: %d jobs (%s)",
+                 len(ctl.config.jobs), ", ".join(ctl.job_names()) or "none")
         self.notifier.ready(ctl.status_line)
         try:
             await self._stop.wait()
         finally:
             self.notifier.stopping()
-            log.info("stopping: cancelling runs (their uploads checkpoint; the next start resumes them)")
+            log.info("stopping: cancelling runs "
+                     "(their uploads checkpoint; the next start resumes them)")
             if self._reloading is not None:
                 await asyncio.gather(self._reloading, return_exceptions=True)
             await delivery.stop()

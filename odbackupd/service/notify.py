@@ -88,7 +88,8 @@ class Notifier:
 
     def reloading(self) -> bool:
         usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-        return self.send("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=reloading the configuration")
+        return self.send("RELOADING=1", f"MONOTONIC_USEC={usec}",
+                         "STATUS=reloading the configuration")
 
     def stopping(self) -> bool:
         return self.send("STOPPING=1", "STATUS=stopping: checkpointing runs")

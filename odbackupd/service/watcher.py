@@ -422,7 +422,8 @@ class JobWatcher:
         return self._report(t0)
 
     def _begin(self) -> Iterator[None]:
-        hub = self._hub = self._hub if self._hub and not self._hub.closed else InotifyHub.for_loop(self.loop)
+        hub = self._hub = (self._hub if self._hub and not self._hub.closed
+                           else InotifyHub.for_loop(self.loop))
         self.running = True
         return self._walk_steps(hub)
 
@@ -524,7 +525,8 @@ class JobWatcher:
             for top in self._trees:
                 self._watch_now(top)
         except WatchLimitError as e:
-            log.error("job %s: %s", self.job, e.strerror, extra={"journal_fields": {"JOB": self.job}})
+            log.error("job %s: %s", self.job, e.strerror,
+                      extra={"journal_fields": {"JOB": self.job}})
 
     def _watch_now(self, top: str) -> None:
         for _ in self._watch_tree(top):
@@ -536,7 +538,8 @@ class JobWatcher:
         except WatchLimitError as e:
             # The running daemon cannot fall back by itself here: the trees stay watched
             # except below this directory, and the message says how to fix it.
-            log.error("job %s: %s", self.job, e.strerror, extra={"journal_fields": {"JOB": self.job}})
+            log.error("job %s: %s", self.job, e.strerror,
+                      extra={"journal_fields": {"JOB": self.job}})
 
     # ---- debouncing --------------------------------------------------------------------
 

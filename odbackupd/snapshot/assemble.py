@@ -8,7 +8,6 @@ compares against (sizes, the sources that had entries, the cached index).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 
@@ -16,7 +15,6 @@ from .. import __version__
 from ..destinations.base import MANIFEST_NAME
 from . import chain
 from .catalog import next_in_series
-from .guard import nonempty_key
 from .incbuild import RESTORE_NAME, BuiltIndex, ChainPlanner, source_roots, store_index
 from .manifest import Manifest
 from .runctx import RunContext
@@ -130,8 +128,6 @@ def record_completion(
             ctx.cache.drop()
             ctx.report("index", os.fsencode(ctx.cache.describe()), f"cannot cache the index: {e}")
     ctx.state.forget(job)
-    ctx.state.set(f"last_data_bytes:{job}", str(manifest.data_bytes))
-    ctx.state.set(f"last_data_bytes:{job}:{manifest.kind}", str(manifest.data_bytes))
-    ctx.state.set(f"last_stored_bytes:{job}", str(manifest.stored_bytes))
-    ctx.state.set(nonempty_key(job), json.dumps(nonempty))
+    ctx.state.set_snapshot_sizes(job, manifest.kind, manifest.data_bytes, manifest.stored_bytes)
+    ctx.state.set_nonempty_sources(job, nonempty)
     shutil.rmtree(ctx.spool, ignore_errors=True)

@@ -34,7 +34,7 @@ class DamagedLatest(Exception):
     """``latest`` was asked for, but the newest snapshot folder has a manifest that does not
     read: taking the newest intact one instead would quietly restore older data."""
 
-    def __init__(self, folder: str, problem: str, intact: "Manifest | None") -> None:
+    def __init__(self, folder: str, problem: str, intact: Manifest | None) -> None:
         super().__init__(f"the newest snapshot, {folder}, has a damaged manifest ({problem})")
         self.folder, self.problem, self.intact = folder, problem, intact
 
@@ -115,7 +115,8 @@ def find_snapshot(dest: Destination, series: str, ref: str | None, host: str | N
     if ref in (None, "", "latest"):
         # this host's own folders only: a damaged manifest in the old shared layout may be
         # another host's (verify all still reports it)
-        newer = [(f, p) for f, p in listing.unreadable if "/" not in f and (not snaps or f > snaps[-1].snapshot)]
+        newer = [(f, p) for f, p in listing.unreadable
+                 if "/" not in f and (not snaps or f > snaps[-1].snapshot)]
         if newer:
             raise DamagedLatest(*max(newer), snaps[-1] if snaps else None)
     if not snaps:
@@ -131,14 +132,18 @@ def find_snapshot(dest: Destination, series: str, ref: str | None, host: str | N
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise SnapshotNotFound(f"no snapshot {ref!r} of job {series!r} by host {host!r} on {dest.describe()}")
+        raise SnapshotNotFound(
+            f"no snapshot {ref!r} of job {series!r} by host {host!r} on {dest.describe()}"
+        )
     raise SnapshotNotFound(
         f"{ref!r} matches {len(matches)} snapshots of job {series!r}: "
         + ", ".join(m.snapshot for m in matches[:5])
     )
 
 
-def next_in_series(dests: list[Destination], job: str, snapshot: str, host: str | None = None) -> tuple[int, str | None]:
+def next_in_series(
+    dests: list[Destination], job: str, snapshot: str, host: str | None = None
+) -> tuple[int, str | None]:
     """The sequence number and predecessor of a new snapshot of ``job``: one after the
     highest any destination holds (a counter the snapshots carry, so a clock set back
     cannot make the newest snapshot sort oldest)."""

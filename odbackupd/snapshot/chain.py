@@ -115,7 +115,9 @@ class _VolumeReader:
         if len(first) == 8 and struct.unpack("<I", first[:4])[0] == MAGIC:
             size = struct.unpack("<I", first[4:])[0]
             if size > MAX_HEADER:
-                raise ChainError(f"{name}: its volume header is {size} bytes long (damaged or not ours)")
+                raise ChainError(
+                    f"{name}: its volume header is {size} bytes long (damaged or not ours)"
+                )
             payload = self._take(size)
             try:
                 h = json.loads(payload)
@@ -192,28 +194,32 @@ class ChainChecker:
         self.position += 1
         name = vol["name"]
         if self.end is not None:
-            raise ChainError(f"{name}: comes after the snapshot's end marker (volume {self.end.get('volumes')}); "
+            raise ChainError(f"{name}: comes after the snapshot's end marker "
+                             f"(volume {self.end.get('volumes')}); "
                              "volumes were added or re-ordered")
         r = _VolumeReader(f, name)
         h = r.header
         if h is None:
             if self.required or self.headers:
-                raise ChainError(f"{name}: has no volume header, though the snapshot's volumes carry one "
-                                 "(replaced by a volume not made for this snapshot)")
+                raise ChainError(f"{name}: has no volume header, though the snapshot's volumes "
+                                 "carry one (replaced by a volume not made for this snapshot)")
         else:
             self.headers += 1
             if h.get("snapshot") != self.m.snapshot or h.get("job") != self.m.job:
-                raise ChainError(f"{name}: belongs to snapshot {h.get('job')}/{h.get('snapshot')}, not "
-                                 f"{self.m.job}/{self.m.snapshot} (a volume replayed from another snapshot)")
+                raise ChainError(f"{name}: belongs to snapshot {h.get('job')}/{h.get('snapshot')}, "
+                                 f"not {self.m.job}/{self.m.snapshot} "
+                                 "(a volume replayed from another snapshot)")
             if h.get("index") != self.position:
-                raise ChainError(f"{name}: is volume {h.get('index')} of the snapshot but stands at place "
-                                 f"{self.position} (volumes dropped, swapped, duplicated or re-ordered)")
+                raise ChainError(f"{name}: is volume {h.get('index')} of the snapshot but stands "
+                                 f"at place {self.position} "
+                                 "(volumes dropped, swapped, duplicated or re-ordered)")
             if "tar_start" in vol and h.get("tar_start") != vol["tar_start"]:
-                raise ChainError(f"{name}: its volume header puts it at archive offset {h.get('tar_start')}, "
-                                 f"the manifest at {vol['tar_start']} (a volume re-ordered or replaced)")
+                raise ChainError(f"{name}: its volume header puts it at archive offset "
+                                 f"{h.get('tar_start')}, the manifest at {vol['tar_start']} "
+                                 "(a volume re-ordered or replaced)")
             if self.prev is not None and h.get("prev") != self.prev:
-                raise ChainError(f"{name}: does not follow the volume before it (hash chain broken: a "
-                                 "volume before it was dropped or replaced)")
+                raise ChainError(f"{name}: does not follow the volume before it (hash chain "
+                                 "broken: a volume before it was dropped or replaced)")
         self._cur = r
         return r  # type: ignore[return-value]
 
@@ -227,7 +233,9 @@ class ChainChecker:
         end = _parse_end(r.tail) if r.header is not None else None
         if end is not None:
             if end.get("snapshot") != self.m.snapshot or end.get("job") != self.m.job:
-                raise ChainError(f"{r.name}: its end marker belongs to snapshot {end.get('snapshot')}")
+                raise ChainError(
+                    f"{r.name}: its end marker belongs to snapshot {end.get('snapshot')}"
+                )
             self.end = end
 
     def finish(self, tar_bytes: int) -> None:
@@ -236,10 +244,11 @@ class ChainChecker:
             return  # a snapshot made before volumes carried headers
         if self.end is None:
             raise ChainError(
-                f"the snapshot ends after volume {self.position} without its end marker: volumes are "
-                "missing at the end (dropped, with the manifest fixed up)")
+                f"the snapshot ends after volume {self.position} without its end marker: "
+                "volumes are missing at the end (dropped, with the manifest fixed up)")
         if self.end.get("volumes") != self.position:
-            raise ChainError(f"the end marker says {self.end.get('volumes')} volumes, {self.position} were read")
+            raise ChainError(f"the end marker says {self.end.get('volumes')} volumes, "
+                             f"{self.position} were read")
         if self.end.get("tar_bytes") != tar_bytes:
             raise ChainError(f"the end marker says {self.end.get('tar_bytes')} archive bytes, "
                              f"{tar_bytes} were read")

@@ -18,18 +18,26 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Sequence
+from typing import BinaryIO
 
 from ..destinations.base import Destination, DestinationError, StoredObject
 from ..destinations.compare import expected_of, mismatches
+from .extract import Extractor
 from .incchain import BrokenChain, chain_of
 from .incremental import NAME, ORIGIN, TYPE, open_tree
 from .manifest import Manifest
-from .extract import Extractor
 from .restore import (
-    IntegrityError, PlainStream, RestoreError, RestoreStats, VerifyReport, VolumeFetcher, _hash_stream,
-    check_identities, verify_snapshot,
+    IntegrityError,
+    PlainStream,
+    RestoreError,
+    RestoreStats,
+    VerifyReport,
+    VolumeFetcher,
+    _hash_stream,
+    check_identities,
+    verify_snapshot,
 )
 from .restore_result import special_policy
 from .target import open_target, parse_paths
@@ -155,7 +163,8 @@ def _entries(index: Path) -> Iterator[tuple[int, int, Key]]:
                 d = json.loads(line)
                 yield d["o"], 1, key_from_json(d["k"])
 
-        dirs = ((d["o"], 0, k) for k, d in tree if "c" in d)  # a file source is in the locations too
+        # a file source is in the locations too
+        dirs = ((d["o"], 0, k) for k, d in tree if "c" in d)
         yield from heapq.merge(dirs, locations())
     finally:
         f1.close()
@@ -224,10 +233,13 @@ class _Window(io.RawIOBase):
 
 
 def is_empty_dir(path: Path) -> bool:
+    """Whether a restore into ``path`` mixes nothing in: it is missing or an empty directory.
+    A ``path`` that is (or lies below) a file counts as empty: the restore's target check
+    refuses it then, with the message a full snapshot's restore gives."""
     try:
         with os.scandir(path) as it:
             return next(it, None) is None
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return True
 
 
@@ -255,7 +267,9 @@ def restore_chain(
     newest = chain[-1]
     for m in chain:
         if m.encrypted and not identities:
-            raise RestoreError(f"snapshot {m.snapshot} is encrypted: give the age identity file with --identity")
+            raise RestoreError(
+                f"snapshot {m.snapshot} is encrypted: give the age identity file with --identity"
+            )
         check_identities(m, identities)
     restore_special, why = special_policy(authentic, special_files)
     parse_paths(paths)  # a bad --path is refused before the target is created
@@ -274,8 +288,11 @@ def restore_chain(
             if m is not newest and m.index is not None and m.volumes:
                 tree = _Tree(index)
                 try:
-                    parts = segments(fetch_index(dest, m, identities, tmp, plain=f"{m.snapshot}.plain.zst"), m,
-                                     _Select(tree, m.snapshot, newest.snapshot))
+                    parts = segments(
+                        fetch_index(dest, m, identities, tmp, plain=f"{m.snapshot}.plain.zst"),
+                        m,
+                        _Select(tree, m.snapshot, newest.snapshot),
+                    )
                 finally:
                     tree.close()
             for first, last, start, end in parts:
@@ -290,7 +307,8 @@ def restore_chain(
                 reader: BinaryIO = io.BufferedReader(raw, 1 << 20)  # type: ignore[arg-type]
                 if on_progress is not None:
                     base = done
-                    reader = _Progress(reader, lambda n, b=base: on_progress(b + n, total))  # type: ignore[assignment]
+                    reader = _Progress(  # type: ignore[assignment]
+                        reader, lambda n, b=base: on_progress(b + n, total))
                 try:
                     stats = ex.extract(reader)
                     if whole:
@@ -317,8 +335,14 @@ class _Progress:
         return b
 
 
-def verify_chain(dest: Destination, target: Manifest, snapshots: Sequence[Manifest], *, download: bool = False,
-                 identities: Sequence[object] | None = None) -> list[VerifyReport]:
+def verify_chain(
+    dest: Destination,
+    target: Manifest,
+    snapshots: Sequence[Manifest],
+    *,
+    download: bool = False,
+    identities: Sequence[object] | None = None,
+) -> list[VerifyReport]:
     """``verify_snapshot`` of ``target`` and of every snapshot its restore needs; a missing
     base is a problem of ``target``'s report, naming the broken link."""
     try:

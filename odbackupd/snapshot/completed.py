@@ -9,7 +9,7 @@ stored copy, every volume being there already, and the run goes on with a new sn
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..destinations.base import MANIFEST_NAME, Destination
 
@@ -26,5 +26,6 @@ def finish_if_stored(dests: Sequence[Destination], folder: str, snapshot: str) -
         if d not in have:
             d.put_bytes(folder, snapshot, MANIFEST_NAME, data)
     log.info("%s: snapshot %s was completed by a run that stopped before recording it; "
-             "starting a new snapshot", folder, snapshot, extra={"journal_fields": {"SNAPSHOT": snapshot}})
+             "starting a new snapshot", folder, snapshot,
+             extra={"journal_fields": {"SNAPSHOT": snapshot}})
     return True

@@ -27,13 +27,14 @@ import os
 import pwd
 import stat
 import tarfile
-from typing import BinaryIO, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import BinaryIO
 
 from .restore_errors import IntegrityError, RestoreStopped
 from .restore_result import RestoreStats
-from .tarread import open_tar, read_members
 from .target import parse_paths
 from .tarheader import parse_ns
+from .tarread import open_tar, read_members
 
 log = logging.getLogger("odbackupd.restore")
 
@@ -93,7 +94,7 @@ class _DirChain:
         del self.fds[n:], self.names[n:]
         cur = self.fds[-1] if self.fds else self.root
         for i in range(n, len(dirs)):
-            cur = open_dir(cur, dirs[i], create, lambda: self.describe(dirs[: i + 1]))
+            cur = open_dir(cur, dirs[i], create, lambda i=i: self.describe(dirs[: i + 1]))
             self.fds.append(cur)
             self.names.append(dirs[i])
         return cur
@@ -102,7 +103,8 @@ class _DirChain:
         return os.fsdecode(b"/".join([self.root_path, *dirs]))
 
 
-def open_dir(parent: int, name: bytes, create: bool, shown: Callable[[], str], mode: int = 0o777) -> int:
+def open_dir(parent: int, name: bytes, create: bool, shown: Callable[[], str],
+             mode: int = 0o777) -> int:
     """The directory ``name`` below ``parent`` (made when missing and ``create``), never a link."""
     for _ in range(2):
         try:
@@ -229,8 +231,8 @@ class Extractor:
             lparts = _member_parts(ti.linkname)
             src = _DirChain(self.root_fd, self.root_path)
             try:
-                os.link(lparts[-1], name, src_dir_fd=src.open(lparts[:-1], create=False), dst_dir_fd=pfd,
-                        follow_symlinks=False)
+                os.link(lparts[-1], name, src_dir_fd=src.open(lparts[:-1], create=False),
+                        dst_dir_fd=pfd, follow_symlinks=False)
             finally:
                 src.close()
             self.stats.links += 1  # a hard link shares the attributes of what it links to
@@ -244,7 +246,8 @@ class Extractor:
             try:
                 dev = os.makedev(ti.devmajor, ti.devminor)
             except (OverflowError, ValueError):
-                raise _Malformed(f"device number {ti.devmajor},{ti.devminor} is out of range; not created") from None
+                raise _Malformed(f"device number {ti.devmajor},{ti.devminor} is out of range; "
+                                 "not created") from None
             kind = stat.S_IFCHR if ti.ischr() else stat.S_IFBLK
             os.mknod(name, kind | 0o600, dev, dir_fd=pfd)
             self._other(ti, pfd, name, kind)
@@ -277,7 +280,8 @@ class Extractor:
         os.unlink(name, dir_fd=pfd)  # a file or a symlink: replaced, never followed
 
     def _file(self, tf: tarfile.TarFile, ti: tarfile.TarInfo, pfd: int, name: bytes) -> None:
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=pfd)
         try:
             src = tf.extractfile(ti)
             assert src is not None
@@ -323,11 +327,13 @@ class Extractor:
     def _owner(self, ti: tarfile.TarInfo) -> tuple[int, int]:
         uid, gid = ti.uid, ti.gid
         if not self.numeric_owner:
-            for nm, look, attr in ((ti.uname, pwd.getpwnam, "pw_uid"), (ti.gname, grp.getgrnam, "gr_gid")):
+            for nm, look, attr in ((ti.uname, pwd.getpwnam, "pw_uid"),
+                                   (ti.gname, grp.getgrnam, "gr_gid")):
                 if not nm:
                     continue
                 if "\0" in nm:
-                    self._damaged(ti.name, "owner name contains a NUL byte; the numeric id was used")
+                    self._damaged(ti.name,
+                                  "owner name contains a NUL byte; the numeric id was used")
                     continue
                 try:
                     val = getattr(look(nm), attr)
@@ -343,8 +349,8 @@ class Extractor:
         """Owner, mode, xattrs, mtime, set on ``fd`` (an O_PATH one through /proc/self/fd)."""
         target: int | str = f"/proc/self/fd/{fd}" if via_proc else fd
         if via_proc and not _PROC_FD:
-            self._warn("/proc is not mounted: owners, modes and times of symlinks, devices and fifos "
-                       "are not restored", once_key="noproc")
+            self._warn("/proc is not mounted: owners, modes and times of symlinks, devices and "
+                       "fifos are not restored", once_key="noproc")
             return
         link = ti.issym()
         if self.same_owner:
@@ -365,7 +371,8 @@ class Extractor:
 
     def _xattr(self, target: int | str, ti: tarfile.TarInfo, name: str, value: str) -> None:
         if not name or "\0" in name:
-            self._damaged(ti.name, f"extended attribute name {name!r} is empty or contains a NUL byte; not set")
+            self._damaged(ti.name, f"extended attribute name {name!r} is empty or contains a NUL "
+                          "byte; not set")
             return
         if name == CAPABILITY and not self._special("capability"):
             return
@@ -373,8 +380,8 @@ class Extractor:
             os.setxattr(target, name, value.encode("utf-8", "surrogateescape"))
         except OSError as e:
             if e.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
-                self._warn(f"extended attribute {name} not restored ({e.strerror}); further such warnings suppressed",
-                           once_key="xattr:" + name.split(".")[0])
+                self._warn(f"extended attribute {name} not restored ({e.strerror}); further such "
+                           "warnings suppressed", once_key="xattr:" + name.split(".")[0])
             else:
                 self._warn(f"{ti.name}: extended attribute {name}: {e.strerror}")
 
@@ -384,7 +391,8 @@ class Extractor:
             ns = parse_ns(raw) if raw else int(ti.mtime) * 1_000_000_000
             os.utime(target, ns=(ns, ns))
         except (ValueError, OverflowError):
-            self._damaged(ti.name, f"modification time {raw or ti.mtime!r} is not a valid time; not set")
+            self._damaged(ti.name,
+                          f"modification time {raw or ti.mtime!r} is not a valid time; not set")
         except OSError as e:
             self._warn(f"{ti.name}: cannot set mtime: {e.strerror}")
 

@@ -7,7 +7,6 @@ is made, every source is checked; a refusal leaves the earlier snapshots untouch
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +26,6 @@ class SourceCheck:
         str
     ]  # source directories with entries now (recorded when the snapshot completes)
 
-
-def nonempty_key(job: str) -> str:
-    return f"nonempty_sources:{job}"
 
 
 def check_sources(job: JobSpec, state: StateStore, fstab: Path, mountinfo: Path) -> SourceCheck:
@@ -56,7 +52,7 @@ def check_sources(job: JobSpec, state: StateStore, fstab: Path, mountinfo: Path)
     # the run (retention would count an empty snapshot), unless the job allows it.
     empty = {str(p): _is_empty_dir(p) for p in job.sources}  # one scandir each
     nonempty = [p for p, e in empty.items() if e is False]
-    had = set(json.loads(state.get(nonempty_key(job.name)) or "[]"))
+    had = set(state.nonempty_sources(job.name))
     emptied = [p for p, e in empty.items() if e and p in had]
     if emptied and not job.allow_empty_sources:
         return SourceCheck(

@@ -10,7 +10,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 FORMAT = "odbackupd-snapshot"
@@ -25,19 +25,19 @@ class ManifestError(ValueError):
 
 def new_snapshot_id(now: float | None = None) -> str:
     """``20261123T101500Z-3fa2c1``: sorts by start time, unique across hosts."""
-    t = datetime.fromtimestamp(now if now is not None else time.time(), timezone.utc)
+    t = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
     return t.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_iso(s: str) -> float:
     return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 
 
-def order_key(m: "Manifest") -> tuple:
+def order_key(m: Manifest) -> tuple:
     """Oldest first: by the sequence the snapshots carry; start time only breaks ties
     among snapshots made before there was one."""
     return (m.sequence, m.started, m.snapshot)
@@ -71,7 +71,8 @@ class Manifest:
     sequence: int = 0
     previous: str | None = None
     chain: dict[str, Any] | None = None  # the volumes carry chain headers (snapshot/chain.py)
-    raw: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # as loaded (signing.py)
+    # as loaded (signing.py)
+    raw: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     # where the snapshot folder's parent is on the destination (``HOST/SERIES``, or ``SERIES``
     # in the layout before 0.2): set by the catalog when it lists, never stored
     folder: str = field(default="", compare=False, repr=False)
@@ -83,7 +84,8 @@ class Manifest:
 
     @property
     def stored_bytes(self) -> int:
-        return sum(int(v["size"]) for v in self.volumes) + (int(self.index["size"]) if self.index else 0)
+        return (sum(int(v["size"]) for v in self.volumes)
+                + (int(self.index["size"]) if self.index else 0))
 
     @property
     def encrypted(self) -> bool:
@@ -129,14 +131,15 @@ class Manifest:
         return (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode()
 
     @classmethod
-    def loads(cls, data: bytes) -> "Manifest":
+    def loads(cls, data: bytes) -> Manifest:
         try:
             d = json.loads(data)
             if d.get("format") != FORMAT:
                 raise ManifestError("not an odbackupd manifest")
             if int(d.get("format_version", 0)) > FORMAT_VERSION:
                 raise ManifestError(
-                    f"manifest format {d['format_version']} is newer than this odbackupd understands"
+                    f"manifest format {d['format_version']} is newer than "
+                    "this odbackupd understands"
                 )
             if d.get("kind", "full") not in ("full", "incremental"):
                 raise ManifestError(f"unknown snapshot kind {d.get('kind')!r}")

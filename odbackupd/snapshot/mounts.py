@@ -42,7 +42,8 @@ def mounted_points(mountinfo: Path = MOUNTINFO) -> set[str]:
         text = mountinfo.read_text(errors="replace")
     except OSError:
         return set()
-    return {os.path.normpath(_unescape(line.split()[4])) for line in text.splitlines() if len(line.split()) > 4}
+    return {os.path.normpath(_unescape(line.split()[4]))
+            for line in text.splitlines() if len(line.split()) > 4}
 
 
 def unmounted_sources(sources: list[Path] | tuple[Path, ...], fstab: Path = FSTAB,

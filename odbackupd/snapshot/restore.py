@@ -17,11 +17,12 @@ import shutil
 import tarfile
 import tempfile
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty, Full, Queue
-from typing import BinaryIO, Callable, Iterator, Sequence
+from typing import BinaryIO
 
 import zstandard
 
@@ -31,13 +32,16 @@ from ..hashes import QuickXorHash
 from .chain import ChainChecker, ChainError, FirstBytes, kind_problem
 from .extract import Extractor
 from .manifest import Manifest
-from .restore_result import RestoreStats, compare_with_manifest, special_policy
 from .restore_errors import BadTarget, IntegrityError, RestoreError, RestoreStopped, WrongIdentity
+from .restore_result import RestoreStats, compare_with_manifest, special_policy
 from .target import open_target, parse_paths
 from .tarread import open_tar, read_members
 
-__all__ = ["BadTarget", "IntegrityError", "RestoreError", "RestoreStats", "RestoreStopped", "WrongIdentity",
-           "restore_snapshot", "verify_snapshot", "check_identities", "VolumeFetcher", "PlainStream"]
+__all__ = [
+    "BadTarget", "IntegrityError", "RestoreError", "RestoreStats", "RestoreStopped",
+    "WrongIdentity", "restore_snapshot", "verify_snapshot", "check_identities", "VolumeFetcher",
+    "PlainStream",
+]
 
 log = logging.getLogger("odbackupd.restore")
 
@@ -59,7 +63,8 @@ def check_identities(manifest: Manifest, identities: Sequence[object] | None) ->
     if not given & wanted:
         raise WrongIdentity(
             f"none of the --identity keys opens snapshot {manifest.snapshot}: it is encrypted to "
-            f"recipient fingerprint {', '.join(sorted(wanted))}, the keys given have {', '.join(sorted(given))} "
+            f"recipient fingerprint {', '.join(sorted(wanted))}, "
+            f"the keys given have {', '.join(sorted(given))} "
             "(a fingerprint is the first 16 hex digits of the SHA-256 of the age1... public key)")
 
 
@@ -143,7 +148,7 @@ class VolumeFetcher:
             except _Stopped:
                 if path is not None:
                     path.unlink(missing_ok=True)
-            except BaseException as e:  # handed to the consumer
+            except BaseException as e:  # noqa: BLE001 - handed to the consumer, which re-raises it
                 put(e)
 
         t = threading.Thread(target=worker, name="restore-fetch", daemon=True)
@@ -215,21 +220,25 @@ class PlainStream(io.RawIOBase):
         age = vol["name"].endswith(".age")
         if self._encrypted is not None and age != self._encrypted:
             raise IntegrityError(f"{vol['name']}: " + (
-                "is not an age file, but the manifest says the snapshot is encrypted (plain volumes "
-                "under an encrypted manifest)" if self._encrypted else
+                "is not an age file, but the manifest says the snapshot is encrypted "
+                "(plain volumes under an encrypted manifest)" if self._encrypted else
                 "is an age file, but the manifest says the snapshot is not encrypted"))
         if age:
             if not self._ids:
-                raise RestoreError("this snapshot is encrypted: give the identity file with --identity")
+                raise RestoreError(
+                    "this snapshot is encrypted: give the identity file with --identity"
+                )
             from ..crypto.age import AgeError, AgeNoMatchError, AgeReader
 
             try:
                 f = AgeReader(f, list(self._ids))  # type: ignore[assignment]
             except AgeNoMatchError as e:
-                raise WrongIdentity(f"{vol['name']}: none of the --identity keys opens it ({e})") from e
+                raise WrongIdentity(
+                    f"{vol['name']}: none of the --identity keys opens it ({e})"
+                ) from e
             except AgeError as e:
-                raise IntegrityError(f"{vol['name']}: not a readable age file, though the manifest says the "
-                                     f"snapshot is encrypted: {e}") from e
+                raise IntegrityError(f"{vol['name']}: not a readable age file, though the "
+                                     f"manifest says the snapshot is encrypted: {e}") from e
             self._files.append(f)
         if self._chain is not None:
             with _chain_errors():
@@ -301,9 +310,10 @@ def restore_snapshot(
 
     ``authentic``: the manifest's signature was verified against a trusted key
     (snapshot/trust.py), so the snapshot is what that host's daemon wrote. Unless it is,
-    or ``special_files`` says otherwise, a root restore leaves out setuid/setgid bits, capabilities and device nodes (counted in the
-    stats, which then are not ``complete``). Damage raises IntegrityError, a full or
-    read-only target RestoreStopped; either carries ``.stats`` of what was written.
+    or ``special_files`` says otherwise, a root restore leaves out setuid/setgid bits,
+    capabilities and device nodes (counted in the stats, which then are not ``complete``).
+    Damage raises IntegrityError, a full or read-only target RestoreStopped; either carries
+    ``.stats`` of what was written.
     """
     if manifest.encrypted and not identities:
         raise RestoreError(
@@ -314,10 +324,13 @@ def restore_snapshot(
     parse_paths(paths)  # a bad --path is refused before the target is created
     tgt = open_target(target)
     total = manifest.tar_bytes
-    stream = PlainStream(iter(VolumeFetcher(dest, manifest, scratch)), identities, manifest=manifest)
+    stream = PlainStream(
+        iter(VolumeFetcher(dest, manifest, scratch)), identities, manifest=manifest
+    )
     reader: BinaryIO = io.BufferedReader(stream, 1 << 20)  # type: ignore[arg-type]
     if on_progress is not None:
-        reader = _ProgressReader(reader, lambda n: on_progress(n, total))  # type: ignore[assignment]
+        reader = _ProgressReader(  # type: ignore[assignment]
+            reader, lambda n: on_progress(n, total))
     try:
         ex = Extractor(tgt.fd, tgt.path, paths=paths, same_owner=same_owner,
                        special_files=restore_special, special_reason=why)
@@ -423,7 +436,8 @@ def verify_snapshot(
         finally:
             stream.close()
         if not rep.problems and stream.tar_bytes != manifest.tar_bytes:
-            rep.problems.append(f"archive has {stream.tar_bytes} bytes, the manifest says {manifest.tar_bytes}")
+            rep.problems.append(f"archive has {stream.tar_bytes} bytes, "
+                                f"the manifest says {manifest.tar_bytes}")
         elif not rep.problems and (files, data) != (manifest.files, manifest.data_bytes):
             rep.problems.append(f"archive holds {files} files with {data} bytes, the manifest says "
                                 f"{manifest.files} files with {manifest.data_bytes} bytes")

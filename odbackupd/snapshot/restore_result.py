@@ -29,7 +29,8 @@ class RestoreStats:
 
     @property
     def complete(self) -> bool:
-        return not (self.refused or self.damaged or self.failed or self.stopped or self.special_left_out)
+        return not (self.refused or self.damaged or self.failed or self.stopped
+                    or self.special_left_out)
 
 
 
@@ -43,20 +44,26 @@ def special_policy(authentic: bool, special_files: bool | None) -> tuple[bool, s
         return special_files, "" if special_files else "--no-special-files was given"
     if authentic or os.geteuid() != 0:
         return True, ""
-    return False, "the snapshot is not verified authentic (no --trusted-key or trusted_key checked its signature)"
+    return False, ("the snapshot is not verified authentic "
+                   "(no --trusted-key or trusted_key checked its signature)")
 
 
-def compare_with_manifest(stats: RestoreStats, manifest: Any, tar_bytes: int, *, selective: bool) -> None:
+def compare_with_manifest(
+    stats: RestoreStats, manifest: Any, tar_bytes: int, *, selective: bool
+) -> None:
     """The manifest's counts against what the archive held (a damaged or doctored snapshot
     whose volumes still match their hashes is caught here)."""
     if tar_bytes != manifest.tar_bytes:
-        stats.damaged.append(f"(archive): {tar_bytes} bytes of tar stream, the manifest says {manifest.tar_bytes}")
+        stats.damaged.append(f"(archive): {tar_bytes} bytes of tar stream, "
+                             f"the manifest says {manifest.tar_bytes}")
     if selective or stats.stopped or stats.refused or stats.failed or stats.damaged:
         return  # the counts below only add up for a complete, full restore
     files = stats.files + stats.links
     if files != manifest.files or stats.bytes != manifest.data_bytes:
-        stats.damaged.append(f"(archive): {files} files with {stats.bytes} bytes, the manifest says "
-                             f"{manifest.files} files with {manifest.data_bytes} bytes")
+        stats.damaged.append(f"(archive): {files} files with {stats.bytes} bytes, "
+                             f"the manifest says {manifest.files} files with "
+                             f"{manifest.data_bytes} bytes")
     elif stats.others + stats.skipped + stats.dirs < manifest.others + manifest.dirs:
-        stats.damaged.append(f"(archive): {stats.dirs} directories and {stats.others + stats.skipped} other "
-                             f"members, the manifest says {manifest.dirs} and {manifest.others}")
+        stats.damaged.append(f"(archive): {stats.dirs} directories and "
+                             f"{stats.others + stats.skipped} other members, "
+                             f"the manifest says {manifest.dirs} and {manifest.others}")

@@ -79,8 +79,8 @@ def plan_snapshot(
             resuming = False
     # a new snapshot needs about what the last one took: a drive without that much
     # room is a clear error now, not a 507 after an hour of uploading
-    prev_stored = ctx.state.get(f"last_stored_bytes:{job}")
-    needed = int(prev_stored) if prev_stored and not resuming else None
+    prev_stored = ctx.state.last_stored_bytes(job)
+    needed = prev_stored if prev_stored and not resuming else None
     for d in ctx.dests:
         d.prepare(needed)
 
@@ -130,10 +130,10 @@ def plan_snapshot(
 def estimated_total(ctx: RunContext) -> int | None:
     """What the last snapshot of this kind read: an incremental reads far less than a full."""
     job = ctx.name
-    prev = ctx.state.get(f"last_data_bytes:{job}:{ctx.decision.kind}") or (
-        ctx.state.get(f"last_data_bytes:{job}") if ctx.decision.kind == "full" else None
+    prev = ctx.state.last_data_bytes(job, ctx.decision.kind) or (
+        ctx.state.last_data_bytes(job) if ctx.decision.kind == "full" else None
     )
-    return int(prev) if prev else None
+    return prev or None
 
 
 def where_to_start(ctx: RunContext) -> Resume:

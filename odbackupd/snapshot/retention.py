@@ -5,14 +5,16 @@ back, the newest snapshot of each of the last N days (weeks, months) that have o
 kept. Keeping an incremental keeps every snapshot of its chain before it ("base of …"), so
 what goes is a whole chain none of whose members is kept, or the tail of a chain after
 its last kept member. Then, while the kept snapshots exceed ``max_size``, whole chains go,
-oldest first — never the chain of the newest snapshot or of the one just made. Incomplete folders are never counted here (the builder cleans them up).
+oldest first — never the chain of the newest snapshot or of the one just made. Incomplete
+folders are never counted here (the builder cleans them up).
 """
 from __future__ import annotations
 
 import time
-from datetime import date
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from datetime import date
+from typing import TYPE_CHECKING
 
 from .manifest import Manifest, order_key
 
@@ -34,15 +36,18 @@ class RetentionPolicy:
 
     @property
     def has_keep_rules(self) -> bool:
-        return any(v is not None for v in (self.keep_last, self.keep_daily, self.keep_weekly, self.keep_monthly))
+        return any(v is not None for v in (self.keep_last, self.keep_daily, self.keep_weekly,
+                                           self.keep_monthly))
 
 
 @dataclass
 class RetentionPlan:
     keep: list[Manifest] = field(default_factory=list)
     delete: list[Manifest] = field(default_factory=list)
-    deferred: list[Manifest] = field(default_factory=list)  # due, but being read (snapshot/leases.py)
-    reasons: dict[str, list[str]] = field(default_factory=dict)  # snapshot -> why kept / why deleted
+    # due, but being read (snapshot/leases.py)
+    deferred: list[Manifest] = field(default_factory=list)
+    # snapshot -> why kept / why deleted
+    reasons: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _bucket(fmt: Callable[[time.struct_time], object]) -> Callable[[Manifest], object]:
@@ -70,7 +75,9 @@ def _root(snapshot: str, parent: dict[str, str]) -> str:
     return snapshot
 
 
-def plan(snapshots: Sequence[Manifest], policy: RetentionPolicy, protect: Sequence[str] = ()) -> RetentionPlan:
+def plan(
+    snapshots: Sequence[Manifest], policy: RetentionPolicy, protect: Sequence[str] = ()
+) -> RetentionPlan:
     newest_first = sorted(snapshots, key=order_key, reverse=True)
     reasons: dict[str, list[str]] = {m.snapshot: [] for m in newest_first}
     kept: set[str] = set()
@@ -87,7 +94,8 @@ def plan(snapshots: Sequence[Manifest], policy: RetentionPolicy, protect: Sequen
             for m in newest_first[: policy.keep_last]:
                 kept.add(m.snapshot)
                 reasons[m.snapshot].append("keep_last")
-        for name, n in (("daily", policy.keep_daily), ("weekly", policy.keep_weekly), ("monthly", policy.keep_monthly)):
+        for name, n in (("daily", policy.keep_daily), ("weekly", policy.keep_weekly),
+                        ("monthly", policy.keep_monthly)):
             if not n:
                 continue
             key = _BUCKETS[name]
@@ -108,7 +116,9 @@ def plan(snapshots: Sequence[Manifest], policy: RetentionPolicy, protect: Sequen
             continue
         b = parent.get(m.snapshot)
         while b is not None:
-            if f"base of {m.snapshot}" not in reasons[b] and not any(r.startswith("base of") for r in reasons[b]):
+            if f"base of {m.snapshot}" not in reasons[b] and not any(
+                r.startswith("base of") for r in reasons[b]
+            ):
                 reasons[b].append(f"base of {m.snapshot}")
             if b in kept:
                 break  # its own ancestors were (or will be) kept with it
@@ -119,8 +129,11 @@ def plan(snapshots: Sequence[Manifest], policy: RetentionPolicy, protect: Sequen
         chains: dict[str, list[Manifest]] = {}
         for m in reversed(newest_first):  # oldest first
             chains.setdefault(_root(m.snapshot, parent), []).append(m)
-        current = {_root(s, parent) for s in protect if s in reasons} | {_root(newest_first[0].snapshot, parent)} \
+        current = (
+            {_root(s, parent) for s in protect if s in reasons}
+            | {_root(newest_first[0].snapshot, parent)}
             if newest_first else set()
+        )
         total = sum(m.stored_bytes for m in newest_first if m.snapshot in kept)
         for root, members in chains.items():
             if total <= policy.max_size:
@@ -131,7 +144,9 @@ def plan(snapshots: Sequence[Manifest], policy: RetentionPolicy, protect: Sequen
                 if m.snapshot in kept:
                     kept.discard(m.snapshot)
                     total -= m.stored_bytes
-                    reasons[m.snapshot].append("over max_size" + (f" (the chain of {root})" if len(members) > 1 else ""))
+                    reasons[m.snapshot].append(
+                        "over max_size" + (f" (the chain of {root})" if len(members) > 1 else "")
+                    )
     out = RetentionPlan(reasons=reasons)
     for m in sorted(snapshots, key=order_key):
         (out.keep if m.snapshot in kept else out.delete).append(m)

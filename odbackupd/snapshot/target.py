@@ -17,8 +17,8 @@ import grp
 import os
 import pwd
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from .restore_errors import BadTarget
 
@@ -59,20 +59,23 @@ def _check_links(path: str, arg: str) -> None:
         except FileNotFoundError:
             return
         except NotADirectoryError:
-            raise BadTarget(f"--to {arg} lies below {os.path.dirname(cur)}, which is not a directory; "
-                            "give a directory to restore into") from None
+            raise BadTarget(
+                f"--to {arg} lies below {os.path.dirname(cur)}, which is not a directory; "
+                "give a directory to restore into"
+            ) from None
         if not stat.S_ISLNK(st.st_mode):
             continue
         dest = os.readlink(cur)
         if cur == path:
             raise BadTarget(
-                f"--to {arg} is a symbolic link (to {dest}), owned by {_user(st.st_uid)}; odctl does not "
-                f"restore through a link: give the directory itself (--to {os.path.realpath(cur)}) if that "
-                "is where the files belong")
+                f"--to {arg} is a symbolic link (to {dest}), owned by {_user(st.st_uid)}; "
+                "odctl does not restore through a link: give the directory itself "
+                f"(--to {os.path.realpath(cur)}) if that is where the files belong")
         if st.st_uid not in (0, me):
             raise BadTarget(
-                f"--to {arg}: {cur} is a symbolic link (to {dest}) owned by user {_user(st.st_uid)}, who "
-                f"could point it anywhere; give the real path (--to {os.path.realpath(path)}) after checking it")
+                f"--to {arg}: {cur} is a symbolic link (to {dest}) owned by user "
+                f"{_user(st.st_uid)}, who could point it anywhere; give the real path "
+                f"(--to {os.path.realpath(path)}) after checking it")
 
 
 def _check_place(real: str, arg: str) -> None:
@@ -90,8 +93,10 @@ def _open_nofollow(real: str, arg: str) -> int:
             try:
                 nfd = os.open(comp, _DIR_FLAGS, dir_fd=fd)
             except OSError as e:
-                raise BadTarget(f"--to {arg}: cannot open {real} ({e.strerror}: it changed while being "
-                                "opened, or is not a directory)") from None
+                raise BadTarget(
+                    f"--to {arg}: cannot open {real} ({e.strerror}: it changed while being "
+                    "opened, or is not a directory)"
+                ) from None
             os.close(fd)
             fd = nfd
     except BaseException:
@@ -133,7 +138,9 @@ def open_target(target: os.PathLike | str) -> TargetInfo:
             except FileExistsError:
                 pass
             except OSError as e:
-                raise BadTarget(f"--to {arg}: cannot create {os.path.join(real, comp)}: {e.strerror}") from None
+                raise BadTarget(
+                    f"--to {arg}: cannot create {os.path.join(real, comp)}: {e.strerror}"
+                ) from None
             nfd = _open_nofollow_at(fd, comp, arg)
             os.close(fd)
             fd = nfd
@@ -165,21 +172,28 @@ def writable_by_others(fd: int, path: str) -> list[str]:
     if st.st_mode & stat.S_IWGRP and st.st_gid != 0:
         who.append(f"group {_group(st.st_gid)}")
     if st.st_mode & stat.S_IWOTH:
-        who.append("every user" + (" (sticky: they cannot remove root's files)" if st.st_mode & stat.S_ISVTX else ""))
+        who.append("every user" + (
+            " (sticky: they cannot remove root's files)" if st.st_mode & stat.S_ISVTX else ""
+        ))
     out = []
     if who:
-        out.append(f"the restore target {path} is writable by {' and '.join(who)}: files are created through "
-                   "directory descriptors, so nobody can redirect them, but those users can read, move or "
-                   "replace what is restored before it is complete; for a restore you will trust, restore into "
-                   f"a new directory only root can write (install -d -m 0700 {path.rstrip('/')}.restore) and "
+        out.append(f"the restore target {path} is writable by {' and '.join(who)}: "
+                   "files are created through directory descriptors, so nobody can redirect "
+                   "them, but those users can read, move or replace what is restored before it "
+                   "is complete; for a restore you will trust, restore into a new directory "
+                   f"only root can write (install -d -m 0700 {path.rstrip('/')}.restore) and "
                    "move it into place")
     for parent in _parents(path):
         st = os.stat(parent)
-        if st.st_uid != 0 or (st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX
-                              and (st.st_gid != 0 or st.st_mode & stat.S_IWOTH)):
-            out.append(f"{parent}, above the restore target, can be changed by users other than root "
-                       f"(owner {_user(st.st_uid)}, mode {stat.S_IMODE(st.st_mode):04o}): they can put another "
-                       f"directory where {path} is once the restore is done; check before using what is there")
+        if st.st_uid != 0 or (
+            st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+            and not st.st_mode & stat.S_ISVTX
+            and (st.st_gid != 0 or st.st_mode & stat.S_IWOTH)
+        ):
+            out.append(f"{parent}, above the restore target, can be changed by users other than "
+                       f"root (owner {_user(st.st_uid)}, mode {stat.S_IMODE(st.st_mode):04o}): "
+                       f"they can put another directory where {path} is once the restore is "
+                       "done; check before using what is there")
             break
     return out
 
@@ -202,9 +216,11 @@ def parse_paths(paths: Sequence[str]) -> list[tuple[bytes, ...]]:
         if b"\0" in raw:
             raise BadTarget(f"--path {p!r}: contains a NUL byte")
         if b".." in parts:
-            raise BadTarget(f"--path {p}: '..' cannot name anything in a snapshot (archived paths never "
-                            "contain it); give the path as archived, e.g. etc/ssh")
+            raise BadTarget(f"--path {p}: '..' cannot name anything in a snapshot (archived "
+                            "paths never contain it); give the path as archived, e.g. etc/ssh")
         if not parts:
-            raise BadTarget(f"--path {p!r} names the whole snapshot; leave --path out to restore everything")
+            raise BadTarget(
+                f"--path {p!r} names the whole snapshot; leave --path out to restore everything"
+            )
         out.append(parts)
     return out

@@ -8,7 +8,8 @@ of the snapshot missing with exit 0. Here both are :class:`IntegrityError`. rest
 from __future__ import annotations
 
 import tarfile
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from .restore_errors import IntegrityError
 
@@ -22,10 +23,14 @@ class _StrictTarInfo(tarfile.TarInfo):
         try:
             return super().fromtarfile(tf)
         except (tarfile.InvalidHeaderError, tarfile.TruncatedHeaderError) as e:
-            raise tarfile.SubsequentHeaderError(f"bad header at archive offset {tf.offset}: {e}") from None
+            raise tarfile.SubsequentHeaderError(
+                f"bad header at archive offset {tf.offset}: {e}"
+            ) from None
         except tarfile.EmptyHeaderError:
             raise tarfile.SubsequentHeaderError(
-                f"the archive ends at offset {tf.offset} without its end-of-archive blocks (truncated)") from None
+                f"the archive ends at offset {tf.offset} "
+                "without its end-of-archive blocks (truncated)"
+            ) from None
 
 
 def open_tar(stream: BinaryIO) -> tarfile.TarFile:
@@ -55,7 +60,8 @@ def read_members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         if not b:
             return
         if b.count(0) != len(b):
-            raise IntegrityError(f"the archive's end-of-archive marker at offset {end} is followed by more "
-                                 "data: a damaged header; the members after it were not read")
+            raise IntegrityError(f"the archive's end-of-archive marker at offset {end} is "
+                                 "followed by more data: a damaged header; "
+                                 "the members after it were not read")
 
 

@@ -12,8 +12,9 @@ Two checks on the manifest, before a volume is fetched:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from .. import signing
 from .manifest import Manifest
@@ -47,15 +48,17 @@ def _check_encryption(m: Manifest, trust: Trust, what: str) -> None:
     hint = "; if that is expected (e.g. made before the job was encrypted), pass --any-encryption"
     enc = m.encryption
     if not enc:
-        raise UntrustedSnapshot(f"{what} is not encrypted, but {job} encrypts to age recipients: refused "
-                                f"(was its manifest or were its volumes replaced?){hint}")
+        raise UntrustedSnapshot(f"{what} is not encrypted, but {job} encrypts to age recipients: "
+                                f"refused (was its manifest or were its volumes replaced?){hint}")
     if not isinstance(enc, dict) or enc.get("format") != "age-v1":
-        raise UntrustedSnapshot(f"{what} is encrypted as {enc.get('format') if isinstance(enc, dict) else enc!r}, "
-                                f"not age-v1 as {job} encrypts: refused{hint}")
+        raise UntrustedSnapshot(
+            f"{what} is encrypted as "
+            f"{enc.get('format') if isinstance(enc, dict) else enc!r}, "
+            f"not age-v1 as {job} encrypts: refused{hint}")
     wanted = {recipient_fingerprint(parse_recipient(r)) for r in trust.recipients}
     got = set(enc.get("recipients") or [])
     extra = sorted(got - wanted)
     if extra or not got:
         raise UntrustedSnapshot(
-            f"{what} is encrypted to recipient fingerprint {', '.join(extra) or 'none given'}, which is not "
-            f"among {job}'s recipients ({', '.join(sorted(wanted))}): refused{hint}")
+            f"{what} is encrypted to recipient fingerprint {', '.join(extra) or 'none given'}, "
+            f"which is not among {job}'s recipients ({', '.join(sorted(wanted))}): refused{hint}")

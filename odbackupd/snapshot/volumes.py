@@ -25,7 +25,8 @@ from ..destinations.compare import matches
 from ..hashes import QuickXorHash
 
 VOLUME_DIGITS = 6
-WRITE_SIZE = 1 << 20  # compressed bytes per hand-over to the writer thread (zstd's default: 128 KiB)
+# compressed bytes per hand-over to the writer thread (zstd's default: 128 KiB)
+WRITE_SIZE = 1 << 20
 
 
 def volume_name(index: int, encrypted: bool) -> str:
@@ -61,7 +62,8 @@ class VolumeInfo:
 
     @classmethod
     def from_json(cls, d: dict) -> VolumeInfo:
-        return cls(**{k: d[k] for k in ("index", "name", "size", "sha256", "quickxor", "tar_start", "tar_end")})
+        return cls(**{k: d[k] for k in ("index", "name", "size", "sha256", "quickxor",
+                                        "tar_start", "tar_end")})
 
     def expected(self) -> Expected:
         """What a destination's copy of this volume must be (``destinations.compare``)."""
@@ -276,7 +278,9 @@ class VolumeWriter:
         self.tar_bytes = 0
         self._cctx = cctx
         # 0600: an unencrypted volume holds whatever the sources hold (/etc/shadow, keys)
-        self._f = os.fdopen(os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb")
+        self._f = os.fdopen(
+            os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb"
+        )
         # compress (zstd's workers) → hand off → [encrypt →] write and hash the stored bytes
         self._file = HashedFile(self._f, quickxor)
         self._enc = Encryptor(self._file, recipients) if recipients else None
@@ -284,7 +288,8 @@ class VolumeWriter:
         if header:
             with self._naming_errors():
                 self._handoff.write(header)
-        self._zw = cctx.stream_writer(self._handoff, closefd=False, write_return_read=True, write_size=WRITE_SIZE)
+        self._zw = cctx.stream_writer(self._handoff, closefd=False, write_return_read=True,
+                                      write_size=WRITE_SIZE)
 
     def write(self, data: bytes) -> None:
         with self._naming_errors():

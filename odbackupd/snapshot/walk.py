@@ -11,8 +11,8 @@ import errno
 import os
 import re
 import stat
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
 
 Key = tuple  # (source index, *path components as bytes)
 
@@ -146,7 +146,9 @@ class Walker:
         else:
             self.on_problem(WalkProblem(path, "unreadable", e.strerror or str(e)))
 
-    def _walk_dir(self, top: bytes, dev: int, top_key: Key, kids: list, after: Key | None) -> Iterator[Entry]:
+    def _walk_dir(
+        self, top: bytes, dev: int, top_key: Key, kids: list, after: Key | None
+    ) -> Iterator[Entry]:
         # explicit stack of (dir path, dir key, (name, lstat) remaining), depth first
         stack: list[tuple[bytes, Key, list[tuple[bytes, os.stat_result]]]] = [(top, top_key, kids)]
         while stack:
@@ -160,13 +162,16 @@ class Walker:
             sub: list | None = None
             if stat.S_ISDIR(st.st_mode):
                 # a mount point is archived as an empty directory, like tar
-                sub = [] if self.one_file_system and st.st_dev != dev else self._children(path, key, after)
+                sub = ([] if self.one_file_system and st.st_dev != dev
+                       else self._children(path, key, after))
             if after is None or key > after:
                 yield Entry(path, path.lstrip(b"/"), st, key, _kids(sub))
             if sub:
                 stack.append((path, key, sub))
 
-    def _children(self, path: bytes, dkey: Key, after: Key | None) -> list[tuple[bytes, os.stat_result]]:
+    def _children(
+        self, path: bytes, dkey: Key, after: Key | None
+    ) -> list[tuple[bytes, os.stat_result]]:
         """The entries of a directory the walk yields, lstat'ed, in reverse name order
         (popped from the end: ascending); subtrees wholly before ``after`` are left out."""
         try:

@@ -97,6 +97,8 @@ def test_ls_find_diff_read_only_the_indexes(setup, tmp_path):
     assert got["matches"][0]["size"] == 700
     got = odjson("--config", cfg, "find", "t", f"{a}/etc/**/shop")
     assert [m["snapshot"] for m in got["matches"]] == [inc]  # the latest only, unless asked
+    r = odctl("--config", cfg, "find", "t", f"{a}/etc/**/shop")
+    assert r.returncode == 0 and "odctl: 1 match in 1 snapshot\n" in r.stderr, r.stderr
     r = odctl("--config", cfg, "find", "t", "invoice-2026-12.pdf", "--since", "2099-01-01")
     assert r.returncode == 3 and "0 matches in 0 snapshots" in r.stderr
     r = odctl("--config", cfg, "find", "t", "x", "--since", "last tuesday")
@@ -172,6 +174,7 @@ def test_restore_path_fetches_only_the_volumes_holding_it(setup, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "fetched 1 volume" in r.stdout and "a whole restore reads" in r.stdout
+    assert ": 1 file, 0 directories, " in r.stdout, r.stdout  # counted as said
 
 
 def test_restore_path_of_a_directory_and_a_missing_path(setup, tmp_path):

@@ -18,8 +18,8 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -49,8 +49,10 @@ BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Config
     <allow receive_type="error"/>
     <allow receive_type="signal"/>
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+    <allow send_destination="org.freedesktop.DBus"
+           send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus"
+           send_interface="org.freedesktop.DBus.Properties"/>
   </policy>
   <include>{policy}</include>
 {extra}
@@ -64,7 +66,8 @@ class PrivateBus:
         self.dir = Path(tempfile.mkdtemp(prefix="odbackupd-bus-"))
         self.dir.chmod(0o755)
         self.config = self.dir / "bus.conf"
-        self.config.write_text(BUS_CONFIG.format(socket=self.dir / "bus", policy=POLICY, extra=extra_policy))
+        self.config.write_text(BUS_CONFIG.format(socket=self.dir / "bus", policy=POLICY,
+                                                 extra=extra_policy))
         self.proc = subprocess.Popen(
             ["dbus-daemon", f"--config-file={self.config}", "--print-address", "--nofork"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
@@ -90,11 +93,12 @@ def admin_user() -> Iterator[str]:
     afterwards, when this machine has none). Must exist before the bus reads the policy."""
     if os.geteuid() != 0:
         pytest.fail("the D-Bus tests run as root (CI does): they create users and switch to them")
-    made_group = subprocess.run(["getent", "group", names.ADMIN_GROUP], capture_output=True).returncode != 0
+    made_group = subprocess.run(["getent", "group", names.ADMIN_GROUP],
+                                capture_output=True).returncode != 0
     if made_group:
         subprocess.run(["groupadd", "--system", names.ADMIN_GROUP], check=True)
-    subprocess.run(["useradd", "--system", "-M", "-N", "-s", "/usr/sbin/nologin", "-G", names.ADMIN_GROUP,
-                    TEST_USER], check=True)
+    subprocess.run(["useradd", "--system", "-M", "-N", "-s", "/usr/sbin/nologin",
+                    "-G", names.ADMIN_GROUP, TEST_USER], check=True)
     try:
         yield TEST_USER
     finally:
@@ -167,16 +171,17 @@ class Daemon:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(str(sock_path))
         sock.settimeout(30)
-        self.proc = subprocess.Popen([sys.executable, "-m", "odbackupd.main", "--config", str(self.config)],
-                                     env=self.bus.env(NOTIFY_SOCKET=str(sock_path)),
-                                     stderr=open(self.config.parent / "daemon.log", "w"),
-                                     preexec_fn=die_with_parent)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "odbackupd.main", "--config", str(self.config)],
+            env=self.bus.env(NOTIFY_SOCKET=str(sock_path)),
+            stderr=open(self.config.parent / "daemon.log", "w"),
+            preexec_fn=die_with_parent)
         try:
             while True:  # READY=1 comes once the bus name is owned
                 msg = sock.recv(4096).decode()
                 if "READY=1" in msg.split("\n"):
                     break
-        except socket.timeout:
+        except TimeoutError:
             self.stop()
             raise RuntimeError("odbackupd did not become ready: "
                                + (self.config.parent / "daemon.log").read_text()) from None
@@ -206,8 +211,8 @@ def daemon(private_bus: PrivateBus, tmp_path_factory: pytest.TempPathFactory) ->
 
 def odctl(bus: PrivateBus, *args: str, env: dict | None = None, timeout: float = 120,
           stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "odctl.cli", *args], capture_output=True, text=True,
-                          env=env or bus.env(), timeout=timeout, input=stdin)
+    return subprocess.run([sys.executable, "-m", "odctl.cli", *args], capture_output=True,
+                          text=True, env=env or bus.env(), timeout=timeout, input=stdin)
 
 
 def busctl(bus: PrivateBus, *args: str, user: str | None = None, init_groups: bool = False,

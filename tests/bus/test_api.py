@@ -21,8 +21,8 @@ def gdbus_call(bus: PrivateBus, path: str, method: str, *args: str, user: str | 
                init_groups: bool = False) -> subprocess.CompletedProcess:
     from .conftest import as_user
 
-    argv = ["gdbus", "call", "--address", bus.address, "--dest", names.BUS_NAME, "--object-path", path,
-            "--method", method, *args]
+    argv = ["gdbus", "call", "--address", bus.address, "--dest", names.BUS_NAME,
+            "--object-path", path, "--method", method, *args]
     if user is not None:
         argv = as_user(user, argv, init_groups=init_groups)
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
@@ -38,7 +38,8 @@ def canonical(xml_text: str) -> dict[str, list]:
             continue
         members = []
         for m in iface:
-            args = tuple((a.get("name"), a.get("direction") or "out", a.get("type")) for a in m.iter("arg"))
+            args = tuple((a.get("name"), a.get("direction") or "out", a.get("type"))
+                         for a in m.iter("arg"))
             members.append((m.tag, m.get("name"), m.get("type"), m.get("access"), args))
         out[name] = sorted(members, key=lambda t: (t[0], t[1]))
     return out
@@ -70,11 +71,13 @@ def test_status_and_jobs_json(daemon, private_bus):
     st = json.loads(r.stdout)
     assert st["daemon_running"] is True
     d = st["daemon"]
-    assert d["state"] in ("idle", "running") and d["jobs"] == 2 and d["interface_version"] == names.INTERFACE_VERSION
+    assert (d["state"] in ("idle", "running") and d["jobs"] == 2
+            and d["interface_version"] == names.INTERFACE_VERSION)
     assert d["config_path"] == str(daemon.config)
     assert [j["name"] for j in st["jobs"]] == ["t", "web-1.x"]
     web = st["jobs"][1]
-    assert web["schedule"] == "0 3 * * *" and web["next_run"] > 0 and web["path"] == names.job_path("web-1.x")
+    assert (web["schedule"] == "0 3 * * *" and web["next_run"] > 0
+            and web["path"] == names.job_path("web-1.x"))
 
     r = odctl(private_bus, "jobs", "--json")
     assert r.returncode == 0, r.stderr
@@ -82,7 +85,8 @@ def test_status_and_jobs_json(daemon, private_bus):
     assert jobs["daemon_running"] is True and [j["name"] for j in jobs["jobs"]] == ["t", "web-1.x"]
 
     r = odctl(private_bus, "status")
-    assert r.returncode == 0 and "JOB" in r.stdout and "web-1.x" in r.stdout and "\033[" not in r.stdout
+    assert (r.returncode == 0 and "JOB" in r.stdout and "web-1.x" in r.stdout
+            and "\033[" not in r.stdout)
 
 
 def test_backup_now_wait_follows_the_run_and_snapshots_come_from_the_daemon(daemon, private_bus):
@@ -97,16 +101,19 @@ def test_backup_now_wait_follows_the_run_and_snapshots_come_from_the_daemon(daem
     assert r.returncode == 0, r.stderr
     snaps = json.loads(r.stdout)["destinations"]["usb"]["snapshots"]
     assert res["snapshot"] in [s["snapshot"] for s in snaps]
-    assert {s["status"] for s in snaps} == {"completed"}  # the offline listing's words, whoever lists
+    # the offline listing's words, whoever lists
+    assert {s["status"] for s in snaps} == {"completed"}
     offline = odctl(private_bus, "snapshots", "t", "--json", "--config", str(daemon.config))
     assert offline.returncode == 0, offline.stderr
     off = json.loads(offline.stdout)["destinations"]["usb"]["snapshots"]
     assert [s["snapshot"] for s in off] == [s["snapshot"] for s in snaps]
-    for a, b in zip(off, snaps):  # the same shape and values, whoever lists
-        keys = ("host", "files", "volumes", "encrypted", "warnings", "status", "sequence", "signed_by", "kind", "base")
+    for a, b in zip(off, snaps, strict=True):  # the same shape and values, whoever lists
+        keys = ("host", "files", "volumes", "encrypted", "warnings", "status", "sequence",
+                "signed_by", "kind", "base")
         assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
         assert a["sequence"] >= 1 and a["signed_by"].startswith("SHA256:")
-    assert res["kind"] in ("full", "incremental") and {"new", "changed", "unchanged", "deleted"} <= set(res)
+    assert (res["kind"] in ("full", "incremental")
+            and {"new", "changed", "unchanged", "deleted"} <= set(res))
 
     r = busctl(private_bus, "get-property", names.BUS_NAME, names.job_path("t"), names.JOB_IFACE,
                "LastResult", "LastRunTime", "State")
@@ -123,23 +130,27 @@ def test_backup_now_wait_follows_the_run_and_snapshots_come_from_the_daemon(daem
 
 
 def test_signals_seen_by_gdbus_monitor(daemon, private_bus):
-    mon = subprocess.Popen(["gdbus", "monitor", "--address", private_bus.address, "--dest", names.BUS_NAME],
+    mon = subprocess.Popen(["gdbus", "monitor", "--address", private_bus.address,
+                            "--dest", names.BUS_NAME],
                            stdout=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(ln) for ln in mon.stdout], daemon=True).start()
     try:
         while "is owned by" not in lines.get(timeout=20):  # subscribed: now call
             pass
-        r = busctl(private_bus, "call", names.BUS_NAME, names.ROOT_PATH, names.MANAGER_IFACE, "BackupNow", "s", "t")
+        r = busctl(private_bus, "call", names.BUS_NAME, names.ROOT_PATH, names.MANAGER_IFACE,
+                   "BackupNow", "s", "t")
         assert r.returncode == 0, r.stderr
         run_id = names.run_id_from_path(r.stdout.split('"')[1])
         seen: list[str] = []
 
         def idle_again() -> bool:
             job = [ln for ln in seen if ln.startswith(names.job_path("t"))]
-            return any("'State': <'idle'>" in ln for ln in job) and any("'LastRunTime'" in ln for ln in job)
+            return (any("'State': <'idle'>" in ln for ln in job)
+                    and any("'LastRunTime'" in ln for ln in job))
 
-        while not (any(".RunFinished" in ln and f"uint64 {run_id}," in ln for ln in seen) and idle_again()):
+        while not (any(".RunFinished" in ln and f"uint64 {run_id}," in ln for ln in seen)
+                   and idle_again()):
             try:
                 seen.append(lines.get(timeout=60))
             except queue.Empty:
@@ -151,15 +162,17 @@ def test_signals_seen_by_gdbus_monitor(daemon, private_bus):
     finished = [ln for ln in seen if ".RunFinished" in ln][-1]
     assert started and "'manual'" in started[0]
     assert "'completed'" in finished and names.run_path(run_id) in finished
-    changed = [ln for ln in seen if ln.startswith(names.job_path("t")) and "PropertiesChanged" in ln]
+    changed = [ln for ln in seen
+               if ln.startswith(names.job_path("t")) and "PropertiesChanged" in ln]
     assert any("'State': <'running'>" in ln for ln in changed)
-    assert any("'RunId': <uint64 %d>" % run_id in ln for ln in changed)
+    assert any(f"'RunId': <uint64 {run_id}>" in ln for ln in changed)
 
 
 def test_everyone_reads_but_only_admins_change(daemon, private_bus, admin_user):
     for argv in (("call", names.BUS_NAME, names.ROOT_PATH, names.MANAGER_IFACE, "GetJob", "s", "t"),
                  ("call", names.BUS_NAME, names.ROOT_PATH, names.MANAGER_IFACE, "ListJobs"),
-                 ("get-property", names.BUS_NAME, names.ROOT_PATH, names.MANAGER_IFACE, "StatusLine"),
+                 ("get-property", names.BUS_NAME, names.ROOT_PATH, names.MANAGER_IFACE,
+                  "StatusLine"),
                  ("get-property", names.BUS_NAME, names.job_path("t"), names.JOB_IFACE, "State"),
                  ("introspect", names.BUS_NAME, names.ROOT_PATH)):
         r = busctl(private_bus, *argv, user="nobody")
@@ -167,7 +180,8 @@ def test_everyone_reads_but_only_admins_change(daemon, private_bus, admin_user):
 
     for method, args in (("BackupNow", ["t"]), ("Cancel", ["t"]), ("Reload", []),
                          ("Logout", ["acct"]), ("StartLogin", ["acct", "{}"])):
-        r = gdbus_call(private_bus, names.ROOT_PATH, f"{names.MANAGER_IFACE}.{method}", *args, user="nobody")
+        r = gdbus_call(private_bus, names.ROOT_PATH, f"{names.MANAGER_IFACE}.{method}", *args,
+                       user="nobody")
         assert r.returncode != 0
         assert "org.freedesktop.DBus.Error.AccessDenied" in r.stderr, (method, r.stderr)
 
@@ -187,9 +201,11 @@ def test_bad_arguments_get_named_errors(daemon, private_bus, monkeypatch):
         ("GetJob", ["nosuch"], names.ERRORS["NoSuchJob"].name),
         ("ListSnapshots", [""], names.ERRORS["NoSuchJob"].name),
         ("GetLoginStatus", ["nosuch"], names.ERRORS["NoSuchAccount"].name),
-        ("StartLogin", ["nosuch", "{'flow': <'carrier-pigeon'>}"], names.ERRORS["InvalidArgs"].name),
+        ("StartLogin", ["nosuch", "{'flow': <'carrier-pigeon'>}"],
+         names.ERRORS["InvalidArgs"].name),
         ("StartLogin", ["nosuch", "{'flow': <7>}"], names.ERRORS["InvalidArgs"].name),
-        ("CompleteLogin", ["nosuch", "https://example.invalid/"], names.ERRORS["NoSuchAccount"].name),
+        ("CompleteLogin", ["nosuch", "https://example.invalid/"],
+         names.ERRORS["NoSuchAccount"].name),
     ]
     for method, args, want in cases:
         r = gdbus_call(private_bus, names.ROOT_PATH, f"{m}.{method}", *args)
@@ -247,23 +263,26 @@ def test_reload_with_a_broken_config_keeps_the_daemon(daemon, private_bus):
         assert r.returncode == 0 and len(json.loads(r.stdout)["jobs"]) == 2
     finally:
         daemon.config.write_text(good)
-    daemon.config.write_text(good + '\n[job.new]\nsources = ["/etc/hostname"]\ndestinations = ["usb"]\n')
+    daemon.config.write_text(good + '\n[job.new]\nsources = ["/etc/hostname"]\n'
+                             'destinations = ["usb"]\n')
     try:
         r = odctl(private_bus, "reload")
         assert r.returncode == 0, r.stderr
-        r = busctl(private_bus, "get-property", names.BUS_NAME, names.job_path("new"), names.JOB_IFACE, "Name")
+        r = busctl(private_bus, "get-property", names.BUS_NAME, names.job_path("new"),
+                   names.JOB_IFACE, "Name")
         assert r.returncode == 0 and r.stdout.strip() == 's "new"', r.stderr
     finally:
         daemon.config.write_text(good)
         assert odctl(private_bus, "reload").returncode == 0
-    r = busctl(private_bus, "get-property", names.BUS_NAME, names.job_path("new"), names.JOB_IFACE, "Name")
+    r = busctl(private_bus, "get-property", names.BUS_NAME, names.job_path("new"),
+               names.JOB_IFACE, "Name")
     assert r.returncode != 0  # the removed job's object is gone
 
 
 def test_unprivileged_user_of_the_admin_group_is_recognised(admin_user):
-    from odbackupd.bus.adapter import uid_is_admin
-
     import pwd
+
+    from odbackupd.bus.adapter import uid_is_admin
 
     assert uid_is_admin(0)
     assert not uid_is_admin(pwd.getpwnam("nobody").pw_uid)

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from odbackupd.bus import names
+from tests.layout import HOST
 from tests.onedrive.conftest import OneDriveSetup, wait_until
 from tests.snapshot.treegen import assert_same_tree
 
 from .conftest import Daemon, PrivateBus, busctl, odctl
-from tests.layout import HOST
 
 LIMIT = 'bandwidth_limit = "1MiB"\n'  # the run's volumes take about six seconds to store
 
@@ -32,8 +32,9 @@ class Follower:
     """``odctl backup-now t --wait --json`` started before the cancel, in the background."""
 
     def __init__(self, bus: PrivateBus) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "odctl.cli", "backup-now", "t", "--wait", "--json"],
-                                     env=bus.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "odctl.cli", "backup-now", "t", "--wait", "--json"],
+            env=bus.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def result(self, timeout: float = 60) -> tuple[int, dict, str]:
         out, err = self.proc.communicate(timeout=timeout)
@@ -70,29 +71,37 @@ def slow_onedrive(graph_emulator, private_bus: PrivateBus, tmp_path: Path):  # n
         daemon.stop()
 
 
-def test_cancel_a_live_run_then_the_next_run_resumes_it(slow_onedrive, graph_emulator, private_bus, tmp_path):
+def test_cancel_a_live_run_then_the_next_run_resumes_it(slow_onedrive, graph_emulator, private_bus,
+                                                        tmp_path):
     od, src, daemon = slow_onedrive
     emu = graph_emulator
 
     # 1: odctl cancel while the first volumes go up
     follower = Follower(private_bus)
-    wait_until(lambda: emu.counters["sessions_completed"] >= 1, "the first volume stored", proc=follower.proc)
+    wait_until(lambda: emu.counters["sessions_completed"] >= 1, "the first volume stored",
+               proc=follower.proc)
     r = odctl(private_bus, "cancel", "t")
-    assert (r.returncode, r.stdout) == (0, "t: cancelling; the next run resumes the snapshot\n"), r.stderr
+    assert (r.returncode, r.stdout) == (
+        0, "t: cancelling; the next run resumes the snapshot\n"), r.stderr
     rc, out, err = follower.result()
     first = out["result"]
     assert first["status"] == "cancelled" and "resumes" in first["message"], out
-    assert rc == names.EXIT_FAILED and "cancelled" in names.EXIT_CODES[rc]  # as odctl --help documents
-    assert first["snapshot"] and not emu.exists(f"{od.folder}/{HOST}/t/{first['snapshot']}/manifest.json")
-    assert job_property(private_bus, "State") == 's "idle"'  # RunFinished comes once the job is idle
+    # as odctl --help documents
+    assert rc == names.EXIT_FAILED and "cancelled" in names.EXIT_CODES[rc]
+    assert first["snapshot"] and not emu.exists(
+        f"{od.folder}/{HOST}/t/{first['snapshot']}/manifest.json")
+    # RunFinished comes once the job is idle
+    assert job_property(private_bus, "State") == 's "idle"'
     assert job_property(private_bus, "LastResult") == 's "cancelled"'
     assert job_property(private_bus, "RunId") == "t 0"
 
     # 2: the next run resumes it; cancelled again, this time with a bare D-Bus call
     stored = emu.counters["sessions_completed"]
     follower = Follower(private_bus)
-    wait_until(lambda: emu.counters["sessions_completed"] > stored, "another volume stored", proc=follower.proc)
-    r = busctl(private_bus, "call", names.BUS_NAME, names.ROOT_PATH, names.MANAGER_IFACE, "Cancel", "s", "t")
+    wait_until(lambda: emu.counters["sessions_completed"] > stored, "another volume stored",
+               proc=follower.proc)
+    r = busctl(private_bus, "call", names.BUS_NAME, names.ROOT_PATH, names.MANAGER_IFACE,
+               "Cancel", "s", "t")
     assert (r.returncode, r.stdout.strip()) == (0, "b true"), r.stderr
     rc, out, _ = follower.result()
     second = out["result"]
@@ -110,13 +119,15 @@ def test_cancel_a_live_run_then_the_next_run_resumes_it(slow_onedrive, graph_emu
     third = json.loads(r.stdout)["result"]
     assert third["status"] == "completed" and third["snapshot"] == first["snapshot"]
     assert third["resumed"] is True and third["reused_volumes"] >= 2
-    volumes = [n for n in emu.list_dir(f"{od.folder}/{HOST}/t/{first['snapshot']}") if n.startswith("vol.")]
+    volumes = [n for n in emu.list_dir(f"{od.folder}/{HOST}/t/{first['snapshot']}")
+               if n.startswith("vol.")]
     # only the volumes not stored before were sent again (and a session left half-way resumed)
-    assert emu.counters["sessions_created"] - sessions_before <= len(volumes) - third["reused_volumes"]
+    assert (emu.counters["sessions_created"] - sessions_before
+            <= len(volumes) - third["reused_volumes"])
 
     out_dir = tmp_path / "restored"
-    r = odctl(private_bus, "restore", "t", "--to", str(out_dir), "--config", str(od.config_path), "--json",
-              "--special-files")
+    r = odctl(private_bus, "restore", "t", "--to", str(out_dir), "--config", str(od.config_path),
+              "--json", "--special-files")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["snapshot"] == first["snapshot"]
     assert_same_tree(src, out_dir / str(src).lstrip("/"))
@@ -124,7 +135,8 @@ def test_cancel_a_live_run_then_the_next_run_resumes_it(slow_onedrive, graph_emu
     # 4: nothing runs now: cancelling is a plain "nothing to cancel", not an error
     r = odctl(private_bus, "cancel", "t")
     assert (r.returncode, r.stdout) == (0, "t: nothing running or queued\n"), r.stderr
-    r = busctl(private_bus, "call", names.BUS_NAME, names.ROOT_PATH, names.MANAGER_IFACE, "Cancel", "s", "t")
+    r = busctl(private_bus, "call", names.BUS_NAME, names.ROOT_PATH, names.MANAGER_IFACE,
+               "Cancel", "s", "t")
     assert (r.returncode, r.stdout.strip()) == (0, "b false"), r.stderr
     assert daemon.alive and job_property(private_bus, "LastResult") == 's "completed"'
     emu.assert_no_violations()

@@ -5,7 +5,8 @@ OneDrive destination then work, and stop working after ``odctl logout`` with the
 and advice a sysadmin relies on. No token, device code or authorization code may show in
 the daemon's log (at debug level) or in any D-Bus reply.
 
-(Unprivileged callers are refused StartLogin in test_api.test_everyone_reads_but_only_admins_change.)
+(Unprivileged callers are refused StartLogin in
+test_api.test_everyone_reads_but_only_admins_change.)
 """
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ from odbackupd.bus import names
 from odbackupd.graph.tokencache import token_cache_path
 from tests.graph.test_auth import cached_secrets, redirected_address
 from tests.graph.test_auth_odctl import Odctl
+from tests.layout import HOST
 from tests.onedrive.conftest import OneDriveSetup
 
 from .conftest import Daemon, PrivateBus, busctl, odctl
-from tests.layout import HOST
 
 
 class OdctlProcess(Odctl):
@@ -78,7 +79,8 @@ def assert_kept_secret(od: OneDriveSetup, emu, secrets: list[str], *replies: str
         assert not any(s in r for r in replies), f"a secret is in a D-Bus reply: {s[:12]}…"
 
 
-def test_device_login_backup_logout_through_the_daemon(onedrive_daemon, graph_emulator, private_bus):
+def test_device_login_backup_logout_through_the_daemon(onedrive_daemon, graph_emulator,
+                                                       private_bus):
     od, daemon = onedrive_daemon
     emu = graph_emulator
     assert login_status(private_bus, "a")[0]["state"] == "none"
@@ -163,7 +165,8 @@ def test_browser_login_with_a_bad_paste_fails_and_keeps_nothing(onedrive_daemon,
     graph_emulator.assert_no_violations()
 
 
-def test_declined_device_login_fails_cleanly_through_the_daemon(onedrive_daemon, graph_emulator, private_bus):
+def test_declined_device_login_fails_cleanly_through_the_daemon(onedrive_daemon, graph_emulator,
+                                                                private_bus):
     od, daemon = onedrive_daemon
     login = OdctlProcess(private_bus, "login", "a", "--device-code")
     code = login.wait_for(r"enter the code (\w+)").group(1)
@@ -180,8 +183,8 @@ def test_declined_device_login_fails_cleanly_through_the_daemon(onedrive_daemon,
     graph_emulator.assert_no_violations()
 
 
-def test_refused_device_code_falls_back_to_the_browser_through_the_daemon(onedrive_daemon,
-                                                                          graph_emulator, private_bus):
+def test_refused_device_code_falls_back_to_the_browser_through_the_daemon(
+        onedrive_daemon, graph_emulator, private_bus):
     """As the in-process login does: the daemon answers Error.DeviceCodeRefused and odctl
     carries on with the browser flow (it used to stop with the refusal)."""
     od, daemon = onedrive_daemon
@@ -197,8 +200,8 @@ def test_refused_device_code_falls_back_to_the_browser_through_the_daemon(onedri
 
 
 @pytest.mark.graphemu(mode="business")
-def test_app_only_login_through_the_daemon_checks_the_credential(graph_emulator, private_bus, tmp_path,
-                                                                  monkeypatch):
+def test_app_only_login_through_the_daemon_checks_the_credential(graph_emulator, private_bus,
+                                                                  tmp_path, monkeypatch):
     """An app-only account has nobody to sign in: the daemon checks its credential, as odctl
     does in process (it used to answer "StartLogin failed inside the daemon; see its log")."""
     from tests.graph.test_auth import APP_ID, SECRET_NAME, config_text
@@ -208,16 +211,19 @@ def test_app_only_login_through_the_daemon_checks_the_credential(graph_emulator,
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / SECRET_NAME).write_text("s3cr3t")
-    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))  # the daemon's, as LoadCredential= gives it
+    # the daemon's, as LoadCredential= gives it
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
     (tmp_path / "state").mkdir()
     config = tmp_path / "odbackupd.toml"
     config.write_text(config_text(emu, tmp_path, tenant=emu.tenant, client_id=APP_ID,
-                                  extra=f'client_secret_file = "{SECRET_NAME}"\ndrive_id = "{emu.site_drive_id}"'))
+                                  extra=f'client_secret_file = "{SECRET_NAME}"\n'
+                                  f'drive_id = "{emu.site_drive_id}"'))
     daemon = Daemon(config, private_bus)
     try:
         r = odctl(private_bus, "login", "me")
         assert (r.returncode, r.stdout) == (
-            0, f"me: the app-only credential works (client {APP_ID}, tenant {emu.tenant})\n"), r.stderr
+            0, f"me: the app-only credential works (client {APP_ID}, tenant {emu.tenant})\n"
+        ), r.stderr
         (creds / SECRET_NAME).write_text("wrong")
         r = odctl(private_bus, "login", "me", "--json")
         assert r.returncode == names.EXIT_FAILED and json.loads(r.stdout)["ok"] is False

@@ -22,7 +22,8 @@ def test_without_a_daemon_odctl_says_so(admin_user, tmp_path):
 
 
 def _check_no_daemon(private_bus: PrivateBus, tmp_path) -> None:  # noqa: ANN001
-    for env in (private_bus.env(), private_bus.env(DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={tmp_path}/none")):
+    for env in (private_bus.env(),
+                private_bus.env(DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={tmp_path}/none")):
         r = odctl(private_bus, "status", env=env)
         assert r.returncode == names.EXIT_NOT_RUNNING
         assert "not running" in r.stderr or "cannot connect" in r.stderr
@@ -33,8 +34,8 @@ def _check_no_daemon(private_bus: PrivateBus, tmp_path) -> None:  # noqa: ANN001
     assert [j["name"] for j in json.loads(r.stdout)["jobs"]] == ["t", "web-1.x"]
     # after a cron run (--once), offline jobs shows its result; a job whose lock a run
     # holds shows as running; the schedule gives the next time
-    r = subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--once", "t"],
-                       capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg),
+                        "--once", "t"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     from odbackupd.runner import job_lock
 
@@ -45,6 +46,8 @@ def _check_no_daemon(private_bus: PrivateBus, tmp_path) -> None:  # noqa: ANN001
     assert jobs["t"]["last_run"]["trigger"] == "once" and "next_run" not in jobs["t"]
     assert jobs["web-1.x"]["state"] == "running" and "last_run" not in jobs["web-1.x"]
     nxt = time.localtime(jobs["web-1.x"]["next_run"])  # cron is local time
-    assert (nxt.tm_hour, nxt.tm_min) == (3, 0) and 0 < jobs["web-1.x"]["next_run"] - time.time() <= 86400
+    assert ((nxt.tm_hour, nxt.tm_min) == (3, 0)
+            and 0 < jobs["web-1.x"]["next_run"] - time.time() <= 86400)
     r = odctl(private_bus, "backup-now", "t", "--json")
-    assert r.returncode == names.EXIT_NOT_RUNNING and json.loads(r.stdout)["error_name"] == "NotRunning"
+    assert (r.returncode == names.EXIT_NOT_RUNNING
+            and json.loads(r.stdout)["error_name"] == "NotRunning")

@@ -19,8 +19,9 @@ def test_notify_test_goes_through_the_daemon_with_its_credentials(private_bus: P
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "hook-key").write_text("daemon-only-key\n")
-    cfg = write_config(tmp_path, extra_jobs=f'notify = ["n"]\n\n[notify.n]\ntype = "webhook"\n'
-                                             f'url = "{receiver.url}/hook"\nsecret_file = "hook-key"\n')
+    cfg = write_config(tmp_path,
+                       extra_jobs=f'notify = ["n"]\n\n[notify.n]\ntype = "webhook"\n'
+                       f'url = "{receiver.url}/hook"\nsecret_file = "hook-key"\n')
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))  # the daemon's environment
     d = Daemon(cfg, private_bus)
     try:
@@ -39,9 +40,10 @@ def test_notify_test_goes_through_the_daemon_with_its_credentials(private_bus: P
         import subprocess
         import sys
 
-        r = subprocess.run(as_user("nobody", [sys.executable, "-m", "odctl.cli", "notify", "test", "n"],
-                                   init_groups=False), capture_output=True, text=True, env=env, timeout=120,
-                           cwd=os.getcwd())
+        r = subprocess.run(as_user("nobody",
+                                   [sys.executable, "-m", "odctl.cli", "notify", "test", "n"],
+                                   init_groups=False),
+                           capture_output=True, text=True, env=env, timeout=120, cwd=os.getcwd())
         assert r.returncode == 5, r.stdout + r.stderr  # access denied: sending is for admins
         assert len(receiver.requests) == 1
     finally:

@@ -21,7 +21,8 @@ def test_policy_default_context_allows_only_the_read_only_methods():
     assert ours == {(i, m) for i, ms in names.READ_ONLY_METHODS.items() for m in ms}
     assert ("org.freedesktop.DBus.Properties", "Set") not in allowed
     api = ET.parse(XML).getroot()
-    methods = {(i.get("name"), m.get("name")) for i in api.iter("interface") for m in i.iter("method")}
+    methods = {(i.get("name"), m.get("name"))
+               for i in api.iter("interface") for m in i.iter("method")}
     assert ours < methods  # the rest (BackupNow, Cancel, Reload, logins) are admin-only
     admin = next(p for p in root.iter("policy") if p.get("group") == names.ADMIN_GROUP)
     assert [a.attrib for a in admin.iter("allow")] == [{"send_destination": names.BUS_NAME}]
@@ -35,13 +36,15 @@ def test_daemon_checks_the_caller_again(admin_user, tmp_path):
         daemon = Daemon(write_config(tmp_path), bus)
 
         def call(user: str, groups: bool) -> subprocess.CompletedProcess:
-            argv = ["gdbus", "call", "--address", bus.address, "--dest", names.BUS_NAME, "--object-path",
-                    names.ROOT_PATH, "--method", f"{names.MANAGER_IFACE}.Cancel", "t"]
-            return subprocess.run(as_user(user, argv, init_groups=groups), capture_output=True, text=True,
-                                  timeout=60)
+            argv = ["gdbus", "call", "--address", bus.address, "--dest", names.BUS_NAME,
+                    "--object-path", names.ROOT_PATH,
+                    "--method", f"{names.MANAGER_IFACE}.Cancel", "t"]
+            return subprocess.run(as_user(user, argv, init_groups=groups), capture_output=True,
+                                  text=True, timeout=60)
 
         r = call("nobody", False)
-        assert r.returncode != 0 and f"GDBus.Error:{names.ERRORS['AccessDenied'].name}:" in r.stderr, r.stderr
+        assert (r.returncode != 0
+                and f"GDBus.Error:{names.ERRORS['AccessDenied'].name}:" in r.stderr), r.stderr
         assert f"group '{names.ADMIN_GROUP}'" in r.stderr
         r = call(admin_user, True)
         assert r.returncode == 0 and "(false,)" in r.stdout, r.stderr

@@ -34,7 +34,8 @@ CASES = {
     "unknown section without a near name": (
         "[frobnicate]  # <--\n",
         "frobnicate",
-        "unknown section 'frobnicate' (sections are [daemon], [destination], [account], [job], [notify], [intake])",
+        "unknown section 'frobnicate' (sections are [daemon], [destination], [account], [job], "
+        "[notify], [intake])",
     ),
     "unknown key with suggestion": (
         '[job.etc]\nsources = ["/etc"]\nkeep-last = 3  # <--\n',
@@ -634,11 +635,11 @@ def test_config_error_lists_every_problem_one_per_line():
 
 def test_incremental_keys_defaults_and_bad_values():
     job = load_config_text('[job.etc]\nsources = ["/etc"]\n').jobs["etc"]
-    assert (job.full_every, job.full_if_older_than, job.ignore_inode, job.ignore_ctime) == (14, 30 * 86400.0,
-                                                                                              False, False)
+    assert (job.full_every, job.full_if_older_than, job.ignore_inode, job.ignore_ctime) == (
+        14, 30 * 86400.0, False, False)
     with pytest.raises(ConfigError) as info:
-        load_config_text('[job.etc]\nsources = ["/etc"]\nfull_every = 0\nfull_if_older_than = "soon"\n'
-                         "ignore_inode = 1\n", "f.toml")
+        load_config_text('[job.etc]\nsources = ["/etc"]\nfull_every = 0\n'
+                         'full_if_older_than = "soon"\nignore_inode = 1\n', "f.toml")
     lines = str(info.value).splitlines()
     assert lines[0].startswith("f.toml:3: at 'job.etc.full_every': 0 is out of range")
     assert lines[1].startswith("f.toml:4: at 'job.etc.full_if_older_than': invalid duration 'soon'")

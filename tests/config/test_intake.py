@@ -32,13 +32,15 @@ def test_a_valid_intake_section() -> None:
         """))
     assert config.intake.max_file_size == 10 * 2**30 and config.intake.listen == "127.0.0.1:8421"
     user = config.intake.users["pve1"]
-    assert user.drop_job == "dumps" and user.quota == 500 * 2**30 and str(user.token_file) == "intake_pve1"
+    assert (user.drop_job == "dumps" and user.quota == 500 * 2**30
+            and str(user.token_file) == "intake_pve1")
     assert load_config_text("").intake.users == {}
 
 
 @pytest.mark.parametrize("text, expected", [
     ('[intake.user.a]\ntoken_file = "t"\ndrop_job = "nope"\n',
-     "odbackupd.toml:9: at 'intake.user.a.drop_job': no job 'nope': add [job.nope] with a drop_dir"),
+     "odbackupd.toml:9: at 'intake.user.a.drop_job': no job 'nope': "
+     "add [job.nope] with a drop_dir"),
     ('[job.plain]\nsources = ["/etc"]\n[intake.user.a]\ntoken_file = "t"\ndrop_job = "plain"\n',
      "at 'intake.user.a.drop_job': job 'plain' has no drop_dir"),
     ('[intake.user.a]\ntoken_file = "t"\ndrop_job = "dumps"\npartial_dir = "/srv/intake/pve1/p"\n',

@@ -17,7 +17,8 @@ def problems(text: str) -> str:
 def test_a_job_naming_an_unknown_notifier_is_refused_with_the_known_ones():
     text = '[notify.mail]\ntype = "webhook"\nurl = "https://h/x"\n' + JOB + 'notify = ["mial"]\n'
     msg = problems(text)
-    assert "f.toml:6: at 'job.etc.notify[0]': unknown notifier 'mial' (notifiers: mail); did you mean 'mail'?" in msg
+    assert ("f.toml:6: at 'job.etc.notify[0]': unknown notifier 'mial' (notifiers: mail); "
+            "did you mean 'mail'?") in msg
 
 
 def test_type_specific_keys_are_required_and_others_refused():
@@ -38,11 +39,13 @@ def test_bad_values_name_the_key():
 
 
 def test_defaults_by_type_and_the_daemon_default():
-    c = load_config_text('[notify.hc]\ntype = "healthchecks"\nurl = "https://hc.example/p/1"\n'
-                         '[notify.m]\ntype = "webhook"\nurl = "https://n.example/t"\nrepeat = "6h"\n'
-                         '[daemon]\nnotify = ["m"]\n' + JOB + '[job.db]\nsources = ["/srv"]\nnotify = ["hc"]\n')
+    c = load_config_text(
+        '[notify.hc]\ntype = "healthchecks"\nurl = "https://hc.example/p/1"\n'
+        '[notify.m]\ntype = "webhook"\nurl = "https://n.example/t"\nrepeat = "6h"\n'
+        '[daemon]\nnotify = ["m"]\n' + JOB + '[job.db]\nsources = ["/srv"]\nnotify = ["hc"]\n')
     assert c.notify["hc"].events == ("start", "success", "failure")
-    assert c.notify["m"].events == ("failure", "recovery", "login_expired") and c.notify["m"].repeat == 6 * 3600
+    assert (c.notify["m"].events == ("failure", "recovery", "login_expired")
+            and c.notify["m"].repeat == 6 * 3600)
     from odbackupd.notify.queue import notifiers_for
 
     assert [n.name for n in notifiers_for(c, c.jobs["etc"])] == ["m"]

@@ -29,9 +29,10 @@ PUBLIC_FIELDS = {
     DestinationConfig: "name type path account folder chunk_size hard_delete",
     AccountConfig: "name client_id tenant drive drive_id site client_secret_file "
     "certificate_file authority_url graph_url ca_bundle read_only",
-    JobConfig: "name sources destinations exclude recipients trusted_key volume_size compression_level "
-    "compression_threads one_file_system allow_empty_sources keep_last keep_daily keep_weekly keep_monthly "
-    "max_size full_every full_if_older_than ignore_inode ignore_ctime schedule random_delay persistent watch quiet_period max_delay drop_dir notify",
+    JobConfig: "name sources destinations exclude recipients trusted_key volume_size "
+    "compression_level compression_threads one_file_system allow_empty_sources keep_last "
+    "keep_daily keep_weekly keep_monthly max_size full_every full_if_older_than ignore_inode "
+    "ignore_ctime schedule random_delay persistent watch quiet_period max_delay drop_dir notify",
     IntakeConfig: "listen max_file_size state_dir upload_expiry users",
     IntakeUserConfig: "name token_file drop_job quota partial_dir",
 }
@@ -52,6 +53,7 @@ def test_public_api():
         assert hasattr(config_pkg, name), name
     assert [f.name for f in dataclasses.fields(config_pkg.Config)] == [
         "path", "daemon", "destinations", "accounts", "jobs", "warnings", "notify", "intake",
+        "embedded",
     ]  # fmt: skip
 
 

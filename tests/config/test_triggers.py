@@ -21,7 +21,8 @@ def test_drop_only_job_is_valid():
     assert job.sources == () and job.drop_dir == Path("/srv/drop") and job.quiet_period == 30
     assert config.warnings == ()  # quiet_period is the drop directory's settle time
     # an explicitly empty list says the same
-    assert load_config_text('[job.i]\nsources = []\ndrop_dir = "/srv/drop"\n').jobs["i"].sources == ()
+    assert load_config_text(
+        '[job.i]\nsources = []\ndrop_dir = "/srv/drop"\n').jobs["i"].sources == ()
 
 
 @pytest.mark.parametrize(
@@ -49,7 +50,8 @@ def test_drop_only_job_is_valid():
             "a schedule needs sources to back up; this job only has a drop_dir",
         ),
         (
-            '[daemon]\nspool_dir = "/var/cache/odb"\n[job.in]\ndrop_dir = "/var/cache/odb/in"  # <--\n',
+            '[daemon]\nspool_dir = "/var/cache/odb"\n'
+            '[job.in]\ndrop_dir = "/var/cache/odb/in"  # <--\n',
             "job.in.drop_dir",
             "'/var/cache/odb/in' overlaps the daemon's spool_dir '/var/cache/odb'",
         ),
@@ -83,7 +85,8 @@ def test_trigger_problems(text, key, message):
 def test_max_delay_without_watch_is_warned_about_even_with_a_drop_dir():
     config = load_config_text(
         '[job.in]\ndrop_dir = "/srv/drop"\nmax_delay = "1h"\n', "t.toml")
-    assert config.warnings == ("t.toml:3: at 'job.in.max_delay': has no effect without watch = true",)
+    assert config.warnings == (
+        "t.toml:3: at 'job.in.max_delay': has no effect without watch = true",)
 
 
 def test_drop_dir_is_checked_like_sources(tmp_path):

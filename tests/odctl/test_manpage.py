@@ -33,3 +33,16 @@ def test_each_command_says_whether_it_needs_the_daemon():
     assert "given --config or --host, always in odctl" in said("snapshots")
     assert "given --config, always in odctl" in said("notify test")
     assert "Asks the daemon when it runs" in said("login")
+
+
+def test_pages_render_without_stray_control_characters_or_markup():
+    """What `man` shows: no raw control characters (a '\\f' written as a form feed shows its
+    font letters as text) and no reStructuredText ``literals`` copied from docstrings."""
+    spec = importlib.util.spec_from_file_location("man_generate", REPO / "man" / "generate.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for page in mod.PAGES:
+        text = mod.render(page)
+        bad = sorted({hex(ord(c)) for c in text if ord(c) < 32 and c not in "\n\t"})
+        assert not bad, f"{page}: control characters {bad}"
+        assert "``" not in text, f"{page}: {text[text.index('``') - 60:text.index('``') + 60]!r}"

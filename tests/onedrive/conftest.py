@@ -6,8 +6,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -53,8 +53,9 @@ class OneDriveSetup:
         self.config_path = tmp_path / "odbackupd.toml"
         self.folder = "Backups/odbackupd"
 
-    def write(self, sources: list[Path], *, recipients: list[str] = (), volume_size: str = "1MiB",
-              drive: str = "", job_extra: str = "", daemon_extra: str = "", parallel: int = 3) -> Path:
+    def write(self, sources: list[Path], *, recipients: list[str] = (),
+              volume_size: str = "1MiB", drive: str = "", job_extra: str = "",
+              daemon_extra: str = "", parallel: int = 3) -> Path:
         emu = self.emu
         rec = f"recipients = {list(recipients)!r}\n" if recipients else ""
         srcs = ", ".join(f'"{s}"' for s in sources)
@@ -92,7 +93,8 @@ class OneDriveSetup:
 
     def once(self, *extra: str) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "odbackupd.main", "--config", str(self.config_path), "--once", "t", *extra],
+            [sys.executable, "-m", "odbackupd.main", "--config", str(self.config_path),
+             "--once", "t", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         )
 

@@ -8,8 +8,8 @@ import pytest
 
 from odbackupd.snapshot.catalog import find_snapshot
 from odbackupd.snapshot.restore import restore_snapshot, verify_snapshot
-from tests.snapshot.treegen import assert_same_tree, make_awkward_tree
 from tests.layout import HOST
+from tests.snapshot.treegen import assert_same_tree, make_awkward_tree
 
 APP_ID = str(uuid.UUID(int=0xA11AB5E, version=4))
 SECRET = "app~only~s3cret~value"

@@ -11,10 +11,10 @@ from odbackupd.crypto.age import load_identities
 from odbackupd.runner import run_job
 from odbackupd.snapshot.catalog import list_snapshots
 from odbackupd.snapshot.restore import restore_snapshot, verify_snapshot
+from tests.layout import HOST
 from tests.snapshot.treegen import assert_same_tree, make_awkward_tree
 
 from .conftest import CHUNK
-from tests.layout import HOST
 
 BUSINESS = pytest.mark.graphemu(mode="business")
 
@@ -40,7 +40,8 @@ def test_backup_list_verify_restore_prune(od, age_key, tmp_path, how, encrypted)
     src = make_awkward_tree(tmp_path / "tree", big=3 << 20)
     key, recipient = age_key
     lines, drive_id = _drive_settings(emu, how)
-    od.write([src], recipients=[recipient] if encrypted else [], drive=lines, job_extra="keep_last = 1\nfull_every = 1\n")
+    od.write([src], recipients=[recipient] if encrypted else [], drive=lines,
+             job_extra="keep_last = 1\nfull_every = 1\n")
     assert od.login() == emu.default_user
     cfg, state = od.config(), od.state()
 
@@ -79,8 +80,8 @@ def test_backup_list_verify_restore_prune(od, age_key, tmp_path, how, encrypted)
     rep = verify_snapshot(dest, m)
     assert rep.ok, rep.problems
     assert rep.method == "destination hashes"
-    assert emu.counters["requests.download.get"] + emu.counters["requests.graph.content.get"] == downloads, \
-        "verify without --download must not download"
+    assert (emu.counters["requests.download.get"] + emu.counters["requests.graph.content.get"]
+            == downloads), "verify without --download must not download"
 
     ids = load_identities(key) if encrypted else None
     rep = verify_snapshot(dest, m, download=True, identities=ids)

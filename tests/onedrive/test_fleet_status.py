@@ -23,28 +23,32 @@ def test_fleet_status_with_a_read_only_login(tmp_path, graph_emulator):
     src.mkdir(parents=True)
     (src / "x").write_text("x")
     mon.write([src], job_extra='schedule = "0 3 * * *"\n')
-    text = mon.config_path.read_text().replace("[account.a]\n", "[account.a]\nread_only = true\n", 1)
+    text = mon.config_path.read_text().replace(
+        "[account.a]\n", "[account.a]\nread_only = true\n", 1)
     mon.config_path.write_text(text)
     mon.login()
     token = json.loads((mon.state_dir / "tokens" / "a.json").read_text())
-    assert "files.read.all" in json.dumps(token).lower() and "files.readwrite" not in json.dumps(token).lower()
+    assert ("files.read.all" in json.dumps(token).lower()
+            and "files.readwrite" not in json.dumps(token).lower())
 
     before = len(emu.requests)
-    r = subprocess.run([sys.executable, "-m", "odctl.cli", "--config", str(mon.config_path), "fleet-status",
-                        "--json"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "odctl.cli", "--config", str(mon.config_path),
+                        "fleet-status", "--json"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     sent = emu.requests[before:]
     assert {q["method"] for q in sent} == {"GET"}  # read-only
     # a few requests per host (its folder, its series, the newest snapshot, its manifest):
     # 3 + 5 per host and series, though alpha has three snapshots
-    assert len(sent) <= 3 + 5 * len(snaps) + 3 * same_second, [(q["method"], q["path"]) for q in sent]
+    assert len(sent) <= 3 + 5 * len(snaps) + 3 * same_second, (
+        [(q["method"], q["path"]) for q in sent])
     rows = {x["host"]: x for x in json.loads(r.stdout)["series"]}
     assert {h: rows[h]["snapshot"] for h in rows} == snaps
-    assert all(rows[h]["stored_bytes"] > 600_000 and rows[h]["max_age_seconds"] == 2 * 86400 for h in rows)
+    assert all(rows[h]["stored_bytes"] > 600_000 and rows[h]["max_age_seconds"] == 2 * 86400
+               for h in rows)
     assert not any(x["stale"] for x in rows.values())
     assert (rows["alpha"]["snapshots"], rows["beta"]["snapshots"]) == (3, 1)
 
     # the login really is read-only: a backup through it is refused by the service
-    r = subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(mon.config_path), "--once", "t"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(mon.config_path),
+                        "--once", "t"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "ccess denied" in r.stderr, r.stderr

@@ -18,14 +18,18 @@ from .conftest import OneDriveSetup
 BUSINESS = pytest.mark.graphemu(mode="business")
 
 
-def _host(tmp_path, emu, name: str, *, drive: str = "", dest_extra: str = "", keep: int = 1) -> OneDriveSetup:  # noqa: ANN001
+def _host(tmp_path, emu, name: str, *, drive: str = "", dest_extra: str = "",
+          keep: int = 1) -> OneDriveSetup:
     od = OneDriveSetup(tmp_path / name, emu)
     src = tmp_path / name / "src"
     src.mkdir(parents=True)
     (src / "f.bin").write_bytes(os.urandom(700_000))
-    od.write([src], drive=drive, daemon_extra=f'hostname = "{name}"\n', job_extra=f"keep_last = {keep}\nfull_every = 1\n")  # fulls: keep_last counts one for one
+    # fulls: keep_last counts one for one
+    od.write([src], drive=drive, daemon_extra=f'hostname = "{name}"\n',
+             job_extra=f"keep_last = {keep}\nfull_every = 1\n")
     if dest_extra:
-        text = od.config_path.read_text().replace('chunk_size = "320KiB"\n', 'chunk_size = "320KiB"\n' + dest_extra)
+        text = od.config_path.read_text().replace('chunk_size = "320KiB"\n',
+                                                  'chunk_size = "320KiB"\n' + dest_extra)
         od.config_path.write_text(text)
     od.login()
     return od
@@ -76,17 +80,17 @@ def test_hard_delete_frees_the_quota_on_a_business_drive(tmp_path, graph_emulato
     h2 = _run(hard)
     assert h2.pruned == {"od": [h1.result.snapshot]}
     assert emu.quota(drive)["deleted"] == in_bin, "hard_delete must not fill the recycle bin"
-    assert emu.counters["requests.graph.item.permanent_delete"] == 2  # the manifest, then the folder
+    assert emu.counters["requests.graph.item.permanent_delete"] == 2  # manifest, then folder
     assert not emu.exists(f"{hard.folder}/hard/t/{h1.result.snapshot}", drive)
 
     # odctl snapshots shows what the recycle bin holds
-    r = subprocess.run([sys.executable, "-m", "odctl.cli", "snapshots", "t", "--config", str(soft.config_path),
-                        "--json"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "odctl.cli", "snapshots", "t", "--config",
+                        str(soft.config_path), "--json"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     space = json.loads(r.stdout)["destinations"]["od"]["space"]
     assert space["deleted"] == in_bin and space["total"] > 0
-    r = subprocess.run([sys.executable, "-m", "odctl.cli", "snapshots", "t", "--config", str(soft.config_path)],
-                       capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "odctl.cli", "snapshots", "t", "--config",
+                        str(soft.config_path)], capture_output=True, text=True)
     assert r.returncode == 0 and "held by the recycle bin" in r.stderr
     emu.assert_no_violations()
 
@@ -96,9 +100,10 @@ def test_hard_delete_on_a_personal_drive_says_it_cannot(tmp_path, graph_emulator
     od = _host(tmp_path, emu, "home", dest_extra="hard_delete = true\n")
     # offline, --check-config knows a personal account by its tenant "consumers"
     cfg = tmp_path / "personal.toml"
-    cfg.write_text(od.config_path.read_text().replace(f'tenant = "{emu.tenant}"', 'tenant = "consumers"'))
-    r = subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--check-config"],
-                       capture_output=True, text=True)
+    cfg.write_text(od.config_path.read_text().replace(f'tenant = "{emu.tenant}"',
+                                                      'tenant = "consumers"'))
+    r = subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg),
+                        "--check-config"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "destination.od.hard_delete" in r.stderr and "personal OneDrive" in r.stderr
     first = _run(od)

@@ -6,8 +6,8 @@ import random
 
 from odbackupd.crypto.age import load_identities
 from odbackupd.snapshot.catalog import list_snapshots
-from odbackupd.snapshot.incchain import chain_of
 from odbackupd.snapshot.chainrestore import restore_chain, verify_chain
+from odbackupd.snapshot.incchain import chain_of
 from tests.snapshot.incgen import Runs, level1, level2, stock_restore
 from tests.snapshot.treegen import assert_same_tree, make_awkward_tree
 
@@ -43,7 +43,8 @@ def test_three_level_chain_round_trip(od, age_key, tmp_path):
             for name in dest.list_objects(m.location, m.snapshot):
                 with dest.open_read(m.location, m.snapshot, name) as f:
                     (local / m.snapshot / name).write_bytes(f.read())
-        assert " ".join(m.snapshot for m in chain) in (local / chain[-1].snapshot / "RESTORE.txt").read_text()
+        assert " ".join(m.snapshot for m in chain) in (
+            local / chain[-1].snapshot / "RESTORE.txt").read_text()
         stock_restore(local, [m.snapshot for m in chain], tmp_path / "tar", key)
         assert_same_tree(src, tmp_path / "tar" / str(src).lstrip("/"))
     finally:

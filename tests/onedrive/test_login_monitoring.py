@@ -23,22 +23,25 @@ def test_login_expired_metric_and_notification(tmp_path, graph_emulator):
         (src / "f").write_bytes(os.urandom(10_000))
         prom = tmp_path / "odbackupd.prom"
         od.write([src], daemon_extra=f'metrics_file = "{prom}"\n', job_extra='notify = ["ops"]\n')
-        od.config_path.write_text(od.config_path.read_text()
-                                  + f'\n[notify.ops]\ntype = "webhook"\nurl = "{receiver.url}/hook"\n')
+        od.config_path.write_text(
+            od.config_path.read_text()
+            + f'\n[notify.ops]\ntype = "webhook"\nurl = "{receiver.url}/hook"\n')
         od.login()
 
         def once() -> subprocess.CompletedProcess:
-            return subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(od.config_path),
-                                   "--once", "t"], capture_output=True, text=True, timeout=120)
+            return subprocess.run([sys.executable, "-m", "odbackupd.main", "--config",
+                                   str(od.config_path), "--once", "t"],
+                                  capture_output=True, text=True, timeout=120)
 
-        graph_emulator.faults.add("throttle", "graph.*", nth=2, retry_after=1)  # one 429 for the app
+        # one 429 for the app
+        graph_emulator.faults.add("throttle", "graph.*", nth=2, retry_after=1)
         assert once().returncode == 0
         m = parse(prom.read_text())
         assert value(m, "odbackupd_account_login_ok", account="a") == 1
         assert value(m, "odbackupd_throttled_total", account="a") == 1
 
-        r = subprocess.run([sys.executable, "-m", "odctl.cli", "--config", str(od.config_path), "logout", "a"],
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run([sys.executable, "-m", "odctl.cli", "--config", str(od.config_path),
+                            "logout", "a"], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
         assert value(parse(prom.read_text()), "odbackupd_account_login_ok", account="a") == 0
 
@@ -60,6 +63,7 @@ def test_login_expired_metric_and_notification(tmp_path, graph_emulator):
         # the drive's quota as the run's pre-check read it: no extra request for metrics
         assert value(m, "odbackupd_destination_free_bytes", destination="od") > 0
         assert value(m, "odbackupd_destination_deleted_bytes", destination="od") is not None
-        assert value(m, "odbackupd_throttled_total", account="a") == 1  # a counter: kept across runs
+        # a counter: kept across runs
+        assert value(m, "odbackupd_throttled_total", account="a") == 1
     finally:
         receiver.stop()

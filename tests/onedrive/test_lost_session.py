@@ -21,7 +21,8 @@ def test_kill_between_create_session_and_saving_it(od, tmp_path):  # noqa: ANN00
     od.write([src])
     od.login()
     r = subprocess.run([sys.executable, "-m", "tests.killpoint", "after-session", "--config",
-                        str(od.config_path), "--once", "t"], capture_output=True, text=True, cwd=ROOT)
+                        str(od.config_path), "--once", "t"],
+                       capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == -9, r.stderr
     assert emu.counters["sessions_created"] == 1 and len(emu.sessions) == 1  # pending, URL lost
 
@@ -32,7 +33,8 @@ def test_kill_between_create_session_and_saving_it(od, tmp_path):  # noqa: ANN00
     (m,) = list_snapshots(dest, "t").complete
     assert verify_snapshot(dest, m, download=True).ok
     restore_snapshot(dest, m, tmp_path / "out")
-    assert (tmp_path / "out" / str(src).lstrip("/") / "f.bin").read_bytes() == (src / "f.bin").read_bytes()
+    assert ((tmp_path / "out" / str(src).lstrip("/") / "f.bin").read_bytes()
+            == (src / "f.bin").read_bytes())
     # nothing but the snapshot's own files is left in its folder
     folder = f"/{od.folder}/{m.location}/{m.snapshot}"
     assert sorted(emu.list_dir(folder)) == sorted(["manifest.json", "RESTORE.txt", m.index["name"]]
@@ -70,7 +72,8 @@ def test_kill_after_the_manifest_on_onedrive(od, tmp_path):  # noqa: ANN001
     od.write([src])
     od.login()
     r = subprocess.run([sys.executable, "-m", "tests.killpoint", "after-manifest", "--config",
-                        str(od.config_path), "--once", "t"], capture_output=True, text=True, cwd=ROOT)
+                        str(od.config_path), "--once", "t"],
+                       capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == -9, r.stderr
     (src / "f").write_text("two\n")
     p = od.once()

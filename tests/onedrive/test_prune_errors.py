@@ -13,7 +13,8 @@ def test_a_failed_prune_is_reported_and_the_run_still_completes(od, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "f.bin").write_bytes(os.urandom(500_000))
-    od.write([src], job_extra="keep_last = 1\nfull_every = 1\n")  # fulls: the second run prunes the first
+    # fulls: the second run prunes the first
+    od.write([src], job_extra="keep_last = 1\nfull_every = 1\n")
     od.login()
     first = od.once()
     assert first.wait(120) == 0, first.communicate()

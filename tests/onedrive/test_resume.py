@@ -7,10 +7,10 @@ import signal
 
 from odbackupd.snapshot.catalog import list_snapshots
 from odbackupd.snapshot.restore import restore_snapshot
+from tests.layout import HOST
 from tests.snapshot.treegen import assert_same_tree
 
 from .conftest import CHUNK, wait_until
-from tests.layout import HOST
 
 
 def test_sigkill_mid_volume_then_the_next_run_resends_at_most_one_chunk(od, tmp_path):
@@ -19,7 +19,8 @@ def test_sigkill_mid_volume_then_the_next_run_resends_at_most_one_chunk(od, tmp_
     src.mkdir()
     rnd = random.Random(9)
     for i in range(3):
-        (src / f"f{i}.bin").write_bytes(rnd.randbytes(2 << 20))  # incompressible: ~10 chunks a volume
+        # incompressible: ~10 chunks a volume
+        (src / f"f{i}.bin").write_bytes(rnd.randbytes(2 << 20))
     od.write([src], volume_size="3MiB", parallel=1)
     od.login()
     # each fragment answer takes 50 ms, so "in the middle of a volume" lasts long enough to hit
@@ -47,9 +48,12 @@ def test_sigkill_mid_volume_then_the_next_run_resends_at_most_one_chunk(od, tmp_
     assert m.resumes == 1
     assert emu.counters["sessions_resumed"] == 1
     big = [v for v in m.volumes if v["size"] > CHUNK]
-    assert emu.counters["sessions_created"] == sessions_before + len(big) - 1, "the killed session was reused"
-    stored = sum(v["size"] for v in m.volumes) + emu.item(f"/{od.folder}/{HOST}/t/{m.snapshot}/manifest.json")["size"]
-    assert stored <= emu.counters["bytes_uploaded"] <= stored + CHUNK, "more than one chunk was sent again"
+    assert emu.counters["sessions_created"] == sessions_before + len(big) - 1, (
+        "the killed session was reused")
+    stored = (sum(v["size"] for v in m.volumes)
+              + emu.item(f"/{od.folder}/{HOST}/t/{m.snapshot}/manifest.json")["size"])
+    assert stored <= emu.counters["bytes_uploaded"] <= stored + CHUNK, (
+        "more than one chunk was sent again")
 
     out_dir = tmp_path / "out"
     restore_snapshot(dest, m, out_dir, special_files=True)

@@ -64,21 +64,24 @@ def test_tampering_on_onedrive(od, tmp_path, age_key):  # noqa: ANN001
     dest = od.destination(None)
     other, victim = list_snapshots(dest, "t").complete
     folder = _folder(emu, "/" + od.folder, victim.snapshot)
-    files = {n: emu.read_file(f"{folder}/{n}") for n in emu.list_dir(folder) if n != "manifest.json"}
+    files = {n: emu.read_file(f"{folder}/{n}") for n in emu.list_dir(folder)
+             if n != "manifest.json"}
     manifest = emu.read_file(f"{folder}/manifest.json")
     other_folder = _folder(emu, "/" + od.folder, other.snapshot)
     plain_dest = tmp_path / "plain"
     plain_dest.mkdir()
     pstate = StateStore(tmp_path / "plain.db")
-    r = SnapshotBuilder(JobSpec("t", [src], volume_size=1 << 20), [LocalDestination("p", plain_dest)],
-                        pstate, tmp_path / "pspool", "h").run()
+    r = SnapshotBuilder(JobSpec("t", [src], volume_size=1 << 20),
+                        [LocalDestination("p", plain_dest)], pstate, tmp_path / "pspool",
+                        "h").run()
     pstate.close()
     ctx = {"other": {n: emu.read_file(f"{other_folder}/{n}") for n in emu.list_dir(other_folder)},
            "plain": read_dir(snapshot_dir(plain_dest, r.manifest.snapshot))}
     ids = load_identities(key)
     pub = tmp_path / "host.pub"
-    pub.write_text(subprocess.run([sys.executable, "-m", "odctl.cli", "--config", str(od.config_path), "key",
-                                   "export"], capture_output=True, text=True, cwd=ROOT, check=True).stdout)
+    pub.write_text(subprocess.run([sys.executable, "-m", "odctl.cli", "--config",
+                                   str(od.config_path), "key", "export"],
+                                  capture_output=True, text=True, cwd=ROOT, check=True).stdout)
     trust = Trust(keys=(load_public_key(pub),), recipients=(recipient,), job="t")
 
     # untouched: authentic, restores and verifies
@@ -104,7 +107,8 @@ def test_tampering_on_onedrive(od, tmp_path, age_key):  # noqa: ANN001
         f2, doc = op(dict(files), json.loads(manifest), ctx)
         _write(emu, folder, f2, tampering.dumps(doc))
         try:
-            check_snapshot(find_snapshot(dest, "t", victim.snapshot), Trust(recipients=(recipient,), job="t"))
+            check_snapshot(find_snapshot(dest, "t", victim.snapshot),
+                           Trust(recipients=(recipient,), job="t"))
             missed.append(f"{case}: accepted")
         except UntrustedSnapshot as e:
             if cause not in str(e):
@@ -122,8 +126,9 @@ def test_tampering_on_onedrive(od, tmp_path, age_key):  # noqa: ANN001
     # and odctl says so with exit 4 (here: volumes swapped, the manifest fixed up)
     f2, doc = tampering.swap(dict(files), json.loads(manifest), ctx)
     _write(emu, folder, f2, tampering.dumps(doc))
-    r = subprocess.run([sys.executable, "-m", "odctl.cli", "--config", str(od.config_path), "restore", "t",
-                        victim.snapshot, "--to", str(tmp_path / "odctl-out"), "-i", str(key)],
+    r = subprocess.run([sys.executable, "-m", "odctl.cli", "--config", str(od.config_path),
+                        "restore", "t", victim.snapshot, "--to", str(tmp_path / "odctl-out"),
+                        "-i", str(key)],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 4 and "stands at place 2" in r.stderr, r.stderr
     dest.close()

@@ -38,7 +38,8 @@ def test_a_429_to_one_worker_pauses_every_worker_of_the_app(od, tmp_path):
     gate = log[i]["sets_gate"]
     later = log[i + 1:]
     assert any("/b:/createUploadSession" in r["path"] for r in later)
-    assert all(r["t"] >= gate - emu.config.retry_after_tolerance for r in later if r["host"] != "login")
+    assert all(r["t"] >= gate - emu.config.retry_after_tolerance
+               for r in later if r["host"] != "login")
     assert emu.retry_after_violations == 0
     a.close()
     b.close()

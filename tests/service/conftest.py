@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import textwrap
 import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import AsyncIterator, Callable
 
 import pytest
 
@@ -47,7 +47,8 @@ class Daemon:
             """)
         for name, extra in jobs.items():
             src = self.source(name)
-            text += f'\n[job.{name}]\nsources = ["{src}"]\ndestinations = ["usb"]\nvolume_size = "1MiB"\n'
+            text += (f'\n[job.{name}]\nsources = ["{src}"]\ndestinations = ["usb"]\n'
+                     'volume_size = "1MiB"\n')
             text += textwrap.dedent(extra)
         self.path.write_text(text)
         return self.path

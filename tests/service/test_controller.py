@@ -38,11 +38,13 @@ def test_backup_now_runs_and_reports(daemon, tmp_path):
             assert prog and {"phase", "files", "bytes_done", "volumes_done"} <= set(prog[-1].data)
             info = ctl.job_info("etc")
             assert info["state"] == "idle" and not info["queued"]
-            assert info["last_run"]["run_id"] == run_id and info["last_run"]["status"] == "completed"
+            assert (info["last_run"]["run_id"] == run_id
+                    and info["last_run"]["status"] == "completed")
             assert info["destinations"] == ["usb"] and info["encrypted"] is False
             assert None not in info.values()
             snaps = await ctl.list_snapshots("etc")
-            assert [(s["id"], s["destination"], s["files"]) for s in snaps] == [(done["snapshot"], "usb", 3)]
+            assert ([(s["id"], s["destination"], s["files"]) for s in snaps]
+                    == [(done["snapshot"], "usb", 3)])
             assert ctl.daemon_info()["state"] == "idle"
             with pytest.raises(NoSuchJob, match="no job 'nope'.*jobs: etc"):
                 await ctl.backup_now("nope")
@@ -232,7 +234,8 @@ def test_drop_dir_file_becomes_a_snapshot_then_goes(daemon, tmp_path):
     drop.mkdir()
     (drop / "early.sql").write_bytes(b"present at start\n" * 100)  # taken once settled
     daemon.write({"etc": ""})
-    text = daemon.path.read_text() + f'\n[job.inbox]\ndrop_dir = "{drop}"\ndestinations = ["usb"]\nquiet_period = 0.2\n'
+    text = (daemon.path.read_text()
+            + f'\n[job.inbox]\ndrop_dir = "{drop}"\ndestinations = ["usb"]\nquiet_period = 0.2\n')
     daemon.path.write_text(text)
 
     async def body() -> None:

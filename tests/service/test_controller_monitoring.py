@@ -21,7 +21,8 @@ def test_login_and_logout_through_the_controller_update_the_metrics(tmp_path, gr
     od.write([src], daemon_extra=f'metrics_file = "{prom}"\n')
 
     def login_ok() -> float | None:
-        return value(parse(prom.read_text()), "odbackupd_account_login_ok", account="a") if prom.exists() else None
+        return (value(parse(prom.read_text()), "odbackupd_account_login_ok", account="a")
+                if prom.exists() else None)
 
     async def body() -> None:
         ctl = Controller(od.config(), od.config_path)

@@ -39,7 +39,8 @@ def test_login_through_controller_then_revoked_login_is_reported(tmp_path, graph
         try:
             assert ctl.login_status("a")["state"] == "none"
             pending = await ctl.start_login("a", "device")
-            assert pending["state"] == "pending" and pending["user_code"] and pending["verification_uri"]
+            assert (pending["state"] == "pending" and pending["user_code"]
+                    and pending["verification_uri"])
             emu.approve_device_code(pending["user_code"])
             await rec.wait(lambda: ctl.login_status("a")["state"] == "logged_in")
             assert ctl.login_status("a")["username"] == emu.default_user
@@ -53,7 +54,8 @@ def test_login_through_controller_then_revoked_login_is_reported(tmp_path, graph
             failed = await rec.finished(bad)
             assert failed["status"] == "failed" and "odctl login a" in failed["message"]
             info = ctl.daemon_info()
-            assert info["last_failure"]["run_id"] == bad and "last failure: t" in info["status_line"]
+            assert (info["last_failure"]["run_id"] == bad
+                    and "last failure: t" in info["status_line"])
             return secrets
         finally:
             await ctl.stop()

@@ -12,8 +12,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from odbackupd.snapshot.catalog import find_snapshot
 from odbackupd.snapshot.restore import restore_snapshot
@@ -34,7 +34,8 @@ class Notify:
         self.sock.bind(str(path))
         self.messages: list[dict[str, str]] = []
 
-    def expect(self, pred: Callable[[dict[str, str]], bool], what: str, timeout: float = 30.0) -> dict[str, str]:
+    def expect(self, pred: Callable[[dict[str, str]], bool], what: str,
+               timeout: float = 30.0) -> dict[str, str]:
         """The first message (from now on) for which ``pred`` holds."""
         deadline = time.monotonic() + timeout
         while True:
@@ -44,7 +45,7 @@ class Notify:
             self.sock.settimeout(left)
             try:
                 raw = self.sock.recv(65536).decode()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             msg = dict(line.split("=", 1) for line in raw.splitlines() if "=" in line)
             self.messages.append(msg)
@@ -56,14 +57,16 @@ class Notify:
 
 
 class Daemon:
-    def __init__(self, config: Path, tmp: Path, notify: Notify, *extra: str, env: dict | None = None) -> None:
+    def __init__(self, config: Path, tmp: Path, notify: Notify, *extra: str,
+                 env: dict | None = None) -> None:
         self.stderr_path = tmp / f"stderr.{time.monotonic_ns()}"
         self.stderr = open(self.stderr_path, "w")  # noqa: SIM115 - closed in wait()
         e = {**os.environ, "NOTIFY_SOCKET": str(notify.path), **(env or {})}
         e.pop("JOURNAL_STREAM", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "odbackupd.main", "--config", str(config), "--no-dbus", *extra],
-            stdout=subprocess.DEVNULL, stderr=self.stderr, env=e, cwd=ROOT, preexec_fn=die_with_parent,
+            stdout=subprocess.DEVNULL, stderr=self.stderr, env=e, cwd=ROOT,
+            preexec_fn=die_with_parent,
         )
 
     def log(self) -> str:
@@ -111,7 +114,8 @@ def test_sighup_with_broken_config_keeps_the_old_one(daemon, tmp_path):
         after = notify.expect(lambda m: m.get("READY") == "1", "READY=1 after the reload")
         assert "reload failed, old configuration kept" in after["STATUS"]
         assert f"{cfg}:" in after["STATUS"] and "volume_size" in after["STATUS"]
-        wait_until(lambda: "keeping the previous configuration" in d.log(), "the reason on stderr", proc=d.proc)
+        wait_until(lambda: "keeping the previous configuration" in d.log(), "the reason on stderr",
+                   proc=d.proc)
         log = d.log()
         assert "reload failed" in log and f"{cfg}:" in log and "expected a number of bytes" in log
         assert d.proc.poll() is None
@@ -122,7 +126,8 @@ def test_sighup_with_broken_config_keeps_the_old_one(daemon, tmp_path):
         runs = _runs(daemon.state_dir / "state.db")
         assert [(r[1], r[2], r[3]) for r in runs] == [("w", "watch", "completed")]
         # a fixed file is taken on the next SIGHUP
-        cfg.write_text(good + "\n[job.second]\nsources = [\"" + str(src) + "\"]\ndestinations = [\"usb\"]\n")
+        cfg.write_text(good + "\n[job.second]\nsources = [\"" + str(src)
+                       + "\"]\ndestinations = [\"usb\"]\n")
         d.signal(signal.SIGHUP)
         fixed = notify.expect(lambda m: m.get("READY") == "1", "READY=1 after the good reload")
         assert "2 jobs" in fixed["STATUS"] and "reload failed" not in fixed["STATUS"]
@@ -178,7 +183,8 @@ def test_sigterm_during_upload_then_restart_resumes(tmp_path, graph_emulator):
         assert ip is not None, "the interrupted snapshot's checkpoint was not kept"
         snapshot = ip.snapshot
         before = sum(1 for v in s.volumes("t", snapshot) if v.stored)
-        assert [(r["trigger"], r["status"]) for r in s.last_runs("t")] == [("catch-up", "cancelled")]
+        assert ([(r["trigger"], r["status"]) for r in s.last_runs("t")]
+                == [("catch-up", "cancelled")])
     finally:
         s.close()
     assert before >= 1
@@ -187,7 +193,8 @@ def test_sigterm_during_upload_then_restart_resumes(tmp_path, graph_emulator):
     try:
         notify.expect(lambda m: m.get("READY") == "1", "READY=1 after the restart")
         notify.expect(lambda m: m.get("STATUS", "").startswith("running t"), "the resumed run")
-        notify.expect(lambda m: m.get("STATUS", "").startswith("idle"), "STATUS=idle after it", timeout=60)
+        notify.expect(lambda m: m.get("STATUS", "").startswith("idle"), "STATUS=idle after it",
+                      timeout=60)
         d.signal(signal.SIGTERM)
         assert d.wait(30) == 0
     finally:

@@ -8,8 +8,8 @@ import functools
 import os
 import subprocess
 import textwrap
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Awaitable, Callable, Iterator
 
 import pytest
 
@@ -233,7 +233,8 @@ def test_a_file_held_open_for_writing_is_not_taken(tmp_path):
             assert "dump.sql" not in taker.names()
             held.release()
             await asyncio.wait_for(done, 10)
-            assert [c for c in taker.calls if c[0] == "dump.sql"] == [("dump.sql", b"BEGIN;\nCOMMIT;\n")]
+            assert ([c for c in taker.calls if c[0] == "dump.sql"]
+                    == [("dump.sql", b"BEGIN;\nCOMMIT;\n")])
 
     try:
         asyncio.run(body())
@@ -311,7 +312,8 @@ def test_missing_drop_dir_is_a_clear_error(tmp_path):
     async def body() -> None:
         d = DropDir(asyncio.get_running_loop(), "t", tmp_path / "nope",
                     on_file=Taker(asyncio.get_running_loop()))
-        with pytest.raises(FileNotFoundError, match=r"job t: drop_dir '.*/nope' does not exist; create it"):
+        with pytest.raises(FileNotFoundError,
+                           match=r"job t: drop_dir '.*/nope' does not exist; create it"):
             d.start()
 
     asyncio.run(body())

@@ -57,7 +57,8 @@ def test_abstract_namespace_socket():
 
 def test_watchdog_interval_and_pid(listener):
     path, s = listener
-    n = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())})
+    n = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "30000000",
+                  "WATCHDOG_PID": str(os.getpid())})
     assert n.watchdog_interval == 15.0  # half the timeout
     assert n.watchdog()
     assert recv(s) == {"WATCHDOG": "1"}

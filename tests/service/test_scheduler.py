@@ -12,14 +12,15 @@ from odbackupd.state import StateStore
 
 from .conftest import running
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def at(s: str) -> float:
     return dt.datetime.fromisoformat(s).replace(tzinfo=UTC).timestamp()
 
 
-def job(schedule: str | None, random_delay: float = 0.0, persistent: bool = True) -> SimpleNamespace:
+def job(schedule: str | None, random_delay: float = 0.0,
+        persistent: bool = True) -> SimpleNamespace:
     return SimpleNamespace(schedule=schedule, random_delay=random_delay, persistent=persistent)
 
 
@@ -27,11 +28,16 @@ def test_next_and_previous_times():
     assert next_fire("0 */12 * * *", at("2024-03-01 11:59:59"), UTC) == at("2024-03-01 12:00:00")
     assert next_fire("0 */12 * * *", at("2024-03-01 12:00:00"), UTC) == at("2024-03-02 00:00:00")
     assert next_fire("@daily", at("2024-02-28 23:00:00"), UTC) == at("2024-02-29 00:00:00")
-    assert next_fire("30 2 * * 1", at("2024-03-01 00:00:00"), UTC) == at("2024-03-04 02:30:00")  # a Monday
-    assert previous_fire("0 */12 * * *", at("2024-03-01 12:00:00"), UTC) == at("2024-03-01 12:00:00")
-    assert previous_fire("0 */12 * * *", at("2024-03-01 11:00:00"), UTC) == at("2024-03-01 00:00:00")
-    assert missed_run("0 3 * * *", since=at("2024-03-01 02:00:00"), now=at("2024-03-01 04:00:00"), tz=UTC)
-    assert not missed_run("0 3 * * *", since=at("2024-03-01 03:30:00"), now=at("2024-03-02 02:59:00"), tz=UTC)
+    # 2024-03-04 is a Monday
+    assert next_fire("30 2 * * 1", at("2024-03-01 00:00:00"), UTC) == at("2024-03-04 02:30:00")
+    assert (previous_fire("0 */12 * * *", at("2024-03-01 12:00:00"), UTC)
+            == at("2024-03-01 12:00:00"))
+    assert (previous_fire("0 */12 * * *", at("2024-03-01 11:00:00"), UTC)
+            == at("2024-03-01 00:00:00"))
+    assert missed_run("0 3 * * *", since=at("2024-03-01 02:00:00"),
+                      now=at("2024-03-01 04:00:00"), tz=UTC)
+    assert not missed_run("0 3 * * *", since=at("2024-03-01 03:30:00"),
+                          now=at("2024-03-02 02:59:00"), tz=UTC)
 
 
 def test_timer_fires_at_cron_times_on_the_clock():
@@ -96,7 +102,8 @@ def test_persistent_catch_up_after_downtime(tmp_path):
         jobs = {"etc": job("0 3 * * *"), "tmp": job("0 3 * * *", persistent=False),
                 "fresh": job("0 3 * * *"), "late": job("0 3 * * *"), "unscheduled": job(None)}
         for name in ("etc", "tmp"):
-            state.set(f"last_run:{name}", repr(at("2024-03-03 03:05:00")))  # then the machine was off
+            # then the machine was off
+            state.set(f"last_run:{name}", repr(at("2024-03-03 03:05:00")))
         state.set("last_run:late", repr(at("2024-03-05 03:01:00")))  # ran today: nothing missed
         s = Scheduler(lambda j, why: None, clock=clock, tz=UTC)
         # the 3:00 runs of the 4th and 5th were missed: ONE catch-up run, persistent jobs only
@@ -112,7 +119,8 @@ def test_persistent_catch_up_after_downtime(tmp_path):
 
 def test_controller_catches_up_at_start(daemon):
     """The daemon was down over a cron time: on start the job runs once, trigger catch-up."""
-    daemon.write({"etc": 'schedule = "0 3 * * *"\n', "other": 'schedule = "0 3 * * *"\npersistent = false\n'})
+    daemon.write({"etc": 'schedule = "0 3 * * *"\n',
+                  "other": 'schedule = "0 3 * * *"\npersistent = false\n'})
     st = StateStore(daemon.state_dir / "state.db")
     for name in ("etc", "other"):
         st.set(f"last_run:{name}", "0")  # long ago
@@ -137,7 +145,8 @@ def test_controller_runs_scheduled_job_when_clock_reaches_it(daemon):
         async with running(daemon, clock=clock) as (ctl, rec):
             # the controller schedules in the machine's time zone; */5 falls on the same
             # instants in every zone with a whole-quarter-hour offset
-            assert ctl.job_info("etc")["next_run"] == next_fire("*/5 * * * *", clock.now()) == at("2024-03-01 10:05:00")
+            assert (ctl.job_info("etc")["next_run"] == next_fire("*/5 * * * *", clock.now())
+                    == at("2024-03-01 10:05:00"))
             await clock.wait_for_sleepers(1)
             assert rec.of("run_started") == []
             await clock.advance(300)

@@ -10,8 +10,8 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -335,7 +335,8 @@ def test_watch_limit_is_reported_and_rolled_back(tmp_path):
     (small / "a").mkdir(parents=True)
     # a user namespace of its own, with its own tiny watch limit: the host's stays untouched
     out = subprocess.run(
-        ["unshare", "--user", "--map-root-user", sys.executable, "-c", LIMIT_SCRIPT, str(big), str(small)],
+        ["unshare", "--user", "--map-root-user", sys.executable, "-c", LIMIT_SCRIPT,
+         str(big), str(small)],
         capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr
     lines = dict(line.split(": ", 1) for line in out.stdout.splitlines() if ": " in line)
@@ -350,7 +351,8 @@ def test_watch_limit_is_reported_and_rolled_back(tmp_path):
 
 def test_watch_limit_error_is_an_oserror_with_a_plain_message():
     e = WatchLimitError(28, "cannot watch '/x': raise fs.inotify.max_user_watches")
-    assert isinstance(e, OSError) and str(e) == "cannot watch '/x': raise fs.inotify.max_user_watches"
+    assert (isinstance(e, OSError)
+            and str(e) == "cannot watch '/x': raise fs.inotify.max_user_watches")
 
 
 def _many_dirs(root: Path, n: int) -> None:

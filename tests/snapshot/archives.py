@@ -42,18 +42,20 @@ def snapshot_of(dest_root: Path, raw: bytes | list, *, snap: str = "20260101T000
         vol = zstandard.ZstdCompressor().compress(part)
         name = f"vol.{i:06d}.zst"
         (d / name).write_bytes(vol)
-        vols.append({"name": name, "size": len(vol), "sha256": hashlib.sha256(vol).hexdigest(), "quickxor": ""})
+        vols.append({"name": name, "size": len(vol), "sha256": hashlib.sha256(vol).hexdigest(),
+                     "quickxor": ""})
     m = Manifest(job=job, snapshot=snap, host=HOST, started=0, finished=1, tool_version="x",
-                 compression={"algorithm": "zstd"}, encryption=None, sources=["/"], files=files or 0, dirs=0,
-                 others=0, data_bytes=data_bytes or 0, tar_bytes=sum(len(p) for p in parts), volumes=vols)
+                 compression={"algorithm": "zstd"}, encryption=None, sources=["/"],
+                 files=files or 0, dirs=0, others=0, data_bytes=data_bytes or 0,
+                 tar_bytes=sum(len(p) for p in parts), volumes=vols)
     (d / "manifest.json").write_bytes(m.dumps())
     out = Manifest.loads((d / "manifest.json").read_bytes())
     out.folder = f"{HOST}/{job}"
     return out
 
 
-def ti(name: str, type_: bytes = tarfile.REGTYPE, linkname: str = "", size: int = 0, mode: int = 0o644,
-       **attrs) -> tarfile.TarInfo:  # noqa: ANN003
+def ti(name: str, type_: bytes = tarfile.REGTYPE, linkname: str = "", size: int = 0,
+       mode: int = 0o644, **attrs) -> tarfile.TarInfo:  # noqa: ANN003
     t = tarfile.TarInfo(name)
     t.type, t.linkname, t.size, t.mode = type_, linkname, size, mode
     for k, v in attrs.items():

@@ -41,12 +41,15 @@ def stock_restore(series_dir: Path, chain: list[str], out: Path, key: Path | Non
     dec = f'age -d -i {key} "$v"' if key else 'cat "$v"'
     tar = f"tar --xattrs --xattrs-include='*' -p -x -G -f - -C {out}"
     if one_tar:
-        cmd = f'for s in {" ".join(chain)}; do for v in $s/vol.*; do {dec}; done; done | zstd -d | {tar} -i'
+        cmd = (f'for s in {" ".join(chain)}; do for v in $s/vol.*; do {dec}; done; done '
+               f'| zstd -d | {tar} -i')
     else:
-        cmd = f'for s in {" ".join(chain)}; do for v in $s/vol.*; do {dec}; done | zstd -d | {tar} || exit 1; done'
+        cmd = (f'for s in {" ".join(chain)}; do for v in $s/vol.*; do {dec}; done '
+               f'| zstd -d | {tar} || exit 1; done')
     r = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=series_dir, capture_output=True)
     assert r.returncode == 0, r.stderr.decode(errors="replace")
-    noise = [ln for ln in r.stderr.decode(errors="replace").splitlines() if "implausibly old time stamp" not in ln]
+    noise = [ln for ln in r.stderr.decode(errors="replace").splitlines()
+             if "implausibly old time stamp" not in ln]
     assert not noise, noise  # no complaint from GNU tar about our dumpdirs or headers
     return r
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Callable
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -28,9 +28,11 @@ def fix_up(doc: dict, files: Files, order: list[str]) -> dict:
     hashes, the counts to match, and no signature (they do not have the key)."""
     doc = dict(doc)
     doc.pop("signature", None)
-    doc["volumes"] = [{"name": n, "size": len(files[n]), "sha256": hashlib.sha256(files[n]).hexdigest(),
+    doc["volumes"] = [{"name": n, "size": len(files[n]),
+                       "sha256": hashlib.sha256(files[n]).hexdigest(),
                        "quickxor": _qx(files[n])} for n in order]
-    doc["counts"] = dict(doc["counts"], volumes=len(order), stored_bytes=sum(len(files[n]) for n in order))
+    doc["counts"] = dict(doc["counts"], volumes=len(order),
+                         stored_bytes=sum(len(files[n]) for n in order))
     return doc
 
 
@@ -49,7 +51,8 @@ def drop_middle_renumbered(files: Files, doc: dict, ctx: dict) -> tuple[Files, d
     names = vols(doc)
     kept = [files[n] for n in names[:1] + names[2:]]
     others = {n: b for n, b in files.items() if n not in names}  # the index, RESTORE.txt: untouched
-    files = {**others, **{n: b for n, b in zip(names, kept)}}
+    # kept is one shorter than names: the last name goes unused, so not strict
+    files = {**others, **{n: b for n, b in zip(names, kept, strict=False)}}
     return files, fix_up(doc, files, names[: len(kept)])
 
 
@@ -109,7 +112,8 @@ CASES: dict[str, tuple[Callable, str]] = {
     "reorder": (reorder, "stands at place 2"),
     "replay-same-snapshot": (replay_same, "stands at place 3"),
     "replay-other-snapshot": (replay_other, "a volume replayed from another snapshot"),
-    "plain-under-age": (plain_under_age, "age file, though the manifest says the snapshot is encrypted"),
+    "plain-under-age": (plain_under_age,
+                        "age file, though the manifest says the snapshot is encrypted"),
 }
 
 # refused from the manifest alone, before anything is fetched (the job has recipients)
@@ -121,7 +125,8 @@ POLICY_CASES: dict[str, tuple[Callable, str]] = {
 
 # -- signatures ------------------------------------------------------------------------------------
 def resign_other_key(doc: dict) -> dict:
-    return signing.sign({k: v for k, v in doc.items() if k != "signature"}, Ed25519PrivateKey.generate())
+    return signing.sign({k: v for k, v in doc.items() if k != "signature"},
+                        Ed25519PrivateKey.generate())
 
 
 def unsign(doc: dict) -> dict:

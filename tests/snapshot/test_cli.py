@@ -1,4 +1,5 @@
-"""The commands a sysadmin types: odbackupd --check-config/--once, odctl snapshots/verify/restore/prune."""
+"""The commands a sysadmin types: odbackupd --check-config/--once,
+odctl snapshots/verify/restore/prune."""
 from __future__ import annotations
 
 import json
@@ -7,18 +8,23 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+
+from tests.layout import series_dir
 
 from .treegen import assert_same_tree, make_awkward_tree
-from tests.layout import series_dir
 
 
 def odbackupd(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "odbackupd.main", *args], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "odbackupd.main", *args], capture_output=True, text=True
+    )
 
 
 def odctl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "odctl.cli", *args], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "odctl.cli", *args], capture_output=True, text=True
+    )
 
 
 def test_check_config_names_file_line_and_key(setup, tmp_path):
@@ -53,7 +59,7 @@ def test_full_cycle_through_the_commands(setup, tmp_path, age_key):
     assert len(snaps) == 2  # keep_last = 2 pruned the first
     assert all(s["encrypted"] and s["files"] > 10 for s in snaps)
     for s in snaps:  # RFC 3339 in UTC, as jq's fromdate and datetime.fromisoformat read it
-        when = datetime.strptime(s["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        when = datetime.strptime(s["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         assert abs(when.timestamp() - time.time()) < 3600
 
     r = odctl("--config", str(cfg), "snapshots", "t")
@@ -63,7 +69,8 @@ def test_full_cycle_through_the_commands(setup, tmp_path, age_key):
     assert r.returncode == 0 and json.loads(r.stdout)["ok"]
     r = odctl("--config", str(cfg), "verify", "t", "--download", "-i", str(key), "--json")
     rep = json.loads(r.stdout)
-    assert r.returncode == 0 and rep["reports"][0]["method"] == "read back, decrypted and decompressed"
+    assert (r.returncode == 0
+            and rep["reports"][0]["method"] == "read back, decrypted and decompressed")
     r = odctl("--config", str(cfg), "verify", "t", "--download", "--json")  # no identity: says so
     rep = json.loads(r.stdout)
     assert r.returncode == 0 and "not decrypted" in rep["reports"][0]["method"], rep
@@ -73,8 +80,9 @@ def test_full_cycle_through_the_commands(setup, tmp_path, age_key):
     assert r.returncode == 2 and "--identity" in r.stderr  # encrypted: says what is missing
     r = odctl("--config", str(cfg), "restore", "t", "2", "--to", str(out), "-i", str(key))
     assert r.returncode == 3 and "matches 2 snapshots" in r.stderr  # an ambiguous prefix is refused
-    r = odctl("--config", str(cfg), "restore", "t", snaps[0]["snapshot"], "--to", str(out), "-i", str(key),
-              "--special-files")  # the tree has a device node; this snapshot is our own
+    # the tree has a device node; this snapshot is our own
+    r = odctl("--config", str(cfg), "restore", "t", snaps[0]["snapshot"], "--to", str(out),
+              "-i", str(key), "--special-files")
     assert r.returncode == 0, r.stderr
     assert_same_tree(src, out / str(src).lstrip("/"))
 
@@ -88,7 +96,8 @@ def test_full_cycle_through_the_commands(setup, tmp_path, age_key):
     plan = json.loads(r.stdout)["destinations"]["usb"]
     assert plan["delete"] == [snaps[0]["snapshot"]] and plan["keep"] == [snaps[1]["snapshot"]]
     r = odctl("--config", str(cfg), "snapshots", "t", "--json")
-    assert len(json.loads(r.stdout)["destinations"]["usb"]["snapshots"]) == 2  # dry run deleted nothing
+    # dry run deleted nothing
+    assert len(json.loads(r.stdout)["destinations"]["usb"]["snapshots"]) == 2
 
 
 def test_config_sample_is_valid(tmp_path):
@@ -98,7 +107,8 @@ def test_config_sample_is_valid(tmp_path):
     p.write_text(r.stdout)
     r = odbackupd("--config", str(p), "--check-config")
     # the sample names example sources that may not exist here; only those may be reported
-    assert r.returncode == 0 or all("source" in ln or "does not exist" in ln for ln in r.stderr.splitlines()[1:])
+    assert r.returncode == 0 or all("source" in ln or "does not exist" in ln
+                                    for ln in r.stderr.splitlines()[1:])
 
 
 def test_once_refuses_while_the_job_runs_elsewhere(setup, tmp_path):
@@ -129,10 +139,13 @@ def test_once_on_a_drop_only_job_takes_complete_files(setup, tmp_path, age_key):
     drop = tmp_path / "drop"
     drop.mkdir()
     setup.write([tmp_path], recipients=[recipient])
-    text = setup.config_path.read_text().replace(f'sources = ["{tmp_path}"]', f'drop_dir = "{drop}"')
+    text = setup.config_path.read_text().replace(
+        f'sources = ["{tmp_path}"]', f'drop_dir = "{drop}"'
+    )
     setup.config_path.write_text(text + 'quiet_period = "10min"\n')
     old = time.time() - 3600
-    for name, data in [("a.sql", b"A" * 3000), ("b.sql", b"B" * 10), (".c.sql", b"hidden"), ("d.part", b"part")]:
+    for name, data in [("a.sql", b"A" * 3000), ("b.sql", b"B" * 10), (".c.sql", b"hidden"),
+                       ("d.part", b"part")]:
         (drop / name).write_bytes(data)
         os.utime(drop / name, (old, old))
     (drop / "fresh.sql").write_bytes(b"still being written")
@@ -149,8 +162,8 @@ def test_once_on_a_drop_only_job_takes_complete_files(setup, tmp_path, age_key):
     snaps = json.loads(r.stdout)["destinations"]["usb"]["snapshots"]
     assert len(snaps) == 2 and all(s["files"] == 1 for s in snaps)
     out = tmp_path / "out"
-    r = odctl("--config", str(setup.config_path), "restore", "t+drop", snaps[0]["snapshot"], "--to", str(out),
-              "--identity", str(key))
+    r = odctl("--config", str(setup.config_path), "restore", "t+drop", snaps[0]["snapshot"],
+              "--to", str(out), "--identity", str(key))
     assert r.returncode == 0, r.stderr
     assert (out / str(drop).lstrip("/") / "a.sql").read_bytes() == b"A" * 3000
 
@@ -171,9 +184,28 @@ def test_a_wrong_identity_is_a_usage_error_before_anything_is_written(setup, tmp
     assert not out.exists()  # refused before the target was made
     r = odctl("--config", str(cfg), "verify", "t", "--download", "-i", str(wrong))
     assert r.returncode == 2 and "DAMAGED" not in r.stdout  # a wrong key is not damage
-    r = odctl("--config", str(cfg), "restore", "t", "--to", str(out), "-i", str(wrong), "-i", str(key))
+    r = odctl("--config", str(cfg), "restore", "t", "--to", str(out),
+              "-i", str(wrong), "-i", str(key))
     assert r.returncode == 0, r.stderr  # one matching key among several is enough
     assert (out / str(src).lstrip("/") / "f").read_text() == "data"
+
+
+def test_an_identity_file_missing_or_not_a_key_is_named_in_one_line(setup, tmp_path, age_key):
+    key, recipient = age_key
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("data")
+    cfg = setup.write([src], recipients=[recipient])
+    assert odbackupd("--config", str(cfg), "--once", "t").returncode == 0
+    missing = tmp_path / "no-such-key.txt"
+    for argv in (["restore", "t", "--to", str(tmp_path / "out")], ["ls", "t"]):
+        for bad, what in ((missing, "age-keygen"), (cfg, "AGE-SECRET-KEY-1")):  # e.g. the config
+            r = odctl("--config", str(cfg), *argv, "-i", str(bad))
+            assert r.returncode == 2, r.stderr  # usage (odctl(1) EXIT STATUS)
+            assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+            assert f"--identity {bad}" in r.stderr and what in r.stderr, r.stderr
+            assert "[Errno" not in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_ctrl_c_during_once_checkpoints_and_the_next_run_resumes(setup, tmp_path):
@@ -183,11 +215,13 @@ def test_ctrl_c_during_once_checkpoints_and_the_next_run_resumes(setup, tmp_path
         (src / f"f{i}").write_bytes(os.urandom(1 << 20))  # incompressible: zstd -19 takes its time
     cfg = setup.write([src])
     cfg.write_text(cfg.read_text().replace("compression_level = 3", "compression_level = 19"))
-    p = subprocess.Popen([sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--once", "t"],
+    p = subprocess.Popen([sys.executable, "-m", "odbackupd.main", "--config", str(cfg),
+                          "--once", "t"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
-    while not list(series_dir(setup.dest).glob("*/vol.*")) and p.poll() is None and time.monotonic() < deadline:
+    while (not list(series_dir(setup.dest).glob("*/vol.*")) and p.poll() is None
+           and time.monotonic() < deadline):
         time.sleep(0.01)  # polls the condition: the first volume is stored
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
@@ -208,8 +242,8 @@ def test_an_unmounted_destination_is_an_error_not_an_empty_listing(setup, tmp_pa
     cfg = setup.write([src])
     assert odbackupd("--config", str(cfg), "--once", "t").returncode == 0
     setup.dest.rename(tmp_path / "elsewhere")  # the disk is not mounted
-    for argv in (["snapshots", "t"], ["restore", "t", "--to", str(tmp_path / "out")], ["verify", "t"],
-                 ["prune", "t", "--dry-run"]):
+    for argv in (["snapshots", "t"], ["restore", "t", "--to", str(tmp_path / "out")],
+                 ["verify", "t"], ["prune", "t", "--dry-run"]):
         r = odctl("--config", str(cfg), *argv)
         assert r.returncode == 1, (argv, r.stdout, r.stderr)
         assert "Traceback" not in r.stderr and f"{setup.dest} does not exist" in r.stderr, argv
@@ -228,7 +262,8 @@ def test_restore_path_that_matches_nothing_says_so(setup, tmp_path):
     out = tmp_path / "out"
     r = odctl("--config", str(cfg), "restore", "t", "--to", str(out), "--path", f"{archived}/sbu")
     assert r.returncode == 3, r.stderr  # a typo is not a successful restore of 0 files
-    assert f"--path {archived}/sbu: nothing in snapshot" in r.stderr and f"e.g. {archived}" in r.stderr
+    assert (f"--path {archived}/sbu: nothing in snapshot" in r.stderr
+            and f"e.g. {archived}" in r.stderr)
     r = odctl("--config", str(cfg), "restore", "t", "--to", str(out), "--json",
               "--path", f"/{archived}/sub", "--path", "nope")
     assert r.returncode == 3 and json.loads(r.stdout)["unmatched"] == ["nope"]
@@ -245,7 +280,8 @@ def test_ctrl_c_during_restore_says_what_is_left_and_how_to_finish(setup, tmp_pa
     vol2.rename(tmp_path / "vol2")
     os.mkfifo(vol2)  # fetching volume 2 waits until the test lets it go: the restore is mid-way
     out = tmp_path / "out"
-    p = subprocess.Popen([sys.executable, "-m", "odctl.cli", "--config", str(cfg), "restore", "t", "--to", str(out)],
+    p = subprocess.Popen([sys.executable, "-m", "odctl.cli", "--config", str(cfg),
+                          "restore", "t", "--to", str(out)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     restored = out / str(src).lstrip("/") / "f"
@@ -270,7 +306,8 @@ def test_a_closed_pipe_ends_odctl_quietly(setup, tmp_path):
     r_fd, w_fd = os.pipe()
     os.close(r_fd)  # `odctl ... | head` after head has exited
     try:
-        p = subprocess.run([sys.executable, "-m", "odctl.cli", "--config", str(cfg), "config", "sample"],
+        p = subprocess.run([sys.executable, "-m", "odctl.cli", "--config", str(cfg),
+                            "config", "sample"],
                            stdout=w_fd, stderr=subprocess.PIPE, text=True)
     finally:
         os.close(w_fd)
@@ -306,3 +343,23 @@ def test_check_config_warns_about_a_missing_destination_directory(setup, tmp_pat
     assert r.returncode == 0  # it may be mounted only around backup time
     assert f"at 'destination.usb.path': {setup.dest} does not exist" in r.stderr, r.stderr
     assert "not mounted?" in r.stderr
+
+
+def test_a_configured_destination_named_local_must_exist_too(tmp_path):
+    """Only the embedded default is created on first use: a [destination.local] the
+    sysadmin wrote is a disk like any other, so a missing directory is an error."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("data")
+    dest = tmp_path / "usb" / "backups"
+    (tmp_path / "usb").mkdir()
+    cfg = tmp_path / "odbackupd.toml"
+    cfg.write_text(
+        f'[daemon]\nstate_dir = "{tmp_path / "state"}"\nspool_dir = "{tmp_path / "spool"}"\n'
+        f'[destination.local]\ntype = "local"\npath = "{dest}"\n'
+        f'[job.t]\nsources = ["{src}"]\ndestinations = ["local"]\n'
+    )
+    r = odbackupd("--config", str(cfg), "--once", "t")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and "is the disk mounted?" in r.stderr
+    assert not dest.exists()

@@ -15,7 +15,7 @@ from odbackupd.state import StateStore
 class _Stalling:
     """A download that sends 64 KiB and then nothing until ``release`` is set."""
 
-    def __init__(self, inner, release: threading.Event, reading: threading.Event) -> None:  # noqa: ANN001
+    def __init__(self, inner, release: threading.Event, reading: threading.Event) -> None:
         self.inner, self.release, self.reading, self.sent = inner, release, reading, 0
 
     def read(self, n: int = -1) -> bytes:
@@ -51,7 +51,8 @@ def _snapshot(tmp_path: Path):  # noqa: ANN202
     dest_dir = tmp_path / "dest"
     dest_dir.mkdir()
     state = StateStore(tmp_path / "state.db")
-    r = SnapshotBuilder(JobSpec("t", [src], volume_size=512 << 10), [LocalDestination("usb", dest_dir)],
+    r = SnapshotBuilder(JobSpec("t", [src], volume_size=512 << 10),
+                        [LocalDestination("usb", dest_dir)],
                         state, tmp_path / "spool", "h").run()
     state.close()
     assert r.ok and len(r.manifest.volumes) >= 3, r.message

@@ -18,9 +18,9 @@ from odbackupd.runner import run_job
 from odbackupd.snapshot.catalog import list_snapshots
 from odbackupd.snapshot.restore import restore_snapshot
 from odbackupd.state import StateStore
+from tests.layout import series_dir
 
 from .treegen import assert_same_tree
-from tests.layout import series_dir
 
 
 class Host:
@@ -33,6 +33,8 @@ class Host:
         (self.src / "hostname").write_text(f"{name}\n")
         (self.src / "data").write_bytes(os.urandom(3 << 20))
         self.config_path = tmp / name / "odbackupd.toml"
+        # full_every = 1: fulls, so keep_last counts snapshots one for one
+        # (chains: test_incremental*)
         self.config_path.write_text(textwrap.dedent(f"""\
             [daemon]
             hostname = "{name}"
@@ -48,7 +50,7 @@ class Host:
             destinations = ["shared"]
             volume_size = "1MiB"
             keep_last = {keep_last}
-            full_every = 1  # fulls: keep_last counts snapshots one for one (chains: test_incremental*)
+            full_every = 1
             """))
 
     def run(self, cancel_after_volume: bool = False):  # noqa: ANN201
@@ -67,7 +69,9 @@ class Host:
 
 
 def _odctl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "odctl.cli", *args], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "odctl.cli", *args], capture_output=True, text=True
+    )
 
 
 def _ids(dest: LocalDestination, host: str) -> list[str]:
@@ -87,7 +91,9 @@ def test_two_hosts_with_the_same_job_keep_each_others_snapshots(tmp_path):
     # each host's manifest says who made it
     for host, snaps in (("alpha", a), ("beta", b[1:])):
         for s in snaps:
-            assert json.loads((series_dir(shared, "etc", host) / s / "manifest.json").read_text())["host"] == host
+            assert json.loads(
+                (series_dir(shared, "etc", host) / s / "manifest.json").read_text()
+            )["host"] == host
 
 
 def test_an_upload_in_progress_on_another_host_is_not_cleaned_up(tmp_path):
@@ -143,14 +149,16 @@ def test_snapshots_of_the_old_layout_stay_listed_restorable_and_pruned_by_their_
     restore_snapshot(dest, listing.complete[0], out, special_files=True)
     assert_same_tree(alpha.src, out / str(alpha.src).lstrip("/"), dir_mtimes=False)
 
-    # counted by retention: alpha's next run keeps 2 (one old, one new), beta's does not touch alpha's
+    # counted by retention: alpha's next run keeps 2 (one old, one new),
+    # beta's does not touch alpha's
     new = alpha.run()
     assert new.ok
     assert _ids(dest, "alpha") == [old_alpha[1], new.snapshot]
     assert not (shared / "etc" / old_alpha[0]).exists()
     b = beta.run()
     assert b.ok and _ids(dest, "beta") == [b.snapshot]
-    assert (shared / "etc" / old_alpha[1] / "manifest.json").is_file(), "beta pruned alpha's old snapshot"
+    assert (shared / "etc" / old_alpha[1] / "manifest.json").is_file(), \
+        "beta pruned alpha's old snapshot"
     assert orphan.is_dir()
     # new snapshots go to the per-host folder
     assert (series_dir(shared, "etc", "alpha") / new.snapshot / "manifest.json").is_file()
@@ -169,15 +177,17 @@ def test_odctl_host_reads_and_restores_another_servers_snapshots(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)["destinations"]["shared"]["snapshots"]
     assert [(s["snapshot"], s["host"]) for s in rows] == [(snap, "alpha")]
-    r = _odctl("verify", "etc", "latest", "--config", str(new.config_path), "--host", "alpha", "--download")
+    r = _odctl("verify", "etc", "latest", "--config", str(new.config_path), "--host", "alpha",
+               "--download")
     assert r.returncode == 0, r.stderr
     out = tmp_path / "restored"
-    r = _odctl("restore", "etc", "latest", "--config", str(new.config_path), "--host", "alpha", "--to", str(out),
-               "--special-files")
+    r = _odctl("restore", "etc", "latest", "--config", str(new.config_path), "--host", "alpha",
+               "--to", str(out), "--special-files")
     assert r.returncode == 0, r.stderr
     assert_same_tree(dead.src, out / str(dead.src).lstrip("/"), dir_mtimes=False)
     # without --host, beta has nothing of its own to restore: exit 3 naming --host
-    r = _odctl("restore", "etc", "latest", "--config", str(new.config_path), "--to", str(tmp_path / "x"))
+    r = _odctl("restore", "etc", "latest", "--config", str(new.config_path),
+               "--to", str(tmp_path / "x"))
     assert r.returncode == 3 and "--host" in r.stderr
     r = _odctl("snapshots", "etc", "--config", str(new.config_path), "--host", "../x")
     assert r.returncode == 2 and "--host" in r.stderr and "invalid host name" in r.stderr

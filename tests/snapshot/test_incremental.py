@@ -14,10 +14,9 @@ import pytest
 from odbackupd.crypto.age import load_identities
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.snapshot.catalog import list_snapshots
-from odbackupd.snapshot.incchain import chain_of
 from odbackupd.snapshot.chainrestore import restore_chain
+from odbackupd.snapshot.incchain import chain_of
 from odbackupd.snapshot.restore import restore_snapshot
-
 from tests.layout import series_dir
 
 from .incgen import Runs, level1, level2, stock_restore
@@ -25,7 +24,8 @@ from .treegen import assert_same_tree, make_awkward_tree
 
 
 def odctl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "odctl.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "odctl.cli", *args], capture_output=True,
+                          text=True, timeout=120)
 
 
 @pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "age"])
@@ -54,9 +54,11 @@ def test_three_level_chain_restores_with_gnu_tar_and_odctl(setup, tmp_path, age_
         out = tmp_path / f"tar{level}"
         stock_restore(sdir, [c.snapshot for c in chain], out, key if encrypted else None)
         assert_same_tree(src, out / str(src).lstrip("/"))
-        if level < 2:  # one tar for the whole chain (see README: not for level 2's symlink -> directory)
+        # one tar for the whole chain (see README: not for level 2's symlink -> directory)
+        if level < 2:
             out = tmp_path / f"onetar{level}"
-            stock_restore(sdir, [c.snapshot for c in chain], out, key if encrypted else None, one_tar=True)
+            stock_restore(sdir, [c.snapshot for c in chain], out, key if encrypted else None,
+                          one_tar=True)
             assert_same_tree(src, out / str(src).lstrip("/"))
         # odctl's own restore of the chain: each file once, from its newest copy
         out = tmp_path / f"od{level}"
@@ -67,10 +69,12 @@ def test_three_level_chain_restores_with_gnu_tar_and_odctl(setup, tmp_path, age_
         assert_same_tree(src, out / str(src).lstrip("/"))
     inc1, inc2 = made[1], made[2]
     assert len(inc1.volumes) >= 3  # the big new file spans volumes of the incremental
-    assert inc1.changes["deleted"] >= 5 and inc1.changes["new"] >= 6 and inc1.changes["unchanged"] >= 3
+    assert (inc1.changes["deleted"] >= 5 and inc1.changes["new"] >= 6
+            and inc1.changes["unchanged"] >= 3)
     # the same-size rewrite with the mtime set back was seen (ctime), and both its links stored
     assert inc1.data_bytes >= 2 * (3 << 20)
-    # level 2 stores none of the 3 MiB files again: the swap costs the swapped directories' files only
+    # level 2 stores none of the 3 MiB files again: the swap costs the swapped directories'
+    # files only
     assert inc2.data_bytes < 2 << 20 and inc2.stored_bytes < inc1.stored_bytes / 4
     if encrypted:  # the index holds file names: encrypted like the volumes
         raw = b"".join(p.read_bytes() for p in (sdir / inc1.snapshot).iterdir())
@@ -105,6 +109,25 @@ def test_restore_writes_each_file_once_and_needs_an_empty_target(setup, tmp_path
     assert_same_tree(src, out / str(src).lstrip("/"))
 
 
+def test_restore_of_a_chain_to_a_file_says_so_in_one_line(setup, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "small").write_text("v1")
+    cfg = setup.write([src])
+    runs = Runs(setup)
+    runs.run()
+    (src / "small").write_text("v2")
+    assert runs.run().result.manifest.kind == "incremental"
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory")
+    for to, extra in ((afile, ()), (afile / "sub", ()), (afile, ("--path", str(src).lstrip("/")))):
+        r = odctl("--config", str(cfg), "restore", "t", "--to", str(to), *extra)
+        assert r.returncode == 2, r.stderr  # usage, as for a full snapshot (odctl(1) EXIT STATUS)
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert f"--to {to}" in r.stderr and "not a directory" in r.stderr
+    assert afile.read_text() == "not a directory"
+
+
 def test_no_change_incremental_stores_no_file_data(setup, tmp_path):
     src = make_awkward_tree(tmp_path)
     setup.write([src])
@@ -117,8 +140,9 @@ def test_no_change_incremental_stores_no_file_data(setup, tmp_path):
     assert m.changes == {"new": 0, "changed": 0, "unchanged": m.changes["unchanged"], "deleted": 0}
     assert m.changes["unchanged"] >= 15
     assert m.stored_bytes < full.stored_bytes / 20
-    assert "incremental on " + full.snapshot in run.result.message and "15 unchanged" in run.result.message \
-        or f"{m.changes['unchanged']} unchanged" in run.result.message
+    assert ("incremental on " + full.snapshot in run.result.message
+            and "15 unchanged" in run.result.message
+            or f"{m.changes['unchanged']} unchanged" in run.result.message)
 
 
 def test_a_file_changed_right_after_it_was_read_is_read_again(setup, tmp_path):
@@ -204,9 +228,12 @@ def test_restore_of_one_path_from_a_chain(setup, tmp_path):
     r = odctl("--config", str(cfg), "restore", "t", "--to", str(out), "--path", rel)
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (out / rel).iterdir()) == ["a"]
-    assert (out / rel / "a").read_text() == "a2" and not (out / str(src / "var").lstrip("/")).exists()
-    r = odctl("--config", str(cfg), "restore", "t", "--to", str(tmp_path / "out2"), "--path", rel + "/b")
-    assert r.returncode == 3 and "nothing in snapshot" in r.stderr  # deleted in the chain: not there
+    assert ((out / rel / "a").read_text() == "a2"
+            and not (out / str(src / "var").lstrip("/")).exists())
+    r = odctl("--config", str(cfg), "restore", "t", "--to", str(tmp_path / "out2"),
+              "--path", rel + "/b")
+    # deleted in the chain: not there
+    assert r.returncode == 3 and "nothing in snapshot" in r.stderr
 
 
 class _Recording(LocalDestination):
@@ -239,7 +266,8 @@ def test_a_chain_restore_fetches_only_volumes_holding_newest_copies(setup, tmp_p
     out = tmp_path / "out"
     restore_chain(dest, made, out, identities=None)
     assert_same_tree(src, out / str(src).lstrip("/"))
-    got = {s: sorted(n for s2, n in dest.read if s2 == s and n.startswith("vol.")) for s in (m.snapshot for m in made)}
+    got = {s: sorted(n for s2, n in dest.read if s2 == s and n.startswith("vol."))
+           for s in (m.snapshot for m in made)}
     assert got[inc1.snapshot] == []  # its big.bin was replaced by inc2's: nothing of it is read
     assert got[inc2.snapshot] == [v["name"] for v in inc2.volumes]
     # of the full, only the volumes keep.bin lies in (it follows big.bin, 3 MiB in)

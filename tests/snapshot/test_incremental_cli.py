@@ -13,7 +13,8 @@ from .incgen import Runs
 
 
 def odctl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "odctl.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "odctl.cli", *args], capture_output=True,
+                          text=True, timeout=120)
 
 
 def test_snapshots_verify_and_prune_of_a_chain(setup, tmp_path):

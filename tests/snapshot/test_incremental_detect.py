@@ -8,9 +8,8 @@ import shutil
 
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.snapshot.catalog import list_snapshots
-from odbackupd.snapshot.incchain import chain_of
 from odbackupd.snapshot.chainrestore import restore_chain
-
+from odbackupd.snapshot.incchain import chain_of
 from tests.layout import series_dir
 
 from .incgen import Runs, stock_restore
@@ -61,7 +60,8 @@ def test_run_summary_and_journal_fields_say_kind_and_counts(setup, tmp_path, cap
     with caplog.at_level(logging.INFO, logger="odbackupd.run"):
         run = runs.run()
     msg = run.result.message
-    assert msg.startswith(f"incremental on {first.result.snapshot}: 2 files (1 new, 1 changed, 0 unchanged, 1 deleted)")
+    assert msg.startswith(f"incremental on {first.result.snapshot}: "
+                          "2 files (1 new, 1 changed, 0 unchanged, 1 deleted)")
     [rec] = [r for r in caplog.records if getattr(r, "journal_fields", {}).get("MESSAGE_ID")
              and r.journal_fields.get("STATUS") == "completed"]
     f = rec.journal_fields
@@ -100,7 +100,8 @@ def test_a_chain_may_start_with_a_format_1_full(setup, tmp_path):
     (snapdir / full.index["name"]).unlink()
     dest = LocalDestination("usb", setup.dest)
     snaps = list_snapshots(dest, "t").complete
-    assert snaps[0].kind == "full" and snaps[0].index is None and not list_snapshots(dest, "t").unreadable
+    assert (snaps[0].kind == "full" and snaps[0].index is None
+            and not list_snapshots(dest, "t").unreadable)
     chain = chain_of(snaps[-1], snaps)
     assert [c.snapshot for c in chain] == [full.snapshot, inc.snapshot]
     restore_chain(dest, chain, tmp_path / "od")
@@ -121,7 +122,8 @@ def test_a_clock_set_back_keeps_the_chain(setup, tmp_path):
     (src / "f").write_text("new")
     runs.now -= 40 * 86400
     second = runs.run().result.manifest
-    assert second.kind == "incremental" and second.base == first.snapshot and second.started < first.started
+    assert (second.kind == "incremental" and second.base == first.snapshot
+            and second.started < first.started)
     dest = LocalDestination("usb", setup.dest)
     snaps = list_snapshots(dest, "t").complete
     chain = chain_of(snaps[-1], snaps)

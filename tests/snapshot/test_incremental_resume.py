@@ -8,9 +8,8 @@ import time
 
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.snapshot.catalog import list_snapshots
-from odbackupd.snapshot.incchain import chain_of
 from odbackupd.snapshot.chainrestore import restore_chain, verify_chain
-
+from odbackupd.snapshot.incchain import chain_of
 from tests.layout import series_dir
 
 from .incgen import stock_restore
@@ -61,7 +60,8 @@ def test_sigkill_mid_incremental_then_resume(setup, tmp_path):
     assert [m.snapshot for m in snaps] == [base.snapshot, snapdir.name]
     m = snaps[-1]
     assert m.kind == "incremental" and m.base == base.snapshot and m.resumes == 1
-    assert all((snapdir / n).stat().st_ino == ino for n, ino in stored.items()), "a stored volume was rebuilt"
+    assert all((snapdir / n).stat().st_ino == ino
+               for n, ino in stored.items()), "a stored volume was rebuilt"
     assert m.changes["deleted"] == 1 and m.changes["changed"] >= 30
     assert all(r.ok for r in verify_chain(dest, m, snaps, download=True))
     chain = chain_of(m, snaps)

@@ -24,7 +24,8 @@ def test_forty_runs_full_every_7_keep_daily(setup, tmp_path):
     (src / "static").write_bytes(os.urandom(4096))
     setup.write([src], extra="full_every = 7\nkeep_daily = 4\n")
     dest = LocalDestination("usb", setup.dest)
-    runs = Runs(setup, start=datetime(2026, 3, 2, 1, 0).timestamp())  # a manual clock: 01:00 and 13:00 each day
+    # a manual clock: 01:00 and 13:00 each day
+    runs = Runs(setup, start=datetime(2026, 3, 2, 1, 0).timestamp())
     kinds, ever = [], {}
     for i in range(40):
         (src / "counter").write_text(str(i))
@@ -35,7 +36,7 @@ def test_forty_runs_full_every_7_keep_daily(setup, tmp_path):
         chains = _check_chains(snaps)
         present = set(chains)
         # what is gone is a whole chain or the tail of one: never a base of something still there
-        for s, chain in chains.items():
+        for chain in chains.values():
             assert set(chain) <= present
         # the newest snapshot of each of the last 4 days that have one is there
         days = {}

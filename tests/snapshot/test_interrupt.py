@@ -76,3 +76,38 @@ def test_a_second_ctrl_c_stops_the_run_and_the_next_one_resumes(
     )
     assert stats.complete
     assert_same_tree(src, out / str(src).lstrip("/"))
+
+
+def test_a_second_ctrl_c_leaves_no_run_recorded_as_running(setup, tmp_path):
+    """``odbackupd --once`` stopped at once: its row in the run history says it was
+    cancelled (the next run resumes) instead of "running" until a daemon sweeps it."""
+    from odbackupd.lifecycle import RunRequest, run_now
+    from odbackupd.runstatus import RunStatus
+
+    src = tmp_path / "src"
+    src.mkdir()
+    rnd = random.Random(6)
+    for i in range(6):
+        (src / f"f{i}.bin").write_bytes(rnd.randbytes(1 << 20))
+    setup.write([src], volume_size="1MiB")
+    cfg = setup.config()
+    state = StateStore(setup.state / "state.db")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    original = LocalDestination.put_file
+
+    def put_then_ctrl_c(self, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        obj = original(self, *a, **kw)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        return obj
+
+    try:
+        LocalDestination.put_file = put_then_ctrl_c
+        with pytest.raises(KeyboardInterrupt):
+            run_now(cfg, state, RunRequest("t", "once"))
+    finally:
+        LocalDestination.put_file = original
+        signal.signal(signal.SIGINT, previous)
+    runs = state.last_runs("t")
+    state.close()
+    assert [r["status"] for r in runs] == [RunStatus.CANCELLED], runs
+    assert "interrupted" in runs[0]["message"]

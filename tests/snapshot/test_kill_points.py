@@ -13,12 +13,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def once_killed_at(point: str, cfg: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tests.killpoint", point, "--config", str(cfg), "--once", "t"],
+    return subprocess.run([sys.executable, "-m", "tests.killpoint", point, "--config", str(cfg),
+                           "--once", "t"],
                           capture_output=True, text=True, cwd=ROOT)
 
 
 def once(cfg: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--once", "t"],
+    return subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg),
+                           "--once", "t"],
                           capture_output=True, text=True, cwd=ROOT)
 
 

@@ -27,7 +27,8 @@ def test_prune_defers_a_snapshot_a_restore_is_reading(setup, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "a").write_bytes(os.urandom(300_000))
-    cfg = setup.write([src], extra="keep_last = 1\nfull_every = 1\n")  # fulls: keep_last = 1 prunes the one before
+    # fulls: keep_last = 1 prunes the one before
+    cfg = setup.write([src], extra="keep_last = 1\nfull_every = 1\n")
     assert once(cfg).returncode == 0
     dest = LocalDestination("usb", setup.dest)
     (first,) = list_snapshots(dest, "t").complete
@@ -38,11 +39,13 @@ def test_prune_defers_a_snapshot_a_restore_is_reading(setup, tmp_path):
     vol.unlink()
     os.mkfifo(vol)
     out = tmp_path / "out"
-    restore = subprocess.Popen([sys.executable, "-m", "odctl.cli", "--config", str(cfg), "restore", "t",
-                                first.snapshot, "--to", str(out)], stdout=subprocess.PIPE,
+    restore = subprocess.Popen([sys.executable, "-m", "odctl.cli", "--config", str(cfg),
+                                "restore", "t", first.snapshot, "--to", str(out)],
+                               stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        _wait(lambda: leases.in_use(setup.state, "t", first.snapshot), restore, "the restore took its lease")
+        _wait(lambda: leases.in_use(setup.state, "t", first.snapshot), restore,
+              "the restore took its lease")
         (src / "b").write_text("new\n")
         r = once(cfg)
         assert r.returncode == 0, r.stderr

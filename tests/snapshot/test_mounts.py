@@ -21,7 +21,8 @@ def _fstab(tmp_path, *lines: str):
 def test_empty_mount_point_of_an_unmounted_disk_fails_the_run(tmp_path):
     disk = tmp_path / "mnt" / "backup disk"  # a space: written \040 in fstab
     (disk / "data").mkdir(parents=True)  # the directory left behind, empty
-    fstab = _fstab(tmp_path, f"UUID=1234 {str(disk).replace(' ', chr(92) + '040')} ext4 defaults,noauto 0 2",
+    fstab = _fstab(tmp_path,
+                   f"UUID=1234 {str(disk).replace(' ', chr(92) + '040')} ext4 defaults,noauto 0 2",
                    "/swapfile none swap sw 0 0")
     dest_dir = tmp_path / "dest"
     dest_dir.mkdir()
@@ -30,15 +31,21 @@ def test_empty_mount_point_of_an_unmounted_disk_fails_the_run(tmp_path):
     spec = JobSpec("t", [disk / "data"])
     mountinfo = tmp_path / "mountinfo"
     mountinfo.write_text("22 27 0:21 / /proc rw - proc proc rw\n")  # the disk is not in it
-    r = SnapshotBuilder(spec, [dest], state, tmp_path / "spool", "h", fstab=fstab, mountinfo=mountinfo).run()
+    r = SnapshotBuilder(spec, [dest], state, tmp_path / "spool", "h",
+                        fstab=fstab, mountinfo=mountinfo).run()
     assert r.status == FAILED
-    assert f"source {disk / 'data'} is on {disk}, which /etc/fstab lists but is not mounted" in r.message
-    assert list_snapshots(dest, "t", "h").complete == [] and list_snapshots(dest, "t", "h").incomplete == []
+    assert (f"source {disk / 'data'} is on {disk}, "
+            "which /etc/fstab lists but is not mounted") in r.message
+    assert (list_snapshots(dest, "t", "h").complete == []
+            and list_snapshots(dest, "t", "h").incomplete == [])
 
     # mounted: the same run goes ahead
-    mountinfo.write_text(f"40 27 8:17 / {str(disk).replace(' ', chr(92) + '040')} rw - ext4 /dev/sdb1 rw\n")
+    mountinfo.write_text(
+        f"40 27 8:17 / {str(disk).replace(' ', chr(92) + '040')} rw - ext4 /dev/sdb1 rw\n"
+    )
     (disk / "data" / "f.txt").write_text("x\n")
-    r = SnapshotBuilder(spec, [dest], state, tmp_path / "spool", "h", fstab=fstab, mountinfo=mountinfo).run()
+    r = SnapshotBuilder(spec, [dest], state, tmp_path / "spool", "h",
+                        fstab=fstab, mountinfo=mountinfo).run()
     assert r.ok, r.message
     state.close()
 
@@ -79,7 +86,8 @@ def test_a_source_that_became_empty_fails_the_run(tmp_path):
     shutil.rmtree(disk / "sub")  # the disk is gone: its mount point is an empty directory
     r = _run(tmp_path, spec, dest, state)
     assert r.status == FAILED
-    assert r.message.startswith(f"source {disk} is empty but had files at the last snapshot (is its disk mounted?)")
+    assert r.message.startswith(f"source {disk} is empty but had files at the last snapshot "
+                                "(is its disk mounted?)")
     assert str(other) not in r.message
     assert "set allow_empty_sources = true in [job.t]" in r.message
     assert [m.snapshot for m in list_snapshots(dest, "t", "h").complete] == good

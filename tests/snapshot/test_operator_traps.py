@@ -48,7 +48,8 @@ def test_root_once_leaves_the_service_user_able_to_run():
         for d in ("state", "spool", "src"):
             (base / d).mkdir()
         (base / "src" / "f").write_text("data")
-        cfg = svc.write([base / "src"], extra="keep_last = 1\nfull_every = 1\n")  # fulls: the second run prunes
+        # fulls: the second run prunes
+        cfg = svc.write([base / "src"], extra="keep_last = 1\nfull_every = 1\n")
         for p in [base / d for d in ("state", "spool", "dest", "src")] + [base / "src" / "f"]:
             os.chown(p, NOBODY, NOBODY)  # the service's user owns its directories
         r = odbackupd("--config", str(cfg), "--once", "t")  # root, by hand or from root's crontab
@@ -58,15 +59,19 @@ def test_root_once_leaves_the_service_user_able_to_run():
         assert rootowned == [], rootowned
         # the service, as its own user: the state database, locks, resume and retention work
         r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                            sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--once", "t"],
-                           capture_output=True, text=True, cwd="/", env=dict(os.environ, PYTHONPATH=os.getcwd()))
+                            sys.executable, "-m", "odbackupd.main", "--config", str(cfg),
+                            "--once", "t"],
+                           capture_output=True, text=True, cwd="/",
+                           env=dict(os.environ, PYTHONPATH=os.getcwd()))
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
         assert "pruned" in r.stdout  # it could delete root's earlier snapshot
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs a file owned by root and a run as another user")
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs a file owned by root and a run as another user"
+)
 def test_the_service_names_a_root_owned_state_file_and_the_chown():
     """State left by a root run before it could hand it back (killed): the service's run says
     which file and which chown, in one line."""
@@ -85,8 +90,10 @@ def test_the_service_names_a_root_owned_state_file_and_the_chown():
         StateStore(base / "state" / "state.db").close()  # root's, as a killed root run leaves it
         os.chmod(base / "state" / "state.db", 0o644)
         r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                            sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--once", "t"],
-                           capture_output=True, text=True, cwd="/", env=dict(os.environ, PYTHONPATH=os.getcwd()))
+                            sys.executable, "-m", "odbackupd.main", "--config", str(cfg),
+                            "--once", "t"],
+                           capture_output=True, text=True, cwd="/",
+                           env=dict(os.environ, PYTHONPATH=os.getcwd()))
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         assert f"{base}/state/state.db is owned by root, not by nobody" in r.stderr, r.stderr
         assert f"chown -R nobody: {base}/state" in r.stderr

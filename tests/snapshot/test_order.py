@@ -24,7 +24,8 @@ def test_clock_set_back_still_newest(setup, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "f").write_text("old\n")
-    setup.write([src], extra="keep_last = 1\nfull_every = 1\n")  # fulls: keep_last = 1 prunes the one before
+    # fulls: keep_last = 1 prunes the one before
+    setup.write([src], extra="keep_last = 1\nfull_every = 1\n")
     cfg = setup.config()
     state = StateStore(setup.state / "state.db")
     now = time.time()
@@ -36,7 +37,8 @@ def test_clock_set_back_still_newest(setup, tmp_path):
     dest = LocalDestination("usb", setup.dest)
     assert second.started < first.started
     host = cfg.daemon.hostname
-    assert [m.snapshot for m in list_snapshots(dest, "t", host).complete] == [first.snapshot, second.snapshot]
+    assert [m.snapshot for m in list_snapshots(dest, "t", host).complete] == [
+        first.snapshot, second.snapshot]
     assert find_snapshot(dest, "t", "latest", host).snapshot == second.snapshot
     assert second.previous == first.snapshot and second.sequence == first.sequence + 1
     plan = apply_retention(cfg.jobs["t"], dest, host)

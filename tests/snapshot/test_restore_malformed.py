@@ -23,11 +23,13 @@ def _pax(name: str, data: bytes = b"x", **pax: str) -> tuple[tarfile.TarInfo, by
 
 
 MALFORMED = {
-    "nul-in-xattr-name": ([_pax("f", **{"SCHILY.xattr.user.a\0b": "v"})], "f: extended attribute name"),
+    "nul-in-xattr-name": ([_pax("f", **{"SCHILY.xattr.user.a\0b": "v"})],
+                          "f: extended attribute name"),
     "nul-in-owner-name": ([_pax("f", uname="ro\0ot")], "f: owner name contains a NUL byte"),
     "nul-in-path": ([_pax("x", path="a\0b")], "its name contains a NUL byte"),
     "nul-in-symlink": ([(ti("l", tarfile.SYMTYPE), None)], "l: symlink target contains a NUL byte"),
-    "non-numeric-mtime": ([_pax("f", mtime="yesterday")], "f: modification time 'yesterday' is not a valid time"),
+    "non-numeric-mtime": ([_pax("f", mtime="yesterday")],
+                          "f: modification time 'yesterday' is not a valid time"),
     "out-of-range-mtime": ([_pax("f", mtime="9" * 40)], "f: modification time '" + "9" * 40),
 }
 
@@ -54,9 +56,11 @@ def test_huge_device_number_is_named_damage(setup, tmp_path):
         tf.addfile(dev)
     cfg = setup.write([tmp_path])
     snapshot_of(setup.dest, buf.getvalue())
-    r = odctl("--config", str(cfg), "restore", "t", "--to", str(tmp_path / "out"), "--special-files")
+    r = odctl("--config", str(cfg), "restore", "t", "--to", str(tmp_path / "out"),
+              "--special-files")
     assert "Traceback" not in r.stderr, r.stderr
-    assert r.returncode == 4 and "dev/huge: device number 1099511627776,1 is out of range" in r.stderr, r.stderr
+    assert (r.returncode == 4
+            and "dev/huge: device number 1099511627776,1 is out of range" in r.stderr), r.stderr
 
 
 def test_stream_ending_inside_a_file_is_named(setup, tmp_path):
@@ -67,7 +71,8 @@ def test_stream_ending_inside_a_file_is_named(setup, tmp_path):
     out = tmp_path / "out"
     r = odctl("--config", str(cfg), "restore", "t", "--to", str(out))
     assert "Traceback" not in r.stderr, r.stderr
-    assert r.returncode == 4 and "cut: the archive ends inside this file's data" in r.stderr, r.stderr
+    assert (r.returncode == 4
+            and "cut: the archive ends inside this file's data" in r.stderr), r.stderr
     assert (out / "ok").read_bytes() == b"ok" and not (out / "cut").exists()
 
 
@@ -91,12 +96,14 @@ def test_bad_restore_arguments_are_one_line_usage_errors(setup, tmp_path):
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
 
 
-@pytest.mark.parametrize("command", ["restore", "verify", "snapshots", "prune", "backup-now", "cancel", "login"])
+@pytest.mark.parametrize(
+    "command", ["restore", "verify", "snapshots", "prune", "backup-now", "cancel", "login"]
+)
 def test_job_name_that_is_not_utf8(setup, tmp_path, command):
     cfg = setup.write([tmp_path])
     extra = [b"--to", os.fsencode(tmp_path / "out")] if command == "restore" else []
-    r = subprocess.run([sys.executable, "-m", "odctl.cli", "--config", os.fsencode(cfg), command.encode(),
-                        b"bad\xffname", *extra], capture_output=True)
+    r = subprocess.run([sys.executable, "-m", "odctl.cli", "--config", os.fsencode(cfg),
+                        command.encode(), b"bad\xffname", *extra], capture_output=True)
     err = r.stderr.decode("utf-8", "replace")
     assert "Traceback" not in err, err
     what = "account" if command == "login" else "job"

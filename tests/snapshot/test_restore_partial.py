@@ -17,7 +17,6 @@ import pytest
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.snapshot.restore import restore_snapshot
 from tests.config.conftest import NOBODY, as_unprivileged
-
 from tests.layout import series_dir
 
 from .archives import snapshot_of, tar_bytes, ti
@@ -35,7 +34,8 @@ def small_fs(tmp_path):
     """A real 1 MiB tmpfs: the disk that fills up during the restore."""
     mnt = tmp_path / "small"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
     try:
@@ -51,7 +51,8 @@ def test_disk_full_stops_says_partial_and_leaves_no_truncated_file(setup, tmp_pa
     r = odctl("--config", str(cfg), "restore", "t", "--to", str(small_fs / "out"))
     assert r.returncode == 1, r.stderr
     assert "big: No space left on device" in r.stderr
-    assert "holds a PARTIAL restore" in r.stderr and "every member after that point is missing" in r.stderr
+    assert ("holds a PARTIAL restore" in r.stderr
+            and "every member after that point is missing" in r.stderr)
     assert "Traceback" not in r.stderr
     assert (small_fs / "out" / "a").read_bytes() == b"a" * 100_000
     assert not (small_fs / "out" / "big").exists(), "a truncated file was left looking restored"
@@ -153,7 +154,8 @@ def test_damaged_newest_manifest_is_reported_not_skipped(setup, tmp_path):
     cfg = setup.write([tmp_path])
     old = snapshot_of(setup.dest, _files(("a", b"old")), snap="20260101T000000Z-aaaaaa")
     new = snapshot_of(setup.dest, _files(("a", b"new")), snap="20260102T000000Z-bbbbbb")
-    (series_dir(setup.dest) / new.snapshot / "manifest.json").write_text('{"format": "odbackupd-snapshot", "trunc')
+    (series_dir(setup.dest) / new.snapshot / "manifest.json").write_text(
+        '{"format": "odbackupd-snapshot", "trunc')
     for ref in ("all", "latest"):
         r = odctl("--config", str(cfg), "verify", "t", ref)
         assert r.returncode == 4, (ref, r.stdout, r.stderr)

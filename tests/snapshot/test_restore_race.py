@@ -23,7 +23,9 @@ from tests.config.conftest import NOBODY
 
 from .archives import snapshot_of, ti
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the attack needs root restoring and another uid")
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="the attack needs root restoring and another uid"
+)
 
 DIRS = 150
 RESTORES = 25
@@ -71,7 +73,8 @@ def _fingerprint(d: Path) -> dict:
     out = {}
     for p in [d, *sorted(d.rglob("*"))]:
         st = os.lstat(p)
-        out[str(p)] = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, p.read_bytes() if p.is_file() else b"")
+        out[str(p)] = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns,
+                       p.read_bytes() if p.is_file() else b"")
     return out
 
 
@@ -80,7 +83,8 @@ def test_symlink_swaps_by_another_user_never_reach_outside(arena, tmp_path):
     members = []
     for i in range(DIRS):
         # a directory another user will own and anyone may write, with a root file inside
-        members.append((ti(f"d{i:03d}", tarfile.DIRTYPE, mode=0o777, uid=NOBODY, gid=NOBODY, uname="", gname=""), None))
+        members.append((ti(f"d{i:03d}", tarfile.DIRTYPE, mode=0o777, uid=NOBODY, gid=NOBODY,
+                           uname="", gname=""), None))
         members.append((ti(f"d{i:03d}/victim", size=6, mode=0o4755, uid=0, gid=0), b"PWNED\n"))
     m = snapshot_of(tmp_path / "dest", members)
     dest = LocalDestination("usb", tmp_path / "dest")
@@ -102,11 +106,13 @@ def test_symlink_swaps_by_another_user_never_reach_outside(arena, tmp_path):
             os.chown(target, NOBODY, NOBODY)  # the other user's directory, restored into by root
             stats = restore_snapshot(dest, m, target, special_files=True)
             # a swap the restore ran into: a member refused, or a directory not given its attributes
-            refused += len(stats.refused) + sum("owner, mode and times not set" in w for w in stats.warnings)
+            refused += len(stats.refused) + sum("owner, mode and times not set" in w
+                                                for w in stats.warnings)
             assert _fingerprint(secret) == before, f"restore {k} changed the root-only directory"
             # the warning says who else can write there
             assert any("writable by its owner nobody" in w for w in stats.warnings)
-            assert any(f"{shared}, above the restore target, can be changed" in w for w in stats.warnings)
+            assert any(f"{shared}, above the restore target, can be changed" in w
+                       for w in stats.warnings)
     finally:
         os.close(w)
         os.waitpid(pid, 0)
@@ -122,10 +128,12 @@ def test_to_that_is_a_planted_symlink_is_refused(arena, tmp_path):
     link = shared / "restore"
     os.symlink(secret, link)
     os.lchown(link, NOBODY, NOBODY)
-    with pytest.raises(BadTarget, match=r"--to .*restore is a symbolic link \(to .*secret\), owned by nobody"):
+    with pytest.raises(BadTarget,
+                       match=r"--to .*restore is a symbolic link \(to .*secret\), owned by nobody"):
         restore_snapshot(dest, m, link)
     # a link on the way to --to, planted by another user, is refused as well
-    with pytest.raises(BadTarget, match=r"is a symbolic link .* owned by user nobody, who could point it anywhere"):
+    with pytest.raises(BadTarget, match=r"is a symbolic link .* owned by user nobody, "
+                                        r"who could point it anywhere"):
         restore_snapshot(dest, m, link / "sub")
     assert (secret / "victim").read_text() == "original" and not (secret / "sub").exists()
     # root's own links on the way (/var/run -> /run style) are followed as before

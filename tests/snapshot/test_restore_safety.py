@@ -9,7 +9,6 @@ from pathlib import Path
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.snapshot.manifest import Manifest
 from odbackupd.snapshot.restore import restore_snapshot
-
 from tests.layout import series_dir
 
 from .archives import snapshot_of, ti
@@ -43,7 +42,8 @@ def test_traversal_attempts_are_refused(tmp_path):
     assert sorted(stats.refused) == ["../outside/dotdot", "hard", "link/through-symlink"]
     assert (target / "ok" / "file").read_bytes() == b"ok"
     assert (target / str(outside).lstrip("/") / "absolute").read_bytes() == b"bad"
-    assert os.readlink(target / "link") == str(outside)  # the symlink itself is restored, never followed
+    # the symlink itself is restored, never followed
+    assert os.readlink(target / "link") == str(outside)
 
 
 def test_existing_symlink_in_target_is_replaced_not_followed(tmp_path):

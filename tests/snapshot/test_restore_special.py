@@ -26,10 +26,13 @@ def _specials(root) -> object:  # noqa: ANN001
     su = ti("bin/su", size=4, mode=0o4755, uid=0, gid=0)
     sg = ti("bin/wall", size=4, mode=0o2755, uid=0, gid=0)
     ping = ti("bin/ping", size=4, mode=0o755)
-    ping.pax_headers = {"SCHILY.xattr.security.capability": CAP_NET_RAW.decode("utf-8", "surrogateescape")}
+    ping.pax_headers = {
+        "SCHILY.xattr.security.capability": CAP_NET_RAW.decode("utf-8", "surrogateescape")
+    }
     disk = ti("dev/sda", tarfile.BLKTYPE, mode=0o660, devmajor=8, devminor=0)
     plain = ti("etc/motd", size=2)
-    return snapshot_of(root, [(su, b"su!\n"), (sg, b"wal\n"), (ping, b"png\n"), (disk, None), (plain, b"hi")])
+    return snapshot_of(root, [(su, b"su!\n"), (sg, b"wal\n"), (ping, b"png\n"), (disk, None),
+                              (plain, b"hi")])
 
 
 def _state(out) -> dict:  # noqa: ANN001
@@ -60,8 +63,10 @@ def test_not_authentic_root_restore_leaves_special_files_out_and_counts_them(tmp
     stats = restore_snapshot(dest, m, out, authentic=True)
     assert _state(out) == {"su": 0o4755, "wall": 0o2755, "cap": True, "dev": True}
     assert os.getxattr(out / "bin/ping", "security.capability") == CAP_NET_RAW
-    assert stat.S_ISBLK(os.stat(out / "dev/sda").st_mode) and os.stat(out / "dev/sda").st_rdev == os.makedev(8, 0)
-    assert stats.special == {"setuid": 2, "capability": 1, "device": 1} and not stats.special_left_out
+    assert (stat.S_ISBLK(os.stat(out / "dev/sda").st_mode)
+            and os.stat(out / "dev/sda").st_rdev == os.makedev(8, 0))
+    assert (stats.special == {"setuid": 2, "capability": 1, "device": 1}
+            and not stats.special_left_out)
     assert stats.complete
 
     out = tmp_path / "asked"
@@ -76,10 +81,12 @@ def test_odctl_says_what_it_left_out_and_how_to_go_on(setup, tmp_path):
     r = odctl("--config", str(cfg), "restore", "t", "--to", str(tmp_path / "a"))
     assert r.returncode == 1, r.stderr
     assert "left out 1 capability attribute, 1 device node, 2 setuid/setgid files" in r.stderr
-    assert "--special-files" in r.stderr and "--no-special-files" in r.stderr and "PARTIAL" in r.stderr
+    assert ("--special-files" in r.stderr and "--no-special-files" in r.stderr
+            and "PARTIAL" in r.stderr)
     assert "special files: 1 capability attribute, 1 device node, 2 setuid/setgid files" in r.stdout
 
-    r = odctl("--config", str(cfg), "restore", "t", "--to", str(tmp_path / "b"), "--no-special-files", "--json")
+    r = odctl("--config", str(cfg), "restore", "t", "--to", str(tmp_path / "b"),
+              "--no-special-files", "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["special_left_out"] == {"setuid": 2, "capability": 1, "device": 1}
@@ -111,6 +118,8 @@ def test_a_snapshot_verified_against_the_trusted_key_restores_them(setup, tmp_pa
     r = odctl("--config", str(cfg), "restore", "t", "--to", str(out), "--trusted-key", str(pub))
     assert r.returncode == 0, r.stderr
     got = out / str(src).lstrip("/")
-    assert stat.S_IMODE(os.stat(got / "su").st_mode) == 0o4755 and stat.S_ISCHR(os.lstat(got / "null").st_mode)
-    r = odctl("--config", str(cfg), "restore", "t", "--to", str(tmp_path / "plain"))  # no key: left out
+    assert (stat.S_IMODE(os.stat(got / "su").st_mode) == 0o4755
+            and stat.S_ISCHR(os.lstat(got / "null").st_mode))
+    # no key: left out
+    r = odctl("--config", str(cfg), "restore", "t", "--to", str(tmp_path / "plain"))
     assert r.returncode == 1 and "not verified authentic" in r.stderr, r.stderr

@@ -12,9 +12,9 @@ from pathlib import Path
 from odbackupd.destinations.local import LocalDestination
 from odbackupd.snapshot.catalog import list_snapshots
 from odbackupd.snapshot.restore import restore_snapshot, verify_snapshot
+from tests.layout import series_dir
 
 from .treegen import assert_same_tree
-from tests.layout import series_dir
 
 
 def _once(cfg: Path) -> subprocess.Popen:
@@ -27,7 +27,8 @@ def _once(cfg: Path) -> subprocess.Popen:
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
-        assert proc.poll() is None, f"the run ended before {path.name} appeared: {proc.communicate()}"
+        assert proc.poll() is None, (
+            f"the run ended before {path.name} appeared: {proc.communicate()}")
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.002)
 

@@ -11,15 +11,15 @@ import threading
 import pytest
 
 from odbackupd.crypto.age import load_identities
-from odbackupd.hashes import quickxor_file
 from odbackupd.destinations.local import LocalDestination
+from odbackupd.hashes import quickxor_file
 from odbackupd.runner import run_job
 from odbackupd.snapshot.catalog import find_snapshot, list_snapshots
 from odbackupd.snapshot.restore import IntegrityError, restore_snapshot, verify_snapshot
 from odbackupd.state import StateStore
+from tests.layout import series_dir
 
 from .treegen import IS_ROOT, assert_same_tree, make_awkward_tree
-from tests.layout import series_dir
 
 
 def _backup(setup, sources, **kw):
@@ -49,7 +49,8 @@ def test_backup_restore_roundtrip(setup, tmp_path, age_key, encrypted):
     suffix = ".age" if encrypted else ""
     assert names[:3] == ["RESTORE.txt", "index.zst" + suffix, "manifest.json"]
     vols = names[3:]
-    assert vols == [f"vol.{i:06d}.zst" + (".age" if encrypted else "") for i in range(1, len(vols) + 1)]
+    assert vols == [f"vol.{i:06d}.zst" + (".age" if encrypted else "")
+                    for i in range(1, len(vols) + 1)]
     manifest = json.loads((snapdir / "manifest.json").read_text())
     assert manifest["counts"]["files"] == m.files
     # the volumes carry the chain's skippable frames, which the stock tools below must skip
@@ -69,7 +70,8 @@ def test_backup_restore_roundtrip(setup, tmp_path, age_key, encrypted):
     ids = load_identities(key) if encrypted else None
     out = tmp_path / "restored"
     # special_files: the device node in the tree; a snapshot this test just made is trusted
-    stats = restore_snapshot(dest, find_snapshot(dest, "t", "latest"), out, identities=ids, special_files=True)
+    stats = restore_snapshot(dest, find_snapshot(dest, "t", "latest"), out, identities=ids,
+                             special_files=True)
     assert not stats.refused and not stats.warnings, stats.warnings
     assert stats.complete, stats
     assert_same_tree(src, out / str(src).lstrip("/"))
@@ -78,10 +80,12 @@ def test_backup_restore_roundtrip(setup, tmp_path, age_key, encrypted):
     out2 = tmp_path / "with-tar"
     out2.mkdir()
     if encrypted:
-        cmd = f'for v in vol.*; do age -d -i {key} "$v"; done | zstd -d | tar --xattrs --xattrs-include="*" -xpf - -C {out2}'
+        cmd = (f'for v in vol.*; do age -d -i {key} "$v"; done '
+               f'| zstd -d | tar --xattrs --xattrs-include="*" -xpf - -C {out2}')
     else:
         cmd = f'cat vol.* | zstd -d | tar --xattrs --xattrs-include="*" -xpf - -C {out2}'
-    r = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=snapdir, capture_output=True, text=True)
+    r = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=snapdir,
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     # no "unknown keyword" or other complaints from GNU tar; it does remark on the pre-1970 mtime
     complaints = [ln for ln in r.stderr.splitlines() if "implausibly old time stamp" not in ln]
@@ -135,7 +139,8 @@ def test_excludes_and_multiple_sources(setup, tmp_path):
     restore_snapshot(dest, run.result.manifest, out)
     got = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     rel = lambda p: str(p).lstrip("/")  # noqa: E731
-    assert got == sorted([rel(a / "keep" / "x.txt"), rel(b / "repo" / "objects" / "o"), rel(b / "cache" / "top")])
+    assert got == sorted([rel(a / "keep" / "x.txt"), rel(b / "repo" / "objects" / "o"),
+                          rel(b / "cache" / "top")])
 
 
 def test_restore_only_some_paths(setup, tmp_path):

@@ -30,12 +30,14 @@ def test_write_error_in_the_spool_fails_the_run_and_the_next_run_succeeds(setup,
     cfg = setup.write([src], volume_size="8MiB")  # every volume outgrows the 3 MiB limit
     cmd = [sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--once", "t"]
 
-    failed = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=_limit_file_size, timeout=120)
+    failed = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=_limit_file_size,
+                            timeout=120)
     assert failed.returncode == 1, failed.stderr
     assert "failed" in failed.stderr and "File too large" in failed.stderr
     assert str(setup.spool) in failed.stderr  # names the file it could not write
     assert "the next run resumes this snapshot" in failed.stderr
-    assert not [p for p in setup.spool.rglob("*") if p.is_file()], "a half-written volume was left in the spool"
+    assert not [p for p in setup.spool.rglob("*") if p.is_file()], \
+        "a half-written volume was left in the spool"
     dest = LocalDestination("usb", setup.dest)
     assert list_snapshots(dest, "t").complete == []
 
@@ -53,10 +55,12 @@ def test_a_full_spool_says_which_directory_and_how_much_room(setup, tmp_path):
     src.mkdir()
     (src / "random.bin").write_bytes(os.urandom(8 << 20))
     setup.spool.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3M,mode=0700", "tmpfs", str(setup.spool)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3M,mode=0700", "tmpfs", str(setup.spool)],
+                   check=True)
     try:
         cfg = setup.write([src], volume_size="4MiB")
-        r = subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--once", "t"],
+        r = subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg),
+                            "--once", "t"],
                            capture_output=True, text=True, timeout=120)
     finally:
         subprocess.run(["umount", str(setup.spool)], check=True)

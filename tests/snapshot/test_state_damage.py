@@ -19,7 +19,8 @@ from .test_kill_points import ROOT, once
 
 
 def odctl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "odctl.cli", *args], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "odctl.cli", *args],
+                          capture_output=True, text=True, cwd=ROOT)
 
 
 def _garbage(db: Path) -> None:
@@ -71,7 +72,8 @@ def _bad_wal(db: Path) -> None:
     Path(str(db) + "-wal").write_bytes(bytes(wal))
 
 
-@pytest.mark.parametrize("damage", [_garbage, _bad_page, _bad_wal], ids=["garbage", "bad-page", "bad-wal"])
+@pytest.mark.parametrize("damage", [_garbage, _bad_page, _bad_wal],
+                         ids=["garbage", "bad-page", "bad-wal"])
 def test_damaged_state_db_is_moved_aside_and_the_job_goes_on(setup, tmp_path, damage):
     src = tmp_path / "src"
     src.mkdir()
@@ -97,7 +99,8 @@ def test_restore_verify_and_listing_do_not_need_the_state_db(setup, tmp_path):
     cfg = setup.write([src])
     assert once(cfg).returncode == 0
     _garbage(setup.state / "state.db")
-    for args in (["snapshots", "t"], ["verify", "t", "--download"], ["restore", "t", "--to", str(tmp_path / "o")]):
+    for args in (["snapshots", "t"], ["verify", "t", "--download"],
+                 ["restore", "t", "--to", str(tmp_path / "o")]):
         r = odctl("--config", str(cfg), *args)
         assert r.returncode == 0, (args, r.stderr)
     assert (tmp_path / "o" / str(src).lstrip("/") / "f").read_text() == "x\n"
@@ -115,7 +118,8 @@ def test_unwritable_state_dir_is_one_line(setup, tmp_path, how):
              f"mount -t tmpfs -o size=64k tmpfs {setup.state} && "
              f"(dd if=/dev/zero of={setup.state}/filler bs=4k 2>/dev/null || true)")
     r = subprocess.run(["unshare", "-rm", "sh", "-c",
-                        f"{mount} && exec {sys.executable} -m odbackupd.main --config {cfg} --once t"],
+                        f"{mount} && exec {sys.executable} -m odbackupd.main "
+                        f"--config {cfg} --once t"],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 1, r.stderr
     lines = r.stderr.strip().splitlines()

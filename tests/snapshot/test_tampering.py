@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def odctl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "odctl.cli", *args], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "odctl.cli", *args],
+                          capture_output=True, text=True, cwd=ROOT)
 
 
 def snapshot_dir(dest: Path, snapshot: str) -> Path:
@@ -52,10 +53,12 @@ class World:
         for i in range(6):
             (src / f"f{i}").write_bytes(os.urandom(900_000))
         self.setup = Setup(tmp)
-        self.cfg = self.setup.write([src], recipients=[recipient], extra="full_every = 1\n")  # two whole snapshots
+        # two whole snapshots
+        self.cfg = self.setup.write([src], recipients=[recipient], extra="full_every = 1\n")
         for n in range(2):
             (src / "changing").write_text(f"version {n}\n")
-            r = subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(self.cfg), "--once", "t"],
+            r = subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(self.cfg),
+                                "--once", "t"],
                                capture_output=True, text=True, cwd=ROOT)
             assert r.returncode == 0, r.stderr
         snaps = json.loads(odctl("--config", str(self.cfg), "snapshots", "t", "--json").stdout)
@@ -67,13 +70,16 @@ class World:
         plain_dest = tmp / "plain"
         plain_dest.mkdir()
         state = StateStore(tmp / "plain-state.db")
-        r = SnapshotBuilder(JobSpec("t", [src], volume_size=1 << 20), [LocalDestination("p", plain_dest)],
+        r = SnapshotBuilder(JobSpec("t", [src], volume_size=1 << 20),
+                            [LocalDestination("p", plain_dest)],
                             state, tmp / "plain-spool", self.setup.config().daemon.hostname).run()
         state.close()
         assert r.ok
         plain_dir = snapshot_dir(plain_dest, r.manifest.snapshot)
-        self.ctx = {"other": read_dir(snapshot_dir(self.setup.dest, self.other)), "plain": read_dir(plain_dir)}
-        self.plain_id, self.plain_manifest = r.manifest.snapshot, (plain_dir / "manifest.json").read_bytes()
+        self.ctx = {"other": read_dir(snapshot_dir(self.setup.dest, self.other)),
+                    "plain": read_dir(plain_dir)}
+        self.plain_id, self.plain_manifest = (r.manifest.snapshot,
+                                              (plain_dir / "manifest.json").read_bytes())
         self.pub = tmp / "web1.pub"
         r = odctl("--config", str(self.cfg), "key", "export")
         assert r.returncode == 0 and r.stdout.startswith("ssh-ed25519 "), r.stderr
@@ -88,7 +94,8 @@ class World:
                      "-i", str(self.key), *extra)
 
     def verify(self, *extra: str) -> subprocess.CompletedProcess:
-        return odctl("--config", str(self.cfg), "verify", "t", self.victim, "--download", "-i", str(self.key), *extra)
+        return odctl("--config", str(self.cfg), "verify", "t", self.victim, "--download",
+                     "-i", str(self.key), *extra)
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +103,15 @@ def world(tmp_path_factory) -> World:  # noqa: ANN001
     tmp = tmp_path_factory.mktemp("tamper")
     key = tmp / "key.txt"
     subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
-    recipient = subprocess.run(["age-keygen", "-y", str(key)], check=True, capture_output=True, text=True).stdout.strip()
+    recipient = subprocess.run(["age-keygen", "-y", str(key)],
+                               check=True, capture_output=True, text=True).stdout.strip()
     return World(tmp, (key, recipient))
 
 
 def test_untouched_snapshot_restores_and_verifies_with_the_trusted_key(world):
     world.reset()
-    for r in (world.restore("--trusted-key", str(world.pub)), world.verify("--trusted-key", str(world.pub))):
+    for r in (world.restore("--trusted-key", str(world.pub)),
+              world.verify("--trusted-key", str(world.pub))):
         assert r.returncode == 0, r.stderr
     assert "signed by the trusted key" in r.stdout
 
@@ -146,7 +155,8 @@ def test_any_encryption_takes_an_unencrypted_snapshot_when_asked(world):
     try:
         r = odctl("--config", str(world.cfg), "verify", "t", world.plain_id, "--download")
         assert r.returncode == 4 and "is not encrypted, but job t encrypts" in r.stderr, r.stderr
-        r = odctl("--config", str(world.cfg), "verify", "t", world.plain_id, "--download", "--any-encryption")
+        r = odctl("--config", str(world.cfg), "verify", "t", world.plain_id, "--download",
+                  "--any-encryption")
         assert r.returncode == 0, r.stderr
     finally:
         for p in d.iterdir():
@@ -158,7 +168,9 @@ def test_plain_volumes_under_age_are_caught_without_the_identity(world):
     world.reset()
     files, doc = tampering.plain_under_age(dict(world.files), json.loads(world.manifest), world.ctx)
     write_dir(world.dir, files, tampering.dumps(doc))
-    for extra in ((), ("--download",)):  # reading back needs no key to see that they are no age files
+    # reading back needs no key to see that they are no age files
+    for extra in ((), ("--download",)):
         r = odctl("--config", str(world.cfg), "verify", "t", world.victim, *extra)
         assert r.returncode == 4, r.stderr
-        assert "not an age file, though the manifest says the snapshot is encrypted" in r.stderr, r.stderr
+        assert ("not an age file, though the manifest says "
+                "the snapshot is encrypted") in r.stderr, r.stderr

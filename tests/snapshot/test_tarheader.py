@@ -34,8 +34,10 @@ class _TarfilePax(tarfile.TarInfo):
                     break
                 p = total
             records += str(p).encode("ascii") + b" " + k + b"=" + v + b"\n"
-        info = {"name": "././@PaxHeader", "type": type, "size": len(records), "magic": tarfile.POSIX_MAGIC}
-        return cls._create_header(info, tarfile.USTAR_FORMAT, "ascii", "replace") + cls._create_payload(bytes(records))
+        info = {"name": "././@PaxHeader", "type": type, "size": len(records),
+                "magic": tarfile.POSIX_MAGIC}
+        return (cls._create_header(info, tarfile.USTAR_FORMAT, "ascii", "replace")
+                + cls._create_payload(bytes(records)))
 
 
 def tarfile_header(name, mode, uid, gid, size, mtime_ns, typ, linkname=b"", uname=b"", gname=b"",  # noqa: ANN001, ANN201
@@ -53,8 +55,8 @@ def tarfile_header(name, mode, uid, gid, size, mtime_ns, typ, linkname=b"", unam
 
 
 NAMES = [
-    b"etc/passwd", b"a" * 100, b"b" * 101, b"deep/" * 40 + b"file", b"caf\xe9-latin1", "café/ünï".encode(),
-    "日本語".encode() * 40, b"srv/dir/",
+    b"etc/passwd", b"a" * 100, b"b" * 101, b"deep/" * 40 + b"file", b"caf\xe9-latin1",
+    "café/ünï".encode(), "日本語".encode() * 40, b"srv/dir/",
 ]
 NUMBERS = [  # (uid, gid, size, mtime_ns): in range, at the ustar limits, past them, negative time
     (0, 0, 0, 0),
@@ -97,13 +99,15 @@ def test_other_entry_types_match_tarfile(typ, linkname, device):
 
 def test_headers_read_back_with_every_value():
     name = b"srv/" + b"x" * 120 + b"/caf\xe9"
-    buf = encode_header(name, 0o600, 8**7 + 1, 5, 3, -1_500_000_000, tarfile.REGTYPE, b"", "josé".encode(),
-                        b"staff", None, [(b"SCHILY.xattr.user.k", b"value")])
+    buf = encode_header(name, 0o600, 8**7 + 1, 5, 3, -1_500_000_000, tarfile.REGTYPE, b"",
+                        "josé".encode(), b"staff", None, [(b"SCHILY.xattr.user.k", b"value")])
     data = buf + b"abc" + bytes(512 - 3) + bytes(1024)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:", encoding="utf-8", errors="surrogateescape") as tf:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:", encoding="utf-8",
+                      errors="surrogateescape") as tf:
         [m] = tf.getmembers()
         assert os.fsencode(m.name) == name
-        assert (m.mode, m.uid, m.gid, m.size, m.uname, m.gname) == (0o600, 8**7 + 1, 5, 3, "josé", "staff")
+        assert ((m.mode, m.uid, m.gid, m.size, m.uname, m.gname)
+                == (0o600, 8**7 + 1, 5, 3, "josé", "staff"))
         assert m.pax_headers["mtime"] == "-1.500000000"
         assert m.pax_headers["SCHILY.xattr.user.k"] == "value"
         assert tf.extractfile(m).read() == b"abc"

@@ -18,7 +18,9 @@ def _stream(src: Path, resume=None, chunk=4096):  # noqa: ANN001, ANN202
     reports: list[tuple[str, bytes, str]] = []
     w = Walker([os.fsencode(str(src))], ExcludeMatcher(()), True,
                on_problem=lambda p: reports.append((p.kind, p.path, p.message)))
-    return TarStream(w, lambda k, p, m: reports.append((k, p, m)), resume=resume, chunk_size=chunk), reports
+    return (TarStream(w, lambda k, p, m: reports.append((k, p, m)), resume=resume,
+                      chunk_size=chunk),
+            reports)
 
 
 def test_change_during_read_is_reported_and_archive_stays_valid(tmp_path):

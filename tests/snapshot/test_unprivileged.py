@@ -66,7 +66,8 @@ def _run_and_collect(config: object) -> dict:
     r = run.result
     return {
         "uid": os.geteuid(), "status": r.status, "message": r.message, "snapshot": r.snapshot,
-        "warnings": r.warnings, "manifest_warnings": dict(r.manifest.warnings) if r.manifest else None,
+        "warnings": r.warnings,
+        "manifest_warnings": dict(r.manifest.warnings) if r.manifest else None,
         "logged": logged,
     }
 
@@ -126,7 +127,8 @@ def _run_at(config: object, now: float) -> dict:
         r = run_job(config, "t", state, clock=lambda: now).result
     finally:
         state.close()
-    return {"kind": r.manifest.kind if r.manifest else None, "warnings": r.warnings, "status": r.status}
+    return {"kind": r.manifest.kind if r.manifest else None, "warnings": r.warnings,
+            "status": r.status}
 
 
 def test_an_incremental_tries_an_unreadable_file_again(shared_dir):
@@ -149,4 +151,5 @@ def test_an_incremental_tries_an_unreadable_file_again(shared_dir):
     second = as_unprivileged(lambda: _run_at(config, now + 3600))
     assert (first["kind"], second["kind"]) == ("full", "incremental")
     for out in (first, second):
-        assert {(k, Path(p).name) for k, p, _m in out["warnings"]} == {("unreadable", "shadow")}, out
+        assert {(k, Path(p).name) for k, p, _m in out["warnings"]} == {
+            ("unreadable", "shadow")}, out

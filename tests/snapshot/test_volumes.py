@@ -52,7 +52,8 @@ def test_encrypted_volume_is_one_age_file_that_age_and_zstd_restore(tmp_path, ag
     assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert info.quickxor == quickxor_file(path) and info.size == path.stat().st_size
     plain = subprocess.run(
-        ["bash", "-o", "pipefail", "-c", f"age -d -i {key} {path} | zstd -d"], capture_output=True, check=True
+        ["bash", "-o", "pipefail", "-c", f"age -d -i {key} {path} | zstd -d"],
+        capture_output=True, check=True,
     ).stdout
     assert plain == data
 
@@ -77,5 +78,6 @@ def test_a_volume_name_gives_back_its_number_and_nothing_else_does(encrypted):
 
     for n in (1, 12, 999_999, 1_000_000):  # past the padding too
         assert volume_number(volume_name(n, encrypted)) == n
-    for other in ("", "vol.", "vol.12", "vol.x.zst", "vol.000012.zst.part", "index.zst", "manifest.json"):
+    for other in ("", "vol.", "vol.12", "vol.x.zst", "vol.000012.zst.part", "index.zst",
+                  "manifest.json"):
         assert volume_number(other) is None, other

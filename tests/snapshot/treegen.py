@@ -35,7 +35,9 @@ def make_awkward_tree(root: Path, seed: int = 1, big: int = 3 << 20) -> Path:
     # data: incompressible, compressible, empty, exactly block-sized
     (src / "data").mkdir()
     (src / "data" / "random.bin").write_bytes(rnd.randbytes(big))
-    (src / "data" / "text.log").write_text("".join(f"line {i} of a log file\n" for i in range(60000)))
+    (src / "data" / "text.log").write_text(
+        "".join(f"line {i} of a log file\n" for i in range(60000))
+    )
     (src / "data" / "empty").write_bytes(b"")
     (src / "data" / "block").write_bytes(rnd.randbytes(512))
     # links
@@ -45,7 +47,8 @@ def make_awkward_tree(root: Path, seed: int = 1, big: int = 3 << 20) -> Path:
     # names
     (src / "names").mkdir()
     (src / "names" / "space and ünïcödé ✓").write_text("u")
-    os.close(os.open(os.fsencode(str(src / "names")) + b"/latin1-\xe9\xff", os.O_CREAT | os.O_WRONLY, 0o644))
+    os.close(os.open(os.fsencode(str(src / "names")) + b"/latin1-\xe9\xff",
+                     os.O_CREAT | os.O_WRONLY, 0o644))
     (src / "names" / "newline\nin name").write_text("n")
     deep = src / "long"
     for i in range(6):
@@ -65,7 +68,8 @@ def make_awkward_tree(root: Path, seed: int = 1, big: int = 3 << 20) -> Path:
     # mtimes with nanoseconds, one before 1970
     os.utime(src / "etc" / "hosts", ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
     os.utime(src / "data" / "empty", ns=(-86_400_500_000_000, -86_400_500_000_000))
-    os.utime(src / "data" / "hosts-link", ns=(1_500_000_000_987_654_321,) * 2, follow_symlinks=False)
+    os.utime(src / "data" / "hosts-link", ns=(1_500_000_000_987_654_321,) * 2,
+             follow_symlinks=False)
     os.utime(src / "empty" / "nested-empty", ns=(1_400_000_000_000_000_001,) * 2)
     return src
 
@@ -117,6 +121,9 @@ def assert_same_tree(a: Path, b: Path, *, owners: bool = True, dir_mtimes: bool 
                 d.pop("uid"), d.pop("gid")
         if not dir_mtimes and x["type"] == stat.S_IFDIR:
             x.pop("mtime_ns"), y.pop("mtime_ns")
-        assert x == y, f"{rel!r} differs:\n  source:   { {k: v for k, v in x.items() if k != 'content'} }\n" \
-                       f"  restored: { {k: v for k, v in y.items() if k != 'content'} }" \
-                       + ("\n  (content differs)" if x.get("content") != y.get("content") else "")
+        assert x == y, (
+            f"{rel!r} differs:\n"
+            f"  source:   { {k: v for k, v in x.items() if k != 'content'} }\n"
+            f"  restored: { {k: v for k, v in y.items() if k != 'content'} }"
+            + ("\n  (content differs)" if x.get("content") != y.get("content") else "")
+        )

@@ -46,7 +46,7 @@ def _open(
 
     # The built-in default destination is created on first use; a configured one must
     # exist, so an unmounted disk is an error rather than a silent write to /.
-    return LocalDestination(name, settings.path, create=name == BUILTIN_NAME)
+    return LocalDestination(name, settings.path, create=name in config.embedded)
 
 
 def _check(r: Reporter, t: Table, ctx: CheckContext) -> None:
