@@ -12,7 +12,7 @@ a read needs them.
 Everything that blocks (fetching, decrypting, decompressing) runs in a worker thread
 (``trio.to_thread``); the FUSE loop itself never waits on the network. Every request that
 would change something is refused with EROFS (the kernel refuses most of them itself: the
-file system is mounted ``ro``). Extended attributes are not shown (see below). ``nosuid``
+file system is mounted ``ro``). Extended attributes are shown, read-only (see below). ``nosuid``
 and ``nodev``: a setuid file or a device node
 in a snapshot is shown, never honoured.
 
@@ -21,6 +21,9 @@ increasing offsets; the last 4 MiB read stay in memory for the kernel's reordere
 readahead; a read further back, or more than 1 MiB ahead, opens the member again at that
 offset (odctl/mountread.py: from a kept decoder, or the volume holding the byte). The
 kernel's page cache keeps what was read (``keep_cache``).
+
+Why one module over 400 lines: pyfuse3's operations are one class over one inode table
+and handle table; most of the length is the one-line EROFS refusals.
 """
 from __future__ import annotations
 
@@ -357,10 +360,24 @@ class SnapshotFS(pyfuse3.Operations):
             self.report(f"{what}: {e}" if what else str(e))
             raise pyfuse3.FUSEError(errno.EIO) from None
 
-    # Extended attributes (and so ACLs) are not shown: the index does not record them, and
-    # reading them from the tar headers would fetch a volume for every file ``ls -l`` looks
-    # at. pyfuse3's default answers ENOSYS, after which the kernel stops asking (callers
-    # get EOPNOTSUPP); odctl restore puts them back.
+    # Extended attributes (ACLs too: system.posix_acl_* as the archive holds them) come from
+    # the index (odbackupd/snapshot/view.py: ``xattrs``), so ``ls -l``, which asks for some
+    # of every file, fetches no volume. The snapshot directories and the root have none.
+    async def _xattrs(self, inode: int) -> dict[bytes, bytes]:
+        ino = self._get(inode)
+        if ino.kind != "node" or ino.node is None or ino.snap is None:
+            return {}
+        ad = await self._adapter(ino.snap)
+        return await self._blocking(ad.xattrs, ino.node)
+
+    async def listxattr(self, inode: int, ctx: Any = None) -> list[bytes]:
+        return list(await self._xattrs(inode))
+
+    async def getxattr(self, inode: int, name: bytes, ctx: Any = None) -> bytes:
+        value = (await self._xattrs(inode)).get(name)
+        if value is None:
+            raise pyfuse3.FUSEError(errno.ENODATA)
+        return value
 
     # -- the file system ------------------------------------------------------------------------
     async def statfs(self, ctx: Any = None) -> pyfuse3.StatvfsData:

@@ -64,7 +64,7 @@ class MountNode:
 
     @property
     def rdev(self) -> int:
-        return 0  # the index does not record device numbers (nodev mount: never usable anyway)
+        return self.node.rdev  # shown; never usable (the mount is nodev); 0 from an older index
 
     @property
     def is_dir(self) -> bool:
@@ -167,6 +167,11 @@ class Adapter:
 
     def readlink(self, node: MountNode) -> bytes:
         return os.fsencode(self.view.readlink(node.node))
+
+    def xattrs(self, node: MountNode) -> dict[bytes, bytes]:
+        """``node``'s extended attributes (blocking: may fetch an index, or for xattrs too
+        large for the index, the volume holding its tar header)."""
+        return {os.fsencode(k): v for k, v in self.view.xattrs(node.node).items()}
 
     def open_file(self, node: MountNode, offset: int = 0) -> BinaryIO:
         """``node``'s data from ``offset`` on."""

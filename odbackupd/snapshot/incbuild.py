@@ -58,7 +58,8 @@ def build_index(spool: Path, snapshot: str, base: str | None, roots: Sequence[st
     with open(plain, "wb") as raw, cctx.stream_writer(raw, closefd=False) as zw, \
             io.BufferedWriter(zw, 1 << 20) as out:  # a record is a line: one write each cost more
         out.write(_dumps({"format": INDEX_FORMAT, "version": INDEX_VERSION, "snapshot": snapshot,
-                          "base": base, "roots": list(roots)}))
+                          "base": base, "roots": list(roots),
+                          "xattrs": True}))  # every entry with xattrs says so (incremental.py)
         failed = _failed(spool / LOC_SCRATCH)  # {parent key: {child names}}: as few as the warnings
         with open(spool / TREE_SCRATCH, "rb") as f:
             for line in f:

@@ -287,7 +287,7 @@ class TarStream:
                 xattrs = _xattrs(entry.path)
             if plan is not None:
                 if is_dir:
-                    xattrs = xattrs + plan.directory(entry, cp.offset)  # type: ignore[attr-defined]
+                    xattrs = xattrs + plan.directory(entry, cp.offset, xattrs)  # type: ignore[attr-defined]
             try:
                 header, size = self._header(entry, st, xattrs)
             except OSError as e:  # readlink of a vanished symlink
@@ -295,7 +295,7 @@ class TarStream:
                 self._skip(entry)
                 return
             if plan is not None and not is_dir:
-                plan.stored(entry, cp.offset)  # type: ignore[attr-defined]
+                plan.stored(entry, cp.offset, xattrs)  # type: ignore[attr-defined]
             cp.cur_key, cp.cur_path, cp.cur_header = entry.key, entry.path, header
             cp.cur_size, cp.cur_done = size, 0
             cp.cur_ident = (st.st_ino, st.st_size, st.st_mtime_ns)

@@ -23,7 +23,13 @@ name, a location outside its volume, an origin outside the chain are
 :class:`IntegrityError` (exit 4), before anything is read or written.
 
 Symlink targets: the index holds them (the optional 12th child field, incremental.py);
-for an older index ``readlink`` reads the member's tar header (one volume).
+for an older index ``readlink`` reads the member's tar header (one volume). Device numbers
+(``Node.rdev``) likewise, 0 for an older index (a device's getattr never fetches a volume).
+Extended attributes (``xattrs(node)``): a directory's from its own record, a file's from
+the location record of the snapshot holding its data (its index fetched once, as for
+reading data); over the index's cap, from the member's tar header; none from an index
+made before they were recorded. A source directory's own attributes come from its record's
+``"s"`` (an older index: 0755 root, the snapshot's start time).
 
 Why one module over 400 lines: the tree, the locations and member reading all rest on
 the same checks of the index (paths, offsets, origins) and the same lazily parsed
@@ -57,10 +63,12 @@ from .incremental import (
     MTIME,
     NAME,
     ORIGIN,
+    RDEV,
     SIZE,
     TYPE,
     UID,
     open_tree,
+    xattrs_of,
 )
 from .manifest import Manifest
 from .restore_errors import IntegrityError, RestoreError
@@ -101,6 +109,7 @@ class Node:
     location: Location | None = None  # None: a directory only implied by a source's path
     link: str | None = None  # a symlink's target when the index holds it (else see readlink)
     hardlink: str | None = None  # streamed views: the path this hard link's data is under
+    rdev: int = 0  # a device's st_rdev (os.makedev); 0: not a device, or an index made before it
 
 
 class VolumeSource(Protocol):
@@ -227,6 +236,9 @@ class SnapshotView:
         self._by_id = {m.snapshot: m for m in self.chain}
         self._nodes: dict[str, Node] = {}
         self._kids: dict[str, list[str]] = {"": []}
+        self._has_x: dict[str, bool] = {}  # per snapshot: its index records xattrs
+        self._dir_x: dict[str, dict[str, bytes] | None] = {}  # a directory's own xattrs (if any)
+        self._streamed_x: dict[str, dict[str, bytes]] = {}  # a streamed view's, from the headers
         self._nodes[""] = Node(
             "", "", "d", 0, int(manifest.started * 1e9), stat.S_IFDIR | 0o755, 0, 0
         )
@@ -282,6 +294,7 @@ class SnapshotView:
         f, tree = open_tree(plain)
         try:
             roots = self._roots = _roots(m, tree.header)
+            self._has_x[m.snapshot] = tree.header.get("xattrs") is True
             for raw in tree._f:
                 line = raw.decode("ascii")  # json.dumps escapes everything else
                 if line.startswith('{"section"'):
@@ -298,9 +311,14 @@ class SnapshotView:
                 self._raw[path] = line
                 if len(key) == 1:  # a source directory: its attributes are in no parent's record
                     self._ensure_dir(path)
-                    self._nodes[path] = _replace(
+                    node = _replace(
                         self._nodes[path], location=self._loc(m, m.snapshot, o), origin=m.snapshot
                     )
+                    own = json.loads(line).get("s")  # an index made before it: 0755 root
+                    if isinstance(own, list) and len(own) >= 11 and own[TYPE] == "d":
+                        c = self._child(m, path.rpartition("/")[0], own, path.rpartition("/")[2])
+                        node = _replace(c, location=node.location, origin=m.snapshot)
+                    self._nodes[path] = node
         except (ValueError, TypeError, KeyError, IndexError) as e:
             raise _bad_index(m, f"does not read ({e})") from None
         finally:
@@ -322,7 +340,11 @@ class SnapshotView:
             return  # made up (its children are known), or not a directory
         m = self.manifest
         try:
-            for c in json.loads(line).get("c") or ():
+            d = json.loads(line)
+            x = xattrs_of(d)
+            if x != {}:
+                self._dir_x[path] = x
+            for c in d.get("c") or ():
                 if (
                     not isinstance(c, list)
                     or len(c) < 11
@@ -366,6 +388,7 @@ class SnapshotView:
             int(c[CTIME]),
             origin=origin if typ != "d" else m.snapshot,
             link=c[LINK] if typ == "l" and len(c) > LINK and isinstance(c[LINK], str) else None,
+            rdev=_rdev(m, name, c[RDEV]) if typ in "cb" and len(c) > RDEV else 0,
         )
 
     def _loc(self, m: Manifest, snapshot: str, offset: int, volume: int | None = None) -> Location:
@@ -461,6 +484,7 @@ class SnapshotView:
         f, tree = open_tree(plain)
         try:
             roots = _roots(m, tree.header)
+            self._has_x[snapshot] = tree.header.get("xattrs") is True
             lines = iter(tree._f)
             for line in lines:  # the tree records: only their offsets
                 text = line.decode("ascii")
@@ -624,6 +648,29 @@ class SnapshotView:
             )
         return ti.linkname
 
+    def xattrs(self, node: Node) -> dict[str, bytes]:
+        """``node``'s extended attributes as its archive holds them (names as ``os.fsdecode``
+        gives them). From the index; an entry whose xattrs were too large for it (``xl``)
+        reads them from its tar header (one volume). An index made before xattrs were recorded
+        (no ``"xattrs"`` in its header) gives none: odctl restore still restores them."""
+        if self.streamed:
+            return self._streamed_x.get(node.path, {})
+        if node.location is None and node.type == "d" and node.path not in self._dir_at:
+            return {}  # only implied by a source's path: no entry of its own
+        snapshot = self.manifest.snapshot if node.type == "d" else node.origin
+        if node.type == "d":
+            self._expand(node.path)
+            x = self._dir_x.get(node.path, {})
+        else:
+            x = self._stored(snapshot).xattrs(node.path)  # type: ignore[union-attr]
+        if not self._has_x.get(snapshot):
+            return {}
+        if x is not None:
+            return x
+        tf, ti = self._member(node.path, self.location(node))
+        _close_tar(tf)
+        return _header_xattrs(ti)
+
     def close(self) -> None:
         close = getattr(self.source, "close", None)
         if close is not None and getattr(self, "_owns_source", False):
@@ -645,6 +692,29 @@ class _Stored:
         self.view, self.m, self.roots, self.raw = view, m, roots, raw
 
     def get(self, path: str) -> Location | None:
+        line = self._line(path)
+        if line is None:
+            return None
+        try:
+            d = json.loads(line)
+            o, v = d["o"], d["v"]
+            if not isinstance(o, int) or not isinstance(v, int):
+                raise ValueError(f"location {o!r} in volume {v!r}")
+        except (ValueError, TypeError, KeyError) as e:
+            raise _bad_index(self.m, f"does not read ({e})") from None
+        return self.view._loc(self.view.manifest, self.m.snapshot, o, v)
+
+    def xattrs(self, path: str) -> dict[str, bytes] | None:
+        """What the location record of ``path`` says of its xattrs (see ``xattrs_of``)."""
+        line = self._line(path)
+        if line is None or '"x' not in line:
+            return {}
+        try:
+            return xattrs_of(json.loads(line))
+        except ValueError as e:
+            raise _bad_index(self.m, f"does not read ({e})") from None
+
+    def _line(self, path: str) -> str | None:
         for i, root in enumerate(self.roots):
             if root == ".":
                 comps = path.split("/") if path else []
@@ -655,16 +725,8 @@ class _Stored:
             else:
                 continue
             line = self.raw.get(json.dumps([i, *comps], separators=(",", ":")))
-            if line is None:
-                continue
-            try:
-                d = json.loads(line)
-                o, v = d["o"], d["v"]
-                if not isinstance(o, int) or not isinstance(v, int):
-                    raise ValueError(f"location {o!r} in volume {v!r}")
-            except (ValueError, TypeError, KeyError) as e:
-                raise _bad_index(self.m, f"does not read ({e})") from None
-            return self.view._loc(self.view.manifest, self.m.snapshot, o, v)
+            if line is not None:
+                return line
         return None
 
 
@@ -685,6 +747,15 @@ class _Member(io.RawIOBase):
         if not self.closed:
             _close_tar(self._tf)
         super().close()
+
+
+def _header_xattrs(ti: tarfile.TarInfo) -> dict[str, bytes]:
+    """The ``SCHILY.xattr.*`` records of a tar header (values as the bytes written)."""
+    return {
+        k[len("SCHILY.xattr.") :]: v.encode("utf-8", "surrogateescape")
+        for k, v in sorted(ti.pax_headers.items())
+        if k.startswith("SCHILY.xattr.")
+    }
 
 
 def _close_tar(tf: tarfile.TarFile) -> None:
@@ -716,6 +787,16 @@ def _head(line: str) -> tuple[list, int, bool]:
     if not isinstance(key, list) or not isinstance(o, int) or isinstance(o, bool):
         raise ValueError(f"a tree record with key {key!r} at offset {o!r}")
     return key, o, is_file
+
+
+def _rdev(m: Manifest, name: str, v: object) -> int:
+    if (
+        not isinstance(v, list)
+        or len(v) != 2
+        or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 1 << 32 for x in v)
+    ):
+        raise _bad_index(m, f"gives the device {name!r} the device numbers {v!r}")
+    return os.makedev(v[0], v[1])
 
 
 def _skip(f: BinaryIO, n: int) -> None:
@@ -809,6 +890,9 @@ def _load_streamed(view: SnapshotView, dest: Destination, scratch: Path | None) 
                     typ, size = "c" if ti.ischr() else "b", 0
                 elif ti.isfifo():
                     typ, size = "p", 0
+                x = _header_xattrs(ti)
+                if x:
+                    view._streamed_x[path] = x
                 view._add(
                     Node(
                         path.rpartition("/")[2],
@@ -823,6 +907,7 @@ def _load_streamed(view: SnapshotView, dest: Destination, scratch: Path | None) 
                         location=loc,
                         link=ti.linkname if typ == "l" else None,
                         hardlink=hard,
+                        rdev=os.makedev(ti.devmajor, ti.devminor) if typ in "cb" else 0,
                     )
                 )
     finally:

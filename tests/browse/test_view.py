@@ -4,13 +4,19 @@ member data from the volume holding it, symlink targets with and without the ind
 from __future__ import annotations
 
 import os
+import stat
+
+import pytest
 
 from odbackupd.destinations.factory import open_destination
 from odbackupd.snapshot.catalog import list_snapshots
 from odbackupd.snapshot.view import Downloads, open_view
 from tests.snapshot.incgen import Runs
 
-from .helpers import rewrite_index
+from odbackupd.snapshot.restore_errors import IntegrityError
+from tests.snapshot.treegen import IS_ROOT
+
+from .helpers import odjson, rewrite_index
 from .test_local import change_tree, make_tree
 
 
@@ -123,3 +129,64 @@ def test_volumes_are_released_and_reused(setup, tmp_path):
         assert len(list(source.dir.iterdir())) <= 3  # one kept, plus the index files
     source.close()
     d.close()
+
+
+def test_xattrs_over_the_cap_are_a_marker_not_the_values():
+    from odbackupd.snapshot.incremental import XATTR_CAP, xattr_fields, xattrs_of
+
+    small = [(b"SCHILY.xattr.user.a", b"\0\xff"), (b"GNU.dumpdir", b"Yf\0\0")]
+    assert xattr_fields(small) == {"x": {"user.a": "AP8="}}
+    assert xattrs_of(xattr_fields(small)) == {"user.a": b"\0\xff"}
+    big = [(b"SCHILY.xattr.user.a", bytes(XATTR_CAP)), (b"SCHILY.xattr.user.b", b"1")]
+    assert xattr_fields(big) == {"xl": XATTR_CAP + len("user.a") + len("user.b") + 1}
+    assert xattrs_of(xattr_fields(big)) is None  # read from the tar header
+    assert xattr_fields([]) == {} and xattrs_of({}) == {}
+
+
+@pytest.mark.parametrize("lie", ["rdev", "xattr"])
+def test_device_numbers_and_xattrs_that_do_not_read_are_refused(setup, tmp_path, lie):
+    src = tmp_path / "src"
+    src.mkdir()
+    os.mkfifo(src / "fifo")
+    (src / "f").write_text("x")
+    os.setxattr(src / "f", "user.a", b"1")
+    if IS_ROOT:
+        os.mknod(src / "null", stat.S_IFCHR | 0o644, os.makedev(1, 3))
+    setup.write([src])
+    snap = Runs(setup).run().result.manifest.snapshot
+    a = str(src).lstrip("/")
+
+    def edit(recs: list[dict]) -> None:
+        for r in recs:
+            if lie == "rdev":
+                for c in r.get("c", []):
+                    if c[0] == "fifo":  # a device with numbers that are not two numbers
+                        c[1] = "c"
+                        c[11:] = [[1, "3"]]
+            elif "x" in r:
+                r["x"] = {"user.a": "not base64!"}
+
+    rewrite_index(setup.dest, snap, edit)
+    _, _, v = _open(setup)
+    with v, pytest.raises(IntegrityError, match="refused"):
+        n = v.lookup(f"{a}/fifo" if lie == "rdev" else f"{a}/f")
+        v.xattrs(n)
+
+
+def test_a_file_source_and_the_json_rows_carry_them(setup, tmp_path):
+    f = tmp_path / "lone"
+    f.write_text("x")
+    os.setxattr(f, "user.only", b"me")
+    setup.write([f])
+    Runs(setup).run()
+    _, _, v = _open(setup)
+    with v:
+        assert v.xattrs(v.lookup(str(f).lstrip("/"))) == {"user.only": b"me"}
+    if IS_ROOT:
+        src = tmp_path / "src"
+        src.mkdir()
+        os.mknod(src / "tty", stat.S_IFCHR | 0o620, os.makedev(4, 1))
+        cfg = setup.write([src])
+        Runs(setup).run()
+        rows = odjson("--config", str(cfg), "ls", "t", str(src).lstrip("/"))["entries"]
+        assert [(r["name"], r["device"]) for r in rows] == [("tty", [4, 1])]
