@@ -39,8 +39,8 @@ MiB = 1 << 20
 def timed(*cmd: str, shell: bool = False) -> float:
     """Seconds ``cmd`` took (output thrown away)."""
     t = time.perf_counter()
-    subprocess.run(cmd[0] if shell else list(cmd), shell=shell, stdout=subprocess.DEVNULL, check=True,
-                   cwd=ROOT)
+    subprocess.run(cmd[0] if shell else list(cmd), shell=shell, stdout=subprocess.DEVNULL,
+                   check=True, cwd=ROOT)
     return time.perf_counter() - t
 
 
@@ -80,21 +80,23 @@ def main() -> int:
         full_every = 1
         """))
     (base / "dest").mkdir(exist_ok=True)
-    subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--once", "t"], check=True,
-                   cwd=ROOT, capture_output=True)
+    subprocess.run([sys.executable, "-m", "odbackupd.main", "--config", str(cfg), "--once", "t"],
+                   check=True, cwd=ROOT, capture_output=True)
     rel = str(src).lstrip("/")
     large = (src / "large.bin").stat().st_size
     rows = []
     for run in range(args.runs):
         out = base / "restored"
         shutil.rmtree(out, ignore_errors=True)
-        t_restore = timed(*odctl_cmd(cfg, "restore", "t", "--path", f"{rel}/large.bin", "--to", str(out)))
+        t_restore = timed(*odctl_cmd(cfg, "restore", "t", "--path", f"{rel}/large.bin",
+                                     "--to", str(out)))
         t_restore_small = timed(*odctl_cmd(cfg, "restore", "t", "--path", f"{rel}/small", "--to",
                                            str(out / "s")))
         mnt = base / "mnt"
         mnt.mkdir(exist_ok=True)
         t0 = time.perf_counter()
-        p = subprocess.Popen([sys.executable, "-m", "odctl.cli", "--config", str(cfg), "mount", "t", str(mnt)],
+        p = subprocess.Popen([sys.executable, "-m", "odctl.cli", "--config", str(cfg),
+                              "mount", "t", str(mnt)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
         try:
             p.stdout.readline()  # type: ignore[union-attr]  # "… mounted at …": ready
@@ -104,7 +106,8 @@ def main() -> int:
             t_warm = timed("cat", str(f))
             small = mnt / "latest" / rel / "small"
             # through a pipe: GNU tar reads no file data when its archive is /dev/null
-            t_small = timed(f"ls -lR {small} >/dev/null && tar -cf - -C {small} . | wc -c", shell=True)
+            t_small = timed(f"ls -lR {small} >/dev/null && tar -cf - -C {small} . | wc -c",
+                            shell=True)
         finally:
             subprocess.run(["fusermount3", "-u", str(mnt)], check=False)
             p.wait(timeout=60)
@@ -114,7 +117,8 @@ def main() -> int:
                "small mount/restore": t_small / t_restore_small, "mount start s": t_mount}
         rows.append(row)
         print(f"run {run + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()), flush=True)
-    print("median: " + ", ".join(f"{k} {statistics.median(r[k] for r in rows):.2f}" for k in rows[0]))
+    print("median: " + ", ".join(f"{k} {statistics.median(r[k] for r in rows):.2f}"
+                                 for k in rows[0]))
     return 0
 
 

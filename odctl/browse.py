@@ -443,7 +443,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="a path as archived, e.g. etc/nginx (default: the top)",
     )
     p.add_argument(
-        "--long", "-l", action="store_true", help="mode, owner (numeric), size (a device: major, minor), mtime, link target"
+        "--long", "-l", action="store_true",
+        help="mode, owner (numeric), size (a device: major, minor), mtime, link target",
     )
     p.add_argument(
         "--recursive", "-R", action="store_true", help="everything below PATH, as full paths"

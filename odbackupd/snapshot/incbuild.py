@@ -10,9 +10,9 @@ import io
 import json
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import zstandard
 
@@ -22,7 +22,15 @@ from ..destinations.compare import check_stored
 from .catalog import list_snapshots
 from .incchain import BrokenChain, Decision, chain_of, decide, restore_text
 from .incremental import (
-    INDEX_FORMAT, INDEX_VERSION, LOC_SCRATCH, NAME, PLAIN_NAME, RACY, TREE_SCRATCH, _dumps, index_name,
+    INDEX_FORMAT,
+    INDEX_VERSION,
+    LOC_SCRATCH,
+    NAME,
+    PLAIN_NAME,
+    RACY,
+    TREE_SCRATCH,
+    _dumps,
+    index_name,
 )
 from .manifest import Manifest
 
@@ -144,7 +152,8 @@ class IndexCache:
         tmp = self.data.with_suffix(".zst.tmp")
         sha = hashlib.sha256()
         with open(built.plain, "rb") as src, os.fdopen(
-                os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as dst:
+                os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600),
+                "wb") as dst:
             while b := src.read(1 << 20):
                 sha.update(b)
                 dst.write(b)
@@ -154,7 +163,8 @@ class IndexCache:
         mtmp = self.meta.with_suffix(".json.tmp")
         fd = os.open(mtmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump({"snapshot": snapshot, "sha256": built.sha256, "plain_sha256": sha.hexdigest()}, f)
+            json.dump({"snapshot": snapshot, "sha256": built.sha256,
+                       "plain_sha256": sha.hexdigest()}, f)
         os.replace(mtmp, self.meta)
 
     def drop(self) -> None:
@@ -171,16 +181,19 @@ class ChainPlanner:
 
     def listings(self) -> list[list[Manifest]]:
         if self._listings is None:
-            self._listings = [list_snapshots(d, self.series, self.host).complete for d in self.dests]
+            self._listings = [list_snapshots(d, self.series, self.host).complete
+                              for d in self.dests]
         return self._listings
 
-    def decide(self, cache: IndexCache, now: float, *, full_every: int, full_if_older_than: float | None,
-               sources: Sequence[str], encryption: dict | None) -> Decision:
+    def decide(self, cache: IndexCache, now: float, *, full_every: int,
+               full_if_older_than: float | None, sources: Sequence[str],
+               encryption: dict | None) -> Decision:
         listings = self.listings()
         meta = cache.read_meta()
-        return decide([ms[-1] if ms else None for ms in listings], listings[0], full_every=full_every,
-                      full_if_older_than=full_if_older_than, now=now, sources=sources, encryption=encryption,
-                      cache_meta=meta, cache_path=cache.describe())
+        return decide([ms[-1] if ms else None for ms in listings], listings[0],
+                      full_every=full_every, full_if_older_than=full_if_older_than, now=now,
+                      sources=sources, encryption=encryption, cache_meta=meta,
+                      cache_path=cache.describe())
 
     def base(self, snapshot: str) -> Manifest | None:
         """The base of an interrupted incremental, when every destination still has it complete."""
@@ -198,8 +211,9 @@ class ChainPlanner:
         return restore_text(chain, encrypted=encrypted).encode()
 
 
-def store_index(dests: Sequence[Destination], folder: str, manifest: Manifest, spool: Path, roots: Sequence[str],
-                volumes: Sequence[dict], recipients: Sequence[object], abort: threading.Event) -> BuiltIndex:
+def store_index(dests: Sequence[Destination], folder: str, manifest: Manifest, spool: Path,
+                roots: Sequence[str], volumes: Sequence[dict], recipients: Sequence[object],
+                abort: threading.Event) -> BuiltIndex:
     """Build the index object, store it on every destination (checked as volumes are) and
     list it in the manifest."""
     from ..hashes import quickxor_file
@@ -208,13 +222,16 @@ def store_index(dests: Sequence[Destination], folder: str, manifest: Manifest, s
     qx = quickxor_file(built.path)
     expected = Expected(built.size, built.sha256, qx)
     for d in dests:
-        obj = d.put_file(folder, manifest.snapshot, built.name, built.path, expected, lambda n: None, abort)
+        obj = d.put_file(folder, manifest.snapshot, built.name, built.path, expected,
+                         lambda n: None, abort)
         check_stored(d, built.name, obj, expected)
-    manifest.index = {"name": built.name, "size": built.size, "sha256": built.sha256, "quickxor": qx}
+    manifest.index = {"name": built.name, "size": built.size, "sha256": built.sha256,
+                      "quickxor": qx}
     return built
 
 
-def adopt_index(cache: IndexCache, dest: Destination, folder: str, snapshot: str, spool: Path) -> bool:
+def adopt_index(cache: IndexCache, dest: Destination, folder: str, snapshot: str,
+                spool: Path) -> bool:
     """A snapshot completed by a run killed before it cached its index: cache the index the
     spool still holds, when it is the one the stored manifest lists."""
     from ..destinations.base import MANIFEST_NAME
@@ -230,7 +247,8 @@ def adopt_index(cache: IndexCache, dest: Destination, folder: str, snapshot: str
                 sha.update(b)
         if sha.hexdigest() != m.index["sha256"] or not plain.is_file():
             return False
-        cache.store(BuiltIndex(stored, plain, m.index["name"], int(m.index["size"]), m.index["sha256"]), snapshot)
+        cache.store(BuiltIndex(stored, plain, m.index["name"], int(m.index["size"]),
+                               m.index["sha256"]), snapshot)
         return True
     except (OSError, ValueError, DestinationError):
         return False  # the next run is a full, and says why
@@ -238,7 +256,8 @@ def adopt_index(cache: IndexCache, dest: Destination, folder: str, snapshot: str
 
 def source_roots(sources: Sequence[Path]) -> list[str]:
     """Each source's name in the archive (what a member name is matched against)."""
-    return [os.fsdecode(os.path.normpath(os.fsencode(str(p))).lstrip(b"/") or b".") for p in sources]
+    return [os.fsdecode(os.path.normpath(os.fsencode(str(p))).lstrip(b"/") or b".")
+            for p in sources]
 
 
 def summary(m: Manifest, full_reason: str = "") -> str:
@@ -251,7 +270,8 @@ def summary(m: Manifest, full_reason: str = "") -> str:
     out += f": {plural(m.files, 'file')}"
     if m.changes is not None and m.kind == "incremental":
         c = m.changes
-        out += f" ({c['new']} new, {c['changed']} changed, {c['unchanged']} unchanged, {c['deleted']} deleted)"
+        out += (f" ({c['new']} new, {c['changed']} changed, {c['unchanged']} unchanged, "
+                f"{c['deleted']} deleted)")
     return out + (f", {human_size(m.data_bytes)} read, {plural(len(m.volumes), 'volume')}, "
                   f"{human_size(m.stored_bytes)} stored")
 
@@ -262,7 +282,8 @@ def without_chain(params: dict) -> dict:
 
 
 def scratch_sizes(spool: Path) -> dict[str, int]:
-    return {n: (spool / n).stat().st_size if (spool / n).exists() else 0 for n in (TREE_SCRATCH, LOC_SCRATCH)}
+    return {n: (spool / n).stat().st_size if (spool / n).exists() else 0
+            for n in (TREE_SCRATCH, LOC_SCRATCH)}
 
 
 def scratch_intact(spool: Path, checkpoint: dict) -> bool:

@@ -95,9 +95,10 @@ import io
 import json
 import os
 import stat
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Sequence
+from typing import BinaryIO
 
 import zstandard
 
@@ -179,7 +180,8 @@ def xattrs_of(record: dict) -> dict[str, bytes] | None:
     x = record.get("x")
     if x is None:
         return {}
-    if not isinstance(x, dict) or not all(isinstance(k, str) and k and isinstance(v, str) for k, v in x.items()):
+    if not isinstance(x, dict) or not all(isinstance(k, str) and k and isinstance(v, str)
+                                          for k, v in x.items()):
         raise ValueError(f"xattrs {x!r}")
     try:
         return {k: base64.b64decode(v, validate=True) for k, v in x.items()}
@@ -207,7 +209,8 @@ def file_type(mode: int) -> str:
     return "s"  # a socket: tar cannot archive it; never listed
 
 
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(...) makes an encoder per call
+# json.dumps(...) makes an encoder per call
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 _ENCODE_STR = json.encoder.encode_basestring_ascii  # how _ENCODE writes a string (ensure_ascii)
 
 
@@ -222,7 +225,8 @@ class Compare:
 
     def unchanged(self, prev: list, st: os.stat_result, typ: str) -> bool:
         return (
-            prev[TYPE] == typ and not prev[RACY] and prev[SIZE] == (st.st_size if typ in "fl" else 0)
+            prev[TYPE] == typ and not prev[RACY]
+            and prev[SIZE] == (st.st_size if typ in "fl" else 0)
             and prev[MTIME] == st.st_mtime_ns
             and (self.ignore_ctime or prev[CTIME] == st.st_ctime_ns)
             and (self.ignore_inode or prev[INO] == st.st_ino)
@@ -234,8 +238,8 @@ class TreeReader:
     """The tree records of an index (compressed plain text), one at a time, in walk order."""
 
     def __init__(self, f: BinaryIO) -> None:
-        self._f = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True),
-                                    1 << 20)
+        self._f = io.BufferedReader(
+            zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True), 1 << 20)
         head = json.loads(self._f.readline() or b"{}")
         if head.get("format") != INDEX_FORMAT or int(head.get("version", 0)) > INDEX_VERSION:
             raise ValueError("not an odbackupd index (or one newer than this odbackupd)")
@@ -414,8 +418,8 @@ class IndexPlan:
         rec = {"k": key_to_json(entry.key), "o": offset, "c": kids, **xattr_fields(xattrs)}
         if len(entry.key) == 1:  # a source directory: its own attributes are in no parent's record
             st = entry.st
-            rec["s"] = ["", "d", 0, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, st.st_uid,
-                        st.st_gid, 0, ""]
+            rec["s"] = ["", "d", 0, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode,
+                        st.st_uid, st.st_gid, 0, ""]
         _write(self._tree, _dumps(rec))
         self._push(entry.key, kids, decisions)
         return [(b"GNU.dumpdir", b"".join(dump) + b"\0")]
@@ -458,7 +462,8 @@ class IndexPlan:
         name = _ENCODE_STR(os.fsdecode(key[-1])).encode()
         if xattrs:  # after "o": readers take the offset from the text before it
             x = _xattr_json(xattrs)
-            _write(self._loc, b'%s,%s],"o":%d%s%s}\n' % (self._loc_prefix, name, offset, b"," if x else b"", x))
+            _write(self._loc, b'%s,%s],"o":%d%s%s}\n'
+                   % (self._loc_prefix, name, offset, b"," if x else b"", x))
         else:
             _write(self._loc, b'%s,%s],"o":%d}\n' % (self._loc_prefix, name, offset))
 

@@ -117,7 +117,8 @@ class _Names:
 def _xattrs(target: int | bytes, follow: bool = False) -> list[tuple[bytes, bytes]]:
     """``SCHILY.xattr.<name>`` PAX records, sorted by name, values as raw bytes."""
     try:
-        names = os.listxattr(target, follow_symlinks=follow) if isinstance(target, bytes) else os.listxattr(target)
+        names = (os.listxattr(target, follow_symlinks=follow) if isinstance(target, bytes)
+                 else os.listxattr(target))
     except OSError:
         return []
     out = []
@@ -223,7 +224,8 @@ class TarStream:
             yield self._take()
 
     # -- entries ----------------------------------------------------------------------
-    def _header(self, entry: Entry, st: os.stat_result, xattrs: list[tuple[bytes, bytes]]) -> tuple[bytes, int]:
+    def _header(self, entry: Entry, st: os.stat_result,
+                xattrs: list[tuple[bytes, bytes]]) -> tuple[bytes, int]:
         name = entry.arcname
         linkname = b""
         size = 0
@@ -279,7 +281,8 @@ class TarStream:
                     self._skip(entry)
                     return
                 if not stat.S_ISREG(st.st_mode):
-                    self.report("changed", entry.path, "replaced by another kind of file while read; skipped")
+                    self.report("changed", entry.path,
+                                "replaced by another kind of file while read; skipped")
                     self._skip(entry)
                     return
                 xattrs = _xattrs(fd)
@@ -320,7 +323,8 @@ class TarStream:
             self.plan.failed(entry, self.cp.offset)  # type: ignore[attr-defined]
         self.cp.last_key = entry.key
 
-    def _data(self, fd: int, path: bytes, start: int, size: int, st: os.stat_result) -> Iterator[bytes]:
+    def _data(self, fd: int, path: bytes, start: int, size: int,
+              st: os.stat_result) -> Iterator[bytes]:
         """File content from ``start`` up to the announced ``size``, then block padding."""
         pos = start
         short = False
@@ -329,7 +333,8 @@ class TarStream:
             try:
                 data = os.pread(fd, n, pos) if fd >= 0 else b""
             except OSError as e:
-                self.report("unreadable", path, f"read error at byte {pos}: {e.strerror}; rest zero-filled")
+                self.report("unreadable", path,
+                            f"read error at byte {pos}: {e.strerror}; rest zero-filled")
                 data = b""
             if not data:
                 short = True
@@ -343,7 +348,8 @@ class TarStream:
         if fd >= 0:
             after = os.fstat(fd)
             if short or after.st_size != st.st_size or after.st_mtime_ns != st.st_mtime_ns:
-                self.report("changed", path, "changed while it was read; the archived copy may be inconsistent")
+                self.report("changed", path,
+                            "changed while it was read; the archived copy may be inconsistent")
 
     def _finish_partial(self) -> Iterator[bytes]:
         """Resume inside an entry: the rest of its header, then its data from the offset."""
@@ -362,7 +368,8 @@ class TarStream:
                 if (st.st_ino, st.st_size, st.st_mtime_ns) != (ino, old_size, old_mtime):
                     self.report(
                         "changed", cp.cur_path,
-                        "changed between the interruption and the resumed run; the archived copy mixes both",
+                        "changed between the interruption and the resumed run; "
+                        "the archived copy mixes both",
                     )
             except OSError as e:
                 self._report_oserror(cp.cur_path, e)

@@ -72,8 +72,8 @@ from .incremental import (
 )
 from .manifest import Manifest
 from .restore_errors import IntegrityError, RestoreError
-from .tarread import open_tar, read_members
 from .tarheader import parse_ns
+from .tarread import open_tar, read_members
 
 TYPES = "fdlcbp"
 _S_IFMT = {

@@ -10,10 +10,9 @@ import pytest
 
 from odbackupd.destinations.factory import open_destination
 from odbackupd.snapshot.catalog import list_snapshots
+from odbackupd.snapshot.restore_errors import IntegrityError
 from odbackupd.snapshot.view import Downloads, open_view
 from tests.snapshot.incgen import Runs
-
-from odbackupd.snapshot.restore_errors import IntegrityError
 from tests.snapshot.treegen import IS_ROOT
 
 from .helpers import odjson, rewrite_index

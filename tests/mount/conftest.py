@@ -29,13 +29,13 @@ def _fuse_or_skip() -> None:
 
 
 def odbackupd(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "odbackupd.main", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
+    return subprocess.run([sys.executable, "-m", "odbackupd.main", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
 
 
 def odctl(*args: str, **kw) -> subprocess.CompletedProcess:  # noqa: ANN003
-    return subprocess.run([sys.executable, "-m", "odctl.cli", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300, **kw)
+    return subprocess.run([sys.executable, "-m", "odctl.cli", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300, **kw)
 
 
 def _readline(proc: subprocess.Popen, deadline: float) -> str:
@@ -50,8 +50,10 @@ def _readline(proc: subprocess.Popen, deadline: float) -> str:
         if ready:
             b = os.read(fd, 4096)
             if not b:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""  # type: ignore[union-attr]
-                raise AssertionError(f"odctl mount ended (exit {proc.wait()}) before mounting: {err}")
+                err = (proc.stderr.read().decode(errors="replace")  # type: ignore[union-attr]
+                       if proc.stderr else "")
+                raise AssertionError(
+                    f"odctl mount ended (exit {proc.wait()}) before mounting: {err}")
             buf += b
     return buf.decode()
 
@@ -68,9 +70,10 @@ class Mount:
 
     def __enter__(self) -> Mount:
         self.path.mkdir(exist_ok=True)
-        self.proc = subprocess.Popen([sys.executable, "-m", "odctl.cli", "--config", str(self.config), "mount",
-                                      "t", str(self.path), *self.args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, cwd=ROOT)
+        self.proc = subprocess.Popen([sys.executable, "-m", "odctl.cli",
+                                      "--config", str(self.config),
+                                      "mount", "t", str(self.path), *self.args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
         try:
             self.ready_line = _readline(self.proc, time.monotonic() + 120)
             assert os.path.ismount(self.path), self.ready_line
@@ -84,7 +87,8 @@ class Mount:
         assert self.proc is not None
         if self.returncode is None:
             if os.path.ismount(self.path):
-                subprocess.run(["fusermount3", "-u", str(self.path)], check=True, capture_output=True)
+                subprocess.run(["fusermount3", "-u", str(self.path)], check=True,
+                               capture_output=True)
             self.finish()
         return self.returncode  # type: ignore[return-value]
 

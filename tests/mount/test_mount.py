@@ -73,12 +73,15 @@ def test_the_mounted_snapshot_is_the_source_tree(setup, tmp_path):
         sums = subprocess.run(["sha256sum", *[str(inside / f.relative_to(src)) for f in files]],
                               capture_output=True, check=True).stdout.splitlines()
         # a name with a newline is escaped: its line starts with a backslash
-        assert [s.split()[0].lstrip(b"\\").decode() for s in sums] == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+        assert [s.split()[0].lstrip(b"\\").decode() for s in sums] == [
+            hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
 
-        a, b = os.stat(inside / "data" / "random.bin"), os.stat(inside / "data" / "random-hardlink.bin")
+        a, b = (os.stat(inside / "data" / "random.bin"),
+                os.stat(inside / "data" / "random-hardlink.bin"))
         assert a.st_ino == b.st_ino and a.st_nlink == b.st_nlink == 2
         assert os.stat(inside / "etc" / "hosts").st_mtime_ns == 1_600_000_000_123_456_789
-        assert os.stat(inside / "etc" / "hosts").st_ctime_ns == os.stat(src / "etc" / "hosts").st_ctime_ns
+        assert (os.stat(inside / "etc" / "hosts").st_ctime_ns
+                == os.stat(src / "etc" / "hosts").st_ctime_ns)
         if IS_ROOT:
             assert os.lstat(inside / "data" / "hosts-link")[4:6] == (4321, 8765)
             assert stat.S_IMODE(os.stat(inside / "bin" / "tool").st_mode) == 0o4755  # shown; nosuid
@@ -160,7 +163,8 @@ def test_every_snapshot_of_a_chain_and_latest(setup, tmp_path):
         assert "3 snapshots mounted" in mnt.ready_line
         rel = str(src).lstrip("/")
         one, two, three = (mnt.path / s["snapshot"] / rel for s in (s1, s2, s3))
-        assert (one / "d" / "a").read_text() == "a1" and (one / "d" / "gone").read_text() == "deleted later"
+        assert ((one / "d" / "a").read_text() == "a1"
+                and (one / "d" / "gone").read_text() == "deleted later")
         assert (two / "d" / "a").read_text() == "a2, longer" and not (two / "d" / "gone").exists()
         assert sorted(os.listdir(three / "d")) == ["a", "new"]
         assert (three / "same").read_bytes() == (src / "same").read_bytes()  # stored in s1 only
@@ -178,14 +182,16 @@ def test_an_encrypted_job_needs_the_identity(setup, tmp_path, age_key):
     _backup(cfg)
     (tmp_path / "mnt").mkdir()
     r = odctl("--config", str(cfg), "mount", "t", str(tmp_path / "mnt"))
-    assert r.returncode == 2 and "--identity" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert (r.returncode == 2 and "--identity" in r.stderr
+            and len(r.stderr.strip().splitlines()) == 1), r.stderr
     assert not os.path.ismount(tmp_path / "mnt")
     with Mount(cfg, tmp_path / "mnt", "--identity", str(key)) as mnt:
         f = mnt.path / "latest" / str(src).lstrip("/") / "secret"
         assert f.read_bytes() == (src / "secret").read_bytes()
         cached = [p for p in (setup.spool / "mount" / "t").rglob("*") if p.is_file()]
         assert any(p.name.endswith(".zst.age") and "vol." in p.name for p in cached)
-        assert not any(b"plain text no one" in p.read_bytes() for p in cached)  # volumes stay encrypted
+        # volumes stay encrypted
+        assert not any(b"plain text no one" in p.read_bytes() for p in cached)
     assert mnt.returncode == 0
 
 
@@ -236,7 +242,8 @@ def test_a_directory_of_thousands_of_entries(setup, tmp_path):
         many = mnt.path / "latest" / str(src).lstrip("/") / "many"
         names = os.listdir(many)
         assert sorted(names) == sorted(os.listdir(src / "many"))  # readdir across many buffers
-        r = subprocess.run(["find", str(mnt.path) + "/", "-type", "f"], capture_output=True, text=True)
+        r = subprocess.run(["find", str(mnt.path) + "/", "-type", "f"], capture_output=True,
+                           text=True)
         assert r.returncode == 0 and len(r.stdout.splitlines()) == 3000
         assert (many / "file-02999").read_text() == "2999"
     assert mnt.returncode == 0
@@ -247,11 +254,13 @@ def test_bad_mountpoints_are_one_line_errors(setup, tmp_path):
     full = tmp_path / "full"
     full.mkdir()
     (full / "something").write_text("mine")
-    cases = {full: "is not empty", tmp_path / "missing": "does not exist", src / "f": "is not a directory"}
+    cases = {full: "is not empty", tmp_path / "missing": "does not exist",
+             src / "f": "is not a directory"}
     for where, says in cases.items():
         r = odctl("--config", str(cfg), "mount", "t", str(where))
         assert r.returncode == 2, (where, r.stderr)
-        assert says in r.stderr and str(where) in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert (says in r.stderr and str(where) in r.stderr
+                and len(r.stderr.strip().splitlines()) == 1)
     assert (full / "something").read_text() == "mine"
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -266,9 +275,11 @@ def test_untrusted_snapshots_are_left_out(setup, tmp_path):
 
     from odbackupd.signing import public_line
 
-    other.write_text(public_line(Ed25519PrivateKey.generate().public_key()) + "\n")  # not the host's
+    # not the host's
+    other.write_text(public_line(Ed25519PrivateKey.generate().public_key()) + "\n")
     (tmp_path / "mnt").mkdir()
-    r = odctl("--config", str(cfg), "mount", "t", str(tmp_path / "mnt"), "--trusted-key", str(other))
+    r = odctl("--config", str(cfg), "mount", "t", str(tmp_path / "mnt"),
+              "--trusted-key", str(other))
     assert r.returncode == 4, r.stderr
     assert "no snapshot to mount" in r.stderr and "left out" in r.stderr and "signed" in r.stderr
     assert not os.path.ismount(tmp_path / "mnt")
@@ -307,7 +318,8 @@ def test_without_pyfuse3_it_says_how_to_install_it(setup, tmp_path):
     r = odctl("--config", str(cfg), "mount", "t", str(tmp_path / "mnt"),
               env={**os.environ, "PYTHONPATH": f"{shadow}:{os.environ.get('PYTHONPATH', '')}"})
     assert r.returncode == 1, r.stderr
-    assert "apt install python3-pyfuse3 fuse3" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert ("apt install python3-pyfuse3 fuse3" in r.stderr
+            and len(r.stderr.strip().splitlines()) == 1)
     r = odctl("--config", str(cfg), "mount", "--help",
               env={**os.environ, "PYTHONPATH": str(shadow)})
     assert r.returncode == 0 and "fusermount3 -u" in r.stdout  # the parser needs no pyfuse3
@@ -369,7 +381,8 @@ def test_reads_at_any_offset_and_in_parallel(setup, tmp_path):
                 assert os.pread(fd, 65536, off) == want[off:off + 65536], off
         finally:
             os.close(fd)
-        readers = [subprocess.Popen(["sha256sum", str(inside / n)], stdout=subprocess.PIPE, text=True)
+        readers = [subprocess.Popen(["sha256sum", str(inside / n)], stdout=subprocess.PIPE,
+                                    text=True)
                    for n in ("b1", "b2")]
         sums = [p.communicate(timeout=120)[0].split()[0] for p in readers]
         assert sums == [hashlib.sha256(blobs[n]).hexdigest() for n in ("b1", "b2")]
@@ -391,7 +404,8 @@ def test_another_hosts_snapshots_with_host(setup, tmp_path):
     r = odctl("--config", str(cfg), "mount", "t", str(tmp_path / "mnt"))
     assert r.returncode == 3 and "--host" in r.stderr
     with Mount(cfg, tmp_path / "mnt", "--host", "oldweb") as mnt:
-        assert (mnt.path / "latest" / str(src).lstrip("/") / "f").read_text() == "from the old server"
+        assert ((mnt.path / "latest" / str(src).lstrip("/") / "f").read_text()
+                == "from the old server")
     assert mnt.returncode == 0
 
 
@@ -413,14 +427,17 @@ def test_a_prune_defers_a_mounted_snapshot(setup, tmp_path):
         assert (mnt.path / first["snapshot"] / str(src).lstrip("/") / "a").read_text() == "first"
     assert mnt.returncode == 0
     r = odbackupd("--config", str(cfg), "--once", "t")  # unmounted: the next run prunes it
-    names = [s["snapshot"] for s in json.loads(odctl("--config", str(cfg), "snapshots", "t", "--json").stdout)[
-        "destinations"]["usb"]["snapshots"]]
+    names = [s["snapshot"] for s in json.loads(
+        odctl("--config", str(cfg), "snapshots", "t", "--json").stdout
+    )["destinations"]["usb"]["snapshots"]]
     assert first["snapshot"] not in names
 
 
-@pytest.mark.skipif(not IS_ROOT, reason="needs root to mount for other users and to switch to nobody")
+@pytest.mark.skipif(not IS_ROOT,
+                    reason="needs root to mount for other users and to switch to nobody")
 @pytest.mark.parametrize("allow_other", [False, True])
-def test_other_users_see_it_only_with_allow_other_and_then_by_the_snapshots_modes(setup, tmp_path, allow_other):
+def test_other_users_see_it_only_with_allow_other_and_then_by_the_snapshots_modes(
+        setup, tmp_path, allow_other):
     import tempfile
 
     base = Path(tempfile.mkdtemp(prefix="odctl-mount-test-", dir="/tmp"))  # reachable by others
@@ -443,9 +460,10 @@ def _other_users(setup, base: Path, allow_other: bool) -> None:  # noqa: ANN001
         inside = mnt.path / "latest" / str(src).lstrip("/")
 
         def as_nobody(*cmd: str) -> subprocess.CompletedProcess:
-            return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd],
-                                  capture_output=True, text=True)
-        pub, priv = as_nobody("cat", str(inside / "public")), as_nobody("cat", str(inside / "private"))
+            return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                   *cmd], capture_output=True, text=True)
+        pub, priv = (as_nobody("cat", str(inside / "public")),
+                     as_nobody("cat", str(inside / "private")))
         if allow_other:
             assert pub.returncode == 0 and pub.stdout == "anyone", pub.stderr
             assert priv.returncode != 0 and "Permission denied" in priv.stderr
@@ -463,8 +481,8 @@ def test_snapshots_the_keys_do_not_open_are_left_out(setup, tmp_path, age_key):
     old_key, old_recipient = age_key
     new_key = tmp_path / "new.txt"
     subprocess.run(["age-keygen", "-o", str(new_key)], check=True, capture_output=True)
-    new_recipient = subprocess.run(["age-keygen", "-y", str(new_key)], check=True, capture_output=True,
-                                   text=True).stdout.strip()
+    new_recipient = subprocess.run(["age-keygen", "-y", str(new_key)], check=True,
+                                   capture_output=True, text=True).stdout.strip()
     src = tmp_path / "src"
     src.mkdir()
     (src / "f").write_text("old")
@@ -481,6 +499,7 @@ def test_snapshots_the_keys_do_not_open_are_left_out(setup, tmp_path, age_key):
     assert f"left out: none of the --identity keys opens snapshot {old['snapshot']}" in mnt.stderr
     stray = tmp_path / "stray.txt"
     subprocess.run(["age-keygen", "-o", str(stray)], check=True, capture_output=True)
-    r = odctl("--config", str(cfg), "mount", "t", str(tmp_path / "mnt"), "-i", str(stray), "--any-encryption")
+    r = odctl("--config", str(cfg), "mount", "t", str(tmp_path / "mnt"), "-i", str(stray),
+              "--any-encryption")
     assert r.returncode == 2 and "no snapshot to mount" in r.stderr, r.stderr
     assert not os.path.ismount(tmp_path / "mnt")

@@ -50,7 +50,8 @@ def _tree(tmp_path: Path) -> Path:
 
 
 def _xattrs(p: Path) -> dict[str, bytes]:
-    return {n: os.getxattr(p, n, follow_symlinks=False) for n in sorted(os.listxattr(p, follow_symlinks=False))}
+    return {n: os.getxattr(p, n, follow_symlinks=False)
+            for n in sorted(os.listxattr(p, follow_symlinks=False))}
 
 
 def _getfattr(p: Path) -> list[str]:

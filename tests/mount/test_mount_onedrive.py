@@ -49,7 +49,8 @@ def test_reading_one_file_of_40_volumes_fetches_only_its_volumes(od, tmp_path):
         end = view.entry_end(loc) or m.tar_bytes
     holding = {v["name"] for v in m.volumes
                if int(v["tar_start"]) < end and int(v.get("tar_end", m.tar_bytes)) > loc.offset}
-    after = [v["name"] for v in m.volumes if int(v["tar_start"]) >= end][:1]  # read-ahead may touch it
+    # read-ahead may touch it
+    after = [v["name"] for v in m.volumes if int(v["tar_start"]) >= end][:1]
     d.close()
     assert 1 <= len(holding) <= 2
 
@@ -61,7 +62,8 @@ def test_reading_one_file_of_40_volumes_fetches_only_its_volumes(od, tmp_path):
         assert r.returncode == 0 and "f39" in r.stdout
         assert _downloads(emu, mark) == ["index.zst"]  # metadata: the index alone, no volume
         mark = len(emu.requests)
-        r = subprocess.run(["sha256sum", str(inside / "f20")], capture_output=True, text=True, check=True)
+        r = subprocess.run(["sha256sum", str(inside / "f20")], capture_output=True, text=True,
+                           check=True)
         got = set(_downloads(emu, mark))
         assert holding <= got <= holding | set(after), (sorted(got), sorted(holding))
         assert subprocess.run(["cmp", str(src / "f20"), str(inside / "f20")]).returncode == 0
@@ -93,11 +95,14 @@ def test_ctrl_c_unmounts_while_a_download_hangs(od, tmp_path):
         assert os.listdir(inside) == ["f"]
         emu.faults.add("delay", "download.get", nth=1, seconds=40)
         mark = len(emu.requests)
-        reader = subprocess.Popen([sys.executable, "-c", f"open({str(inside / 'f')!r}, 'rb').read()"],
-                                  stderr=subprocess.PIPE)
+        reader = subprocess.Popen(
+            [sys.executable, "-c", f"open({str(inside / 'f')!r}, 'rb').read()"],
+            stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
-        while not any(q["label"] == "download.get" for q in emu.requests[mark:]):  # the download hangs now
-            assert time.monotonic() < deadline and reader.poll() is None, "the read did not reach the download"
+        # the download hangs now
+        while not any(q["label"] == "download.get" for q in emu.requests[mark:]):
+            assert time.monotonic() < deadline and reader.poll() is None, (
+                "the read did not reach the download")
             time.sleep(0.01)
         mnt.proc.send_signal(signal.SIGINT)
         assert mnt.finish(timeout=20) == 0, mnt.stderr  # well before the 40 s the download takes

@@ -47,9 +47,11 @@ def test_files_in_directory_order_decode_the_volume_once(setup, tmp_path):
             with reader.open(node) as f:
                 assert f.read() == (src / "small" / node.name).read_bytes(), node.name
         first = view.children(top)[0]
-        with reader.open(first) as f:  # closed after a few bytes: the rest is not read by the caller
+        # closed after a few bytes: the rest is not read by the caller
+        with reader.open(first) as f:
             assert f.read(10) == (src / "small" / first.name).read_bytes()[:10]
-        for node in view.children(top)[:50]:  # at offsets inside the files, after their headers were read
+        # at offsets inside the files, after their headers were read
+        for node in view.children(top)[:50]:
             want = (src / "small" / node.name).read_bytes()
             with reader.open(node, 700) as f:
                 assert f.read() == want[700:], node.name

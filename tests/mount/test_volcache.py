@@ -93,7 +93,8 @@ def test_a_killed_mounts_cache_is_removed_by_the_next(snap, setup, tmp_path, fus
         assert len(caches) == 1 and _held_dir(caches[0])
         mnt.proc.send_signal(signal.SIGKILL)  # no clean-up at all
         mnt.finish()
-        subprocess.run(["fusermount3", "-u", str(mnt.path)], check=True)  # what the operator then does
+        # what the operator then does
+        subprocess.run(["fusermount3", "-u", str(mnt.path)], check=True)
         assert caches[0].exists()
     with Mount(cfg, tmp_path / "mnt") as again:
         left = list((setup.spool / "mount" / "t").iterdir())
