@@ -74,7 +74,9 @@ def report(args: Any, m: Any, stats: Any, took: float, stopped_damaged: bool = F
     if not args.json:
         for w in stats.warnings:
             print(f"warning: {w}", file=err)
-        if not args.quiet:
+        nothing = stats.unmatched and not (stats.files or stats.dirs or stats.links
+                                           or stats.others)
+        if not args.quiet and not nothing:  # a --path matching nothing restored nothing
             special = f"; special files: {_special_text(stats.special)}" if stats.special else ""
             print(f"restored {m.snapshot} to {to}: {plural(stats.files, 'file')}, "
                   f"{stats.dirs} {'directory' if stats.dirs == 1 else 'directories'}, "

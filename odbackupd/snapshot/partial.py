@@ -74,6 +74,11 @@ def restore_paths(
                 continue  # only implied by a source's path: made as the parent of what is below
             loc = view.location(n)
             per.setdefault(loc.snapshot, {})[loc.offset] = n.path
+    unmatched = [p for p in paths if view.lookup(p) is None]
+    if paths and len(unmatched) == len(paths):  # nothing to restore: make no target either
+        stats = RestoreStats(unmatched=unmatched)
+        stats.fetched = _fetched(view)
+        return stats
     tgt = open_target(target)
     try:
         ex = Extractor(
@@ -116,15 +121,17 @@ def restore_paths(
                 )
     finally:
         os.close(tgt.fd)
-    stats.unmatched = [
-        p for p in paths if view.lookup(p) is None
-    ]  # also when nothing was read at all
-    stats.fetched = dict(getattr(view.source, "counts", {}) or {})
-    stats.fetched["stored_volumes"] = sum(
-        len(c.volumes) for c in view.chain
-    )  # what a full read fetches
-    stats.fetched["stored_bytes"] = sum(c.stored_bytes for c in view.chain)
+    stats.unmatched = unmatched
+    stats.fetched = _fetched(view)
     return stats
+
+
+def _fetched(view: SnapshotView) -> dict:
+    """What was downloaded, next to what a full read of the chain fetches."""
+    fetched = dict(getattr(view.source, "counts", {}) or {})
+    fetched["stored_volumes"] = sum(len(c.volumes) for c in view.chain)
+    fetched["stored_bytes"] = sum(c.stored_bytes for c in view.chain)
+    return fetched
 
 
 def _stop(stats: RestoreStats, why: str) -> None:

@@ -264,6 +264,7 @@ def test_restore_path_that_matches_nothing_says_so(setup, tmp_path):
     assert r.returncode == 3, r.stderr  # a typo is not a successful restore of 0 files
     assert (f"--path {archived}/sbu: nothing in snapshot" in r.stderr
             and f"e.g. {archived}" in r.stderr)
+    assert "restored" not in r.stdout and not out.exists()  # nothing was, nothing is made
     r = odctl("--config", str(cfg), "restore", "t", "--to", str(out), "--json",
               "--path", f"/{archived}/sub", "--path", "nope")
     assert r.returncode == 3 and json.loads(r.stdout)["unmatched"] == ["nope"]
