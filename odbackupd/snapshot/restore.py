@@ -364,10 +364,11 @@ class _ProgressReader:
 @dataclass
 class VerifyReport:
     snapshot: str
-    volumes: int = 0
+    volumes: int = 0  # the manifest's volumes checked
     bytes: int = 0
     problems: list[str] = field(default_factory=list)
     method: str = ""
+    index: bool = False  # the snapshot's index was checked too
 
     @property
     def ok(self) -> bool:
@@ -395,7 +396,10 @@ def verify_snapshot(
     read_back = download or not dest.reports_hashes
     rep.method = "read back" if read_back else "destination hashes"
     for vol in [*manifest.volumes, *([manifest.index] if manifest.index else [])]:  # the index too
-        rep.volumes += 1
+        if vol is manifest.index:
+            rep.index = True
+        else:
+            rep.volumes += 1
         name, expected = vol["name"], expected_of(vol)
         obj = objs.get(name)
         # the listing first: what it reports is checked in both modes, and without a

@@ -18,7 +18,7 @@ from ..errors import CliError
 
 def _damaged(dest: str, snapshot: str, method: str, problem: str) -> dict:
     return {"destination": dest, "snapshot": snapshot, "ok": False, "volumes": 0, "bytes": 0,
-            "method": method, "problems": [problem]}
+            "index": False, "method": method, "problems": [problem]}
 
 
 def _verify_one(d: Any, name: str, args: argparse.Namespace, cfg: Any, series: str,
@@ -63,7 +63,7 @@ def _verify_one(d: Any, name: str, args: argparse.Namespace, cfg: Any, series: s
                 continue
             seen.add(rep.snapshot)
             reports.append({"destination": name, "snapshot": rep.snapshot, "ok": rep.ok,
-                            "volumes": rep.volumes, "bytes": rep.bytes,
+                            "volumes": rep.volumes, "index": rep.index, "bytes": rep.bytes,
                             "method": rep.method
                             + ("; signed by the trusted key" if authentic else ""),
                             "problems": rep.problems})
@@ -88,10 +88,13 @@ def verify(args: argparse.Namespace) -> int:
     if args.json:
         render.out_json({"ok": ok, "reports": reports})
     else:
+        from odbackupd.config.units import plural
+
         for r in reports:
             state = "OK" if r["ok"] else "DAMAGED"
             if not args.quiet or not r["ok"]:
-                print(f"{r['destination']}: {r['snapshot']}: {state} ({r['volumes']} volumes, "
+                what = plural(r["volumes"], "volume") + (" and the index" if r["index"] else "")
+                print(f"{r['destination']}: {r['snapshot']}: {state} ({what}, "
                       f"{render.size(r['bytes'])}, {r['method']})")
             for p in r["problems"]:
                 print(f"  {p}", file=sys.stderr)

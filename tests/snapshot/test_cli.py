@@ -67,6 +67,11 @@ def test_full_cycle_through_the_commands(setup, tmp_path, age_key):
 
     r = odctl("--config", str(cfg), "verify", "t", "all", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["ok"]
+    by_id = {x["snapshot"]: x for x in json.loads(r.stdout)["reports"]}
+    for s in snaps:  # the volumes `snapshots` lists; the index is checked as well, not counted
+        assert by_id[s["snapshot"]]["volumes"] == s["volumes"] and by_id[s["snapshot"]]["index"]
+    r = odctl("--config", str(cfg), "verify", "t")
+    assert f"({snaps[-1]['volumes']} volume" in r.stdout and "and the index" in r.stdout
     r = odctl("--config", str(cfg), "verify", "t", "--download", "-i", str(key), "--json")
     rep = json.loads(r.stdout)
     assert (r.returncode == 0
