@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import ConfigError
-from .config.paths import DEFAULT_CONFIG, load
+from .config.paths import DEFAULT_CONFIG, load, no_such_job
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -118,8 +118,7 @@ def run_once(config, job: str) -> int:  # noqa: ANN001
     from .lifecycle import RunRequest, run_now
 
     if job not in config.jobs:
-        known = ", ".join(sorted(config.jobs)) or "none"
-        print(f"odbackupd: no job {job!r} in the configuration (jobs: {known})", file=sys.stderr)
+        print(f"odbackupd: {no_such_job(config, job)}", file=sys.stderr)
         return EXIT_CONFIG
     import sqlite3
 

@@ -33,14 +33,9 @@ def job(cfg: Any, name: str) -> tuple[Any, str]:
 
     found = series_config(cfg, name)
     if found is None:
-        if cfg.path is None:  # no --config and no default file: the embedded default
-            from odbackupd.config.paths import DEFAULT_CONFIG
+        from odbackupd.config.paths import no_such_job
 
-            raise CliError(f"no job {name!r}: {DEFAULT_CONFIG} does not exist, so no job is "
-                           "configured; give the configuration file with --config FILE",
-                           EXIT_NOT_FOUND)
-        known = ", ".join(sorted(cfg.jobs)) or "none configured"
-        raise CliError(f"no job {name!r} (jobs: {known})", EXIT_NOT_FOUND)
+        raise CliError(no_such_job(cfg, name), EXIT_NOT_FOUND)
     return found, name
 
 

@@ -20,3 +20,13 @@ def load(path: Path | None, *, check_sources: bool = False, explicit: bool = Fal
     if not p.exists() and not explicit:
         return default_config()
     return load_config(p, check_sources=check_sources)
+
+
+def no_such_job(config: Config, name: str) -> str:
+    """What to say when ``name`` is not a job of ``config``: on a machine without any
+    configuration file (the embedded default), which file was not there and what to give."""
+    if config.path is None:
+        return (f"no job {name!r}: {DEFAULT_CONFIG} does not exist, so no job is configured; "
+                "give the configuration file with --config FILE")
+    known = ", ".join(sorted(config.jobs)) or "none configured"
+    return f"no job {name!r} (jobs: {known})"

@@ -18,3 +18,12 @@ def test_a_job_named_without_any_configuration_file_says_to_give_config():
     msg = str(e.value)
     assert "no job 'demo'" in msg and f"{DEFAULT_CONFIG} does not exist" in msg
     assert "--config" in msg and "\n" not in msg
+
+
+def test_odbackupd_once_without_any_configuration_file_says_to_give_config(capsys):
+    from odbackupd.main import EXIT_CONFIG, run_once
+
+    assert run_once(default_config(), "demo") == EXIT_CONFIG
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("odbackupd: no job 'demo'") and f"{DEFAULT_CONFIG} does not exist" in err
+    assert "--config" in err and "\n" not in err
