@@ -72,10 +72,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.check_config:
         where = config.path or "the embedded default configuration"
-        from .config.units import plural
+        from .config.paths import check_summary
 
-        print(f"{where}: OK ({plural(len(config.jobs), 'job')}, "
-              f"{plural(len(config.destinations), 'destination')})")
+        print(f"{where}: OK ({check_summary(config)})")
         return EXIT_OK
 
     if args.once:

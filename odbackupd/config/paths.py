@@ -30,3 +30,13 @@ def no_such_job(config: Config, name: str) -> str:
                 "give the configuration file with --config FILE")
     known = ", ".join(sorted(config.jobs)) or "none configured"
     return f"no job {name!r} (jobs: {known})"
+
+
+def check_summary(config: Config) -> str:
+    """``1 job, 1 destination``: what ``--check-config`` and ``odctl config check`` report;
+    the built-in default destination counts only when a job writes to it."""
+    from .units import plural
+
+    used = {n for job in config.jobs.values() for n in job.destinations}
+    dests = [n for n in config.destinations if n not in config.embedded or n in used]
+    return f"{plural(len(config.jobs), 'job')}, {plural(len(dests), 'destination')}"

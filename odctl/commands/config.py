@@ -14,8 +14,7 @@ from ..dispatch import declare
 
 def check(args: argparse.Namespace) -> int:
     from odbackupd.config import ConfigError
-    from odbackupd.config.paths import load
-    from odbackupd.config.units import plural
+    from odbackupd.config.paths import check_summary, load
 
     try:
         cfg = load(args.config, check_sources=True, explicit=args.config is not None)
@@ -33,8 +32,7 @@ def check(args: argparse.Namespace) -> int:
     elif not args.quiet:
         for w in cfg.warnings:
             print(f"warning: {w}", file=sys.stderr)
-        print(f"{where}: OK ({plural(len(cfg.jobs), 'job')}, "
-              f"{plural(len(cfg.destinations), 'destination')})")
+        print(f"{where}: OK ({check_summary(cfg)})")
     return EXIT_OK
 
 

@@ -369,3 +369,19 @@ def test_a_configured_destination_named_local_must_exist_too(tmp_path):
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr and "is the disk mounted?" in r.stderr
     assert not dest.exists()
+
+
+def test_check_config_counts_the_destinations_in_use(setup, tmp_path):
+    """The built-in default counts only when a job writes to it (not as a second
+    destination beside the one configured)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    cfg = setup.write([src])  # one job, one configured destination
+    r = odbackupd("--config", str(cfg), "--check-config")
+    assert r.returncode == 0 and "OK (1 job, 1 destination)" in r.stdout, r.stdout
+    r = odctl("--config", str(cfg), "config", "check")
+    assert r.returncode == 0 and "OK (1 job, 1 destination)" in r.stdout, r.stdout
+    plain = tmp_path / "plain.toml"  # no [destination]: the job goes to the built-in default
+    plain.write_text(f'[job.t]\nsources = ["{src}"]\n')
+    r = odbackupd("--config", str(plain), "--check-config")
+    assert r.returncode == 0 and "OK (1 job, 1 destination)" in r.stdout, r.stdout
