@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from ...state import StateStore
     from ..local import LocalDestination
 
-BUILTIN_NAME = "local"
 BUILTIN_LOCAL_PATH = Path("/var/backups/odbackupd")
 
 #: Reading back costs no transfer, so verify reads the data instead of trusting a hash;
