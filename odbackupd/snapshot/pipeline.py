@@ -19,7 +19,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ..destinations.base import Destination, Expected
+from ..destinations.base import Destination
 from ..destinations.compare import check_stored
 from . import chain
 from .incbuild import scratch_sizes
@@ -221,7 +221,7 @@ class Pipeline:
             if ctx.abort.is_set():
                 return
             src = ctx.spool / info.name
-            expected = Expected(info.size, info.sha256, info.quickxor)
+            expected = info.expected()
 
             def progress(n: int) -> None:
                 with ctx.lock:
@@ -231,7 +231,7 @@ class Pipeline:
                 obj = d.put_file(
                     ctx.folder, ctx.snapshot, info.name, src, expected, progress, ctx.abort
                 )
-                check_stored(d, info.name, obj, info.expected())
+                check_stored(d, info.name, obj, expected)
                 ctx.state.mark_stored(ctx.name, ctx.snapshot, info.index, d.name)
             with ctx.lock:
                 ctx.progress.volumes_stored += 1
