@@ -1,4 +1,5 @@
-"""quickXorHash: the fast big-integer folding against a slow reference and published vectors."""
+"""quickXorHash: the numpy folding against a slow reference, the Graph emulator's own
+implementation and published vectors."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import random
 
 import pytest
 
+from odbackupd import hashes
 from odbackupd.hashes import (
     QuickXorHash,
     quickxor_b64,
     quickxor_file,
     sha256_and_quickxor,
 )
+from tests.graphemu import quickxor as emulator_quickxor
 
 
 def reference_quickxor(data: bytes) -> bytes:
@@ -231,6 +234,28 @@ def test_random_update_splits_match_reference():
             qx.update(data[last:cut])  # includes empty updates when cuts repeat
             last = cut
         assert qx.digest() == want_by_length[length], (trial, length, cuts)
+
+
+def test_matches_the_emulator_on_megabytes_split_around_every_boundary():
+    # Pieces of every kind the folding distinguishes (a partial 160-byte class period, a
+    # reduction row of hashes._WIDE bytes, several rows plus a remainder) at every start
+    # offset, as the volume writer feeds them; the emulator's independent big-integer
+    # implementation is what OneDrive's side of the tests computes.
+    rng = random.Random(0x51C0)
+    data = rng.randbytes(12 << 20)
+    wide = hashes._WIDE
+    sizes = [1, 159, 160, 161, wide - 1, wide, wide + 1, 3 * wide + 77, 128 << 10, 1 << 20]
+    ours, theirs = QuickXorHash(), emulator_quickxor.QuickXorHash()
+    view = memoryview(data)
+    pos = 0
+    while pos < len(data):
+        piece = view[pos : pos + rng.choice(sizes)]
+        ours.update(piece)
+        theirs.update(piece)
+        pos += len(piece)
+        if rng.random() < 0.05:
+            assert ours.b64digest() == theirs.b64digest(), pos
+    assert ours.b64digest() == theirs.b64digest()
 
 
 def test_splits_across_every_residue_of_160():
