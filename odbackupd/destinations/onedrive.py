@@ -239,6 +239,15 @@ class OneDriveDestination(Destination):
             return {i["name"]: self._stored(i) for i in self._children(self._rel(job, snapshot))
                     if "folder" not in i}
 
+    def read_manifest(self, job: str, snapshot: str) -> bytes | None:
+        """``job/snapshot``'s manifest, None when it has none (or the folder is gone): read
+        by its path, two requests, where listing the folder first would be a third
+        (snapshot/catalog.py reads every snapshot's this way)."""
+        try:
+            return self.read_bytes(job, snapshot, MANIFEST_NAME)
+        except ObjectNotFound:
+            return None
+
     def put_file(
         self,
         job: str,
