@@ -84,10 +84,11 @@ PARALLEL_READS = 4
 
 
 def _each(dest: Destination, calls: list[Callable[[], T]]) -> list[T]:
-    """The results of ``calls`` in order: run side by side on a destination that serves
-    requests in parallel (``capabilities.parallel_uploads``: a network service), else one
-    after the other. The first error is raised once every call has ended."""
-    if len(calls) < 2 or not getattr(dest.capabilities, "parallel_uploads", False):
+    """The results of ``calls`` in order: more than two run side by side on a destination
+    that serves requests in parallel (``capabilities.parallel_uploads``: a network service),
+    else one after the other (a second connection's handshakes cost more than waiting for
+    one answer). The first error is raised once every call has ended."""
+    if len(calls) <= 2 or not getattr(dest.capabilities, "parallel_uploads", False):
         return [c() for c in calls]
     from concurrent.futures import ThreadPoolExecutor
 
