@@ -31,7 +31,8 @@ class Requests:
         return r.stdout, Counter(q["label"] for q in log), sorted("/".join(p) for p in read)
 
 
-def test_finding_a_snapshot_reads_only_the_manifests_it_needs(od, tmp_path):
+def _series(od, tmp_path) -> tuple:  # noqa: ANN001
+    """Five snapshots of job t: full, incremental, incremental, full, incremental."""
     src = tmp_path / "src"
     (src / "etc").mkdir(parents=True)
     cfg = str(od.write([src], job_extra="full_every = 3\n"))
@@ -42,8 +43,11 @@ def test_finding_a_snapshot_reads_only_the_manifests_it_needs(od, tmp_path):
         (src / "etc" / "motd").write_text(f"version {i}\n")
         made.append(runs.run().result.manifest)
     assert [m.kind for m in made] == ["full", "incremental", "incremental", "full", "incremental"]
-    ids = [m.snapshot for m in made]
-    a = str(src).lstrip("/")
+    return cfg, [m.snapshot for m in made], str(src).lstrip("/")
+
+
+def test_finding_a_snapshot_reads_only_the_manifests_it_needs(od, tmp_path):
+    cfg, ids, a = _series(od, tmp_path)
     got = Requests(od.emu)
 
     # latest: every manifest (the order is their sequence), but no snapshot folder listed
@@ -72,3 +76,16 @@ def test_finding_a_snapshot_reads_only_the_manifests_it_needs(od, tmp_path):
         f"{s}/manifest.json" for s in ids)
     assert (tmp_path / "o" / a / "etc/motd").read_text() == "version 4\n"
     od.emu.assert_no_violations()
+
+
+def test_the_manifests_of_a_series_are_read_side_by_side(od, tmp_path):
+    cfg, ids, a = _series(od, tmp_path)
+    od.emu.faults.add("delay", "graph.content.get", seconds=1.0, times=None)
+    mark = len(od.emu.requests)
+    r = odctl("--config", cfg, "ls", "t", "latest", f"{a}/etc")
+    assert r.returncode == 0, r.stderr
+    came = [q["monotonic"] for q in od.emu.requests[mark:]
+            if q["label"] == "graph.content.get" and "manifest.json" in unquote(q["path"])]
+    assert len(came) == len(ids)
+    # one after the other, each would come a second after the one before
+    assert min(t2 - t1 for t1, t2 in zip(came, came[1:], strict=False)) < 0.5, came
