@@ -57,7 +57,7 @@ class Listing:
     legacy_incomplete: list[str] = field(default_factory=list)
 
 
-def _read(dest: Destination, folder: str, name: str) -> Manifest | str | None:
+def manifest_in(dest: Destination, folder: str, name: str) -> Manifest | str | None:
     """The manifest in ``folder/name``; None without one; the problem as text if unreadable.
 
     A destination with ``read_manifest(folder, snapshot) -> bytes | None`` reads it straight
@@ -137,7 +137,7 @@ class Series:
         pairs = [(self.own, n) for n in own if wanted(n)] + \
             [(self.series, n) for n in old if wanted(n)]
         todo = [p for p in pairs if p not in self._read]
-        for p, m in zip(todo, _each(self.dest, [(lambda f=f, n=n: _read(self.dest, f, n))
+        for p, m in zip(todo, _each(self.dest, [(lambda f=f, n=n: manifest_in(self.dest, f, n))
                                                  for f, n in todo]), strict=True):
             self._read[p] = m
         return _sort(self.host, self.series,
