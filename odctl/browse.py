@@ -33,27 +33,17 @@ SNAPSHOT_RE = re.compile(r"\d{8}(T\d{0,6}Z?(-[0-9a-f]{0,6})?)?")
 
 # -- opening views --------------------------------------------------------------------------------
 class _Job:
-    """The job, its destination, the policy and the snapshots of one command. ``find_ahead``
-    (ref, command): start finding that snapshot as soon as the destination is open (its
-    requests go on while the policy is read and the command imports what it needs)."""
+    """The job, its destination, the policy and the snapshots of one command."""
 
-    def __init__(self, args: argparse.Namespace,
-                 find_ahead: tuple[str, str] | None = None) -> None:
+    def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.cfg = offline.config(args)
         self.job, self.series = offline.job(self.cfg, args.job)
         self.ids = offline.identities(args.identity)
+        self.policy = trust.policy(args, self.job)
         self.host = offline.host(args, self.cfg)
         self.dest = offline.destination(self.cfg, self.job, args.destination)
         self._series: Any = None
-        self._ahead: tuple[tuple[str, str], offline.Ahead] | None = None
-        try:
-            if find_ahead is not None:
-                self._ahead = (find_ahead, offline.Ahead(lambda: self._find(*find_ahead)))
-            self.policy = trust.policy(args, self.job)
-        except BaseException:
-            self.dest.close()
-            raise
 
     def series_reader(self) -> Any:
         """The series on the destination (odbackupd/snapshot/catalog.py ``Series``), made once
@@ -69,11 +59,6 @@ class _Job:
         return self.series_reader().listing().complete
 
     def find(self, ref: str | None, command: str) -> Any:
-        if self._ahead is not None and self._ahead[0] == (ref, command):
-            return self._ahead[1].result()
-        return self._find(ref, command)
-
-    def _find(self, ref: str | None, command: str) -> Any:
         return offline.find(self.dest, self.series, ref, self.host, command, self.series_reader())
 
     def view(self, m: Any, quiet: bool = False) -> Any:
@@ -185,12 +170,12 @@ def _split_ls(args: argparse.Namespace) -> tuple[str, str]:
 @_integrity
 def cmd_ls(args: argparse.Namespace) -> int:
     ref, path = _split_ls(args)
-    j = _Job(args, find_ahead=(ref, "ls"))
+    j = _Job(args)
     try:
-        from odbackupd.snapshot.view import norm_path  # imported while the snapshot is found
-
         m = j.find(ref, "ls")
         with j.view(m) as v:
+            from odbackupd.snapshot.view import norm_path
+
             top = v.lookup(norm_path(path))
             if top is None:
                 raise CliError(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,31 +122,3 @@ SERIES_HELP = "the NAME of a [job.NAME] table, or NAME+drop for its drop-directo
 HOST_HELP = ("read the snapshots another server made (its [daemon] hostname) on the same "
              "destination, e.g. to restore a dead server's backup on its replacement; "
              "default: this host's")
-
-
-class Ahead:
-    """``fn()`` started in a thread now, its result (or its exception) taken by
-    :meth:`result`: a command starts finding its snapshot (requests, mostly waiting) as soon
-    as the destination is open, and imports and checks what it needs meanwhile. A command
-    that fails before it asks for the result leaves the thread to end with the process."""
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        import threading
-
-        self._fn = fn
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="odctl-find", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._value = self._fn()
-        except BaseException as e:  # noqa: BLE001 - raised in the caller's thread by result()
-            self._error = e
-
-    def result(self) -> Any:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value

@@ -27,35 +27,29 @@ DESCRIPTION = (
 
 
 def restore(args: argparse.Namespace) -> int:
+    from odbackupd.destinations.base import DestinationError
+    from odbackupd.snapshot.chainrestore import restore_chain
+    from odbackupd.snapshot.restore import (
+        BadTarget,
+        IntegrityError,
+        RestoreError,
+        WrongIdentity,
+        restore_snapshot,
+    )
+
+    from ..chaincmd import restore_chain_of
+    from ..restore_report import report
+
     cfg = offline.config(args)
     job, series = offline.job(cfg, args.job)
     ids = offline.identities(args.identity)
-    host = offline.host(args, cfg)
+    policy = trust.policy(args, job)
     d = offline.destination(cfg, job, args.destination)
     try:
         from odbackupd.snapshot.catalog import Series
 
-        found = Series(d, series, host)  # each manifest read once
-        # finding the snapshot (requests: mostly waiting) goes on while the policy is read
-        # and the restore's modules are imported
-        ahead = offline.Ahead(lambda: offline.find(d, series, args.snapshot, host, listing=found))
-        policy = trust.policy(args, job)
-        from odbackupd.destinations.base import DestinationError
-        from odbackupd.snapshot.chainrestore import restore_chain
-        from odbackupd.snapshot.restore import (
-            BadTarget,
-            IntegrityError,
-            RestoreError,
-            WrongIdentity,
-            restore_snapshot,
-        )
-
-        from ..chaincmd import restore_chain_of
-        from ..restore_report import report
-
-        if args.path:  # through the index: imported while the snapshot is found
-            from odbackupd.snapshot import partial, view  # noqa: F401
-        m = ahead.result()
+        found = Series(d, series, offline.host(args, cfg))  # each manifest read once
+        m = offline.find(d, series, args.snapshot, found.host, listing=found)
         authentic = trust.check(m, policy)
         if m.encrypted and not ids:
             raise CliError(f"snapshot {m.snapshot} is encrypted: give the age identity with "
