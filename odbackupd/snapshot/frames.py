@@ -30,9 +30,10 @@ import bisect
 import struct
 from dataclasses import dataclass
 
-# tar bytes per frame at most (a tar chunk that does not fit starts the next). Measured on the 1.1 GB bench tree against one zstd frame per volume
-# (zstd's own workers): 1 MiB frames +3.2 % stored bytes, 2 MiB +1.7 %, 4 MiB +0.9 %, at
-# the same CPU time. A one-file read fetches about one frame's compressed bytes.
+# tar bytes per frame at most (a tar chunk that does not fit starts the next). Measured on
+# the 1.1 GB bench tree against one zstd frame per volume (zstd's own workers): 1 MiB
+# frames +3.2 % stored bytes, 2 MiB +1.7 %, 4 MiB +0.9 %, at the same CPU time. A one-file
+# read fetches about one frame's compressed bytes.
 FRAME_SIZE = 4 << 20
 
 _PLAIN = struct.Struct("<II32s")

@@ -247,10 +247,10 @@ class HandOff:
 class FrameCompressor:
     """The tar stream compressed as independent zstd frames (frames.py) in a pool of
     threads, like ``pzstd``: the builder's thread gathers up to ``FRAME_SIZE`` tar bytes at
-    a time in a buffer (a tar chunk that does not fit starts the next frame), a worker compresses them into one frame with a compressor of its own
-    (zstandard releases the GIL while it compresses) and, for an unencrypted volume, takes
-    the frame's SHA-256; the frames come back in order. One per run; every volume uses it
-    in turn.
+    a time in a buffer (a tar chunk that does not fit starts the next frame), a worker
+    compresses them into one frame with a compressor of its own (zstandard releases the
+    GIL while it compresses) and, for an unencrypted volume, takes the frame's SHA-256;
+    the frames come back in order. One per run; every volume uses it in turn.
 
     The input buffers are a fixed ring and the output comes in zstd's 128 KiB pieces: no
     frame-sized allocation per frame, whose page faults cost 0.3-0.5 s of system time on

@@ -3,8 +3,8 @@ restores with the standard tools and its recorded size and hashes are those of t
 from __future__ import annotations
 
 import errno
-import io
 import hashlib
+import io
 import os
 import random
 import subprocess
@@ -117,7 +117,8 @@ def test_every_recorded_frame_decodes_on_its_own_to_its_tar_bytes(tmp_path, age_
         else:
             assert f.sha256 == hashlib.sha256(z).digest()
     if encrypted:
-        assert table.age_prefix_sha256 == hashlib.sha256(stored[: table.age_payload_start]).hexdigest()
+        prefix = stored[: table.age_payload_start]
+        assert table.age_prefix_sha256 == hashlib.sha256(prefix).hexdigest()
     assert FrameTable.from_json(table.to_json(), info.tar_start) == table
 
 
