@@ -187,15 +187,15 @@ class LocalDestination(Destination):
         """One open, then pread(2): nothing before ``start`` is read."""
         if not check_range(start, length):
             return b""
-        with self.open_read(job, snapshot, name) as f:
-            try:
+        path = self._dir(job, snapshot) / _safe_component(name)
+        try:
+            with self.open_read(job, snapshot, name) as f:
                 fd = f.fileno()
                 data = read_exact(lambda at, n: os.pread(fd, n, at), start, length)
                 size = os.fstat(fd).st_size if len(data) < length else None
-            except OSError as e:
-                raise DestinationError(
-                    f"{self.describe()}: reading {f.name}: {e.strerror or e}") from e
-        return self.whole_range(data, str(f.name), start, length, size)
+        except OSError as e:
+            raise DestinationError(f"{self.describe()}: reading {path}: {e.strerror or e}") from e
+        return self.whole_range(data, str(path), start, length, size)
 
     def delete_snapshot(self, job: str, snapshot: str) -> None:
         d = self._dir(job, snapshot)

@@ -463,11 +463,9 @@ class _Download(io.RawIOBase):
                 if self.resp is None:
                     return 0
             try:
-                data = self.resp.raw.read(want)
-                while data and self.skip:
-                    drop = min(self.skip, len(data))
-                    self.skip -= drop
-                    data = data[drop:] or self.resp.raw.read(want)
+                while self.skip and (got := self.resp.raw.read(min(self.skip, 1 << 20))):
+                    self.skip -= len(got)
+                data = b"" if self.skip else self.resp.raw.read(want)
             except _READ_ERRORS:
                 data = None
             if data:
