@@ -45,6 +45,7 @@ def test_ranges_of_one_file_cost_one_redirect_and_their_bytes(stored):
         assert dest.read_range(JOB, SNAP, "vol.000001.zst.age", start, length) == \
             data[start : start + length]
     assert content_gets(emu) == 1  # the download URL was kept for the next ranges
+    assert emu.connections_accepted["files"] == 1  # and the connection to its host
     assert emu.counters["downloads"] == 5  # length 0 asks nothing
     assert emu.counters["bytes_downloaded"] - before == sum(n for _, n in ranges)
     emu.assert_no_violations()
