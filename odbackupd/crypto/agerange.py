@@ -80,7 +80,9 @@ class AgeRange:
     ``fetch``. The constructor reads the header (``payload_start`` bytes: give that back
     as ``payload_start=`` the next time to fetch exactly it in one read) and raises
     `AgeHeaderError`, `AgeNoMatchError`, `AgeMACError`, or `AgePayloadError` when the
-    stored size cannot be a STREAM payload. ``plain_size`` is the plaintext's length."""
+    stored size cannot be a STREAM payload. ``plain_size`` is the plaintext's length.
+    Whatever ``fetch`` raises (a DestinationError) goes up unchanged; a fetch that returns
+    fewer bytes than asked is a short file: `AgeHeaderError` or `AgePayloadError`."""
 
     def __init__(self, fetch: Fetch, size: int, identities: Iterable[IdentityLike], *,
                  payload_start: int | None = None) -> None:
