@@ -720,7 +720,9 @@ class AgeWriter:
         h = hmac.HMAC(_header_mac_key(file_key), hashes.SHA256())
         h.update(header)
         nonce = os.urandom(_NONCE_SIZE)
-        self._header: bytes | None = header + b" " + _b64encode(h.finalize()) + b"\n" + nonce
+        # what precedes the payload's chunks: the header and the payload nonce
+        self.prefix = header + b" " + _b64encode(h.finalize()) + b"\n" + nonce
+        self._header: bytes | None = self.prefix
         self._aead = _payload_aead(file_key, nonce)
         self._buf = bytearray(CHUNK_SIZE)
         self._fill = 0
