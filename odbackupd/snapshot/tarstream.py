@@ -340,7 +340,9 @@ class TarStream:
                     data = b""
                 elif n >= self._direct:  # yielded as it is: read into the reused buffer
                     got = os.preadv(fd, [self._scratch[:n]], pos)
-                    data = self._scratch[:got] if got >= self._direct else bytes(self._scratch[:got])
+                    data = self._scratch[:got]
+                    if got < self._direct:  # a short read would be gathered (kept): copied
+                        data = bytes(data)
                 else:
                     data = os.pread(fd, n, pos)
             except OSError as e:
