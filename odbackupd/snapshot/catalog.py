@@ -176,7 +176,7 @@ class _Bases(dict):
 
 def _sort(host: str, series: str, own: list[tuple[str, Manifest | str | None]],
           old: list[tuple[str, Manifest | str | None]]) -> Listing:
-    """The Listing of what was read: (folder name, what ``_read`` made of it) in each layout."""
+    """The Listing of what was read: (folder name, what ``manifest_in`` made of it) per layout."""
     complete: list[Manifest] = []
     incomplete: list[str] = []
     legacy_incomplete: list[str] = []
