@@ -75,6 +75,11 @@ def test_finding_a_snapshot_reads_only_the_manifests_it_needs(od, tmp_path):
     assert [p for p in read if p.endswith("manifest.json")] == sorted(
         f"{s}/manifest.json" for s in ids)
     assert (tmp_path / "o" / a / "etc/motd").read_text() == "version 4\n"
+
+    # verify latest: each manifest read once (the listing it checks the chain against), and
+    # nothing else downloaded (the destination's hashes are checked)
+    _, n, read = got("--config", cfg, "verify", "t", "latest", "-q")
+    assert read == sorted(f"{s}/manifest.json" for s in ids) and n["download.get"] == len(ids)
     od.emu.assert_no_violations()
 
 
