@@ -19,7 +19,6 @@ byte offsets to seek to.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 
 from cryptography.exceptions import InvalidTag
@@ -61,47 +60,38 @@ def _fetch_exact(fetch: Fetch, start: int, length: int, err: type[AgeError]) -> 
 class _Slices:
     """The stored file from its start as a stream for age.py's header parser: the first
     read fetches ``first`` bytes, each later one twice as many as the one before (any
-    ``n`` asked for is only a hint, which ``_Source`` allows), never beyond ``size``.
-    ``fetched`` keeps what came (the header, at most 1 MiB, and the slice's rest)."""
+    ``n`` asked for is only a hint, which ``_Source`` allows), never beyond ``size``."""
 
     def __init__(self, fetch: Fetch, size: int, first: int) -> None:
-        self._fetch, self._size, self._want = fetch, size, max(1, first)
-        self.fetched = bytearray()
+        self._fetch, self._size, self._want, self._pos = fetch, size, max(1, first), 0
 
     def read(self, n: int) -> bytes:
-        take = min(self._want, self._size - len(self.fetched))
+        take = min(self._want, self._size - self._pos)
         if take <= 0:
             return b""
-        data = _fetch_exact(self._fetch, len(self.fetched), take, AgeHeaderError)
-        self.fetched += data
+        data = _fetch_exact(self._fetch, self._pos, take, AgeHeaderError)
+        self._pos += take
         self._want *= 2
         return data
 
 
 class AgeRange:
     """Plaintext ranges of one binary age file of ``size`` stored bytes, read through
-    ``fetch``. The constructor reads the header with the payload nonce (``payload_start``
-    bytes, whose SHA-256 is ``prefix_sha256``: give them back as ``payload_start=`` and
-    ``prefix_sha256=`` the next time to fetch exactly that in one read and to insist on
-    that header) and raises `AgeHeaderError` (also for another header than the one
-    ``prefix_sha256`` names), `AgeNoMatchError`, `AgeMACError`, or `AgePayloadError` when
-    the stored size cannot be a STREAM payload. ``plain_size`` is the plaintext's length.
+    ``fetch``. The constructor reads the header (``payload_start`` bytes: give that back
+    as ``payload_start=`` the next time to fetch exactly it in one read) and raises
+    `AgeHeaderError`, `AgeNoMatchError`, `AgeMACError`, or `AgePayloadError` when the
+    stored size cannot be a STREAM payload. ``plain_size`` is the plaintext's length.
     Whatever ``fetch`` raises (a DestinationError) goes up unchanged; a fetch that returns
     fewer bytes than asked is a short file: `AgeHeaderError` or `AgePayloadError`."""
 
     def __init__(self, fetch: Fetch, size: int, identities: Iterable[IdentityLike], *,
-                 payload_start: int | None = None, prefix_sha256: str | None = None) -> None:
+                 payload_start: int | None = None) -> None:
         if size < 0:
             raise ValueError(f"negative age file size {size}")
         self._fetch = fetch
         self.size = size
-        slices = _Slices(fetch, size, payload_start or FIRST_SLICE)
-        self._aead, self.payload_start = _read_header(_Source(slices), _as_identities(identities))
-        self.prefix_sha256 = hashlib.sha256(slices.fetched[: self.payload_start]).hexdigest()
-        if prefix_sha256 is not None and prefix_sha256.lower() != self.prefix_sha256:
-            raise AgeHeaderError(
-                f"the age header (SHA-256 {self.prefix_sha256[:16]}…) is not the one recorded "
-                f"({prefix_sha256[:16]}…): the file was replaced or its header changed")
+        source = _Source(_Slices(fetch, size, payload_start or FIRST_SLICE))
+        self._aead, self.payload_start = _read_header(source, _as_identities(identities))
         payload = size - self.payload_start
         self.chunks = -(-payload // _ENC_CHUNK)
         if self.chunks == 0:

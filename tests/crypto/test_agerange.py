@@ -3,8 +3,6 @@ and by our AgeWriter, fetching only the chunks a range needs; damage is an AgeEr
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 
 import pytest
@@ -252,20 +250,3 @@ def test_wrong_identity_tampered_header_and_bad_arguments(age_cli, keys, identit
         r.read(50, 51)
     with pytest.raises(AgeHeaderError, match="not an age file"):
         Stored(b"-----BEGIN AGE ENCRYPTED FILE-----\n" * 3).open(identities)
-
-
-def test_prefix_sha256_pins_the_header_the_writer_made(keys, identities):  # noqa: F811
-    sink = io.BytesIO()
-    w = age.AgeWriter(sink, [keys[0].recipient])
-    w.write(os.urandom(CHUNK + 3))
-    w.close()
-    data = sink.getvalue()
-    pinned = hashlib.sha256(w.prefix).hexdigest()
-    stored = Stored(data)
-    r = stored.open(identities, payload_start=len(w.prefix), prefix_sha256=pinned)
-    assert (r.payload_start, r.prefix_sha256) == (len(w.prefix), pinned)
-    assert stored.calls == [(0, len(w.prefix))]
-    # another file to the same recipient in its place: its header is not the pinned one
-    other = encrypt_bytes(os.urandom(CHUNK + 3), [keys[0].recipient])
-    with pytest.raises(AgeHeaderError, match="is not the one recorded"):
-        Stored(other).open(identities, payload_start=len(w.prefix), prefix_sha256=pinned)
