@@ -20,6 +20,7 @@ import zstandard
 from .frames import FrameTable
 from .manifest import Manifest
 from .restore_errors import IntegrityError
+from .volumes import volume_number
 
 # compressed bytes per ranged read at most: a long stretch (a directory's files) is read in
 # a few requests, in memory one batch at a time
@@ -33,30 +34,30 @@ class FrameSource(Protocol):
         per frame, each checked (its SHA-256, or the volume's pinned age header)."""
 
 
-def tables(m: Manifest, header: dict) -> dict[int, FrameTable] | None:
+def tables(m: Manifest, header: dict) -> dict[str, FrameTable] | None:
     """Every volume's frame table from an index header (None: the snapshot's volumes were
     built as one frame each, or the header's table is incomplete). ValueError for a table
     that does not read."""
     raw = header.get("frames")
     if not isinstance(raw, dict):
         return None
-    out: dict[int, FrameTable] = {}
+    out: dict[str, FrameTable] = {}  # by volume name
     for i, v in enumerate(m.volumes):
-        number = int(v.get("index", i + 1))
+        number = volume_number(str(v.get("name"))) or i + 1
         d = raw.get(str(number))
         if not isinstance(d, dict):
             return None
         t = FrameTable.from_json(d, int(v.get("tar_start", 0)))
         if t.tar_end != int(v.get("tar_end", t.tar_end)):
             raise ValueError(f"the frames of volume {number} do not end where the volume does")
-        out[number] = t
+        out[v["name"]] = t
     return out
 
 
 class FrameStream(io.RawIOBase):
     """The tar stream of ``m`` from offset ``start`` to ``end`` (None: the archive's end)."""
 
-    def __init__(self, m: Manifest, volumes: Sequence[dict], tables: dict[int, FrameTable],
+    def __init__(self, m: Manifest, volumes: Sequence[dict], tables: dict[str, FrameTable],
                  source: FrameSource, identities: Sequence[object] | None, start: int,
                  end: int | None) -> None:
         self.m, self.source, self.tables, self.identities = m, source, tables, identities
@@ -78,7 +79,7 @@ class FrameStream(io.RawIOBase):
         if vi >= len(self._vols):
             return None
         v = self._vols[vi]
-        return self.tables[int(v["index"])]
+        return self.tables[v["name"]]
 
     def _fetch(self) -> bool:
         """The next batch of frames this stretch needs; False when none is left."""

@@ -54,6 +54,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from ..destinations.base import Destination, ObjectNotFound
+from .framereader import tables as frame_tables
+from .frames import FrameTable
 from .incremental import (
     CTIME,
     GID,
@@ -70,8 +72,6 @@ from .incremental import (
     open_tree,
     xattrs_of,
 )
-from .framereader import tables as frame_tables
-from .frames import FrameTable
 from .manifest import Manifest
 from .restore_errors import IntegrityError, RestoreError
 from .tarheader import parse_ns
@@ -305,7 +305,7 @@ class SnapshotView:
             str, _Stored | dict[str, Location]
         ] = {}  # per snapshot: where its entries are
         self._starts: dict[str, list[int]] = {}  # per snapshot: its volumes' tar offsets
-        self._frames: dict[str, dict[int, FrameTable] | None] = {}  # per snapshot (frames.py)
+        self._frames: dict[str, dict[str, FrameTable] | None] = {}  # per snapshot (frames.py)
         # The index's directory records are parsed when a directory is first looked into (an
         # ls of one directory of a 100,000-file snapshot makes the nodes of that directory only)
         self._raw: dict[str, str] = {}  # directory path -> its tree record, not yet parsed
