@@ -10,7 +10,7 @@ several ranges of one volume cost one redirect) and resume with ``Range`` after 
 Deletes go to the recycle bin, as a user deleting by hand would, or with ``hard_delete``
 on work or school drives for good (``permanentDelete``).
 
-Why ~490 lines: it is the whole ``Destination`` contract for one service (list, upload
+Why ~500 lines: it is the whole ``Destination`` contract for one service (list, upload
 with resumable sessions, download and ranged reads, delete, space), each method a thin
 layer over ``graph``; the HTTP, sessions and throttling themselves live in ``graph/``.
 """
@@ -180,6 +180,20 @@ class OneDriveDestination(Destination):
         url, fetched = self._urls.get(rel, (None, 0.0))
         return url if time.monotonic() - fetched < _URL_REUSE else None
 
+    def _keep_url(self, rel: str, url: str) -> None:
+        now = time.monotonic()
+        for old, (_, fetched) in list(self._urls.items()):  # a copy: other threads add too
+            if now - fetched >= _URL_REUSE:
+                self._urls.pop(old, None)
+        self._urls[rel] = (url, now)
+
+    def _forget_urls(self, rel: str) -> None:
+        """Drop the kept URL of ``rel`` and of everything under it: a file replaced or
+        gone, a snapshot folder deleted."""
+        for old in list(self._urls):
+            if old == rel or old.startswith(rel + "/"):
+                self._urls.pop(old, None)
+
     def _children(self, rel: str) -> Iterator[dict]:
         url = self._item(rel) + ":/children?$top=1000&$select=id,name,size,file,folder"
         try:
@@ -275,7 +289,7 @@ class OneDriveDestination(Destination):
         cancel: threading.Event | None = None,
     ) -> StoredObject:
         rel = self._rel(job, snapshot, name)
-        self._urls.pop(rel, None)
+        self._forget_urls(rel)
         with self._errors(f"uploading {job}/{snapshot}/{name}"):
             self.slots.acquire(cancel)
             try:
@@ -291,7 +305,7 @@ class OneDriveDestination(Destination):
         if len(data) > SIMPLE_UPLOAD_MAX:
             raise DestinationError(
                 f"{self.describe()}: {name} is {len(data)} bytes; small files only")
-        self._urls.pop(rel, None)
+        self._forget_urls(rel)
         with self._errors(f"writing {job}/{snapshot}/{name}"):
             self._ensure_folder(self._rel(job, snapshot))
             return self._stored(self.uploader().put_small(self._item(rel), rel, data))
@@ -346,9 +360,7 @@ class OneDriveDestination(Destination):
                     if path.startswith(folder + "/"):
                         self.uploader().discard(path, rec)
         self._folders.discard(folder)
-        for rel in list(self._urls):  # a copy: other threads may add URLs meanwhile
-            if rel.startswith(folder + "/"):
-                self._urls.pop(rel, None)
+        self._forget_urls(folder)
 
     def list_root(self) -> list[str]:
         with self._errors(f"listing {self.folder}"):
@@ -399,7 +411,7 @@ class _Download(io.RawIOBase):
             raise ObjectNotFound(f"{self.dest.describe()}: {self.rel} is missing") from None
         resp.close()
         url = resp.headers["Location"]
-        self.dest._urls[self.rel] = (url, time.monotonic())
+        self.dest._keep_url(self.rel, url)
         return url
 
     def _range(self) -> dict[str, str]:
@@ -423,7 +435,7 @@ class _Download(io.RawIOBase):
                 break
             resp.close()
             if resp.status_code in _GONE_URL or (resp.status_code == 404 and self.cached):
-                self.dest._urls.pop(self.rel, None)
+                self.dest._forget_urls(self.rel)
                 self.url = None
                 if resp.status_code == 404:
                     continue  # the file was replaced since; its fresh URL says what is there

@@ -8,6 +8,8 @@ import tracemalloc
 
 import pytest
 
+from odbackupd.crypto import age
+from odbackupd.crypto.agerange import FIRST_SLICE, AgeRange
 from odbackupd.destinations.base import DestinationError, ObjectNotFound
 
 JOB, SNAP = "host/t", "20261204T120000Z-abc"
@@ -146,4 +148,23 @@ def test_open_read_and_read_range_agree_through_faults(stored):
         assert dest.read_range(JOB, SNAP, "vol.000007.zst", start, 200_000) == \
             data[start : start + 200_000]
     assert content_gets(emu) == 1
+    emu.assert_no_violations()
+
+
+def test_a_frame_of_an_encrypted_volume_costs_its_chunks_not_the_volume(stored):
+    """AgeRange over read_range, as a one-file restore reads a ~4 MiB frame of a volume."""
+    dest, emu, put = stored
+    identity = age.generate_identity()
+    plain = os.urandom(24 * MIB)
+    put("vol.000008.zst.age", age.encrypt_bytes(plain, [identity.recipient]))
+    size = dest.list_objects(JOB, SNAP)["vol.000008.zst.age"].size
+    before = emu.counters["bytes_downloaded"]
+    r = AgeRange(lambda a, n: dest.read_range(JOB, SNAP, "vol.000008.zst.age", a, n), size,
+                 [identity])
+    frame = (13 * MIB + 777, 4 * MIB + 5)
+    assert r.read(*frame) == plain[frame[0] : frame[0] + frame[1]]
+    fetched = emu.counters["bytes_downloaded"] - before
+    # the header's first slice, then the 65 chunks that hold the frame: 4.07 of 24 MiB
+    assert fetched == FIRST_SLICE + r.stored_range(*frame)[1] < frame[1] + 200_000, fetched
+    assert content_gets(emu) == 1 and emu.counters["requests.download.get"] == 2
     emu.assert_no_violations()
