@@ -22,11 +22,14 @@ import os
 import secrets
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+if TYPE_CHECKING:  # cryptography is imported where it is used: odctl ls/restore of an
+    # unsigned series never loads it (15 ms of every command's start-up)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 KEY_DIR = "keys"
 KEY_FILE = "manifest-signing.key"
@@ -50,6 +53,8 @@ def canonical(doc: dict[str, Any]) -> bytes:
 
 
 def _raw(pub: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
@@ -60,6 +65,8 @@ def fingerprint(pub: Ed25519PublicKey) -> str:
 
 
 def public_line(pub: Ed25519PublicKey, comment: str = "") -> str:
+    from cryptography.hazmat.primitives import serialization
+
     line = pub.public_bytes(serialization.Encoding.OpenSSH,
                             serialization.PublicFormat.OpenSSH).decode()
     return f"{line} {comment}".rstrip()
@@ -85,6 +92,8 @@ def signed_by(doc: dict[str, Any]) -> str | None:
 def check(doc: dict[str, Any], trusted: list[Ed25519PublicKey], what: str) -> str:
     """Raise UntrustedSnapshot unless ``doc`` is signed by one of ``trusted``; returns the
     fingerprint of the key that signed it."""
+    from cryptography.exceptions import InvalidSignature
+
     names = ", ".join(fingerprint(k) for k in trusted)
     sig = doc.get("signature")
     if not isinstance(sig, dict):
@@ -113,6 +122,9 @@ def check(doc: dict[str, Any], trusted: list[Ed25519PublicKey], what: str) -> st
 # -- keys -----------------------------------------------------------------------------------------
 def load_public_key(path: Path) -> Ed25519PublicKey:
     """A trusted key file: what ``odctl key export`` printed (OpenSSH line) or a PEM."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         data = Path(path).read_bytes()
     except OSError as e:
@@ -144,6 +156,9 @@ def _credential() -> Path | None:
 
 
 def _read_private(path: Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except OSError as e:
@@ -160,6 +175,9 @@ def _read_private(path: Path) -> Ed25519PrivateKey:
 
 def load_or_create(state_dir: Path) -> Ed25519PrivateKey:
     """The daemon's signing key: the systemd credential, else the key file, made if absent."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     cred = _credential()
     if cred is not None:
         return _read_private(cred)

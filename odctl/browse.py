@@ -43,21 +43,23 @@ class _Job:
         self.policy = trust.policy(args, self.job)
         self.host = offline.host(args, self.cfg)
         self.dest = offline.destination(self.cfg, self.job, args.destination)
-        self._listing: Any = None
+        self._series: Any = None
 
-    def listing(self) -> Any:
-        """The series' listing, made once per command (it costs requests per snapshot)."""
-        from odbackupd.snapshot.catalog import list_snapshots
+    def series_reader(self) -> Any:
+        """The series on the destination (odbackupd/snapshot/catalog.py ``Series``), made once
+        per command: each manifest is read once, and only those the command needs."""
+        from odbackupd.snapshot.catalog import Series
 
-        if self._listing is None:
-            self._listing = list_snapshots(self.dest, self.series, self.host)
-        return self._listing
+        if self._series is None:
+            self._series = Series(self.dest, self.series, self.host)
+        return self._series
 
     def snapshots(self) -> list:
-        return self.listing().complete
+        """Every complete snapshot (reads every manifest of the series)."""
+        return self.series_reader().listing().complete
 
     def find(self, ref: str | None, command: str) -> Any:
-        return offline.find(self.dest, self.series, ref, self.host, command, self.listing())
+        return offline.find(self.dest, self.series, ref, self.host, command, self.series_reader())
 
     def view(self, m: Any, quiet: bool = False) -> Any:
         """The view of ``m`` after the trust checks (of every snapshot of its chain)."""
@@ -67,7 +69,7 @@ class _Job:
         from odbackupd.snapshot.view import open_view
 
         try:
-            chain = chain_of(m, self.snapshots()) if m.kind == "incremental" else [m]
+            chain = chain_of(m, self.series_reader().bases()) if m.kind == "incremental" else [m]
         except BrokenChain as e:
             raise CliError(f"cannot read {m.snapshot}: {e}", EXIT_INTEGRITY) from e
         authentic = all([trust.check(c, self.policy) for c in chain])

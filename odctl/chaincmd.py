@@ -6,18 +6,19 @@ from pathlib import Path
 from odbackupd.bus.names import EXIT_INTEGRITY, EXIT_USAGE
 
 
-def restore_chain_of(d, series: str, m, to: Path, allow_nonempty: bool, error):  # noqa: ANN001, ANN201
-    """The chain a restore of ``m`` applies (None for a full, restored on its own).
+def restore_chain_of(found, m, to: Path, allow_nonempty: bool, error):  # noqa: ANN001, ANN201
+    """The chain a restore of ``m`` applies (None for a full, restored on its own), its bases
+    read from ``found`` (the series' ``catalog.Series``: only the chain's manifests, or none
+    again when the command read every one to find ``m``).
 
     ``error(message, code)`` builds the CliError to raise."""
     if m.kind != "incremental":
         return None
-    from odbackupd.snapshot.catalog import list_snapshots
     from odbackupd.snapshot.chainrestore import is_empty_dir
     from odbackupd.snapshot.incchain import BrokenChain, chain_of
 
     try:
-        chain = chain_of(m, list_snapshots(d, series, m.host).complete)
+        chain = chain_of(m, found.bases())
     except BrokenChain as e:
         raise error(f"cannot restore {m.snapshot}: {e}; an older snapshot whose chain is "
                     "complete may still restore (odctl verify JOB all)", EXIT_INTEGRITY) from e

@@ -16,9 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from odbackupd.destinations.base import MANIFEST_NAME, DestinationError
-from odbackupd.snapshot.catalog import SNAPSHOT_ID_RE
-from odbackupd.snapshot.manifest import Manifest, ManifestError
+from odbackupd.snapshot.catalog import SNAPSHOT_ID_RE, manifest_in
+from odbackupd.snapshot.manifest import Manifest
 
 
 @dataclass
@@ -58,12 +57,10 @@ def _newest(dest: Any, folder: str, names: list[str]) -> Manifest | None:
 
 
 def _manifest(dest: Any, folder: str, name: str) -> Manifest | None:
-    if MANIFEST_NAME not in dest.list_objects(folder, name):
-        return None  # in progress or interrupted
-    try:
-        return Manifest.loads(dest.read_bytes(folder, name, MANIFEST_NAME))
-    except (ManifestError, DestinationError):
-        return None
+    """The manifest of ``folder/name``; None when there is none (in progress, interrupted)
+    or it does not read (catalog.manifest_in: on OneDrive without listing the folder)."""
+    m = manifest_in(dest, folder, name)
+    return m if isinstance(m, Manifest) else None
 
 
 def scan(dest: Any, max_age: Callable[[str], float | None]) -> list[SeriesStatus]:

@@ -668,6 +668,38 @@ def _parse_header(src: _Source) -> tuple[list[Stanza], bytes, bytes]:
         stanzas.append(Stanza(tuple(a.decode("ascii") for a in args), body))
 
 
+def _read_header(src: _Source, ids: list[Identity]) -> tuple[ChaCha20Poly1305, int]:
+    """Parse the header at the start of ``src``, unwrap the file key with the first identity
+    that can, check the header MAC and read the payload nonce. Returns the payload's AEAD and
+    the header's length with the nonce: where the first STREAM chunk starts (agerange.py)."""
+    stanzas, header, mac = _parse_header(src)
+    file_key = None
+    for identity in ids:
+        file_key = identity.unwrap(stanzas)
+        if file_key is not None:
+            break
+    if file_key is None:
+        types = ", ".join(sorted({s.type for s in stanzas}))
+        raise AgeNoMatchError(
+            f"no identity matched any of the file's {len(stanzas)} recipient stanza(s) "
+            f"(types: {types}; {len(ids)} identit{'y' if len(ids) == 1 else 'ies'} tried)"
+        )
+    if len(file_key) != FILE_KEY_SIZE:
+        raise AgeHeaderError("unwrapped file key is not 16 bytes")
+    h = hmac.HMAC(_header_mac_key(file_key), hashes.SHA256())
+    h.update(header)
+    try:
+        h.verify(mac)
+    except InvalidSignature:
+        raise AgeMACError("header MAC mismatch: the header was modified") from None
+    nonce = src.read(_NONCE_SIZE)
+    if len(nonce) != _NONCE_SIZE:
+        raise AgeHeaderError("file ends inside the payload nonce")
+    # what _parse_header consumed: the MAC'd bytes, then " " + the canonical MAC + "\n"
+    length = len(header) + 1 + len(_b64encode(mac)) + 1 + _NONCE_SIZE
+    return _payload_aead(file_key, nonce), length
+
+
 # --- writer -----------------------------------------------------------------------------
 
 
@@ -688,7 +720,9 @@ class AgeWriter:
         h = hmac.HMAC(_header_mac_key(file_key), hashes.SHA256())
         h.update(header)
         nonce = os.urandom(_NONCE_SIZE)
-        self._header: bytes | None = header + b" " + _b64encode(h.finalize()) + b"\n" + nonce
+        # what precedes the payload's chunks: the header and the payload nonce
+        self.prefix = header + b" " + _b64encode(h.finalize()) + b"\n" + nonce
+        self._header: bytes | None = self.prefix
         self._aead = _payload_aead(file_key, nonce)
         self._buf = bytearray(CHUNK_SIZE)
         self._fill = 0
@@ -800,32 +834,8 @@ class AgeReader(io.RawIOBase):
 
     def __init__(self, src: BinaryIO, identities: Iterable[IdentityLike]) -> None:
         super().__init__()
-        ids = _as_identities(identities)
         self._src = _open_source(src)
-        stanzas, header, mac = _parse_header(self._src)
-        file_key = None
-        for identity in ids:
-            file_key = identity.unwrap(stanzas)
-            if file_key is not None:
-                break
-        if file_key is None:
-            types = ", ".join(sorted({s.type for s in stanzas}))
-            raise AgeNoMatchError(
-                f"no identity matched any of the file's {len(stanzas)} recipient stanza(s) "
-                f"(types: {types}; {len(ids)} identit{'y' if len(ids) == 1 else 'ies'} tried)"
-            )
-        if len(file_key) != FILE_KEY_SIZE:
-            raise AgeHeaderError("unwrapped file key is not 16 bytes")
-        h = hmac.HMAC(_header_mac_key(file_key), hashes.SHA256())
-        h.update(header)
-        try:
-            h.verify(mac)
-        except InvalidSignature:
-            raise AgeMACError("header MAC mismatch: the header was modified") from None
-        nonce = self._src.read(_NONCE_SIZE)
-        if len(nonce) != _NONCE_SIZE:
-            raise AgeHeaderError("file ends inside the payload nonce")
-        self._aead = _payload_aead(file_key, nonce)
+        self._aead, _ = _read_header(self._src, _as_identities(identities))
         self._ct = bytearray(_ENC_CHUNK_SIZE)
         self._ct_view = memoryview(self._ct)
         self._plain = memoryview(b"")

@@ -61,6 +61,28 @@ class Expected:
 ProgressFn = Callable[[int], None]  # called with bytes newly stored
 
 
+def check_range(start: int, length: int) -> bool:
+    """Whether ``read_range`` has anything to read (``length`` > 0); ValueError for a negative
+    ``start`` or ``length`` (a caller's mistake, not bad data)."""
+    if start < 0 or length < 0:
+        raise ValueError(f"invalid byte range: start {start}, length {length}")
+    return length > 0
+
+
+def read_exact(read_at: Callable[[int, int], bytes], start: int, length: int) -> bytes:
+    """``length`` bytes from ``start`` through ``read_at(offset, n)``, which may return fewer
+    than ``n`` (``b""`` at the end): fewer only when the data ends first."""
+    parts: list[bytes] = []
+    have = 0
+    while have < length:
+        data = read_at(start + have, length - have)
+        if not data:
+            break
+        parts.append(data)
+        have += len(data)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 class Destination(ABC):
     """One configured place snapshots go to."""
 
@@ -126,6 +148,36 @@ class Destination(ABC):
     def read_bytes(self, job: str, snapshot: str, name: str) -> bytes:
         with self.open_read(job, snapshot, name) as f:
             return f.read()
+
+    def read_range(self, job: str, snapshot: str, name: str, start: int, length: int) -> bytes:
+        """Exactly ``length`` bytes of a stored file from byte ``start`` (one frame of a
+        volume, issue 11), or a DestinationError naming the file when the range goes past its
+        end; ``length`` 0 is ``b""`` without asking the destination. This default reads
+        through ``open_read`` (seeking where the stream can, else reading past what comes
+        first); kinds override it to transfer the range only."""
+        if not check_range(start, length):
+            return b""
+        with self.open_read(job, snapshot, name) as f:
+            if f.seekable():
+                f.seek(start)
+            else:
+                left = start
+                while left and (got := f.read(min(left, 1 << 20))):
+                    left -= len(got)
+            data = read_exact(lambda _at, n: f.read(n), start, length)
+        return self.whole_range(data, f"{job}/{snapshot}/{name}", start, length)
+
+    def whole_range(self, data: bytes, what: str, start: int, length: int,
+                    size: int | None = None) -> bytes:
+        """``data`` if it is the ``length`` bytes asked for; else the error ``read_range``
+        raises for a range past the end of ``what`` (holding ``size`` bytes, when known)."""
+        if len(data) == length:
+            return data
+        held = (f"it holds {size} bytes" if size is not None
+                else f"only {len(data)} of them are there")
+        raise DestinationError(
+            f"{self.describe()}: {what}: bytes {start}-{start + length - 1} asked for, but "
+            f"{held}: the range is beyond its end (is the index out of step with the volume?)")
 
     def list_root(self) -> list[str]:
         """Folders at the destination's top: one per host (and the series folders of the

@@ -23,6 +23,8 @@ from .base import (
     ObjectNotFound,
     ProgressFn,
     StoredObject,
+    check_range,
+    read_exact,
 )
 from .kinds.local import CAPABILITIES
 
@@ -180,6 +182,20 @@ class LocalDestination(Destination):
             return open(path, "rb")
         except FileNotFoundError as e:
             raise ObjectNotFound(f"{self.describe()}: {path} is missing") from e
+
+    def read_range(self, job: str, snapshot: str, name: str, start: int, length: int) -> bytes:
+        """One open, then pread(2): nothing before ``start`` is read."""
+        if not check_range(start, length):
+            return b""
+        path = self._dir(job, snapshot) / _safe_component(name)
+        try:
+            with self.open_read(job, snapshot, name) as f:
+                fd = f.fileno()
+                data = read_exact(lambda at, n: os.pread(fd, n, at), start, length)
+                size = os.fstat(fd).st_size if len(data) < length else None
+        except OSError as e:
+            raise DestinationError(f"{self.describe()}: reading {path}: {e.strerror or e}") from e
+        return self.whole_range(data, str(path), start, length, size)
 
     def delete_snapshot(self, job: str, snapshot: str) -> None:
         d = self._dir(job, snapshot)

@@ -5,18 +5,20 @@ Volumes go up in resumable upload sessions (graph/upload.py) and appear only onc
 complete; the manifest goes last with one simple PUT, so a snapshot folder without a
 manifest is, as everywhere, incomplete. OneDrive reports each file's quickXorHash, which
 is what ``odctl verify`` without ``--download`` checks (``capabilities.hashes``).
-Downloads follow the 302 to the pre-authenticated URL and resume with ``Range`` after a
-reset. Deletes go to the recycle bin, as a user deleting by hand would, or with
-``hard_delete`` on work or school drives for good (``permanentDelete``).
+Downloads follow the 302 to the pre-authenticated URL (kept a minute per file, so that
+several ranges of one volume cost one redirect) and resume with ``Range`` after a reset.
+Deletes go to the recycle bin, as a user deleting by hand would, or with ``hard_delete``
+on work or school drives for good (``permanentDelete``).
 
-Why ~430 lines: it is the whole ``Destination`` contract for one service (list, upload
-with resumable sessions, download, delete, space), each method a thin layer over
-``graph``; the HTTP, sessions and throttling themselves live in ``graph/``.
+Why ~500 lines: it is the whole ``Destination`` contract for one service (list, upload
+with resumable sessions, download and ranged reads, delete, space), each method a thin
+layer over ``graph``; the HTTP, sessions and throttling themselves live in ``graph/``.
 """
 from __future__ import annotations
 
 import io
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -50,6 +52,8 @@ from .base import (
     ObjectNotFound,
     ProgressFn,
     StoredObject,
+    check_range,
+    read_exact,
 )
 from .kinds.onedrive import CAPABILITIES, OneDriveSettings
 
@@ -60,6 +64,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("odbackupd.onedrive")
 
 _GONE_URL = (401, 403, 410)  # an expired pre-authenticated download URL
+# A download URL is "valid a few minutes" (GRAPH-NOTES 1.7); reused for one minute at most,
+# it is not used expired in practice (and when it is, the 401/403/410 gets a fresh one).
+_URL_REUSE = 60.0
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 _READ_ERRORS = TRANSPORT_ERRORS + (urllib3.exceptions.HTTPError, OSError)
 
 
@@ -105,6 +113,7 @@ class OneDriveDestination(Destination):
         self._drive: Drive | None = None
         self._uploader: Uploader | None = None
         self._folders: set[str] = set()
+        self._urls: dict[str, tuple[str, float]] = {}  # rel -> (download URL, when fetched)
         self._lock = threading.Lock()
 
     def describe(self) -> str:
@@ -163,6 +172,27 @@ class OneDriveDestination(Destination):
 
     def _item(self, rel: str) -> str:
         return f"{self.drive().base}/root:/{encode_path(rel)}"
+
+    def _url_for(self, rel: str) -> str | None:
+        """The pre-authenticated download URL of ``rel`` fetched less than ``_URL_REUSE``
+        seconds ago, if any (_Download keeps them here), so that several ranges of one
+        volume cost one ``:/content`` redirect."""
+        url, fetched = self._urls.get(rel, (None, 0.0))
+        return url if time.monotonic() - fetched < _URL_REUSE else None
+
+    def _keep_url(self, rel: str, url: str) -> None:
+        now = time.monotonic()
+        for old, (_, fetched) in list(self._urls.items()):  # a copy: other threads add too
+            if now - fetched >= _URL_REUSE:
+                self._urls.pop(old, None)
+        self._urls[rel] = (url, now)
+
+    def _forget_urls(self, rel: str) -> None:
+        """Drop the kept URL of ``rel`` and of everything under it: a file replaced or
+        gone, a snapshot folder deleted."""
+        for old in list(self._urls):
+            if old == rel or old.startswith(rel + "/"):
+                self._urls.pop(old, None)
 
     def _children(self, rel: str) -> Iterator[dict]:
         url = self._item(rel) + ":/children?$top=1000&$select=id,name,size,file,folder"
@@ -239,6 +269,15 @@ class OneDriveDestination(Destination):
             return {i["name"]: self._stored(i) for i in self._children(self._rel(job, snapshot))
                     if "folder" not in i}
 
+    def read_manifest(self, job: str, snapshot: str) -> bytes | None:
+        """``job/snapshot``'s manifest, None when it has none (or the folder is gone): read
+        by its path, two requests, where listing the folder first would be a third
+        (snapshot/catalog.py reads every snapshot's this way)."""
+        try:
+            return self.read_bytes(job, snapshot, MANIFEST_NAME)
+        except ObjectNotFound:
+            return None
+
     def put_file(
         self,
         job: str,
@@ -250,6 +289,7 @@ class OneDriveDestination(Destination):
         cancel: threading.Event | None = None,
     ) -> StoredObject:
         rel = self._rel(job, snapshot, name)
+        self._forget_urls(rel)
         with self._errors(f"uploading {job}/{snapshot}/{name}"):
             self.slots.acquire(cancel)
             try:
@@ -265,6 +305,7 @@ class OneDriveDestination(Destination):
         if len(data) > SIMPLE_UPLOAD_MAX:
             raise DestinationError(
                 f"{self.describe()}: {name} is {len(data)} bytes; small files only")
+        self._forget_urls(rel)
         with self._errors(f"writing {job}/{snapshot}/{name}"):
             self._ensure_folder(self._rel(job, snapshot))
             return self._stored(self.uploader().put_small(self._item(rel), rel, data))
@@ -275,6 +316,16 @@ class OneDriveDestination(Destination):
             reader = _Download(self, rel)
             reader.open()
         return io.BufferedReader(reader, 1 << 20)  # type: ignore[return-value]
+
+    def read_range(self, job: str, snapshot: str, name: str, start: int, length: int) -> bytes:
+        """``Range: bytes=a-b`` on the file's download URL (the one kept from the last read
+        of it, while fresh), resumed from the first missing byte after a reset."""
+        if not check_range(start, length):
+            return b""
+        rel = self._rel(job, snapshot, name)
+        with self._errors(f"reading {rel}"), _Download(self, rel, start, start + length) as r:
+            data = read_exact(lambda _at, n: r.read(n), start, length)
+        return self.whole_range(data, rel, start, length, r.size)
 
     def _permanent(self) -> bool:
         """Whether deletes bypass the recycle bin: hard_delete on a work or school drive
@@ -309,6 +360,7 @@ class OneDriveDestination(Destination):
                     if path.startswith(folder + "/"):
                         self.uploader().discard(path, rec)
         self._folders.discard(folder)
+        self._forget_urls(folder)
 
     def list_root(self) -> list[str]:
         with self._errors(f"listing {self.folder}"):
@@ -326,19 +378,25 @@ class OneDriveDestination(Destination):
 
 
 class _Download(io.RawIOBase):
-    """A stored file as a stream: GET ``:/content`` → 302 → the pre-authenticated URL
-    (no Authorization), resumed with ``Range: bytes=N-`` after a reset or truncation, with
-    a fresh URL when the old one has expired. A 200 to a Range request is skipped forward."""
+    """A stored file, or bytes ``[start, stop)`` of it, as a stream: GET ``:/content`` →
+    302 → the pre-authenticated URL (no Authorization; kept per file by the destination for
+    the next read, and replaced when it has expired), with ``Range`` from the first byte
+    still wanted: resumed that way after a reset or truncation. A 200 answered to a Range
+    request (the whole file) is read forward past what comes before ``start``, in pieces,
+    and closed at ``stop``."""
 
-    def __init__(self, dest: OneDriveDestination, rel: str) -> None:
+    def __init__(self, dest: OneDriveDestination, rel: str, start: int = 0,
+                 stop: int | None = None) -> None:
         super().__init__()
         self.dest = dest
         self.client: GraphClient = dest.client
         self.rel = rel
-        self.pos = 0
+        self.pos = start
+        self.stop = stop
         self.skip = 0  # bytes still to drop of a 200 answered to a Range request
         self.size: int | None = None
-        self.url: str | None = None
+        self.url: str | None = dest._url_for(rel)
+        self.cached = self.url is not None  # a 404 then may mean only that the URL is stale
         self.resp: requests.Response | None = None
 
     def readable(self) -> bool:
@@ -352,16 +410,23 @@ class _Download(io.RawIOBase):
         except gerr.ItemNotFound:
             raise ObjectNotFound(f"{self.dest.describe()}: {self.rel} is missing") from None
         resp.close()
-        return resp.headers["Location"]
+        url = resp.headers["Location"]
+        self.dest._keep_url(self.rel, url)
+        return url
+
+    def _range(self) -> dict[str, str]:
+        if self.stop is not None:
+            return {"Range": f"bytes={self.pos}-{self.stop - 1}"}
+        return {"Range": f"bytes={self.pos}-"} if self.pos else {}
 
     def open(self) -> None:
         failures = 0
         while True:
             if self.url is None:
-                self.url = self._fresh_url()
-            headers = {"Range": f"bytes={self.pos}-"} if self.pos else {}
+                self.url, self.cached = self._fresh_url(), False
             try:
-                resp = self.client.send("GET", self.url, auth=False, headers=headers, stream=True)
+                resp = self.client.send("GET", self.url, auth=False, headers=self._range(),
+                                        stream=True)
             except TRANSPORT_ERRORS:
                 failures += 1
                 self._give_up_after(failures, "network problem")
@@ -369,20 +434,32 @@ class _Download(io.RawIOBase):
             if resp.status_code in (200, 206):
                 break
             resp.close()
-            failures += 1
-            if resp.status_code in _GONE_URL:
+            if resp.status_code in _GONE_URL or (resp.status_code == 404 and self.cached):
+                self.dest._forget_urls(self.rel)
                 self.url = None
-            elif resp.status_code == 416 and self.size is not None and self.pos >= self.size:
-                self.resp = None
-                return
+                if resp.status_code == 404:
+                    continue  # the file was replaced since; its fresh URL says what is there
+            elif resp.status_code == 416:
+                total = resp.headers.get("Content-Range", "").rpartition("/")[2]
+                self.size = int(total) if total.isdigit() else self.size
+                if self.size is not None and self.pos >= self.size:
+                    self.resp = None  # nothing there from pos: the reader sees the end
+                    return
+                raise error_from(resp, f"reading {self.rel}")
             elif resp.status_code in RETRY_STATUSES:
-                self.client.pause_after(resp, failures)
+                self.client.pause_after(resp, failures + 1)
             else:
                 raise error_from(resp, f"reading {self.rel}")
+            failures += 1
             self._give_up_after(failures, f"HTTP {resp.status_code}")
         if resp.status_code == 206:
-            total = resp.headers.get("Content-Range", "").rpartition("/")[2]
-            self.size = int(total) if total.isdigit() else self.size
+            m = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
+            if m is None or int(m.group(1)) != self.pos:
+                resp.close()
+                raise gerr.GraphError(
+                    f"reading {self.rel}: asked for bytes from {self.pos}, answered "
+                    f"{resp.headers.get('Content-Range')!r}")
+            self.size = int(m.group(3))
         else:
             self.size = int(resp.headers.get("Content-Length", 0)) or self.size
             self.skip = self.pos  # the whole file again: readinto drops what we already have
@@ -396,8 +473,9 @@ class _Download(io.RawIOBase):
             time.sleep(self.client.retry.delay(failures))
 
     def readinto(self, b: Any) -> int:
+        want = len(b) if self.stop is None else min(len(b), self.stop - self.pos)
         failures = 0
-        while True:
+        while want > 0:
             if self.resp is None:
                 if self.size is not None and self.pos >= self.size:
                     return 0
@@ -406,11 +484,9 @@ class _Download(io.RawIOBase):
                 if self.resp is None:
                     return 0
             try:
-                data = self.resp.raw.read(len(b))
-                while data and self.skip:
-                    drop = min(self.skip, len(data))
-                    self.skip -= drop
-                    data = data[drop:] or self.resp.raw.read(len(b))
+                while self.skip and (got := self.resp.raw.read(min(self.skip, 1 << 20))):
+                    self.skip -= len(got)
+                data = b"" if self.skip else self.resp.raw.read(want)
             except _READ_ERRORS:
                 data = None
             if data:
@@ -427,6 +503,7 @@ class _Download(io.RawIOBase):
                 raise DestinationError(f"{self.dest.describe()}: reading {self.rel}: "
                                        "the download keeps breaking off")
             log.debug("reading %s: connection lost at byte %d; resuming", self.rel, self.pos)
+        return 0
 
     def close(self) -> None:
         if self.resp is not None:

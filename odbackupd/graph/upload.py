@@ -17,6 +17,9 @@ A file that fits in one chunk (including an empty one) goes up with one simple `
   A fragment is never resent just because its answer went missing;
 * a session that is gone (404, expired, tempauth cap) restarts the file — unless the
   file is already there with our size and quickXorHash (the final answer was lost).
+
+Why ~400 lines: each rule above is one branch of a single resumable state machine, tested
+against the emulator's faults as a whole; splitting it would spread one protocol.
 """
 from __future__ import annotations
 

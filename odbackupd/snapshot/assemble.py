@@ -50,7 +50,8 @@ def assemble(ctx: RunContext, resumes: int) -> Manifest:
     job, snapshot = ctx.name, ctx.snapshot
     records = ctx.state.volumes(job, snapshot)
     last_cp = TarCheckpoint.from_json(records[-1].checkpoint["tar"])
-    volumes = [{k: v for k, v in r.info.items() if k != "index"} for r in records]
+    # the frame tables go to the index only (frames.py)
+    volumes = [{k: v for k, v in r.info.items() if k not in ("index", "frames")} for r in records]
     base = ctx.decision.base
     st = last_cp.stats
     sequence, previous = next_in_series(ctx.dests, job, snapshot, ctx.hostname)

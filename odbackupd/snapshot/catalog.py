@@ -14,12 +14,15 @@ from __future__ import annotations
 import logging
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from ..destinations.base import MANIFEST_NAME, Destination, DestinationError
+from ..destinations.base import MANIFEST_NAME, Destination, DestinationError, NotLoggedIn
 from .manifest import Manifest, ManifestError, order_key
 
 log = logging.getLogger("odbackupd.snapshot")
+T = TypeVar("T")
 
 # 20261123T101500Z-3fa2c1 (manifest.new_snapshot_id): in the old layout's series folder a
 # name of another shape is a host's folder of the new layout, not a snapshot
@@ -54,31 +57,131 @@ class Listing:
     legacy_incomplete: list[str] = field(default_factory=list)
 
 
-def _read(dest: Destination, folder: str, name: str) -> Manifest | str | None:
-    """The manifest in ``folder/name``; None without one; the problem as text if unreadable."""
-    objs = dest.list_objects(folder, name)
-    if MANIFEST_NAME not in objs:
+def manifest_in(dest: Destination, folder: str, name: str) -> Manifest | str | None:
+    """The manifest in ``folder/name``; None without one; the problem as text if unreadable.
+
+    A destination with ``read_manifest(folder, snapshot) -> bytes | None`` reads it straight
+    away (OneDrive: two requests, no listing of the folder first); on another the folder's
+    listing says whether there is one."""
+    direct = getattr(dest, "read_manifest", None)
+    if direct is None and MANIFEST_NAME not in dest.list_objects(folder, name):
         return None
     try:
-        m = Manifest.loads(dest.read_bytes(folder, name, MANIFEST_NAME))
+        data = direct(folder, name) if direct else dest.read_bytes(folder, name, MANIFEST_NAME)
+        if data is None:
+            return None
+        m = Manifest.loads(data)
+    except NotLoggedIn:
+        raise  # not a damaged manifest: nothing of the series can be read
     except (ManifestError, DestinationError) as e:
         return str(e)
     m.folder = folder
     return m
 
 
+# manifests read at once from a network destination (each read is two round trips)
+PARALLEL_READS = 4
+
+
+def _each(dest: Destination, calls: list[Callable[[], T]]) -> list[T]:
+    """The results of ``calls`` in order: more than two run side by side on a destination
+    that serves requests in parallel (``capabilities.parallel_uploads``: a network service),
+    else one after the other (a second connection's handshakes cost more than waiting for
+    one answer). The first error is raised once every call has ended."""
+    if len(calls) <= 2 or not getattr(dest.capabilities, "parallel_uploads", False):
+        return [c() for c in calls]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(PARALLEL_READS, len(calls)),
+                            thread_name_prefix="catalog") as pool:
+        futures = [pool.submit(c) for c in calls]
+    return [f.result() for f in futures]
+
+
 def list_snapshots(dest: Destination, series: str, host: str | None = None) -> Listing:
     """``host``'s snapshots of ``series`` on ``dest``: its per-host folder, plus those of the
     old shared layout whose manifest names ``host``. ``host`` None: this machine's host name
-    (the default of ``[daemon] hostname``; the daemon and odctl always pass the configured one)."""
-    host = host or socket.gethostname()
+    (the default of ``[daemon] hostname``; the daemon and odctl always pass the configured one).
+
+    Costs the two folder listings and one manifest read per snapshot folder (on OneDrive two
+    requests each), ``PARALLEL_READS`` at a time on a network destination."""
+    return Series(dest, series, host).listing()
+
+
+class Series:
+    """``host``'s series on ``dest``, read only as far as a command needs: the two folder
+    listings, then the manifests of the folders asked for (``listing()``: every one, as
+    :func:`list_snapshots`; ``some(wanted)``: those whose name passes; ``get(id)``: one).
+    Each folder's manifest is read once. What counts as complete is the same either way."""
+
+    def __init__(self, dest: Destination, series: str, host: str | None = None) -> None:
+        self.dest, self.series = dest, series
+        self.host = host or socket.gethostname()
+        self.own = series_folder(self.host, series)
+        self._names: tuple[list[str], list[str]] | None = None
+        self._read: dict[tuple[str, str], Manifest | str | None] = {}
+        self._listing: Listing | None = None
+
+    def names(self) -> tuple[list[str], list[str]]:
+        """The snapshot folders' names: this host's, and the old layout's."""
+        if self._names is None:
+            own, old = _each(self.dest, [lambda: self.dest.list_snapshot_dirs(self.own),
+                                         lambda: self.dest.list_snapshot_dirs(self.series)])
+            # in the old layout's series folder a name of another shape is a host's folder
+            self._names = own, [n for n in old if SNAPSHOT_ID_RE.fullmatch(n)]
+        return self._names
+
+    def some(self, wanted: Callable[[str], bool]) -> Listing:
+        """The Listing of the folders whose name ``wanted`` takes (their manifests only)."""
+        own, old = self.names()
+        pairs = [(self.own, n) for n in own if wanted(n)] + \
+            [(self.series, n) for n in old if wanted(n)]
+        todo = [p for p in pairs if p not in self._read]
+        for p, m in zip(todo, _each(self.dest, [(lambda f=f, n=n: manifest_in(self.dest, f, n))
+                                                 for f, n in todo]), strict=True):
+            self._read[p] = m
+        return _sort(self.host, self.series,
+                     [(n, self._read[f, n]) for f, n in pairs if f == self.own],
+                     [(n, self._read[f, n]) for f, n in pairs if f != self.own])
+
+    def listing(self) -> Listing:
+        if self._listing is None:
+            self._listing = self.some(lambda name: True)
+        return self._listing
+
+    def get(self, snapshot: str) -> Manifest | None:
+        """The complete snapshot ``snapshot`` (None: not there, or not complete)."""
+        found = (self._listing or self.some(lambda name: name == snapshot)).complete
+        return next((m for m in reversed(found) if m.snapshot == snapshot), None)
+
+    def bases(self) -> dict[str, Manifest]:
+        """For ``incchain.chain_of``: each base read by its id when the chain asks for it."""
+        return _Bases(self)
+
+
+class _Bases(dict):
+    """``chain_of``'s snapshots by id, each read when first looked up (``Series.get``)."""
+
+    def __init__(self, series: Series) -> None:
+        super().__init__()
+        self._series = series
+
+    def get(  # type: ignore[override]
+        self, key: str, default: Manifest | None = None
+    ) -> Manifest | None:
+        if key not in self:
+            self[key] = self._series.get(key)
+        return dict.get(self, key) or default
+
+
+def _sort(host: str, series: str, own: list[tuple[str, Manifest | str | None]],
+          old: list[tuple[str, Manifest | str | None]]) -> Listing:
+    """The Listing of what was read: (folder name, what ``manifest_in`` made of it) per layout."""
     complete: list[Manifest] = []
     incomplete: list[str] = []
     legacy_incomplete: list[str] = []
     bad: list[tuple[str, str]] = []
-    own = series_folder(host, series)
-    for name in dest.list_snapshot_dirs(own):
-        m = _read(dest, own, name)
+    for name, m in own:
         if m is None:
             incomplete.append(name)
         elif isinstance(m, str):
@@ -87,10 +190,7 @@ def list_snapshots(dest: Destination, series: str, host: str | None = None) -> L
             bad.append((name, f"manifest names {m.host}/{m.job}/{m.snapshot}"))
         else:
             complete.append(m)
-    for name in dest.list_snapshot_dirs(series):
-        if not SNAPSHOT_ID_RE.fullmatch(name):
-            continue
-        m = _read(dest, series, name)
+    for name, m in old:
         if m is None:
             legacy_incomplete.append(name)
         elif isinstance(m, str):
@@ -106,11 +206,26 @@ def list_snapshots(dest: Destination, series: str, host: str | None = None) -> L
 
 
 def find_snapshot(dest: Destination, series: str, ref: str | None, host: str | None = None,
-                  listing: Listing | None = None) -> Manifest:
+                  listing: Listing | Series | None = None) -> Manifest:
     """``ref``: a snapshot id, a unique prefix of one, or ``latest``/None; ``listing``: the
-    series' listing when the caller has it already (one listing costs requests per snapshot)."""
+    series' listing when the caller has it already (one listing costs requests per snapshot),
+    or its :class:`Series`: then an id or prefix reads only the manifests of the folders
+    whose name starts with it ('latest' still reads every one: the order is the sequence the
+    manifests carry, never the folder names' clock)."""
     host = host or socket.gethostname()
-    listing = listing if listing is not None else list_snapshots(dest, series, host)
+    if listing is None:
+        listing = Series(dest, series, host)
+    if isinstance(listing, Series):
+        if ref not in (None, "", "latest"):
+            some = listing.some(lambda name: name.startswith(ref))
+            if some.complete:  # else the full listing says which error it is
+                return _find(dest, series, ref, host, some)
+        listing = listing.listing()
+    return _find(dest, series, ref, host, listing)
+
+
+def _find(dest: Destination, series: str, ref: str | None, host: str,
+          listing: Listing) -> Manifest:
     snaps = listing.complete
     if ref in (None, "", "latest"):
         # this host's own folders only: a damaged manifest in the old shared layout may be

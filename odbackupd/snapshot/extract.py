@@ -191,7 +191,10 @@ class Extractor:
             self._chain.close()
             self._finish_dirs()
             # a mistyped --path restores nothing: say so rather than report a restore of 0 files
-            self.stats.unmatched = [p for i, p in enumerate(self.paths) if i not in self._matched]
+            # (a stream that stopped early says that instead: what it did not reach may be there)
+            if not self.stats.stopped:
+                self.stats.unmatched = [p for i, p in enumerate(self.paths)
+                                        if i not in self._matched]
         return self.stats
 
     def _one(self, tf: tarfile.TarFile, ti: tarfile.TarInfo) -> None:

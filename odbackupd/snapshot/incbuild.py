@@ -65,9 +65,13 @@ def build_index(spool: Path, snapshot: str, base: str | None, roots: Sequence[st
     cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
     with open(plain, "wb") as raw, cctx.stream_writer(raw, closefd=False) as zw, \
             io.BufferedWriter(zw, 1 << 20) as out:  # a record is a line: one write each cost more
-        out.write(_dumps({"format": INDEX_FORMAT, "version": INDEX_VERSION, "snapshot": snapshot,
-                          "base": base, "roots": list(roots),
-                          "xattrs": True}))  # every entry with xattrs says so (incremental.py)
+        head = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "snapshot": snapshot,
+                "base": base, "roots": list(roots),
+                "xattrs": True}  # every entry with xattrs says so (incremental.py)
+        frames = {str(v["index"]): v["frames"] for v in volumes if v.get("frames")}
+        if frames and len(frames) == len(volumes):  # where each volume's frames are (frames.py)
+            head["frames"] = frames
+        out.write(_dumps(head))
         failed = _failed(spool / LOC_SCRATCH)  # {parent key: {child names}}: as few as the warnings
         with open(spool / TREE_SCRATCH, "rb") as f:
             for line in f:

@@ -36,7 +36,9 @@ holds file names), beside the volumes, listed in the manifest with its size and 
 Plain text before compression, one JSON document per line, in this order:
 
 1. a header ``{"format": "odbackupd-index", "version": 1, "snapshot", "base", "roots"}``
-   (``roots``: each source's name in the archive, to map a member to its source);
+   (``roots``: each source's name in the archive, to map a member to its source), and
+   ``"frames"``: ``{volume number: frame table}``, where each volume's independent zstd
+   frames are (:mod:`.frames`; absent for volumes built as one frame);
 2. *tree* records in walk order, one per directory and one per non-directory source:
    ``{"k": key, "o": tar offset of the entry's header, "c": [child, ...]}`` where ``key`` is
    the walk key (source index, then path components; names are ``os.fsdecode`` strings, so

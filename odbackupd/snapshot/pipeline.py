@@ -1,7 +1,7 @@
 """The pipeline of one run: walk → tar → volumes in the spool → every destination.
 
 The builder's thread walks, makes the tar stream and feeds the compressor (volumes.py:
-zstd's workers compress, the "volume-writer" thread encrypts, hashes and writes). A volume
+the frame workers compress, the "volume-writer" thread encrypts, hashes and writes). A volume
 cut at the size limit is *sealed* (its writer finished, fsync'ed, recorded in the state
 database with the tar checkpoint that follows it) in a thread of its own, in volume order,
 while the builder's thread already feeds the next one. Upload workers hand sealed volumes
@@ -27,7 +27,7 @@ from .incremental import Compare, IndexPlan
 from .resume import Resume
 from .runctx import RunContext
 from .tarstream import TarCheckpoint, TarStream
-from .volumes import VolumeInfo, VolumeWriter, make_compressor
+from .volumes import FrameCompressor, VolumeInfo, VolumeWriter
 from .walk import ExcludeMatcher, Walker
 
 
@@ -105,7 +105,7 @@ class Pipeline:
                 stream.cp.stats,
                 resume=resume_cp,
             )
-        cctx = make_compressor(ctx.job.compression_level, ctx.job.compression_threads)
+        comp = FrameCompressor(ctx.job.compression_level, ctx.job.compression_threads)
         # Sealing a volume (waiting for its writer thread, fsync, recording it) runs in a
         # thread of its own, in volume order, while this one already feeds the compressor
         # the next volume: the compressor's workers do not sit idle at every volume cut.
@@ -120,7 +120,10 @@ class Pipeline:
         # follows; the last one gets the snapshot's end marker first (chain.py).
         ended: _Ended | None = None
         prev = self._chain_prev(index)
-        limit = ctx.job.volume_size
+        # The size of the frames still being compressed is estimated at the ratio so far:
+        # cutting within 1/64 of the limit keeps incompressible data after compressible
+        # from carrying a volume a whole tar chunk past it.
+        limit = ctx.job.volume_size - ctx.job.volume_size // 64
         progress = ctx.progress
         try:
             for chunk in stream:
@@ -135,7 +138,7 @@ class Pipeline:
                         if prev is None
                         else chain.volume_header(job, snapshot, index, start, prev)
                     )
-                    vol = VolumeWriter(spool, index, start, cctx, ctx.recipients, quickxor, header)
+                    vol = VolumeWriter(spool, index, start, comp, ctx.recipients, quickxor, header)
                     progress.current_volume = vol.name
                 vol.write(chunk)
                 cp = stream.cp
@@ -167,6 +170,7 @@ class Pipeline:
                     v.abort()
                     self.slots.release()
             sealer.shutdown(wait=True)
+            comp.close()
             if self.plan is not None:
                 self.plan.close()
 

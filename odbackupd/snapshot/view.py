@@ -51,9 +51,11 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from ..destinations.base import Destination, ObjectNotFound
+from .framereader import tables as frame_tables
+from .frames import FrameTable
 from .incremental import (
     CTIME,
     GID,
@@ -74,6 +76,9 @@ from .manifest import Manifest
 from .restore_errors import IntegrityError, RestoreError
 from .tarheader import parse_ns
 from .tarread import open_tar, read_members
+
+if TYPE_CHECKING:
+    from .agevolume import AgeVolume
 
 TYPES = "fdlcbp"
 _S_IFMT = {
@@ -138,6 +143,8 @@ class Downloads:
         self._busy: dict[tuple[str, str], int] = {}  # readers holding a copy (not evicted)
         self._lock = threading.RLock()  # one download at a time; callers may be threads
         self.counts = {"volumes": 0, "volume_bytes": 0, "indexes": 0, "index_bytes": 0}
+        self._ranged: set[tuple[str, str]] = set()  # volumes read by ranges (counted once)
+        self._ages: dict[tuple[str, str], AgeVolume] = {}  # their age readers (frames.py)
 
     def get(self, m: Manifest, vol: dict) -> Path:
         with self._lock:
@@ -178,6 +185,57 @@ class Downloads:
             : max(0, len(self._kept) - self.keep)
         ]:
             self._kept.pop(key).unlink(missing_ok=True)
+
+    def frames(self, m: Manifest, vol: dict, table: FrameTable, first: int, last: int,
+               identities: Sequence[object] | None) -> list[bytes]:
+        """Frames ``first``..``last`` of ``vol`` in one ranged read, each checked against
+        the index (framereader.FrameSource); ``counts`` adds ``ranges`` and the bytes."""
+        import hashlib
+
+        fs = table.frames[first : last + 1]
+        start = fs[0].z_start
+        length = fs[-1].z_start + fs[-1].z_len - start
+        name = vol["name"]
+        with self._lock:
+            try:
+                if table.age_prefix_sha256 is None:
+                    data = self.dest.read_range(m.location, m.snapshot, name, start, length)
+                    fetched = length
+                else:
+                    age = self._age_range(m, vol, table, identities)
+                    before = age.fetched
+                    data = age.read(start, length)
+                    fetched = age.fetched - before
+            except ObjectNotFound as e:
+                raise IntegrityError(f"{m.snapshot}/{name} is missing ({e})") from e
+            key = (m.snapshot, name)
+            if key not in self._ranged:
+                self._ranged.add(key)
+                self.counts["volumes"] += 1
+            self.counts["ranges"] = self.counts.get("ranges", 0) + 1
+            self.counts["volume_bytes"] += fetched
+        out: list[bytes] = []
+        with memoryview(data) as mv:
+            for f in fs:
+                z = bytes(mv[f.z_start - start : f.z_start - start + f.z_len])
+                if f.sha256 is not None and hashlib.sha256(z).digest() != f.sha256:
+                    raise IntegrityError(
+                        f"{m.snapshot}/{name}: the bytes at {f.z_start}-{f.z_start + f.z_len} "
+                        "are not the frame the index names (the volume was changed or replaced)")
+                out.append(z)
+        return out
+
+    def _age_range(self, m: Manifest, vol: dict, table: FrameTable,
+                   identities: Sequence[object] | None) -> AgeVolume:
+        """Random access to an encrypted volume's plaintext, its header checked against
+        the one the index pins (one per volume, kept: it holds the file key)."""
+        from .agevolume import AgeVolume
+
+        key = (m.snapshot, vol["name"])
+        r = self._ages.get(key)
+        if r is None:
+            r = self._ages[key] = AgeVolume(self.dest, m, vol, table, identities)
+        return r
 
     def release(self, m: Manifest, vol: dict, path: Path) -> None:
         """Kept for reuse until pushed out by newer ones, or close()."""
@@ -247,6 +305,7 @@ class SnapshotView:
             str, _Stored | dict[str, Location]
         ] = {}  # per snapshot: where its entries are
         self._starts: dict[str, list[int]] = {}  # per snapshot: its volumes' tar offsets
+        self._frames: dict[str, dict[str, FrameTable] | None] = {}  # per snapshot (frames.py)
         # The index's directory records are parsed when a directory is first looked into (an
         # ls of one directory of a 100,000-file snapshot makes the nodes of that directory only)
         self._raw: dict[str, str] = {}  # directory path -> its tree record, not yet parsed
@@ -485,6 +544,7 @@ class SnapshotView:
         try:
             roots = _roots(m, tree.header)
             self._has_x[snapshot] = tree.header.get("xattrs") is True
+            self._frames[snapshot] = frame_tables(m, tree.header)
             lines = iter(tree._f)
             for line in lines:  # the tree records: only their offsets
                 text = line.decode("ascii")
@@ -529,10 +589,18 @@ class SnapshotView:
         """The archive of ``loc.snapshot`` from ``loc.offset`` up to ``end`` (then the two zero
         blocks that end a tar archive; None: to the archive's end), volumes fetched as read."""
         from .chainrestore import _Window
+        from .framereader import FrameStream
         from .restore import PlainStream
 
         m = self._by_id[loc.snapshot]
         first = next(i for i, v in enumerate(m.volumes) if int(v.get("index", i + 1)) == loc.volume)
+        limit = None if end is None else end - loc.offset
+        tables = self._frames.get(loc.snapshot) if m.index is not None else None
+        if tables is not None and hasattr(self.source, "frames"):
+            # only the frames that hold the stretch (framereader.py)
+            raw = FrameStream(m, m.volumes[first:], tables, self.source, self.identities,
+                              loc.offset, end)
+            return io.BufferedReader(_Window(raw, 0, limit), 1 << 16)  # type: ignore[arg-type]
 
         def volumes() -> Iterator[tuple[dict, Path]]:
             for vol in m.volumes[first:]:
@@ -549,10 +617,7 @@ class SnapshotView:
 
         stream = PlainStream(volumes(), self.identities, manifest=m, first=first)
         skip = loc.offset - int(m.volumes[first].get("tar_start", 0))
-        return io.BufferedReader(
-            Closing(stream, skip, None if end is None else end - loc.offset),  # type: ignore[arg-type]
-            1 << 16,
-        )
+        return io.BufferedReader(Closing(stream, skip, limit), 1 << 16)  # type: ignore[arg-type]
 
     def _member(self, path: str, loc: Location) -> tuple[tarfile.TarFile, tarfile.TarInfo]:
         """The tar member at ``loc``, which must be ``path`` (else the index lies)."""

@@ -1,9 +1,14 @@
 """Volumes: the tar stream cut into files of about ``volume_size`` bytes.
 
-Each volume is a complete file on its own: its plaintext is whole zstd frames (a frame
-ends at every volume boundary) and, for an encrypted job, it is one age file. So the
-volumes of a snapshot restore with standard tools, in name order:
-``for v in vol.*; do age -d -i key "$v"; done | zstd -d | tar -x``.
+Each volume is a complete file on its own: its plaintext is whole, independent zstd frames
+of about ``FRAME_SIZE`` tar bytes each (frames.py: a reader can start at any of them) and,
+for an encrypted job, it is one age file. So the volumes of a snapshot restore with
+standard tools, in name order: ``for v in vol.*; do age -d -i key "$v"; done | zstd -d |
+tar -x``.
+
+Why ~410 lines: the stages of one volume (compressed frames → hand-off thread → age →
+hashed file) and the record they produce (``VolumeInfo``) are one contract, measured
+together (bench/bench_snapshot.py); the compressor's pool is compressor.py.
 """
 from __future__ import annotations
 
@@ -13,20 +18,19 @@ import re
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import zstandard
-
 from ..destinations.base import Expected, StoredObject
 from ..destinations.compare import matches
 from ..hashes import QuickXorHash
+from .compressor import Collect, FrameCompressor
+from .frames import FRAME_SIZE, Frame, FrameTable
 
 VOLUME_DIGITS = 6
-# compressed bytes per hand-over to the writer thread (zstd's default: 128 KiB)
-WRITE_SIZE = 1 << 20
 
 
 def volume_name(index: int, encrypted: bool) -> str:
@@ -53,17 +57,23 @@ class VolumeInfo:
     quickxor: str
     tar_start: int  # offset of the volume's first plaintext byte in the tar stream
     tar_end: int
+    # where its zstd frames are (frames.FrameTable.to_json); None: built by a version that
+    # wrote one frame per volume. Goes to the index, not to the manifest (frames.py).
+    frames: dict | None = None
 
     def to_json(self) -> dict:
-        return {
+        d = {
             "index": self.index, "name": self.name, "size": self.size, "sha256": self.sha256,
             "quickxor": self.quickxor, "tar_start": self.tar_start, "tar_end": self.tar_end,
         }
+        if self.frames is not None:
+            d["frames"] = self.frames
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> VolumeInfo:
         return cls(**{k: d[k] for k in ("index", "name", "size", "sha256", "quickxor",
-                                        "tar_start", "tar_end")})
+                                        "tar_start", "tar_end")}, frames=d.get("frames"))
 
     def expected(self) -> Expected:
         """What a destination's copy of this volume must be (``destinations.compare``)."""
@@ -116,7 +126,8 @@ class Encryptor:
 
         self._out = out
         self._parts: list[bytes] = []
-        self._age = AgeWriter(_Collect(self._parts), list(recipients))
+        self._age = AgeWriter(Collect(self._parts), list(recipients))
+        self.prefix = self._age.prefix  # the age header and payload nonce (frames.py pins it)
         self.plain = hashlib.sha256()
 
     def write(self, b) -> int:  # noqa: ANN001 - bytes-like
@@ -138,26 +149,19 @@ class Encryptor:
         self._pass_on()
 
 
-class _Collect:
-    """AgeWriter's sink: keeps what it is given (a fresh bytes object per chunk)."""
-
-    def __init__(self, parts: list[bytes]) -> None:
-        self.write = parts.append  # returns None: "took everything"
-
-
 class HandOff:
     """Runs a stage (``Encryptor`` or ``HashedFile``) in a thread of its own, the
     "volume-writer", so encryption, hashing and writing overlap with reading and
     compressing instead of adding to them.
 
-    The hand-over is bounded in bytes, not buffers: zstd releases a whole job's output
-    (``JOB_SIZE``) at once, and a short queue would stall the thread that feeds the
-    compressor, leaving its workers idle. (Splitting hashing and writing into two threads
+    The hand-over is bounded in bytes, not buffers: a whole frame's output comes at once,
+    and a short queue would stall the thread that feeds the compressor, leaving its
+    workers idle. (Splitting hashing and writing into two threads
     was measured too: no gain.) An error of the stage is raised in the caller's thread at
     its next call.
     """
 
-    # bytes in flight at most: bounded memory. One job's output (JOB_SIZE) still fits: the
+    # bytes in flight at most: bounded memory. One frame's output still fits: the
     # limit is checked before a piece is queued. 4 MiB instead of 8: 7 MB less peak RSS
     # (94 → 87 MB on the 1.1 GB bench tree), no slower within the noise of a loaded machine.
     LIMIT = 4 << 20
@@ -234,25 +238,6 @@ class HandOff:
         self._t.join()
 
 
-# zstd's multi-threaded jobs: its default for level 3 is 8 MiB. Measured on the 2 GB bench
-# tree (2 CPUs, each setting against the same round's tar | zstd -T0 baseline): 2 MiB jobs
-# 0.85 of the baseline's speed at 64 MB peak RSS, 4 MiB 0.96 at 81 MB, 8 MiB 0.95 at 117 MB
-# (137 MB encrypted). Smaller jobs hand the workers work more often than the feeding
-# thread can keep up with; bigger ones only cost memory. 3 MiB against 4 MiB (1.1 GB tree,
-# encrypted, 3 interleaved rounds on a loaded machine): the same CPU time and speed within
-# the noise, 9 MB less peak RSS (79 against 88 MB): what keeps an upload to OneDrive, with
-# its HTTP stack and workers on top, under 100 MB.
-JOB_SIZE = 3 << 20
-
-
-def make_compressor(level: int, threads: int) -> zstandard.ZstdCompressor:
-    threads = threads if threads > 0 else -1  # -1: one worker per CPU, like zstd -T0
-    params = zstandard.ZstdCompressionParameters.from_level(
-        level, threads=threads, job_size=JOB_SIZE, write_checksum=1,
-    )
-    return zstandard.ZstdCompressor(compression_params=params)
-
-
 class VolumeWriter:
     """Builds one volume in the spool: tar bytes in, a finished file out."""
 
@@ -261,40 +246,89 @@ class VolumeWriter:
         spool: Path,
         index: int,
         tar_start: int,
-        cctx: zstandard.ZstdCompressor,
+        comp: FrameCompressor,
         recipients: Sequence[object] = (),
         quickxor: bool = True,
         header: bytes = b"",
     ) -> None:
         """``header``: bytes put before the compressed data (a skippable frame, chain.py).
         ``quickxor``: compute the volume's quickXorHash, which only OneDrive reports
-        (``Destination.reports_hashes``); in pure Python it costs about as much CPU as
-        SHA-256, so a job whose destinations cannot compare it skips it."""
+        (``Destination.reports_hashes``)."""
         self.index = index
         self.name = volume_name(index, bool(recipients))
         self.path = spool / self.name
         self.tmp = spool / (self.name + ".part")
         self.tar_start = tar_start
         self.tar_bytes = 0
-        self._cctx = cctx
+        self._comp = comp
+        self._buf: bytearray | None = None  # the frame being gathered (a ring buffer)
+        self._fill = 0
+        self._pending: deque[tuple[Future, bool]] = deque()  # frames being compressed, in order
+        self._pending_tar = 0
+        self._frames: list[Frame] = []
+        self._z = len(header)  # where the next frame starts in the plaintext
+        self._t = tar_start  # and in the tar stream
+        self._ended = False
         # 0600: an unencrypted volume holds whatever the sources hold (/etc/shadow, keys)
         self._f = os.fdopen(
             os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb"
         )
-        # compress (zstd's workers) → hand off → [encrypt →] write and hash the stored bytes
+        # compress (the frame workers) → hand off → [encrypt →] write and hash the stored bytes
         self._file = HashedFile(self._f, quickxor)
         self._enc = Encryptor(self._file, recipients) if recipients else None
         self._handoff = HandOff(self._enc or self._file)
         if header:
             with self._naming_errors():
                 self._handoff.write(header)
-        self._zw = cctx.stream_writer(self._handoff, closefd=False, write_return_read=True,
-                                      write_size=WRITE_SIZE)
 
     def write(self, data: bytes) -> None:
+        n = len(data)
+        if self._buf is not None and self._fill + n > len(self._buf):
+            self._submit()
+            with self._naming_errors():
+                self._collect(self._comp.workers)  # a ring buffer is free again
+        if self._buf is None:
+            self._buf = self._comp.buffer()
+        if n > len(self._buf):  # bigger than a frame buffer: a frame of its own
+            self._comp.done(self._buf)
+            self._buf = bytearray(data)
+            self._fill = n
+            self._submit(own=True)
+        else:
+            self._buf[self._fill : self._fill + n] = data
+            self._fill += n
+            if self._fill >= FRAME_SIZE:
+                self._submit()
+        self.tar_bytes += n
         with self._naming_errors():
-            self._zw.write(data)
-        self.tar_bytes += len(data)
+            self._collect(self._comp.workers)
+
+    def _submit(self, own: bool = False) -> None:
+        """Hand the gathered frame to a worker (``own``: a buffer not of the ring)."""
+        buf, n = self._buf, self._fill
+        self._buf, self._fill = None, 0
+        self._pending.append((self._comp.submit(buf, n, self._enc is None), own))
+        self._pending_tar += n
+
+    def _collect(self, keep: int) -> None:
+        """Hand the frames done, in order, to the writer thread; wait for the oldest while
+        more than ``keep`` are being compressed (memory: a few frames at most)."""
+        pending = self._pending
+        while pending and (len(pending) > keep or pending[0][0].done()):
+            fut, own = pending.popleft()
+            buf, tar_len, pieces, sha = fut.result()
+            if not own:
+                self._comp.done(buf)
+            z_len = 0
+            for p in pieces:
+                self._handoff.write(p)
+                z_len += len(p)
+            self._pending_tar -= tar_len
+            self._comp.tar_in += tar_len
+            self._comp.z_out += z_len
+            self._frames.append(Frame(self._t, tar_len, self._z, z_len, sha))
+            self._t += tar_len
+            self._z += z_len
 
     @contextmanager
     def _naming_errors(self) -> Iterator[None]:
@@ -307,18 +341,24 @@ class VolumeWriter:
             raise
 
     def estimated_size(self) -> int:
-        """Bytes this volume would have if it ended now (compressor backlog included)."""
-        ingested, consumed, produced = self._cctx.frame_progression()
-        backlog = ingested - consumed
-        ratio = produced / consumed if consumed else 1.0
-        return self._handoff.size + int(backlog * ratio)
+        """Bytes this volume would have if it ended now (frames not compressed yet
+        estimated at the ratio so far)."""
+        return self._handoff.size + int((self._fill + self._pending_tar) * self._comp.ratio())
 
     def end_frame(self) -> None:
-        """End the zstd frame: after this the compressor is free for the next volume,
-        while :meth:`finish` (waiting for the writer thread, fsync) may run elsewhere."""
-        if not self._zw.closed:
-            with self._naming_errors():
-                self._zw.close()  # closefd=False keeps the sink open
+        """Compress what is gathered and hand every frame over: after this the compressor
+        is free for the next volume, while :meth:`finish` (waiting for the writer thread,
+        fsync) may run elsewhere."""
+        if self._ended:
+            return
+        if self._fill:
+            self._submit()
+        elif self._buf is not None:
+            self._comp.done(self._buf)
+            self._buf = None
+        with self._naming_errors():
+            self._collect(0)
+        self._ended = True
 
     def append(self, frame: bytes) -> None:
         """Bytes after the compressed data (the end marker); call after :meth:`end_frame`."""
@@ -331,6 +371,13 @@ class VolumeWriter:
         with self._naming_errors():
             self._handoff.drain()
         return (self._enc.plain if self._enc is not None else self._file.sha).copy().hexdigest()
+
+    def frame_table(self) -> FrameTable:
+        """Where this volume's frames are (frames.py); after :meth:`finish`."""
+        if self._enc is None:
+            return FrameTable(tuple(self._frames))
+        prefix = self._enc.prefix
+        return FrameTable(tuple(self._frames), hashlib.sha256(prefix).hexdigest(), len(prefix))
 
     def finish(self) -> VolumeInfo:
         with self._naming_errors():
@@ -345,11 +392,23 @@ class VolumeWriter:
         return VolumeInfo(
             self.index, self.name, self._file.size, self._file.sha.hexdigest(),
             self._file.quickxor, self.tar_start, self.tar_start + self.tar_bytes,
+            self.frame_table().to_json(),
         )
 
     def abort(self) -> None:
         """Discard the half-built volume. Closing flushes what is buffered, which fails on
         a full disk: that error is not the one to report (the write error before it is)."""
+        while self._pending:  # every ring buffer back before the next volume takes one
+            fut, own = self._pending.popleft()
+            try:
+                buf = fut.result()[0]
+            except BaseException:  # noqa: BLE001 - the error that stopped the run is reported
+                continue
+            if not own:
+                self._comp.done(buf)
+        if self._buf is not None:
+            self._comp.done(self._buf)
+            self._buf = None
         self._handoff.abort()
         try:
             self._f.close()

@@ -46,12 +46,15 @@ def restore(args: argparse.Namespace) -> int:
     policy = trust.policy(args, job)
     d = offline.destination(cfg, job, args.destination)
     try:
-        m = offline.find(d, series, args.snapshot, offline.host(args, cfg))
+        from odbackupd.snapshot.catalog import Series
+
+        found = Series(d, series, offline.host(args, cfg))  # each manifest read once
+        m = offline.find(d, series, args.snapshot, found.host, listing=found)
         authentic = trust.check(m, policy)
         if m.encrypted and not ids:
             raise CliError(f"snapshot {m.snapshot} is encrypted: give the age identity with "
                            "--identity FILE", EXIT_USAGE)
-        chain = restore_chain_of(d, series, m, args.to, args.allow_nonempty, CliError)
+        chain = restore_chain_of(found, m, args.to, args.allow_nonempty, CliError)
         if chain is not None:  # authentic only when every snapshot of the chain is
             authentic = all([trust.check(c, policy) for c in chain])
         bar = render.Progress(f"restore {m.snapshot}", enabled=not args.quiet and not args.json)

@@ -29,7 +29,8 @@ def _verify_one(d: Any, name: str, args: argparse.Namespace, cfg: Any, series: s
     from odbackupd.snapshot.restore import WrongIdentity
 
     reports = []
-    found = list_snapshots(d, series, offline.host(args, cfg))
+    host = offline.host(args, cfg)
+    found = list_snapshots(d, series, host)
     listing = found.complete
     if args.snapshot == "all":
         manifests = listing
@@ -38,8 +39,7 @@ def _verify_one(d: Any, name: str, args: argparse.Namespace, cfg: Any, series: s
                     for folder, problem in found.unreadable]
     else:
         try:
-            manifests = [offline.find(d, series, args.snapshot, offline.host(args, cfg),
-                                      "verify")]
+            manifests = [offline.find(d, series, args.snapshot, host, "verify", found)]
         except CliError as e:
             if e.code != EXIT_INTEGRITY:
                 raise

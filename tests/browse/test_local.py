@@ -345,8 +345,8 @@ def test_an_index_with_dotdot_is_refused(setup, tmp_path, where):
 
 
 def test_volumes_swapped_are_caught_on_a_partial_read(setup, tmp_path):
-    """The volumes' chain headers are checked on a partial read too (their SHA-256 in a
-    manifest someone fixed up would not catch a swap)."""
+    """A partial read checks what it reads against the index (their SHA-256 in a manifest
+    someone fixed up would not catch a swap): each frame's SHA-256 names its bytes."""
     src, a, cfg, snap = one_full(setup, tmp_path)
     keep, _ = _holding(cfg, snap, [f"{a}/etc/nginx/sites-available/shop"])
     (name,) = [n for _, n in keep]
@@ -370,7 +370,8 @@ def test_volumes_swapped_are_caught_on_a_partial_read(setup, tmp_path):
         "--path",
         f"{a}/etc/nginx/sites-available/shop",
     )
-    assert r.returncode == 4 and "stands at place" in r.stderr, r.stderr
+    assert r.returncode == 4 and "the volume was changed or replaced" in r.stderr, r.stderr
+    assert "nothing in snapshot" not in r.stderr  # the read stopped: not a mistyped --path
 
 
 def test_trust_checks_apply_and_host_reads_another_servers_snapshots(setup, tmp_path, age_key):

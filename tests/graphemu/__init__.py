@@ -79,7 +79,9 @@ violations_of(rule), assert_no_violations(ignore=()), clear_violations();
 ``requests.<endpoint>``, ``bytes_uploaded``, ``fragments_committed``,
 ``sessions_created`` / ``_completed`` / ``_cancelled`` / ``_resumed`` (status GET on a
 session holding bytes), ``upload_status_requests``, ``simple_uploads``,
-``bytes_downloaded``, ``downloads``, ``tokens_issued``, ``tokens_refreshed``,
+``bytes_downloaded`` (body bytes the download host sent: a range's, a truncated answer's
+before the reset, none of a block the client hung up on), ``downloads``,
+``tokens_issued``, ``tokens_refreshed``,
 ``device_codes_issued``, ``device_code_polls``, ``throttled``, ``faults_injected``,
 ``folders_created``, ``items_deleted``, ``graph_401``, ``status.<code>``,
 ``violations.<rule>``; ``emu.requests`` (per-request log: ``t`` arrival on the emulator
@@ -105,8 +107,9 @@ chunked_transfer_encoding, bad_content_range (missing, malformed, ``*`` total),
 fragment_total_mismatch, content_length_mismatch, fragment_too_large (>= 60 MiB),
 unaligned_fragment, fragment_out_of_order, fragment_overlap, upload_url_modified (not
 used verbatim), expired_upload_session (used past expirationDateTime),
-expired_download_url, zero_byte_session, name_mismatch, invalid_conflict_behavior,
-simple_upload_too_large, ignored_retry_after, reused_refresh_token,
+expired_download_url, malformed_range (a Range that is not one bytes=A-B / A- / -N; the
+whole file is sent, as RFC 9110 says), zero_byte_session, name_mismatch,
+invalid_conflict_behavior, simple_upload_too_large, ignored_retry_after, reused_refresh_token,
 device_poll_too_fast.
 
 Throttling bookkeeping: after a 429/503/509 with Retry-After, every request of the same

@@ -25,6 +25,7 @@ UPLOAD_BUSINESS = re.compile(
 DOWNLOAD_PERSONAL = re.compile(r"^/y4m([A-Za-z0-9_-]+)/[^/]*$")
 DOWNLOAD_BUSINESS = re.compile(r"^/(personal|sites)/[^/]+/_layouts/15/download\.aspx$")
 CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+RANGE = re.compile(r"bytes=(\d*)-(\d*)")  # one range; several (a,b) are not served [inf]
 
 
 class Files:
@@ -522,24 +523,24 @@ class Files:
                     "attachment; filename*=UTF-8''" + quote(item["name"], safe=""))]
         rng = None if req.fault("ignore_range") else req.header("Range")
         start, stop, status = 0, size, 200
-        if rng:
-            m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
-            if m and (m.group(1) or m.group(2)):
-                a, b = m.group(1), m.group(2)
-                if a:
-                    first = int(a)
-                    last = min(int(b), size - 1) if b else size - 1
-                    if b and int(b) < first:
-                        first, last = 0, size - 1  # invalid: ignored, whole file
-                    elif first >= size:
-                        return self.unsatisfiable(req, size)
-                    else:
-                        start, stop, status = first, last + 1, 206
-                else:
-                    n = int(b)
-                    if n == 0 or size == 0:
-                        return self.unsatisfiable(req, size)
-                    start, stop, status = max(0, size - n), size, 206
+        if rng is not None:
+            m = RANGE.fullmatch(rng.strip())
+            a, b = (m.group(1), m.group(2)) if m else ("", "")
+            if not (a or b) or (a and b and int(b) < int(a)):
+                # RFC 9110 14.2: an invalid Range is ignored, the whole file sent [doc 1.7]
+                emu.violation("malformed_range", req, f"Range {rng!r} is not one range "
+                              "bytes=A-B, A- or -N; the whole file is sent instead")
+            elif a:
+                first = int(a)
+                if first >= size:
+                    return self.unsatisfiable(req, size)
+                last = min(int(b), size - 1) if b else size - 1
+                start, stop, status = first, last + 1, 206
+            else:
+                n = int(b)
+                if n == 0 or size == 0:
+                    return self.unsatisfiable(req, size)
+                start, stop, status = max(0, size - n), size, 206
         if status == 206:
             headers.append(("Content-Range", f"bytes {start}-{stop - 1}/{size}"))
         resp = Response(status, b"", headers, file=(path, start, stop - start))
@@ -547,7 +548,7 @@ class Files:
         if trunc is not None and stop - start > 1:
             resp.truncate_to = int(trunc.get("keep", (stop - start) // 2))
         emu.counters["downloads"] += 1
-        emu.counters["bytes_downloaded"] += stop - start if req.method == "GET" else 0
+        resp.on_sent = lambda n: emu.count("bytes_downloaded", n)  # what goes out, not asked
         return resp
 
     def unsatisfiable(self, req: Request, size: int) -> Response:

@@ -84,6 +84,9 @@ class Response:
     file: tuple[Path, int, int] | None = None  # (path, offset, length) streamed
     action: str | None = None  # None | "drop" | "reset"
     truncate_to: int | None = None  # send only this many body bytes, then reset
+    # told each body block's length before it is written, and minus it if the write fails:
+    # counts the bytes that went out (a reader seeing the last byte sees it counted)
+    on_sent: Callable[[int], None] | None = None
 
     @classmethod
     def json(cls, status: int, obj: Any, headers: list[tuple[str, str]] | None = None):
@@ -261,12 +264,22 @@ class _Handler(BaseHTTPRequestHandler):
                     block = f.read(min(left, 1 << 20))
                     if not block:
                         break
-                    self.wfile.write(block)
+                    self._write_body(resp, block)
                     left -= len(block)
         else:
-            self.wfile.write(resp.body[:limit])
+            self._write_body(resp, resp.body[:limit])
         if resp.truncate_to is not None and limit < length:
             self.abort()
+
+    def _write_body(self, resp: Response, block: bytes) -> None:
+        if resp.on_sent is not None:
+            resp.on_sent(len(block))
+        try:
+            self.wfile.write(block)
+        except OSError:
+            if resp.on_sent is not None:
+                resp.on_sent(-len(block))
+            raise
 
     def abort(self) -> None:
         """Close with RST (SO_LINGER 0): the client sees 'connection reset by peer'."""

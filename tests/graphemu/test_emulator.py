@@ -601,6 +601,38 @@ def test_download_redirect_ranges_and_expiry(graph_emulator):
     assert r.status_code == 304
 
 
+def test_download_counts_the_bytes_sent_and_flags_malformed_ranges(graph_emulator):
+    emu = graph_emulator
+    c = Client(emu)
+    data = data_of(10_000)
+    emu.put_file("/d/file.bin", data)
+    loc = c.get("/me/drive/root:/d/file.bin:/content", allow_redirects=False).headers["Location"]
+    plain = requests.Session()
+
+    def get(headers):
+        return plain.get(loc, headers=headers, verify=emu.ca_pem, timeout=10)
+
+    def sent():
+        return emu.counters["bytes_downloaded"]
+
+    r = get({"Range": "bytes=100-199"})
+    assert r.status_code == 206 and r.content == data[100:200] and sent() == 100
+    assert plain.head(loc, verify=emu.ca_pem, timeout=10).status_code == 200
+    assert sent() == 100  # a HEAD sends no body
+    emu.faults.add("truncate", "download.get", keep=300)
+    with pytest.raises(requests.RequestException):
+        get({"Range": "bytes=0-4999"}).content  # noqa: B018 - reading the body is the point
+    assert sent() == 400  # the 300 bytes before the reset, not the 5000 asked for
+    assert emu.violations == []
+    # Graph ignores a Range it cannot serve as one range (RFC 9110): the whole file, 200
+    bad = ["bytes=5-3", "bytes=abc", "bytes=0-1,5-9", "items=0-5", "bytes=-", "bytes= 1-2"]
+    for value in bad:
+        r = get({"Range": value})
+        assert r.status_code == 200 and r.content == data, value
+    assert rules(emu) == ["malformed_range"] * len(bad)
+    assert get({"Range": "bytes=-0"}).status_code == 416  # valid syntax, nothing to send
+
+
 # ==================================================================== simple upload
 def test_simple_upload_limits_zero_bytes_and_conflicts(graph_emulator):
     emu = graph_emulator

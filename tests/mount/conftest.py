@@ -39,10 +39,11 @@ def odctl(*args: str, **kw) -> subprocess.CompletedProcess:  # noqa: ANN003
 
 
 def _readline(proc: subprocess.Popen, deadline: float) -> str:
-    """The next line odctl prints on stdout (its readiness line), waiting on the pipe."""
+    """The next line odctl prints on stdout (its readiness line; with --json the whole
+    document, which spans lines and may arrive in pieces), waiting on the pipe."""
     fd = proc.stdout.fileno()  # type: ignore[union-attr]
     buf = b""
-    while not buf.endswith(b"\n"):
+    while not buf.endswith(b"\n") or (buf.startswith(b"{") and not buf.endswith(b"}\n")):
         left = deadline - time.monotonic()
         if left <= 0:
             raise AssertionError(f"odctl mount did not say it was mounted in time; so far: {buf!r}")

@@ -166,6 +166,12 @@ def test_damaged_newest_manifest_is_reported_not_skipped(setup, tmp_path):
     assert not (tmp_path / "out" / "a").exists(), "restore latest quietly took the older snapshot"
     r = odctl("--config", str(cfg), "restore", "t", old.snapshot, "--to", str(tmp_path / "out"))
     assert r.returncode == 0 and (tmp_path / "out" / "a").read_bytes() == b"old"
+    r = odctl("--config", str(cfg), "ls", "t")
+    assert r.returncode == 4, r.stderr
+    assert new.snapshot in r.stderr and f"odctl ls t {old.snapshot}" in r.stderr
+    for ref in (old.snapshot, old.snapshot[:12]):  # reads that folder's manifest only
+        r = odctl("--config", str(cfg), "ls", "t", ref)
+        assert r.returncode == 0 and r.stdout.split() == ["a"], (ref, r.stderr)
 
 
 def test_each_warning_is_printed_once(setup, tmp_path):

@@ -57,7 +57,7 @@ def test_resume_from_every_checkpoint_gives_identical_stream(tmp_path):
     ts, _ = _stream(src, chunk=3000)
     chunks, cps = [], []
     for c in ts:
-        chunks.append(c)
+        chunks.append(bytes(c))  # a chunk is valid until the next: kept, it is copied
         cps.append(TarCheckpoint.from_json(ts.checkpoint().to_json()))
     full = b"".join(chunks)
     digest = hashlib.sha256(full).hexdigest()
@@ -67,7 +67,7 @@ def test_resume_from_every_checkpoint_gives_identical_stream(tmp_path):
         prefix = b"".join(chunks[: i + 1])
         assert cp.offset == len(prefix)
         rest_stream, reports = _stream(src, resume=cp, chunk=3000)
-        rest = b"".join(rest_stream)
+        rest = b"".join(bytes(c) for c in rest_stream)
         assert hashlib.sha256(prefix + rest).hexdigest() == digest, f"resume at chunk {i} diverged"
         assert reports == []
         assert rest_stream.cp.stats == ts.cp.stats
