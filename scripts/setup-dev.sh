@@ -10,8 +10,6 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 APT_PACKAGES="age zstd tar dbus attr python3-venv libglib2.0-bin"
-# a runtime dependency the .deb Depends on (the virtualenv installs numpy from pyproject)
-APT_PACKAGES="$APT_PACKAGES python3-numpy"
 # tests/odctl/test_zsh.py: the zsh completion in a real zsh
 APT_PACKAGES="$APT_PACKAGES zsh"
 # packages: scripts/build-packages.sh; man pages: mandoc -Tlint

@@ -1,5 +1,5 @@
-"""quickXorHash: the numpy folding against a slow reference, the Graph emulator's own
-implementation and published vectors."""
+"""quickXorHash: the fast big-integer folding against a slow reference, the Graph emulator's
+own implementation and published vectors."""
 
 from __future__ import annotations
 
@@ -238,12 +238,12 @@ def test_random_update_splits_match_reference():
 
 def test_matches_the_emulator_on_megabytes_split_around_every_boundary():
     # Pieces of every kind the folding distinguishes (a partial 160-byte class period, a
-    # reduction row of hashes._WIDE bytes, several rows plus a remainder) at every start
-    # offset, as the volume writer feeds them; the emulator's independent big-integer
+    # conversion slice of hashes._SLICE bytes, several slices plus a remainder) at every
+    # start offset, as the volume writer feeds them; the emulator's independent
     # implementation is what OneDrive's side of the tests computes.
     rng = random.Random(0x51C0)
     data = rng.randbytes(12 << 20)
-    wide = hashes._WIDE
+    wide = hashes._SLICE
     sizes = [1, 159, 160, 161, wide - 1, wide, wide + 1, 3 * wide + 77, 128 << 10, 1 << 20]
     ours, theirs = QuickXorHash(), emulator_quickxor.QuickXorHash()
     view = memoryview(data)

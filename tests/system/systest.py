@@ -169,7 +169,7 @@ class SystemTest:
         requires = q("-R")
         for dep in ("python3-msal", "python3-dbus-fast", "python3-pyinotify", "python3-zstandard",
                     "python3-cryptography", "python3-requests", "python3-croniter",
-                    "python3-systemd", "python3-numpy"):
+                    "python3-systemd"):
             check(dep in requires.split(), f"the .rpm does not require {dep}")
         return (f"{len(files)} files; sysusers/preset/disable/try-restart scriptlets; "
                 "distro python3-* Requires")
