@@ -392,9 +392,13 @@ def restore_paths(args: argparse.Namespace, d, m, chain, ids, authentic: bool): 
 def fetched_text(f: dict) -> str:
     from odbackupd.config.units import plural
 
+    vols = plural(f.get("volumes", 0), "volume")
+    ranges = f.get("ranges", 0)
+    data = (f"{render.size(f.get('volume_bytes', 0))} of {vols} (only the zstd frames holding "
+            f"the paths: {plural(ranges, 'ranged read')})" if ranges else
+            f"{vols} ({render.size(f.get('volume_bytes', 0))})")
     return (
-        f"fetched {plural(f.get('volumes', 0), 'volume')} "
-        f"({render.size(f.get('volume_bytes', 0))}) and "
+        f"fetched {data} and "
         f"{f.get('indexes', 0)} {'index' if f.get('indexes', 0) == 1 else 'indexes'} "
         f"({render.size(f.get('index_bytes', 0))})"
     )

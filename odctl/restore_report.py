@@ -85,8 +85,11 @@ def report(args: Any, m: Any, stats: Any, took: float, stopped_damaged: bool = F
                 from .browse import fetched_text
 
                 f = stats.fetched
-                print(f"{fetched_text(f)}, of the {f.get('stored_volumes', len(m.volumes))} "
-                      f"volumes ({render.size(f.get('stored_bytes', m.stored_bytes))}) a whole "
+                from odbackupd.config.units import plural
+
+                whole = plural(f.get("stored_volumes", len(m.volumes)), "volume")
+                print(f"{fetched_text(f)}, of the {whole} "
+                      f"({render.size(f.get('stored_bytes', m.stored_bytes))}) a whole "
                       "restore reads")
     for p in stats.unmatched:
         example = str(m.sources[0]).strip("/") if m.sources else "etc/ssh"
