@@ -194,8 +194,19 @@ class OneDriveDestination(Destination):
             if old == rel or old.startswith(rel + "/"):
                 self._urls.pop(old, None)
 
-    def _children(self, rel: str) -> Iterator[dict]:
+    def _keep_urls(self, urls: dict[str, str]) -> None:
+        """Many at once (a listing's): one pass over the kept ones, not one per URL."""
+        now = time.monotonic()
+        for old, (_, fetched) in list(self._urls.items()):
+            if now - fetched >= _URL_REUSE:
+                self._urls.pop(old, None)
+        self._urls.update({rel: (url, now) for rel, url in urls.items()})
+
+    def _children(self, rel: str, urls: bool = False) -> Iterator[dict]:
+        """``urls``: with each file's pre-authenticated download URL (GRAPH-NOTES 1.1)."""
         url = self._item(rel) + ":/children?$top=1000&$select=id,name,size,file,folder"
+        if urls:
+            url += ",@microsoft.graph.downloadUrl"
         try:
             yield from self.client.paged(url, what=f"listing {rel}")
         except gerr.ItemNotFound:
@@ -265,9 +276,21 @@ class OneDriveDestination(Destination):
             return sorted(i["name"] for i in self._children(self._rel(job)) if "folder" in i)
 
     def list_objects(self, job: str, snapshot: str) -> dict[str, StoredObject]:
+        """The snapshot folder's files; their download URLs are kept (``_URL_REUSE``), so a
+        read that follows (restore --path: the index, a volume's frames) needs no
+        ``:/content`` redirect."""
+        rel = self._rel(job, snapshot)
+        out: dict[str, StoredObject] = {}
+        urls: dict[str, str] = {}
         with self._errors(f"listing {job}/{snapshot}"):
-            return {i["name"]: self._stored(i) for i in self._children(self._rel(job, snapshot))
-                    if "folder" not in i}
+            for i in self._children(rel, urls=True):
+                if "folder" in i:
+                    continue
+                out[i["name"]] = self._stored(i)
+                if isinstance(i.get("@microsoft.graph.downloadUrl"), str):
+                    urls[f"{rel}/{i['name']}"] = i["@microsoft.graph.downloadUrl"]
+        self._keep_urls(urls)
+        return out
 
     def read_manifest(self, job: str, snapshot: str) -> bytes | None:
         """``job/snapshot``'s manifest, None when it has none (or the folder is gone): read

@@ -25,7 +25,9 @@ def _tree(root):  # noqa: ANN001, ANN201
 
 
 class Downloads:
-    """The objects a command downloaded (graph.content.get requests, by name) and the bytes."""
+    """The objects a command downloaded, by name (each GET of a download URL: personal
+    OneDrive's name its item last; a ranged read of one volume counts once per range),
+    and the bytes."""
 
     def __init__(self, emu) -> None:  # noqa: ANN001
         self.emu = emu
@@ -33,12 +35,12 @@ class Downloads:
     def __call__(self, *args: str) -> tuple:
         mark, before = len(self.emu.requests), self.emu.counters["bytes_downloaded"]
         r = odctl(*args)
-        names = [
-            unquote(q["path"]).split("?")[0].removesuffix(":/content").rsplit("/", 1)[-1]
+        names = sorted({
+            (q["path"], unquote(q["path"].split("?")[0].rsplit("/", 1)[-1]))
             for q in self.emu.requests[mark:]
-            if q.get("label") == "graph.content.get"
-        ]
-        return r, sorted(names), self.emu.counters["bytes_downloaded"] - before
+            if q.get("label") == "download.get"
+        })
+        return r, sorted(n for _, n in names), self.emu.counters["bytes_downloaded"] - before
 
 
 def _sizes(m) -> dict:  # noqa: ANN001

@@ -20,10 +20,13 @@ VOL = re.compile(r"(vol\.\d{6}\.zst(?:\.age)?)")
 
 
 def _downloads(emu, since: int) -> list[str]:  # noqa: ANN001
-    """The objects whose content was asked for since request number ``since``."""
+    """The objects downloaded since request number ``since`` (each download URL once:
+    personal OneDrive's name the item last)."""
     out = []
+    seen = set()
     for q in emu.requests[since:]:
-        if q["label"] == "graph.content.get":
+        if q["label"] == "download.get" and q["path"] not in seen:
+            seen.add(q["path"])
             m = VOL.search(q["path"]) or re.search(r"(index\.zst(?:\.age)?)", q["path"])
             out.append(m.group(1) if m else q["path"])
     return out

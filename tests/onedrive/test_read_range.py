@@ -166,5 +166,20 @@ def test_a_frame_of_an_encrypted_volume_costs_its_chunks_not_the_volume(stored):
     fetched = emu.counters["bytes_downloaded"] - before
     # the header's first slice, then the 65 chunks that hold the frame: 4.07 of 24 MiB
     assert fetched == FIRST_SLICE + r.stored_range(*frame)[1] < frame[1] + 200_000, fetched
-    assert content_gets(emu) == 1 and emu.counters["requests.download.get"] == 2
+    # the listing gave the file's download URL: no :/content redirect at all
+    assert content_gets(emu) == 0 and emu.counters["requests.download.get"] == 2
     emu.assert_no_violations()
+
+
+def test_a_listed_file_is_read_through_the_url_its_listing_gave(stored):
+    """What restore --path does: list the snapshot folder, then read the index and a
+    volume's frames, without one :/content redirect each; once that URL has expired, a
+    read gets a fresh one."""
+    dest, emu, put = stored
+    data = put("index.zst", os.urandom(MIB))
+    assert "index.zst" in dest.list_objects(JOB, SNAP)
+    assert dest.read_range(JOB, SNAP, "index.zst", 10, 100) == data[10:110]
+    assert content_gets(emu) == 0
+    emu.clock.advance(emu.config.download_url_lifetime + 1)
+    assert dest.read_range(JOB, SNAP, "index.zst", 20, 100) == data[20:120]
+    assert content_gets(emu) == 1
