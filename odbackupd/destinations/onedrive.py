@@ -181,11 +181,7 @@ class OneDriveDestination(Destination):
         return url if time.monotonic() - fetched < _URL_REUSE else None
 
     def _keep_url(self, rel: str, url: str) -> None:
-        now = time.monotonic()
-        for old, (_, fetched) in list(self._urls.items()):  # a copy: other threads add too
-            if now - fetched >= _URL_REUSE:
-                self._urls.pop(old, None)
-        self._urls[rel] = (url, now)
+        self._keep_urls({rel: url})
 
     def _forget_urls(self, rel: str) -> None:
         """Drop the kept URL of ``rel`` and of everything under it: a file replaced or
@@ -197,7 +193,7 @@ class OneDriveDestination(Destination):
     def _keep_urls(self, urls: dict[str, str]) -> None:
         """Many at once (a listing's): one pass over the kept ones, not one per URL."""
         now = time.monotonic()
-        for old, (_, fetched) in list(self._urls.items()):
+        for old, (_, fetched) in list(self._urls.items()):  # a copy: other threads add too
             if now - fetched >= _URL_REUSE:
                 self._urls.pop(old, None)
         self._urls.update({rel: (url, now) for rel, url in urls.items()})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+from ..crypto.age import AgeError, AgeNoMatchError
 from ..destinations.base import Destination
 from .frames import FrameTable
 from .manifest import Manifest
@@ -23,7 +24,6 @@ class AgeVolume:
 
     def __init__(self, dest: Destination, m: Manifest, vol: dict, table: FrameTable,
                  identities: Sequence[object] | None) -> None:
-        from ..crypto.age import AgeError, AgeNoMatchError
         from ..crypto.agerange import AgeRange
 
         self.name = f"{m.snapshot}/{vol['name']}"
@@ -47,7 +47,6 @@ class AgeVolume:
                 return prefix[at : at + length]
             return fetch(at, length)
 
-        self._errors = (AgeError,)
         try:
             self._r = AgeRange(after_prefix, int(vol["size"]), list(identities),
                                payload_start=start)
@@ -62,5 +61,5 @@ class AgeVolume:
     def read(self, start: int, length: int) -> bytes:
         try:
             return self._r.read(start, length)
-        except self._errors as e:
+        except AgeError as e:
             raise IntegrityError(f"{self.name}: {e}") from e

@@ -70,12 +70,13 @@ class FrameCompressor:
             w = c.stream_writer(Collect(pieces), size=n, closefd=False, write_size=WRITE_SIZE)
             w.write(view[:n])
             w.flush(zstandard.FLUSH_FRAME)
+        sha = None
         if hashed:
-            sha = hashlib.sha256()
+            h = hashlib.sha256()
             for p in pieces:
-                sha.update(p)
-            return buf, n, pieces, sha.digest()
-        return buf, n, pieces, None
+                h.update(p)
+            sha = h.digest()
+        return buf, n, pieces, sha
 
     def ratio(self) -> float:
         return self.z_out / self.tar_in if self.tar_in else 1.0

@@ -61,8 +61,7 @@ class FrameTable:
         encrypted = self.age_prefix_sha256 is not None
         packer = _AGE if encrypted else _PLAIN
         packed = b"".join(
-            packer.pack(f.tar_len, f.z_len) if encrypted else packer.pack(f.tar_len, f.z_len,
-                                                                          f.sha256 or b"")
+            packer.pack(f.tar_len, f.z_len, *(() if encrypted else (f.sha256 or b"",)))
             for f in self.frames
         )
         out: dict = {"z": self.frames[0].z_start if self.frames else 0,

@@ -595,7 +595,7 @@ class SnapshotView:
         m = self._by_id[loc.snapshot]
         first = next(i for i, v in enumerate(m.volumes) if int(v.get("index", i + 1)) == loc.volume)
         limit = None if end is None else end - loc.offset
-        tables = self._frames.get(loc.snapshot) if m.index is not None else None
+        tables = self._frames.get(loc.snapshot)
         if tables is not None and hasattr(self.source, "frames"):
             # only the frames that hold the stretch (framereader.py)
             raw = FrameStream(m, m.volumes[first:], tables, self.source, self.identities,
